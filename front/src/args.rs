@@ -1,0 +1,130 @@
+//! Command-line flags (each also an environment variable) → a validated
+//! [`Config`], before any socket is bound. Called by `main`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use h2hop::telemetry::LogArgs;
+use h2hop::tls::{self, TlsError};
+use rustls::pki_types::ServerName;
+
+use crate::{Config, UpstreamConfig, UpstreamTls};
+
+/// h2hop-front: accepts HTTP/1.1 clients and carries their WebSockets as
+/// RFC 8441 extended CONNECT streams, and their plain requests as ordinary
+/// streams, over one multiplexed HTTP/2 connection to an h2hop-sidecar.
+#[derive(Debug, clap::Parser)]
+#[command(name = "h2hop-front", version)]
+pub struct Args {
+    /// Address to accept HTTP/1.1 clients on.
+    #[arg(long, env = "H2HOP_FRONT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The sidecar's address, host:port.
+    #[arg(long, env = "H2HOP_SIDECAR", default_value = "127.0.0.1:8443")]
+    pub sidecar: String,
+    /// Name the sidecar's certificate must carry (default: the host of --sidecar).
+    #[arg(long, env = "H2HOP_SIDECAR_NAME")]
+    pub sidecar_name: Option<String>,
+    /// Speak cleartext HTTP/2 (h2c, prior knowledge) to the sidecar instead of
+    /// mutual TLS. Only for meshes that encrypt elsewhere.
+    #[arg(long, env = "H2HOP_H2C")]
+    pub h2c: bool,
+    /// CA certificate (PEM) the sidecar's certificate must chain to.
+    #[arg(long, env = "H2HOP_CA", required_unless_present = "h2c")]
+    pub ca: Option<PathBuf>,
+    /// The front's client certificate chain (PEM), shown to the sidecar.
+    #[arg(long, env = "H2HOP_CERT", required_unless_present = "h2c")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, env = "H2HOP_KEY", required_unless_present = "h2c")]
+    pub key: Option<PathBuf>,
+    /// Bound on TCP connect to the sidecar, and on the TLS handshake.
+    #[arg(long, env = "H2HOP_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// Bound on the wait for the sidecar's response head (a tunnel's or a request's).
+    #[arg(long, env = "H2HOP_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub response_timeout: Duration,
+    /// Bound on reading a client's request head.
+    #[arg(long, env = "H2HOP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Flags that do not make a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// A TLS file could not be used.
+    #[error("TLS set-up failed")]
+    Tls(#[from] TlsError),
+    /// No name to check the sidecar's certificate against.
+    #[error("invalid sidecar name {0:?}")]
+    SidecarName(String),
+    /// A TLS flag is missing (clap enforces this; kept for library callers).
+    #[error("--{0} is required unless --h2c is set")]
+    Missing(&'static str),
+}
+
+impl Args {
+    /// Validates the flags and loads the TLS files.
+    pub fn config(&self) -> Result<Config, ArgsError> {
+        let tls = if self.h2c { None } else { Some(self.tls()?) };
+        let mut config = Config::new(self.sidecar.clone(), tls);
+        config.upstream = UpstreamConfig {
+            connect_timeout: self.connect_timeout,
+            ..config.upstream
+        };
+        config.response_timeout = self.response_timeout;
+        config.header_timeout = self.header_timeout;
+        Ok(config)
+    }
+
+    fn tls(&self) -> Result<UpstreamTls, ArgsError> {
+        let ca = self.ca.as_deref().ok_or(ArgsError::Missing("ca"))?;
+        let cert = self.cert.as_deref().ok_or(ArgsError::Missing("cert"))?;
+        let key = self.key.as_deref().ok_or(ArgsError::Missing("key"))?;
+        let identity = (tls::load_certs(cert)?, tls::load_key(key)?);
+        let config = tls::client_config(tls::load_certs(ca)?, Some(identity))?;
+        let name = match &self.sidecar_name {
+            Some(name) => name.clone(),
+            None => host_of(&self.sidecar).to_owned(),
+        };
+        let server_name =
+            ServerName::try_from(name.clone()).map_err(|_| ArgsError::SidecarName(name))?;
+        Ok(UpstreamTls {
+            config,
+            server_name,
+        })
+    }
+}
+
+/// The host part of `host:port`, without IPv6 brackets.
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _port)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn host_of_strips_port_and_brackets() {
+        assert_eq!(host_of("sidecar.local:8443"), "sidecar.local");
+        assert_eq!(host_of("[::1]:8443"), "::1");
+        assert_eq!(host_of("127.0.0.1:1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn tls_files_are_required_unless_h2c() {
+        assert!(Args::try_parse_from(["h2hop-front"]).is_err());
+        let args =
+            Args::try_parse_from(["h2hop-front", "--h2c", "--connect-timeout", "250ms"]).unwrap();
+        let config = args.config().unwrap();
+        assert!(config.upstream.tls.is_none());
+        assert_eq!(config.upstream.connect_timeout, Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,255 @@
+//! Classify stage: is this HTTP/1.1 request a WebSocket handshake, a plain
+//! request, or something to refuse before anything goes upstream?
+//!
+//! Input: the request head from the listener. Output: a [`Class`] that picks
+//! [`crate::upgrade`] or [`crate::forward`], or a [`Rejection`] answered here.
+
+use h2hop::translate::hop_by_hop;
+use h2hop::websocket;
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderValue, TRANSFER_ENCODING, UPGRADE};
+use http::{Method, Request, StatusCode, Version};
+
+/// What the front does with a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Class {
+    /// A valid RFC 6455 handshake; the client's key, for the 101's accept.
+    WebSocket {
+        /// The client's `Sec-WebSocket-Key`.
+        key: HeaderValue,
+    },
+    /// Anything else: forwarded as an ordinary request (an `Upgrade` to a
+    /// protocol h2hop does not tunnel is dropped as hop-by-hop, which
+    /// RFC 9110 §7.8 allows: the server "can ignore" it).
+    Plain,
+    /// Refused at the front.
+    Reject(Rejection),
+}
+
+/// A request the front answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Malformed: missing or repeated Host (RFC 9112 §3.2 (N51)), or a
+    /// WebSocket handshake that breaks RFC 6455 §4.1 (N47); the reason says which.
+    BadRequest(&'static str),
+    /// A WebSocket version other than 13 (RFC 6455 §4.4 (N41)).
+    UnsupportedVersion,
+}
+
+impl Rejection {
+    /// The status of the answer.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
+        }
+    }
+
+    /// The reason, for the body and the log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Rejection::BadRequest(reason) => reason,
+            Rejection::UnsupportedVersion => {
+                "unsupported Sec-WebSocket-Version; this server speaks 13"
+            }
+        }
+    }
+}
+
+/// Classifies a request by its head.
+pub fn classify<B>(request: &Request<B>) -> Class {
+    let headers = request.headers();
+    let hosts = headers.get_all(HOST).iter().count();
+    if hosts > 1 {
+        return Class::Reject(Rejection::BadRequest("repeated Host field"));
+    }
+    // RFC 9112 §3.2 (N51): HTTP/1.1 requires Host; HTTP/1.0 may go without
+    // if the target is in absolute form.
+    if hosts == 0 && (request.version() != Version::HTTP_10 || request.uri().authority().is_none())
+    {
+        return Class::Reject(Rejection::BadRequest("missing Host field"));
+    }
+    // RFC 9110 §7.8 (N34): Upgrade in an HTTP/1.0 request is ignored.
+    if request.version() < Version::HTTP_11
+        || !hop_by_hop::has_token(headers, &UPGRADE, "websocket")
+    {
+        return Class::Plain;
+    }
+    match check_handshake(request) {
+        Ok(key) => Class::WebSocket { key },
+        Err(rejection) => Class::Reject(rejection),
+    }
+}
+
+/// RFC 6455 §4.1 / §4.2.1: the client handshake's requirements (N38-N41, N47).
+fn check_handshake<B>(request: &Request<B>) -> Result<HeaderValue, Rejection> {
+    let headers = request.headers();
+    if request.method() != Method::GET {
+        return Err(Rejection::BadRequest("WebSocket handshake must use GET"));
+    }
+    if !hop_by_hop::has_token(headers, &CONNECTION, "upgrade") {
+        return Err(Rejection::BadRequest(
+            "WebSocket handshake lacks Connection: upgrade",
+        ));
+    }
+    // A body would have to be framed across the hop before the tunnel; the
+    // handshake has none (S6).
+    let has_body = headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|length| length != "0");
+    if has_body {
+        return Err(Rejection::BadRequest(
+            "WebSocket handshake must not carry a body",
+        ));
+    }
+    let mut versions = headers.get_all("sec-websocket-version").iter();
+    match (versions.next(), versions.next()) {
+        (None, _) => return Err(Rejection::BadRequest("missing Sec-WebSocket-Version")),
+        (Some(version), None) if version == websocket::VERSION => {}
+        _ => return Err(Rejection::UnsupportedVersion),
+    }
+    let mut keys = headers.get_all("sec-websocket-key").iter();
+    match (keys.next(), keys.next()) {
+        (Some(key), None) if websocket::is_valid_key(key.as_bytes()) => Ok(key.clone()),
+        _ => Err(Rejection::BadRequest("invalid Sec-WebSocket-Key")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    fn request(method: &str, version: Version, headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri("/chat")
+            .version(version);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    fn handshake(extra: &[(&str, &str)]) -> Vec<(&'static str, String)> {
+        let mut headers = vec![
+            ("host", "example.com".to_owned()),
+            ("upgrade", "websocket".to_owned()),
+            ("connection", "Upgrade".to_owned()),
+            ("sec-websocket-key", KEY.to_owned()),
+            ("sec-websocket-version", "13".to_owned()),
+        ];
+        for (name, value) in extra {
+            headers.retain(|(n, _)| n != name);
+            let name: &'static str = Box::leak(name.to_string().into_boxed_str());
+            headers.push((name, value.to_string()));
+        }
+        headers
+    }
+
+    fn classify_with(method: &str, extra: &[(&str, &str)]) -> Class {
+        let headers = handshake(extra);
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        classify(&request(method, Version::HTTP_11, &pairs))
+    }
+
+    /// RFC 6455 §4.1 (N38, N39): a valid handshake in any token case and order.
+    #[test]
+    fn valid_handshake_is_websocket() {
+        for connection in [
+            "Upgrade",
+            "keep-alive, Upgrade",
+            "UpGrade",
+            "upgrade, keep-alive, X-Foo",
+        ] {
+            let class = classify_with(
+                "GET",
+                &[("connection", connection), ("upgrade", "WebSocket")],
+            );
+            assert_eq!(
+                class,
+                Class::WebSocket {
+                    key: HeaderValue::from_static(KEY)
+                },
+                "{connection}"
+            );
+        }
+    }
+
+    /// RFC 6455 §4.2.1 (N47): malformed handshakes get 400.
+    #[test]
+    fn malformed_handshakes_are_bad_requests() {
+        let cases: [(&str, &[(&str, &str)]); 5] = [
+            ("POST", &[]),
+            ("GET", &[("connection", "keep-alive")]),
+            ("GET", &[("sec-websocket-key", "short")]),
+            ("GET", &[("sec-websocket-version", "")]),
+            ("GET", &[("content-length", "5")]),
+        ];
+        for (method, extra) in cases {
+            let class = classify_with(method, extra);
+            let status = match class {
+                Class::Reject(rejection) => rejection.status(),
+                other => panic!("{method} {extra:?} gave {other:?}"),
+            };
+            if extra == [("sec-websocket-version", "")] {
+                assert_eq!(status, StatusCode::UPGRADE_REQUIRED);
+            } else {
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {extra:?}");
+            }
+        }
+    }
+
+    /// RFC 6455 §4.4 (N41): another version gets 426.
+    #[test]
+    fn other_version_is_upgrade_required() {
+        let class = classify_with("GET", &[("sec-websocket-version", "8")]);
+        assert_eq!(class, Class::Reject(Rejection::UnsupportedVersion));
+        assert_eq!(
+            Rejection::UnsupportedVersion.status(),
+            StatusCode::UPGRADE_REQUIRED
+        );
+    }
+
+    /// RFC 9112 §3.2 (N51): missing or repeated Host is refused.
+    #[test]
+    fn missing_or_repeated_host_is_refused() {
+        let none = request("GET", Version::HTTP_11, &[]);
+        assert!(matches!(
+            classify(&none),
+            Class::Reject(Rejection::BadRequest(_))
+        ));
+        let two = request("GET", Version::HTTP_11, &[("host", "a"), ("host", "b")]);
+        assert!(matches!(
+            classify(&two),
+            Class::Reject(Rejection::BadRequest(_))
+        ));
+    }
+
+    /// RFC 9110 §7.8 (N34): an HTTP/1.0 Upgrade is ignored.
+    #[test]
+    fn http10_upgrade_is_plain() {
+        let headers = handshake(&[]);
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        assert_eq!(
+            classify(&request("GET", Version::HTTP_10, &pairs)),
+            Class::Plain
+        );
+    }
+
+    /// S3: an `Upgrade: h2c` is not a tunnel; forwarding strips it.
+    #[test]
+    fn other_upgrade_tokens_are_plain() {
+        let request = request(
+            "GET",
+            Version::HTTP_11,
+            &[
+                ("host", "h"),
+                ("upgrade", "h2c"),
+                ("connection", "Upgrade, HTTP2-Settings"),
+            ],
+        );
+        assert_eq!(classify(&request), Class::Plain);
+    }
+}

@@ -1,0 +1,92 @@
+//! The front's one error type, and the HTTP status each failure earns.
+//!
+//! Every stage returns [`Error`]; the listener turns it into a response with
+//! [`Error::status`] and logs it once (style: culprit decides the status).
+
+use std::io;
+use std::time::Duration;
+
+use h2hop::translate::TranslateError;
+use http::StatusCode;
+
+/// What went wrong while serving one client request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The client's request cannot be translated (no host, bad target).
+    #[error("bad request")]
+    Translate(#[from] TranslateError),
+    /// TCP connect to the sidecar failed.
+    #[error("cannot connect to sidecar {addr}")]
+    ConnectUpstream {
+        /// The sidecar address.
+        addr: String,
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// A step toward the sidecar took longer than its bound.
+    #[error("{step} with sidecar {addr} timed out after {after:?}")]
+    UpstreamTimeout {
+        /// Which step: connect, TLS handshake, settings, response.
+        step: &'static str,
+        /// The sidecar address.
+        addr: String,
+        /// The bound that ran out.
+        after: Duration,
+    },
+    /// TLS with the sidecar failed (certificate, name, protocol).
+    #[error("TLS with sidecar {addr} failed: {reason}")]
+    UpstreamTls {
+        /// The sidecar address.
+        addr: String,
+        /// The failure in words, from [`h2hop::tls::describe_failure`].
+        reason: String,
+    },
+    /// The HTTP/2 connection to the sidecar failed or broke.
+    #[error("HTTP/2 with sidecar {addr} failed")]
+    UpstreamH2 {
+        /// The sidecar address.
+        addr: String,
+        /// The HTTP/2 error.
+        #[source]
+        source: h2::Error,
+    },
+    /// The sidecar's SETTINGS lacked SETTINGS_ENABLE_CONNECT_PROTOCOL = 1, so
+    /// no `:protocol` may be sent to it (RFC 8441 §3 (N4)).
+    #[error("sidecar {addr} does not support extended CONNECT (RFC 8441)")]
+    NoExtendedConnect {
+        /// The sidecar address.
+        addr: String,
+    },
+    /// The upgraded client connection could not be taken over.
+    #[error("client upgrade failed")]
+    ClientUpgrade(#[source] hyper::Error),
+}
+
+impl Error {
+    /// The status the client gets: 400 for its own mistakes, 504 when a
+    /// bound ran out, 502 when the sidecar failed us.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Translate(_) => StatusCode::BAD_REQUEST,
+            Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::ConnectUpstream { .. }
+            | Error::UpstreamTls { .. }
+            | Error::UpstreamH2 { .. }
+            | Error::NoExtendedConnect { .. }
+            | Error::ClientUpgrade(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The error with its causes, one line, for logs and response bodies.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}

@@ -1,0 +1,43 @@
+//! Forward stage: a plain HTTP/1.1 request becomes an ordinary HTTP/2 stream.
+//!
+//! Input: a request [`crate::classify`] found plain. Output: the sidecar's
+//! response, head translated and body streamed back as it arrives. The
+//! request body streams up in its own task, bounded by the stream window.
+
+use h2hop::relay::{self, H2Body};
+use h2hop::translate::request::{self, Kind};
+use h2hop::translate::response;
+use http::uri::Scheme;
+use http::{Request, Response, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use tracing::{Instrument as _, Span, debug};
+
+use crate::Error;
+use crate::listener::{Context, ResponseBody};
+
+/// Forwards one request and returns the response to stream to the client.
+pub async fn forward(
+    context: &Context,
+    client: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Error> {
+    let (parts, body) = client.into_parts();
+    let upstream_request = request::h1_to_h2(&parts, Scheme::HTTP, Kind::Forward)?;
+    let end_of_stream = body.is_end_stream();
+    let (response, send) = context
+        .upstream
+        .open_stream(upstream_request, end_of_stream)
+        .await?;
+    if !end_of_stream {
+        let upload = async move {
+            if let Err(err) = relay::send_body(body, send).await {
+                debug!(error = %err, "request body not fully sent");
+            }
+        };
+        tokio::spawn(upload.instrument(Span::current()));
+    }
+    let response = context.await_response(response).await?;
+    let (head, recv) = response.into_parts();
+    let relayed = response::relay(&head, Version::HTTP_11);
+    Ok(relayed.map(|()| crate::listener::streamed(H2Body::new(recv))))
+}

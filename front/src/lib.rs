@@ -1,0 +1,59 @@
+//! `h2hop-front`: HTTP/1.1 clients in, one multiplexed HTTP/2 connection to
+//! the sidecar out.
+//!
+//! The path of a request, stage by stage:
+//! 1. [`listener`]: accept, serve HTTP/1.1 with upgrades, one task per connection;
+//! 2. [`classify`]: WebSocket handshake, plain request, or a 400/426 answered here;
+//! 3. [`upgrade`]: extended CONNECT (RFC 8441), the rebuilt 101, then the relay;
+//!    or [`forward`]: an ordinary HTTP/2 stream, bodies streamed both ways;
+//! 4. [`upstream`]: the HTTP/2 connection, TLS with ALPN `h2` or h2c.
+//!
+//! [`run`] takes an already-bound listener and a cancellation token; only
+//! `main` binds, reads signals and picks the exit code.
+
+pub mod args;
+pub mod classify;
+mod error;
+pub mod forward;
+pub mod listener;
+pub mod upgrade;
+pub mod upstream;
+
+use std::time::Duration;
+
+pub use error::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+pub use upstream::{UpstreamConfig, UpstreamTls};
+
+/// Everything the front needs, validated before any socket is bound.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How to reach the sidecar.
+    pub upstream: UpstreamConfig,
+    /// Bound on the wait for the sidecar's response head.
+    pub response_timeout: Duration,
+    /// Bound on reading a client's request head (slowloris).
+    pub header_timeout: Duration,
+}
+
+impl Config {
+    /// A configuration with the documented defaults for everything but the
+    /// sidecar address and its TLS settings.
+    pub fn new(sidecar: String, tls: Option<UpstreamTls>) -> Self {
+        Self {
+            upstream: UpstreamConfig {
+                addr: sidecar,
+                tls,
+                connect_timeout: Duration::from_secs(5),
+            },
+            response_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves clients on `listener` until `shutdown` is cancelled.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) {
+    listener::serve(config, listener, shutdown).await;
+}

@@ -1,0 +1,172 @@
+//! Listener stage: accepts client connections and serves HTTP/1.1 on each.
+//!
+//! One task per connection runs hyper's HTTP/1.1 server with upgrades on;
+//! each request is classified ([`crate::classify`]) and handed to
+//! [`crate::upgrade`] or [`crate::forward`]. Errors become responses here,
+//! and are logged here, once.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::RecvStream;
+use h2::client::ResponseFuture;
+use h2hop::relay::H2Body;
+use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE};
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, debug, info_span, warn};
+
+use crate::classify::{self, Class, Rejection};
+use crate::upstream::Upstream;
+use crate::{Config, Error, forward, upgrade};
+
+/// The body of every response the front writes: its own short texts, or a
+/// body streamed from the sidecar.
+pub type ResponseBody = Either<Full<Bytes>, H2Body>;
+
+/// An empty body.
+pub fn empty() -> ResponseBody {
+    Either::Left(Full::new(Bytes::new()))
+}
+
+/// A body streamed from an HTTP/2 stream.
+pub fn streamed(body: H2Body) -> ResponseBody {
+    Either::Right(body)
+}
+
+/// What every request handler shares.
+pub struct Context {
+    /// The connection(s) to the sidecar.
+    pub upstream: Upstream,
+    response_timeout: Duration,
+}
+
+impl Context {
+    /// Waits for the sidecar's response head, within the response timeout.
+    pub async fn await_response(
+        &self,
+        response: ResponseFuture,
+    ) -> Result<Response<RecvStream>, Error> {
+        let bound = self.response_timeout;
+        let addr = self.upstream.addr().to_owned();
+        match tokio::time::timeout(bound, response).await {
+            Err(_) => Err(Error::UpstreamTimeout {
+                step: "response",
+                addr,
+                after: bound,
+            }),
+            Ok(Err(source)) => Err(Error::UpstreamH2 { addr, source }),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` is cancelled.
+pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) {
+    let header_timeout = config.header_timeout;
+    let context = Arc::new(Context {
+        upstream: Upstream::new(config.upstream),
+        response_timeout: config.response_timeout,
+    });
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let span = info_span!("conn", %peer);
+                let task = connection(stream, context.clone(), header_timeout);
+                tokio::spawn(task.instrument(span));
+            }
+            Err(err) => {
+                // Out of descriptors and the like: pause rather than spin.
+                warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(stream: TcpStream, context: Arc<Context>, header_timeout: Duration) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |request| {
+        let context = context.clone();
+        async move { Ok::<_, Infallible>(handle(&context, request).await) }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
+    if let Err(err) = served {
+        debug!(error = %err, "client connection ended with an error");
+    }
+}
+
+async fn handle(context: &Context, request: Request<Incoming>) -> Response<ResponseBody> {
+    let class = classify::classify(&request);
+    let kind = match class {
+        Class::WebSocket { .. } => "websocket",
+        Class::Plain => "forward",
+        Class::Reject(_) => "rejected",
+    };
+    let authority = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let span = info_span!("stream", kind, %authority, path = request.uri().path());
+    async move {
+        let result = match class {
+            Class::WebSocket { key } => upgrade::open(context, request, key).await,
+            Class::Plain => forward::forward(context, request).await,
+            Class::Reject(rejection) => return rejected(rejection),
+        };
+        result.unwrap_or_else(|err| {
+            warn!(status = err.status().as_u16(), error = %err.chain(), "request failed");
+            text(err.status(), &err.chain())
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+/// The answer to a request refused at the front.
+fn rejected(rejection: Rejection) -> Response<ResponseBody> {
+    debug!(reason = rejection.reason(), "request rejected");
+    let mut response = text(rejection.status(), rejection.reason());
+    if rejection == Rejection::UnsupportedVersion {
+        // RFC 6455 §4.4 (N41), RFC 9110 §7.8 (N32): say what we speak.
+        let headers = response.headers_mut();
+        headers.insert(
+            "sec-websocket-version",
+            HeaderValue::from_static(h2hop::websocket::VERSION),
+        );
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    }
+    response
+}
+
+/// A short plain-text answer from the front itself.
+fn text(status: StatusCode, message: &str) -> Response<ResponseBody> {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(format!(
+        "h2hop-front: {message}\n"
+    )))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

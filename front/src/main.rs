@@ -1,0 +1,22 @@
+//! `h2hop-front` binary: flags → config → logging → bind → [`h2hop_front::run`].
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use h2hop_front::args::Args;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    h2hop::telemetry::init(&args.log).context("cannot start logging")?;
+    let config = args.config().context("invalid configuration")?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, sidecar = %args.sidecar, h2c = args.h2c, "h2hop-front ready");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(h2hop::shutdown::on_signal(shutdown.clone()));
+    h2hop_front::run(config, listener, shutdown).await;
+    Ok(())
+}

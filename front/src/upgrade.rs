@@ -1,0 +1,99 @@
+//! Upgrade stage: a WebSocket handshake becomes an RFC 8441 tunnel.
+//!
+//! Input: a request [`crate::classify`] found to be a valid handshake.
+//! Output: the rebuilt `101` (and a spawned relay once hyper hands over the
+//! connection), or the sidecar's refusal relayed as an ordinary response.
+
+use bytes::Bytes;
+use h2::{Reason, RecvStream, SendStream};
+use h2hop::relay::{self, H2Body};
+use h2hop::translate::request::{self, Kind};
+use h2hop::translate::response;
+use http::header::{CONNECTION, HeaderValue, UPGRADE};
+use http::uri::Scheme;
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tracing::{Instrument as _, Span, info, warn};
+
+use crate::listener::{Context, ResponseBody};
+use crate::{Error, listener};
+
+/// The Upgrade token, and `:protocol`, of a WebSocket (RFC 8441 §5 (N9)).
+const PROTOCOL: &str = "websocket";
+
+/// Sends the extended CONNECT and answers the client with what came back.
+///
+/// Only a `200` opens the tunnel (RFC 8441 §5 (N13): h2hop takes exactly
+/// 200, like hyper's client); every other status is relayed with its body
+/// and no byte of the client's is tunnelled (RFC 6455 §4.1 (N45), S1).
+pub async fn open(
+    context: &Context,
+    mut client: Request<Incoming>,
+    key: HeaderValue,
+) -> Result<Response<ResponseBody>, Error> {
+    // Taken before the request is consumed: hyper resolves it only after
+    // our 101 has been written (crate notes, pitfall 2).
+    let on_upgrade = hyper::upgrade::on(&mut client);
+    let (parts, _body) = client.into_parts();
+    let upstream_request = request::h1_to_h2(&parts, Scheme::HTTP, Kind::Tunnel(PROTOCOL))?;
+    let (response, mut send) = context
+        .upstream
+        .open_stream(upstream_request, false)
+        .await?;
+    let response = context.await_response(response).await?;
+    let (head, recv) = response.into_parts();
+
+    if head.status != StatusCode::OK {
+        info!(status = head.status.as_u16(), "sidecar refused the tunnel");
+        // We have nothing to send on a stream that will not tunnel.
+        let _ = send.send_data(Bytes::new(), true);
+        let mut relayed = response::relay(&head, Version::HTTP_11);
+        if relayed.status() == StatusCode::UPGRADE_REQUIRED {
+            // RFC 9110 §7.8 (N32): a 426 names the protocol to upgrade to;
+            // the field was hop-by-hop on the way in, so it is rebuilt.
+            relayed
+                .headers_mut()
+                .insert(UPGRADE, HeaderValue::from_static(PROTOCOL));
+            relayed
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        }
+        return Ok(relayed.map(|()| listener::streamed(H2Body::new(recv))));
+    }
+
+    let switched = response::switched_to_h1(&head, PROTOCOL, key.as_bytes());
+    tokio::spawn(relay_when_upgraded(on_upgrade, send, recv).instrument(Span::current()));
+    Ok(switched.map(|()| listener::empty()))
+}
+
+/// Waits for hyper to hand over the client connection after our 101, then
+/// relays it with the stream until both sides close.
+async fn relay_when_upgraded(on_upgrade: OnUpgrade, mut send: SendStream<Bytes>, recv: RecvStream) {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(err) => {
+            send.send_reset(Reason::CANCEL);
+            warn!(error = %err, "client connection was not upgraded");
+            return;
+        }
+    };
+    let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+        send.send_reset(Reason::INTERNAL_ERROR);
+        warn!("upgraded client connection is not a TCP stream");
+        return;
+    };
+    let started = tokio::time::Instant::now();
+    // read_buf: bytes the client sent right behind its handshake. They go
+    // out only now, after the app's 101 (RFC 6455 §4.1 (N46), S2).
+    let end = relay::tunnel(parts.io.into_inner(), parts.read_buf, send, recv).await;
+    info!(
+        bytes_up = end.to_stream,
+        bytes_down = end.to_tcp,
+        close = ?end.close,
+        duration = ?started.elapsed(),
+        "tunnel closed"
+    );
+}

@@ -1,0 +1,268 @@
+//! The pair wired together in-process, on loopback port 0: app, sidecar and
+//! front, with a fresh mTLS PKI from `h2hop_certs` (or h2c).
+//!
+//! Tests build a [`Pair`] with [`PairBuilder`] knobs for the failure cases
+//! (front without a certificate, another CA, app or sidecar down) and use
+//! [`Pair::front`] as the address a client dials. Dropping the pair stops
+//! all three.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use h2hop_certs::DevPki;
+use h2hop_front::UpstreamTls;
+use http::{Method, Response, StatusCode};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::TestApp;
+
+/// Which client identity the front shows the sidecar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontIdentity {
+    /// A certificate from the sidecar's CA (the normal case).
+    Trusted,
+    /// No certificate at all.
+    None,
+    /// A certificate from another CA.
+    OtherCa,
+}
+
+/// Knobs for a [`Pair`].
+#[derive(Debug, Clone)]
+pub struct PairBuilder {
+    h2c: bool,
+    identity: FrontIdentity,
+    max_streams: u32,
+    app_down: bool,
+    sidecar: SidecarKind,
+}
+
+/// What sits where the sidecar should be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SidecarKind {
+    /// h2hop-sidecar.
+    H2hop,
+    /// Nothing listens: connections are refused.
+    Down,
+    /// An HTTP/2 server that never advertises extended CONNECT (h2c only).
+    WithoutExtendedConnect,
+}
+
+impl Default for PairBuilder {
+    fn default() -> Self {
+        Self {
+            h2c: false,
+            identity: FrontIdentity::Trusted,
+            max_streams: 1000,
+            app_down: false,
+            sidecar: SidecarKind::H2hop,
+        }
+    }
+}
+
+impl PairBuilder {
+    /// Cleartext HTTP/2 between front and sidecar.
+    pub fn h2c(mut self) -> Self {
+        self.h2c = true;
+        self
+    }
+
+    /// The front's client identity.
+    pub fn identity(mut self, identity: FrontIdentity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// The sidecar's SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub fn max_streams(mut self, max_streams: u32) -> Self {
+        self.max_streams = max_streams;
+        self
+    }
+
+    /// Points the sidecar at a port where nothing listens.
+    pub fn app_down(mut self) -> Self {
+        self.app_down = true;
+        self
+    }
+
+    /// What the front connects to.
+    pub fn sidecar(mut self, sidecar: SidecarKind) -> Self {
+        self.sidecar = sidecar;
+        self
+    }
+
+    /// Starts app, sidecar and front.
+    pub async fn start(self) -> anyhow::Result<Pair> {
+        let shutdown = CancellationToken::new();
+        let app = TestApp::spawn(loopback().await?, shutdown.child_token())?;
+        let app_addr = if self.app_down {
+            closed_port().await?
+        } else {
+            app.addr
+        };
+        let pki = DevPki::generate(&["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        let sidecar_listener = loopback().await?;
+        let mut sidecar_addr = sidecar_listener.local_addr()?;
+        let extended_connects = Arc::new(AtomicUsize::new(0));
+        match self.sidecar {
+            SidecarKind::H2hop => {
+                let tls = if self.h2c {
+                    None
+                } else {
+                    Some(h2hop::tls::server_config(
+                        pki.server_chain(),
+                        pki.server_key(),
+                        vec![pki.ca_der()],
+                    )?)
+                };
+                let mut config = h2hop_sidecar::Config::new(app_addr.to_string(), tls);
+                config.max_concurrent_streams = self.max_streams;
+                tokio::spawn(h2hop_sidecar::run(
+                    config,
+                    sidecar_listener,
+                    shutdown.child_token(),
+                ));
+            }
+            SidecarKind::Down => {
+                drop(sidecar_listener);
+                sidecar_addr = closed_port().await?;
+            }
+            SidecarKind::WithoutExtendedConnect => {
+                let seen = extended_connects.clone();
+                tokio::spawn(plain_h2_server(
+                    sidecar_listener,
+                    seen,
+                    shutdown.child_token(),
+                ));
+            }
+        }
+        let tls = if self.h2c || self.sidecar == SidecarKind::WithoutExtendedConnect {
+            None
+        } else {
+            Some(self.front_tls(&pki)?)
+        };
+        let config = h2hop_front::Config::new(sidecar_addr.to_string(), tls);
+        let front_listener = loopback().await?;
+        let front = front_listener.local_addr()?;
+        tokio::spawn(h2hop_front::run(
+            config,
+            front_listener,
+            shutdown.child_token(),
+        ));
+        Ok(Pair {
+            app,
+            front,
+            sidecar: sidecar_addr,
+            pki,
+            extended_connects,
+            shutdown,
+        })
+    }
+
+    fn front_tls(&self, pki: &DevPki) -> anyhow::Result<UpstreamTls> {
+        let identity = match self.identity {
+            FrontIdentity::Trusted => Some((pki.client_chain(), pki.client_key())),
+            FrontIdentity::None => None,
+            FrontIdentity::OtherCa => {
+                let other = DevPki::generate(&["localhost".to_owned()])?;
+                Some((other.client_chain(), other.client_key()))
+            }
+        };
+        Ok(UpstreamTls {
+            config: h2hop::tls::client_config(vec![pki.ca_der()], identity)?,
+            server_name: ServerName::try_from("localhost")?,
+        })
+    }
+}
+
+/// A running app + sidecar + front.
+pub struct Pair {
+    /// The app behind the sidecar.
+    pub app: TestApp,
+    /// Where clients connect.
+    pub front: SocketAddr,
+    /// Where the front connects.
+    pub sidecar: SocketAddr,
+    /// The PKI the pair runs with.
+    pub pki: DevPki,
+    extended_connects: Arc<AtomicUsize>,
+    shutdown: CancellationToken,
+}
+
+impl Pair {
+    /// Knobs for a pair; the default is mutual TLS with everything up.
+    pub fn builder() -> PairBuilder {
+        PairBuilder::default()
+    }
+
+    /// The default pair: mutual TLS, everything up.
+    pub async fn start() -> anyhow::Result<Pair> {
+        PairBuilder::default().start().await
+    }
+
+    /// With [`SidecarKind::WithoutExtendedConnect`]: how many requests with
+    /// `:protocol` that server received (RFC 8441 §3 says: none).
+    pub fn extended_connects_seen(&self) -> usize {
+        self.extended_connects.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A listener on 127.0.0.1, port 0.
+pub async fn loopback() -> anyhow::Result<TcpListener> {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("bind 127.0.0.1:0")
+}
+
+/// A loopback port where nothing listens (bound, read, released).
+pub async fn closed_port() -> anyhow::Result<SocketAddr> {
+    let listener = loopback().await?;
+    Ok(listener.local_addr()?)
+}
+
+/// An h2c server that never sends SETTINGS_ENABLE_CONNECT_PROTOCOL; it
+/// answers every stream 200 "plain" and counts those that carried `:protocol`.
+async fn plain_h2_server(
+    listener: TcpListener,
+    seen: Arc<AtomicUsize>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let Ok(mut connection) = h2::server::handshake(stream).await else {
+                return;
+            };
+            while let Some(Ok((request, mut respond))) = connection.accept().await {
+                if request.extensions().get::<h2::ext::Protocol>().is_some()
+                    || request.method() == Method::CONNECT
+                {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+                let response = Response::builder()
+                    .status(StatusCode::OK)
+                    .body(())
+                    .unwrap_or_default();
+                if let Ok(mut send) = respond.send_response(response, false) {
+                    let _ = send.send_data(Bytes::from_static(b"plain"), true);
+                }
+            }
+        });
+    }
+}

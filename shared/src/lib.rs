@@ -1,0 +1,14 @@
+//! Code both h2hop binaries call.
+//!
+//! - [`translate`]: request and response heads across the hop, hop-by-hop hygiene.
+//! - [`websocket`]: the RFC 6455 key and accept each HTTP/1.1 leg computes.
+//! - [`relay`]: tunnels and bodies across an HTTP/2 stream, bounded by flow control.
+//! - [`tls`]: rustls configurations for the mutually authenticated hop.
+//! - [`telemetry`]: tracing set-up shared by the binaries' `main`.
+
+pub mod relay;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tls;
+pub mod translate;
+pub mod websocket;

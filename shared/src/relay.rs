@@ -1,0 +1,291 @@
+//! Moving bytes across the HTTP/2 hop, with flow control as the only buffer.
+//!
+//! - [`tunnel`]: an upgraded TCP connection ⇄ one HTTP/2 stream. The front
+//!   runs it with the client's connection, the sidecar with the app's.
+//! - [`H2Body`]: an HTTP/2 stream's incoming data as an `http_body::Body`,
+//!   for hyper to write to an HTTP/1.1 peer.
+//! - [`send_body`]: any `http_body::Body` written onto an HTTP/2 stream.
+//!
+//! Memory per stream stays bounded: received DATA is released to the peer's
+//! window only after it was written onward, and we send only what the peer's
+//! window grants (RFC 9113 §5.2).
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use h2::{Reason, RecvStream, SendStream};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Bytes read from the TCP side per DATA frame batch: large enough to keep
+/// syscalls few, small enough to stay in one or two 16 KiB frames' worth
+/// of buffer per direction while data is in flight.
+const READ_CHUNK: usize = 32 * 1024;
+
+/// A connection that can be closed abortively: the relay calls [`Abort::abort`]
+/// to turn an HTTP/2 reset into a TCP reset (RFC 8441 §5 (N14)).
+pub trait Abort: AsyncRead + AsyncWrite + Unpin {
+    /// Closes the connection so that the peer sees a reset, not a FIN.
+    fn abort(self);
+}
+
+impl Abort for TcpStream {
+    fn abort(self) {
+        // SO_LINGER 0 makes close() send RST instead of FIN. If setting it
+        // fails the peer sees a FIN, which still ends the tunnel.
+        let _ = self.set_zero_linger();
+    }
+}
+
+/// How a tunnel ended, for the log line of its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// Both directions ended with FIN / END_STREAM (RFC 8441 §5 (N14)).
+    Clean,
+    /// The TCP peer reset or failed; we sent RST_STREAM(CANCEL).
+    TcpReset,
+    /// The HTTP/2 peer reset the stream; we reset the TCP connection.
+    StreamReset,
+}
+
+/// What [`tunnel`] moved and how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelEnd {
+    /// Bytes from the TCP side onto the stream.
+    pub to_stream: u64,
+    /// Bytes from the stream onto the TCP side.
+    pub to_tcp: u64,
+    /// How it ended.
+    pub close: Close,
+}
+
+/// Relays `io` ⇄ the stream `(send, recv)` until both directions end.
+///
+/// `prefix` holds bytes already read from `io` (hyper's read buffer after an
+/// upgrade); they go onto the stream first. Each direction half-closes on its
+/// own: TCP EOF → empty DATA with END_STREAM, END_STREAM → TCP shutdown
+/// (FIN). A TCP error sends RST_STREAM(CANCEL); a stream reset resets the TCP
+/// connection (RFC 8441 §5 (N14), RFC 9113 §8.5 (N27)).
+pub async fn tunnel<T: Abort>(
+    io: T,
+    prefix: Bytes,
+    mut send: SendStream<Bytes>,
+    mut recv: RecvStream,
+) -> TunnelEnd {
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let mut end = TunnelEnd {
+        to_stream: 0,
+        to_tcp: 0,
+        close: Close::Clean,
+    };
+    {
+        let up = tcp_to_stream(&mut reader, prefix, &mut send, &mut end.to_stream);
+        let down = stream_to_tcp(&mut recv, &mut writer, &mut end.to_tcp);
+        tokio::pin!(up, down);
+        let (mut up_done, mut down_done) = (false, false);
+        while !(up_done && down_done) {
+            let outcome = tokio::select! {
+                outcome = &mut up, if !up_done => { up_done = true; outcome }
+                outcome = &mut down, if !down_done => { down_done = true; outcome }
+            };
+            if let Err(close) = outcome {
+                end.close = close;
+                break;
+            }
+        }
+    }
+    match end.close {
+        Close::Clean => {}
+        Close::TcpReset => send.send_reset(Reason::CANCEL),
+        Close::StreamReset => reader.unsplit(writer).abort(),
+    }
+    end
+}
+
+/// TCP → stream: read, wait for window, send; EOF ends the stream.
+async fn tcp_to_stream<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    prefix: Bytes,
+    send: &mut SendStream<Bytes>,
+    sent: &mut u64,
+) -> Result<(), Close> {
+    send_data(send, prefix, sent).await?;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        buf.reserve(READ_CHUNK);
+        match reader.read_buf(&mut buf).await {
+            Ok(0) => {
+                return send
+                    .send_data(Bytes::new(), true)
+                    .map_err(|_| Close::StreamReset);
+            }
+            Ok(_) => send_data(send, buf.split().freeze(), sent).await?,
+            Err(_) => return Err(Close::TcpReset),
+        }
+    }
+}
+
+/// Stream → TCP: write each DATA frame, then give its window back; END_STREAM
+/// shuts the TCP write side down.
+async fn stream_to_tcp<W: AsyncWrite + Unpin>(
+    recv: &mut RecvStream,
+    writer: &mut W,
+    written: &mut u64,
+) -> Result<(), Close> {
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk.map_err(|_| Close::StreamReset)?;
+        let len = chunk.len();
+        writer
+            .write_all(&chunk)
+            .await
+            .map_err(|_| Close::TcpReset)?;
+        *written += len as u64;
+        // Released only now, after the write: a slow TCP reader stops the
+        // HTTP/2 sender instead of growing a buffer here.
+        let _ = recv.flow_control().release_capacity(len);
+    }
+    writer.shutdown().await.map_err(|_| Close::TcpReset)
+}
+
+/// Sends `data` as the peer's window allows, never buffering beyond it.
+pub async fn send_data(
+    send: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    sent: &mut u64,
+) -> Result<(), Close> {
+    while !data.is_empty() {
+        send.reserve_capacity(data.len());
+        let granted = match poll_fn(|cx| send.poll_capacity(cx)).await {
+            Some(Ok(0)) => continue,
+            Some(Ok(granted)) => granted,
+            Some(Err(_)) | None => return Err(Close::StreamReset),
+        };
+        let chunk = data.split_to(granted.min(data.len()));
+        *sent += chunk.len() as u64;
+        send.send_data(chunk, false)
+            .map_err(|_| Close::StreamReset)?;
+    }
+    Ok(())
+}
+
+/// Writes `body` onto `send`: data within the window, then trailers or an
+/// empty END_STREAM. A body error resets the stream with CANCEL; a reset
+/// from the peer stops reading the body.
+pub async fn send_body<B>(body: B, mut send: SendStream<Bytes>) -> Result<u64, io::Error>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let mut body = std::pin::pin!(body);
+    let mut sent = 0;
+    loop {
+        let frame = poll_fn(|cx| {
+            if let Poll::Ready(reason) = send.poll_reset(cx) {
+                return Poll::Ready(Err(reset_error(reason.ok())));
+            }
+            body.as_mut().poll_frame(cx).map(Ok)
+        })
+        .await?;
+        let Some(frame) = frame else {
+            send.send_data(Bytes::new(), true).map_err(h2_error)?;
+            return Ok(sent);
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(err) => {
+                send.send_reset(Reason::CANCEL);
+                return Err(io::Error::other(err));
+            }
+        };
+        match frame.into_data() {
+            Ok(data) => send_data(&mut send, data, &mut sent)
+                .await
+                .map_err(|_| reset_error(None))?,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    send.send_trailers(trailers).map_err(h2_error)?;
+                    return Ok(sent);
+                }
+            }
+        }
+    }
+}
+
+fn reset_error(reason: Option<Reason>) -> io::Error {
+    let reason = reason.map_or_else(|| "unknown".to_owned(), |r| r.to_string());
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        format!("stream reset by peer: {reason}"),
+    )
+}
+
+fn h2_error(err: h2::Error) -> io::Error {
+    io::Error::other(err)
+}
+
+/// An HTTP/2 stream's incoming data and trailers as an `http_body::Body`.
+///
+/// Each DATA frame's window is released when hyper takes the frame, so the
+/// peer can send at most one window ahead of what was written onward.
+#[derive(Debug)]
+pub struct H2Body {
+    recv: RecvStream,
+    data_done: bool,
+}
+
+impl H2Body {
+    /// Wraps a received stream.
+    pub fn new(recv: RecvStream) -> Self {
+        Self {
+            recv,
+            data_done: false,
+        }
+    }
+}
+
+impl Body for H2Body {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        if !self.data_done {
+            match ready!(self.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(err)) => return Poll::Ready(Some(Err(err))),
+                None => self.data_done = true,
+            }
+        }
+        let trailers: Result<Option<HeaderMap>, h2::Error> = ready!(self.recv.poll_trailers(cx));
+        Poll::Ready(
+            trailers
+                .transpose()
+                .map(|trailers| trailers.map(Frame::trailers)),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+/// HTTP/2 receive window per stream, set on both ends of the hop: the most
+/// one tunnel direction can hold in flight (RFC 9113 §6.9.2).
+pub const STREAM_WINDOW: u32 = 1024 * 1024;
+
+/// HTTP/2 receive window per connection, shared by all its streams.
+pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;

@@ -1,0 +1,57 @@
+//! Logging set-up for the binaries' `main`: level and format from flags.
+//!
+//! Libraries only emit `tracing` events; this module installs the one
+//! subscriber, writing to standard error so standard output stays free for
+//! the programs' own output.
+
+use clap::{Args, ValueEnum};
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event, for log shippers.
+    Json,
+}
+
+/// The logging flags both binaries share.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Least severe level logged: error, warn, info, debug or trace.
+    #[arg(long, env = "H2HOP_LOG_LEVEL", default_value = "info")]
+    pub log_level: LevelFilter,
+    /// Log line format.
+    #[arg(long, env = "H2HOP_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Installs the global subscriber. h2hop's own events follow `log_level`;
+/// the HTTP libraries' chatter stays at warn unless trace is asked for.
+pub fn init(args: &LogArgs) -> Result<(), tracing_subscriber::util::TryInitError> {
+    let libraries = if args.log_level == LevelFilter::TRACE {
+        LevelFilter::TRACE
+    } else {
+        LevelFilter::WARN
+    };
+    let filter = Targets::new()
+        .with_default(args.log_level)
+        .with_target("h2", libraries)
+        .with_target("hyper", libraries)
+        .with_target("hyper_util", libraries)
+        .with_target("rustls", libraries);
+    let registry = tracing_subscriber::registry().with(filter);
+    let writer = std::io::stderr;
+    match args.log_format {
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(writer))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(writer))
+            .try_init(),
+    }
+}

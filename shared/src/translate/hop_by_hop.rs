@@ -1,0 +1,162 @@
+//! Hop-by-hop field handling (RFC 9110 §7.6.1, RFC 9113 §8.2.2).
+//!
+//! Every translation in both binaries calls [`strip`] on the fields it copies,
+//! whatever the direction: h1 → h2 request, h2 → h1 request, and each response
+//! on its way back. Only the front's rebuilt `101` carries `Upgrade` and
+//! `Connection`, and it is built from scratch, never filtered (the Kong bug).
+
+use http::HeaderMap;
+use http::header::{CONNECTION, HeaderName, TE, TRANSFER_ENCODING, UPGRADE};
+
+/// Fields that are hop-by-hop whether or not `Connection` names them
+/// (RFC 9110 §7.6.1 (N30); RFC 9113 §8.2.2 (N17) forbids them on HTTP/2).
+const ALWAYS: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes `Connection`, every field it names, and the fields that are
+/// always hop-by-hop (RFC 9110 §7.6.1 (N29, N30), RFC 9113 §8.2.2 (N19)).
+///
+/// `Connection` is parsed before anything is removed, so a field named there
+/// goes even if it is also an end-to-end-looking name such as `X-Foo`.
+pub fn strip(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in ALWAYS {
+        headers.remove(name);
+    }
+}
+
+/// True when `name` is a field that never crosses a hop on its own.
+pub fn is_always_hop_by_hop(name: &HeaderName) -> bool {
+    ALWAYS.contains(&name.as_str())
+}
+
+/// True when any comma-separated element of any `name` field equals `token`,
+/// ignoring ASCII case and optional whitespace (RFC 9110 §5.6.1 lists).
+///
+/// Used for `Connection: upgrade` and `Upgrade: websocket` (RFC 6455 §4.1
+/// (N39): both are case-insensitive and may sit among other tokens).
+pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|element| element.trim().eq_ignore_ascii_case(token))
+}
+
+/// The `TE: trailers` case: the one hop-by-hop field value that HTTP/2 allows
+/// on requests (RFC 9113 §8.2.2 (N18)). Callers that forward a request to an
+/// HTTP/2 peer re-add it after [`strip`] when the client asked for trailers.
+pub fn wants_trailers(headers: &HeaderMap) -> bool {
+    has_token(headers, &TE, "trailers")
+}
+
+/// True when the message is framed by `Transfer-Encoding` (RFC 9112 §6.1).
+pub fn is_chunked(headers: &HeaderMap) -> bool {
+    headers.contains_key(TRANSFER_ENCODING)
+}
+
+/// True when the request offers an `Upgrade` at all.
+pub fn offers_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    /// RFC 9110 §7.6.1 (N29): fields named by `Connection` go, with it.
+    #[test]
+    fn strip_removes_fields_named_by_connection() {
+        let mut headers = map(&[
+            ("connection", "keep-alive, Upgrade, X-Foo"),
+            ("x-foo", "secret"),
+            ("x-bar", "kept"),
+            ("upgrade", "websocket"),
+        ]);
+        strip(&mut headers);
+        assert!(headers.get("x-foo").is_none());
+        assert!(headers.get("connection").is_none());
+        assert!(headers.get("upgrade").is_none());
+        assert_eq!(headers.get("x-bar").unwrap(), "kept");
+    }
+
+    /// RFC 9110 §7.6.1 (N30), RFC 9113 §8.2.2 (N17): removed even if unlisted.
+    #[test]
+    fn strip_removes_always_hop_by_hop_fields_without_connection() {
+        let mut headers = map(&[
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("origin", "http://example.com"),
+        ]);
+        strip(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("origin"));
+    }
+
+    /// Several `Connection` lines are one list (RFC 9110 §5.3).
+    #[test]
+    fn strip_reads_every_connection_line() {
+        let mut headers = map(&[
+            ("connection", "x-one"),
+            ("connection", " x-two "),
+            ("x-one", "1"),
+            ("x-two", "2"),
+        ]);
+        strip(&mut headers);
+        assert!(headers.is_empty());
+    }
+
+    /// RFC 6455 §4.1 (N39): tokens match in any case and position.
+    #[test]
+    fn has_token_ignores_case_order_and_spaces() {
+        for value in [
+            "Upgrade",
+            "keep-alive, Upgrade",
+            "UpGrade,keep-alive",
+            "a ,  upgrade ,b",
+        ] {
+            let headers = map(&[("connection", value)]);
+            assert!(has_token(&headers, &CONNECTION, "upgrade"), "{value}");
+        }
+        let headers = map(&[("connection", "upgrades, keep-alive")]);
+        assert!(!has_token(&headers, &CONNECTION, "upgrade"));
+    }
+
+    /// RFC 9113 §8.2.2 (N18): `TE: trailers` is recognised among other codings.
+    #[test]
+    fn wants_trailers_reads_te_list() {
+        assert!(wants_trailers(&map(&[("te", "gzip, trailers")])));
+        assert!(!wants_trailers(&map(&[("te", "gzip")])));
+    }
+}

@@ -1,0 +1,296 @@
+//! Request heads across the hop: [`h1_to_h2`] at the front, [`h2_to_h1`] at
+//! the sidecar.
+//!
+//! The front calls [`h1_to_h2`] with a classified HTTP/1.1 request and sends
+//! the result on an upstream HTTP/2 connection; the sidecar calls
+//! [`h2_to_h1`] on each accepted stream and sends the result to the app.
+
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderValue, TE, UPGRADE};
+use http::request::Parts;
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{HeaderMap, Method, Request, Version};
+
+use super::TranslateError;
+use super::hop_by_hop;
+use crate::websocket;
+
+/// Fields of the RFC 6455 handshake that stay on their own HTTP/1.1 leg
+/// (RFC 8441 §5 (N11)): each leg computes its own key and accept.
+const HANDSHAKE_ONLY: [&str; 2] = ["sec-websocket-key", "sec-websocket-accept"];
+
+/// What an HTTP/2 stream carries: an RFC 8441 tunnel for an Upgrade
+/// protocol, or an ordinary request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind<'a> {
+    /// Extended CONNECT with this `:protocol` token (RFC 8441 §4).
+    Tunnel(&'a str),
+    /// An ordinary request, method kept.
+    Forward,
+}
+
+/// Builds the HTTP/2 request head for a client's HTTP/1.1 request.
+///
+/// A tunnel becomes `CONNECT` with `:protocol` (RFC 8441 §4, §5 (N6, N9)); a
+/// forward keeps its method. `:authority` comes from an absolute-form target
+/// or else `Host` (RFC 9112 §3.2.2), `:path` keeps the query, and `:scheme`
+/// is the client's. Hop-by-hop fields, `Host` and the WebSocket key are
+/// removed (RFC 9113 §8.2.2 (N10, N17, N19)); `TE: trailers` is kept on a
+/// forward because HTTP/2 allows exactly that (N18).
+pub fn h1_to_h2(
+    parts: &Parts,
+    scheme: Scheme,
+    kind: Kind<'_>,
+) -> Result<Request<()>, TranslateError> {
+    let authority = client_authority(parts)?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let uri = Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|_| TranslateError::Invalid { what: "target" })?;
+
+    let trailers = hop_by_hop::wants_trailers(&parts.headers);
+    let mut headers = parts.headers.clone();
+    hop_by_hop::strip(&mut headers);
+    headers.remove(HOST);
+    let method = match kind {
+        Kind::Tunnel(_) => {
+            for name in HANDSHAKE_ONLY {
+                headers.remove(name);
+            }
+            // CONNECT carries no content (RFC 9110 §9.3.6 (N37)).
+            headers.remove(CONTENT_LENGTH);
+            Method::CONNECT
+        }
+        Kind::Forward => {
+            if trailers {
+                headers.insert(TE, HeaderValue::from_static("trailers"));
+            }
+            parts.method.clone()
+        }
+    };
+
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_2;
+    *request.headers_mut() = headers;
+    if let Kind::Tunnel(protocol) = kind {
+        request
+            .extensions_mut()
+            .insert(h2::ext::Protocol::from(protocol));
+    }
+    Ok(request)
+}
+
+/// The request's authority: the absolute-form target's, else the `Host`
+/// field's (RFC 9112 §3.2.2).
+fn client_authority(parts: &Parts) -> Result<Authority, TranslateError> {
+    if let Some(authority) = parts.uri.authority() {
+        return Ok(authority.clone());
+    }
+    let host = parts
+        .headers
+        .get(HOST)
+        .ok_or(TranslateError::MissingAuthority)?;
+    Authority::try_from(host.as_bytes()).map_err(|_| TranslateError::Invalid { what: "host" })
+}
+
+/// Builds the HTTP/1.1 request head the app receives for an HTTP/2 stream.
+///
+/// `Host` comes from `:authority` (RFC 9113 §8.3.1 (N24)) and the target is in
+/// origin form. A tunnel becomes a `GET` Upgrade (RFC 6455 §4.1 (N38, N39))
+/// with `Connection: Upgrade` (RFC 9110 §7.8 (N31)), the given fresh key
+/// (N40) and version 13; any key or accept from the peer is dropped (N11).
+pub fn h2_to_h1(parts: &Parts, kind: Kind<'_>, key: &str) -> Result<Request<()>, TranslateError> {
+    let authority = parts
+        .uri
+        .authority()
+        .ok_or(TranslateError::MissingH2Authority)?;
+    let host = HeaderValue::from_str(authority.as_str())
+        .map_err(|_| TranslateError::Invalid { what: ":authority" })?;
+    let target: Uri = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
+        .into();
+
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 5);
+    headers.insert(HOST, host);
+    let mut copied = parts.headers.clone();
+    hop_by_hop::strip(&mut copied);
+    copied.remove(HOST);
+    let method = match kind {
+        Kind::Tunnel(protocol) => {
+            for name in HANDSHAKE_ONLY {
+                copied.remove(name);
+            }
+            copied.remove(CONTENT_LENGTH);
+            let upgrade = HeaderValue::from_str(protocol)
+                .map_err(|_| TranslateError::Invalid { what: ":protocol" })?;
+            let key =
+                HeaderValue::from_str(key).map_err(|_| TranslateError::Invalid { what: "key" })?;
+            headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+            headers.insert(UPGRADE, upgrade);
+            headers.insert("sec-websocket-key", key);
+            copied.insert(
+                "sec-websocket-version",
+                HeaderValue::from_static(websocket::VERSION),
+            );
+            Method::GET
+        }
+        Kind::Forward => parts.method.clone(),
+    };
+    for (name, value) in copied.iter() {
+        headers.append(name.clone(), value.clone());
+    }
+
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = target;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h1(method: &str, target: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut builder = Request::builder().method(method).uri(target);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    fn protocol(request: &Request<()>) -> Option<&str> {
+        request
+            .extensions()
+            .get::<h2::ext::Protocol>()
+            .map(h2::ext::Protocol::as_str)
+    }
+
+    const HANDSHAKE: [(&str, &str); 7] = [
+        ("host", "example.com:8080"),
+        ("connection", "keep-alive, Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-protocol", "chat, superchat"),
+        ("origin", "http://example.com"),
+    ];
+
+    /// RFC 8441 §4, §5 (N6, N9, N10, N11): the handshake becomes extended CONNECT.
+    #[test]
+    fn websocket_upgrade_becomes_extended_connect() {
+        let parts = h1("GET", "/chat?room=1", &HANDSHAKE);
+        let request = h1_to_h2(&parts, Scheme::HTTP, Kind::Tunnel("websocket")).unwrap();
+        assert_eq!(request.method(), Method::CONNECT);
+        assert_eq!(protocol(&request), Some("websocket"));
+        assert_eq!(request.uri(), "http://example.com:8080/chat?room=1");
+        let headers = request.headers();
+        for gone in ["connection", "upgrade", "host", "sec-websocket-key"] {
+            assert!(!headers.contains_key(gone), "{gone} must not cross the hop");
+        }
+        assert_eq!(headers["sec-websocket-version"], "13");
+        assert_eq!(headers["sec-websocket-protocol"], "chat, superchat");
+        assert_eq!(headers["origin"], "http://example.com");
+    }
+
+    /// RFC 9112 §3.2.2: an absolute-form target's authority wins over Host.
+    #[test]
+    fn absolute_form_target_gives_the_authority() {
+        let parts = h1("GET", "http://a.example/x", &[("host", "b.example")]);
+        let request = h1_to_h2(&parts, Scheme::HTTP, Kind::Forward).unwrap();
+        assert_eq!(request.uri(), "http://a.example/x");
+    }
+
+    #[test]
+    fn forward_keeps_method_and_trailers_request() {
+        let parts = h1(
+            "POST",
+            "/submit",
+            &[
+                ("host", "h"),
+                ("te", "trailers, deflate"),
+                ("content-length", "3"),
+            ],
+        );
+        let request = h1_to_h2(&parts, Scheme::HTTP, Kind::Forward).unwrap();
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(protocol(&request), None);
+        // RFC 9113 §8.2.2 (N18): only "trailers" survives in TE.
+        assert_eq!(request.headers()["te"], "trailers");
+        assert_eq!(request.headers()["content-length"], "3");
+    }
+
+    #[test]
+    fn missing_host_is_refused() {
+        let parts = h1("GET", "/", &[]);
+        let err = h1_to_h2(&parts, Scheme::HTTP, Kind::Forward).unwrap_err();
+        assert_eq!(err, TranslateError::MissingAuthority);
+    }
+
+    fn h2(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
+        h1(method, uri, headers)
+    }
+
+    /// RFC 8441 §5 (N11), RFC 6455 §4.1 (N38-N40): the sidecar's own handshake.
+    #[test]
+    fn extended_connect_becomes_get_upgrade_with_fresh_key() {
+        let parts = h2(
+            "CONNECT",
+            "https://app.example/chat?room=1",
+            &[
+                ("sec-websocket-version", "13"),
+                ("sec-websocket-key", "from-the-peer"),
+                ("sec-websocket-protocol", "chat"),
+                ("cookie", "a=b"),
+            ],
+        );
+        let key = websocket::fresh_key();
+        let request = h2_to_h1(&parts, Kind::Tunnel("websocket"), &key).unwrap();
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.uri(), "/chat?room=1");
+        assert_eq!(request.version(), Version::HTTP_11);
+        let headers = request.headers();
+        assert_eq!(headers["host"], "app.example");
+        assert_eq!(headers["connection"], "Upgrade");
+        assert_eq!(headers["upgrade"], "websocket");
+        assert_eq!(headers["sec-websocket-key"], key.as_str());
+        assert_eq!(headers.get_all("sec-websocket-key").iter().count(), 1);
+        assert_eq!(headers["sec-websocket-version"], "13");
+        assert_eq!(headers["sec-websocket-protocol"], "chat");
+        assert_eq!(headers["cookie"], "a=b");
+    }
+
+    /// RFC 9113 §8.3.1 (N24): `:authority` becomes the one Host.
+    #[test]
+    fn forward_to_app_takes_host_from_authority() {
+        let parts = h2(
+            "PUT",
+            "http://svc.local:81/p",
+            &[("host", "other"), ("te", "trailers")],
+        );
+        let request = h2_to_h1(&parts, Kind::Forward, "").unwrap();
+        assert_eq!(request.method(), Method::PUT);
+        assert_eq!(request.headers().get_all("host").iter().count(), 1);
+        assert_eq!(request.headers()["host"], "svc.local:81");
+        assert!(!request.headers().contains_key("te"));
+    }
+
+    #[test]
+    fn stream_without_authority_is_refused() {
+        let parts = h2("GET", "/p", &[]);
+        let err = h2_to_h1(&parts, Kind::Forward, "").unwrap_err();
+        assert_eq!(err, TranslateError::MissingH2Authority);
+    }
+}

@@ -1,0 +1,103 @@
+//! App stage: HTTP/1.1 toward the local app.
+//!
+//! Tunnels each get a dedicated connection ([`App::dial`]) that is never
+//! pooled, because a connection that saw an upgrade attempt cannot be
+//! trusted for another request (S2). Plain requests share a keep-alive pool
+//! ([`App::pool`]).
+
+use std::time::Duration;
+
+use h2hop::relay::H2Body;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::Error;
+
+/// How the sidecar reaches its app.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// The app's `host:port`.
+    pub addr: String,
+    /// Bound on TCP connect to the app.
+    pub connect_timeout: Duration,
+    /// Bound on the wait for the app's response head.
+    pub response_timeout: Duration,
+}
+
+/// The app: dedicated connections for tunnels, a pool for plain requests.
+pub struct App {
+    config: AppConfig,
+    pool: Client<HttpConnector, H2Body>,
+}
+
+impl App {
+    /// Sets up the pool; nothing connects yet.
+    pub fn new(config: AppConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let pool = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            // Our Host field carries the stream's :authority; the URI's
+            // authority only says where the app listens.
+            .set_host(false)
+            .build(connector);
+        Self { config, pool }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    /// The keep-alive pool for plain requests.
+    pub fn pool(&self) -> &Client<HttpConnector, H2Body> {
+        &self.pool
+    }
+
+    /// A fresh connection for one tunnel attempt.
+    pub async fn dial(&self) -> Result<TcpStream, Error> {
+        let addr = &self.config.addr;
+        let bound = self.config.connect_timeout;
+        let stream = timeout(bound, TcpStream::connect(addr.as_str()))
+            .await
+            .map_err(|_| Error::AppTimeout {
+                step: "connect",
+                addr: addr.clone(),
+                after: bound,
+            })?
+            .map_err(|source| Error::ConnectApp {
+                addr: addr.clone(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// Waits for `response` within the response timeout.
+    pub async fn await_response<T, E>(
+        &self,
+        response: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, Error>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let addr = &self.config.addr;
+        let bound = self.config.response_timeout;
+        timeout(bound, response)
+            .await
+            .map_err(|_| Error::AppTimeout {
+                step: "response",
+                addr: addr.clone(),
+                after: bound,
+            })?
+            .map_err(|source| Error::AppHttp {
+                addr: addr.clone(),
+                source: Box::new(source),
+            })
+    }
+}

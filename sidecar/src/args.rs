@@ -1,0 +1,120 @@
+//! Command-line flags (each also an environment variable) → a validated
+//! [`Config`], before any socket is bound. Called by `main`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use h2hop::telemetry::LogArgs;
+use h2hop::tls::{self, TlsError};
+
+use crate::Config;
+
+/// h2hop-sidecar: accepts HTTP/2 from h2hop-front (mutual TLS by default),
+/// turns each RFC 8441 extended CONNECT stream back into an HTTP/1.1
+/// WebSocket upgrade toward the local app, and each ordinary stream into an
+/// HTTP/1.1 request.
+#[derive(Debug, clap::Parser)]
+#[command(name = "h2hop-sidecar", version)]
+pub struct Args {
+    /// Address to accept fronts' HTTP/2 connections on.
+    #[arg(long, env = "H2HOP_SIDECAR_LISTEN", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// The app's address, host:port (HTTP/1.1).
+    #[arg(long, env = "H2HOP_APP", default_value = "127.0.0.1:8000")]
+    pub app: String,
+    /// Accept cleartext HTTP/2 (h2c, prior knowledge) instead of mutual TLS.
+    /// Only for meshes that encrypt elsewhere.
+    #[arg(long, env = "H2HOP_H2C")]
+    pub h2c: bool,
+    /// The sidecar's certificate chain (PEM).
+    #[arg(long, env = "H2HOP_CERT", required_unless_present = "h2c")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, env = "H2HOP_KEY", required_unless_present = "h2c")]
+    pub key: Option<PathBuf>,
+    /// CA certificate (PEM) that fronts' client certificates must chain to.
+    #[arg(long, env = "H2HOP_CLIENT_CA", required_unless_present = "h2c")]
+    pub client_ca: Option<PathBuf>,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS per front connection: the most
+    /// tunnels and requests one front connection may have open.
+    #[arg(long, env = "H2HOP_MAX_STREAMS", default_value_t = 1000)]
+    pub max_streams: u32,
+    /// Bound on TCP connect to the app.
+    #[arg(long, env = "H2HOP_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// Bound on the wait for the app's response head (an upgrade's or a request's).
+    #[arg(long, env = "H2HOP_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub response_timeout: Duration,
+    /// Bound on a front's TLS and HTTP/2 handshakes.
+    #[arg(long, env = "H2HOP_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Flags that do not make a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// A TLS file could not be used.
+    #[error("TLS set-up failed")]
+    Tls(#[from] TlsError),
+    /// A TLS flag is missing (clap enforces this; kept for library callers).
+    #[error("--{0} is required unless --h2c is set")]
+    Missing(&'static str),
+    /// A value out of range.
+    #[error("--max-streams must be at least 1")]
+    MaxStreams,
+}
+
+impl Args {
+    /// Validates the flags and loads the TLS files.
+    pub fn config(&self) -> Result<Config, ArgsError> {
+        if self.max_streams == 0 {
+            return Err(ArgsError::MaxStreams);
+        }
+        let tls = if self.h2c { None } else { Some(self.tls()?) };
+        let mut config = Config::new(self.app.clone(), tls);
+        config.app.connect_timeout = self.connect_timeout;
+        config.app.response_timeout = self.response_timeout;
+        config.max_concurrent_streams = self.max_streams;
+        config.handshake_timeout = self.handshake_timeout;
+        Ok(config)
+    }
+
+    fn tls(&self) -> Result<std::sync::Arc<rustls::ServerConfig>, ArgsError> {
+        let cert = self.cert.as_deref().ok_or(ArgsError::Missing("cert"))?;
+        let key = self.key.as_deref().ok_or(ArgsError::Missing("key"))?;
+        let client_ca = self
+            .client_ca
+            .as_deref()
+            .ok_or(ArgsError::Missing("client-ca"))?;
+        Ok(tls::server_config(
+            tls::load_certs(cert)?,
+            tls::load_key(key)?,
+            tls::load_certs(client_ca)?,
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn tls_files_are_required_unless_h2c() {
+        assert!(Args::try_parse_from(["h2hop-sidecar"]).is_err());
+        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c", "--max-streams", "7"]).unwrap();
+        let config = args.config().unwrap();
+        assert!(config.tls.is_none());
+        assert_eq!(config.max_concurrent_streams, 7);
+    }
+
+    #[test]
+    fn zero_streams_is_refused() {
+        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c", "--max-streams", "0"]).unwrap();
+        assert!(matches!(args.config(), Err(ArgsError::MaxStreams)));
+    }
+}

@@ -1,0 +1,78 @@
+//! Dispatch stage: what kind of stream is this?
+//!
+//! Input: one accepted HTTP/2 stream. Extended CONNECT with `:protocol
+//! websocket` goes to [`crate::tunnel`]; other `:protocol` values get 501
+//! (RFC 9220 §3 (N16)); plain CONNECT gets 405 (RFC 8441 §4 (N8)); anything
+//! else is an ordinary request for [`crate::forward`]. Failures are answered
+//! and logged here, once.
+
+use bytes::Bytes;
+use h2::RecvStream;
+use h2::server::SendResponse;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response};
+use tracing::{Instrument as _, info_span, warn};
+
+use crate::listener::Context;
+use crate::{Error, forward, tunnel};
+
+/// The only `:protocol` this sidecar tunnels (RFC 8441 §5 (N9)).
+pub const WEBSOCKET: &str = "websocket";
+
+/// Serves one stream to its end.
+pub async fn dispatch(
+    context: &Context,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let protocol = request
+        .extensions()
+        .get::<h2::ext::Protocol>()
+        .map(|protocol| protocol.as_str().to_owned());
+    let kind = match (&protocol, request.method() == Method::CONNECT) {
+        (Some(_), _) => "tunnel",
+        (None, true) => "connect",
+        (None, false) => "forward",
+    };
+    let authority = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    let span = info_span!("stream", kind, %authority, path = request.uri().path());
+    async move {
+        let result = match protocol {
+            // h2 itself refuses :protocol on anything but CONNECT (RFC 8441 §4 (N6)).
+            Some(protocol) if protocol.eq_ignore_ascii_case(WEBSOCKET) => {
+                tunnel::open(context, request, &mut respond).await
+            }
+            Some(protocol) => Err(Error::UnsupportedProtocol(protocol)),
+            None if kind == "connect" => Err(Error::PlainConnect),
+            None => forward::forward(context, request, &mut respond).await,
+        };
+        if let Err(err) = result {
+            warn!(status = err.status().as_u16(), error = %err.chain(), "stream failed");
+            answer_error(&mut respond, &err);
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Answers a failed stream, if it was not answered yet.
+fn answer_error(respond: &mut SendResponse<Bytes>, err: &Error) {
+    if matches!(err, Error::Respond(_)) {
+        return;
+    }
+    let body = Bytes::from(format!("h2hop-sidecar: {}\n", err.chain()));
+    let mut response = Response::new(());
+    *response.status_mut() = err.status();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    // Errors here mean the stream is already gone: nothing more to tell.
+    if let Ok(mut send) = respond.send_response(response, false) {
+        let _ = send.send_data(body, true);
+    }
+}

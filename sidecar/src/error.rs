@@ -1,0 +1,91 @@
+//! The sidecar's one error type, and the HTTP/2 status each failure earns.
+//!
+//! Stream stages return [`Error`]; [`crate::dispatch`] answers the stream
+//! with [`Error::status`] and logs it once.
+
+use std::io;
+use std::time::Duration;
+
+use h2hop::translate::TranslateError;
+use h2hop::translate::response::Refusal;
+use http::StatusCode;
+
+/// What went wrong while serving one HTTP/2 stream.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The stream's request cannot become an HTTP/1.1 request.
+    #[error("bad request")]
+    Translate(#[from] TranslateError),
+    /// An extended CONNECT for a protocol we do not tunnel (RFC 9220 §3 (N16)).
+    #[error("protocol {0:?} is not supported")]
+    UnsupportedProtocol(String),
+    /// A CONNECT without `:protocol`: the sidecar never opens a tunnel to
+    /// the `:authority` host (RFC 8441 §4 (N8)).
+    #[error("plain CONNECT is not supported")]
+    PlainConnect,
+    /// TCP connect to the app failed.
+    #[error("cannot connect to app {addr}")]
+    ConnectApp {
+        /// The app address.
+        addr: String,
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// The app did not answer in time.
+    #[error("{step} with app {addr} timed out after {after:?}")]
+    AppTimeout {
+        /// Which step: connect or response.
+        step: &'static str,
+        /// The app address.
+        addr: String,
+        /// The bound that ran out.
+        after: Duration,
+    },
+    /// HTTP/1.1 with the app failed.
+    #[error("HTTP/1.1 with app {addr} failed")]
+    AppHttp {
+        /// The app address.
+        addr: String,
+        /// hyper's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The app answered the upgrade with a 101 that does not open the
+    /// tunnel asked for (RFC 6455 §4.1 (N43)).
+    #[error("app's upgrade answer refused")]
+    BadSwitch(#[source] Refusal),
+    /// Answering on the HTTP/2 stream failed (the peer reset it, or the
+    /// connection is gone).
+    #[error("cannot answer the stream")]
+    Respond(#[source] h2::Error),
+}
+
+impl Error {
+    /// The status the front gets: 4xx for the request's own faults, 504
+    /// when the app was too slow, 502 when the app failed.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Translate(_) => StatusCode::BAD_REQUEST,
+            Error::UnsupportedProtocol(_) => StatusCode::NOT_IMPLEMENTED,
+            Error::PlainConnect => StatusCode::METHOD_NOT_ALLOWED,
+            Error::AppTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::ConnectApp { .. }
+            | Error::AppHttp { .. }
+            | Error::BadSwitch(_)
+            | Error::Respond(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The error with its causes, one line, for logs and response bodies.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}

@@ -1,0 +1,58 @@
+//! Forward stage: an ordinary HTTP/2 stream becomes an HTTP/1.1 request on
+//! the app's keep-alive pool, and the app's response streams back.
+//!
+//! Also used by [`crate::tunnel`] to relay an app's refusal of an upgrade.
+
+use bytes::Bytes;
+use h2::RecvStream;
+use h2::server::SendResponse;
+use h2hop::relay::{self, H2Body};
+use h2hop::translate::request::{self, Kind};
+use h2hop::translate::response;
+use http::response::Parts;
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use tracing::debug;
+
+use crate::Error;
+use crate::listener::Context;
+
+/// Forwards one request to the app and streams its response back.
+pub async fn forward(
+    context: &Context,
+    request: Request<RecvStream>,
+    respond: &mut SendResponse<Bytes>,
+) -> Result<(), Error> {
+    let (parts, recv) = request.into_parts();
+    let mut app_request = request::h2_to_h1(&parts, Kind::Forward, "")?.map(|()| H2Body::new(recv));
+    // The pool picks its connection by the URI's authority, which is the
+    // app's address; Host already carries the stream's :authority.
+    let app = &context.app;
+    let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    *app_request.uri_mut() = Uri::try_from(format!("http://{}{path}", app.config().addr))
+        .map_err(|_| h2hop::translate::TranslateError::Invalid { what: "path" })?;
+    let answer = app.await_response(app.pool().request(app_request)).await?;
+    let (head, body) = answer.into_parts();
+    respond_with(respond, &head, body).await
+}
+
+/// Answers the stream with an app's response: end-to-end fields only
+/// (RFC 9110 §7.6.1 (N29), S7), body streamed within the stream's window.
+pub async fn respond_with(
+    respond: &mut SendResponse<Bytes>,
+    head: &Parts,
+    body: Incoming,
+) -> Result<(), Error> {
+    let end_of_stream = body.is_end_stream();
+    let send = respond
+        .send_response(response::relay(head, Version::HTTP_2), end_of_stream)
+        .map_err(Error::Respond)?;
+    if !end_of_stream && let Err(err) = relay::send_body(body, send).await {
+        // Headers are out: a body failure can only reset the stream,
+        // which send_body did.
+        debug!(error = %err, "response body not fully sent");
+    }
+    Ok(())
+}

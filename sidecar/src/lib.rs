@@ -1,0 +1,63 @@
+//! `h2hop-sidecar`: HTTP/2 from fronts in, HTTP/1.1 to the local app out.
+//!
+//! The path of a stream, stage by stage:
+//! 1. [`listener`]: accept, TLS with a required client certificate (or h2c),
+//!    HTTP/2 with SETTINGS_ENABLE_CONNECT_PROTOCOL, one task per stream;
+//! 2. [`dispatch`]: tunnel, ordinary request, or an error answered here;
+//! 3. [`tunnel`]: a `GET` Upgrade with a fresh key to the app, `200` on its
+//!    101, then the relay; or [`forward`]: the app's keep-alive pool;
+//! 4. [`app`]: connections to the app.
+//!
+//! [`run`] takes an already-bound listener and a cancellation token; only
+//! `main` binds, reads signals and picks the exit code.
+
+pub mod app;
+pub mod args;
+pub mod dispatch;
+mod error;
+pub mod forward;
+pub mod listener;
+pub mod tunnel;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use app::AppConfig;
+pub use error::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Everything the sidecar needs, validated before any socket is bound.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How to reach the app.
+    pub app: AppConfig,
+    /// TLS for fronts (client certificate required), or `None` for h2c.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS per front connection.
+    pub max_concurrent_streams: u32,
+    /// Bound on a front's TLS and HTTP/2 handshakes.
+    pub handshake_timeout: Duration,
+}
+
+impl Config {
+    /// A configuration with the documented defaults for everything but the
+    /// app address and TLS.
+    pub fn new(app: String, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        Self {
+            app: AppConfig {
+                addr: app,
+                connect_timeout: Duration::from_secs(5),
+                response_timeout: Duration::from_secs(30),
+            },
+            tls,
+            max_concurrent_streams: 1000,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves fronts on `listener` until `shutdown` is cancelled.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) {
+    listener::serve(config, listener, shutdown).await;
+}

@@ -1,0 +1,121 @@
+//! Listener stage: accepts fronts' connections and serves HTTP/2 on each.
+//!
+//! Per connection: TLS with a required client certificate (unless h2c),
+//! then an HTTP/2 server that advertises SETTINGS_ENABLE_CONNECT_PROTOCOL
+//! (RFC 8441 §3 (N1)), then one task per accepted stream, handed to
+//! [`crate::dispatch`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2hop::relay::{CONNECTION_WINDOW, STREAM_WINDOW};
+use h2hop::tls;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, debug, info, info_span, warn};
+
+use crate::app::App;
+use crate::{Config, dispatch};
+
+/// What every stream handler shares.
+pub struct Context {
+    /// The app behind the sidecar.
+    pub app: App,
+}
+
+/// Accepts connections until `shutdown` is cancelled.
+pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) {
+    let context = Arc::new(Context {
+        app: App::new(config.app.clone()),
+    });
+    let acceptor = config.tls.clone().map(TlsAcceptor::from);
+    let config = Arc::new(config);
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let span = info_span!("conn", %peer);
+                let task = connection(
+                    stream,
+                    peer,
+                    acceptor.clone(),
+                    config.clone(),
+                    context.clone(),
+                );
+                tokio::spawn(task.instrument(span));
+            }
+            Err(err) => {
+                warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+    config: Arc<Config>,
+    context: Arc<Context>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Some(acceptor) = acceptor else {
+        return serve_h2(stream, &config, context).await;
+    };
+    let bound = config.handshake_timeout;
+    let tls = match timeout(bound, acceptor.accept(stream)).await {
+        Err(_) => return warn!(after = ?bound, "TLS handshake timed out"),
+        Ok(Err(err)) => {
+            // A front with no certificate, or one from another CA, ends here.
+            return warn!(%peer, reason = %tls::describe_failure(&err), "TLS handshake refused");
+        }
+        Ok(Ok(tls)) => tls,
+    };
+    if let Err(err) = tls::require_h2_alpn(tls.get_ref().1.alpn_protocol()) {
+        return warn!(error = %err, "TLS peer did not negotiate h2");
+    }
+    serve_h2(tls, &config, context).await;
+}
+
+/// Runs one HTTP/2 connection: the accept loop also drives its I/O, so it
+/// only spawns and never waits on a stream.
+async fn serve_h2<T>(io: T, config: &Config, context: Arc<Context>)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let handshake = h2::server::Builder::new()
+        .enable_connect_protocol()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .handshake::<_, Bytes>(io);
+    let mut connection = match timeout(config.handshake_timeout, handshake).await {
+        Err(_) => return warn!("HTTP/2 handshake timed out"),
+        Ok(Err(err)) => {
+            return warn!(reason = %tls::describe_failure(&err), "HTTP/2 handshake failed");
+        }
+        Ok(Ok(connection)) => connection,
+    };
+    info!("front connected");
+    while let Some(accepted) = connection.accept().await {
+        match accepted {
+            Ok((request, respond)) => {
+                let context = context.clone();
+                tokio::spawn(async move { dispatch::dispatch(&context, request, respond).await });
+            }
+            Err(err) => {
+                return warn!(reason = %tls::describe_failure(&err), "connection failed");
+            }
+        }
+    }
+    debug!("front disconnected");
+}

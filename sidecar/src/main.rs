@@ -1,0 +1,22 @@
+//! `h2hop-sidecar` binary: flags → config → logging → bind → [`h2hop_sidecar::run`].
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use h2hop_sidecar::args::Args;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    h2hop::telemetry::init(&args.log).context("cannot start logging")?;
+    let config = args.config().context("invalid configuration")?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, app = %args.app, h2c = args.h2c, "h2hop-sidecar ready");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(h2hop::shutdown::on_signal(shutdown.clone()));
+    h2hop_sidecar::run(config, listener, shutdown).await;
+    Ok(())
+}

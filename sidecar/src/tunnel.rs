@@ -1,0 +1,87 @@
+//! Tunnel stage: an extended CONNECT becomes an HTTP/1.1 Upgrade to the app.
+//!
+//! Input: a stream with `:protocol websocket`. The app gets a `GET` Upgrade
+//! with a fresh key on a connection of its own; only a `101` that names the
+//! protocol and carries the matching accept opens the tunnel, answered `200`
+//! (RFC 8441 §5). Anything else is relayed, and that app connection closes.
+
+use bytes::Bytes;
+use h2::RecvStream;
+use h2::server::SendResponse;
+use h2hop::relay;
+use h2hop::translate::request::{self, Kind};
+use h2hop::translate::response::{self, Refusal};
+use h2hop::websocket;
+use http::Request;
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tracing::{debug, info};
+
+use crate::dispatch::WEBSOCKET;
+use crate::listener::Context;
+use crate::{Error, forward};
+
+/// Opens the tunnel and relays it until both sides close.
+pub async fn open(
+    context: &Context,
+    request: Request<RecvStream>,
+    respond: &mut SendResponse<Bytes>,
+) -> Result<(), Error> {
+    let (parts, recv) = request.into_parts();
+    // RFC 8441 §5 (N11): the key is ours, fresh per attempt (RFC 6455 §4.1 (N40)).
+    let key = websocket::fresh_key();
+    let app_request = request::h2_to_h1(&parts, Kind::Tunnel(WEBSOCKET), &key)?;
+    let app = &context.app;
+    let stream = app.dial().await?;
+    let (mut sender, connection) = app
+        .await_response(hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
+            TokioIo::new(stream),
+        ))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.with_upgrades().await {
+            debug!(error = %err, "app connection ended with an error");
+        }
+    });
+    let mut answer = app
+        .await_response(sender.send_request(app_request.map(|()| Empty::new())))
+        .await?;
+    let on_upgrade = hyper::upgrade::on(&mut answer);
+    let (head, body) = answer.into_parts();
+    match response::check_switch(&head, WEBSOCKET, &key) {
+        Ok(()) => {}
+        // RFC 6455 §4.1 (N45): a 401, 403, 426... goes back as it is. The app
+        // connection goes with `sender` when the body is done: never pooled (S1).
+        Err(Refusal::NotSwitching(status)) => {
+            info!(status = status.as_u16(), "app refused the upgrade");
+            return forward::respond_with(respond, &head, body).await;
+        }
+        Err(refusal) => return Err(Error::BadSwitch(refusal)),
+    }
+
+    let upgraded = on_upgrade.await.map_err(|source| Error::AppHttp {
+        addr: app.config().addr.clone(),
+        source: Box::new(source),
+    })?;
+    let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+        return Err(Error::AppHttp {
+            addr: app.config().addr.clone(),
+            source: "upgraded app connection is not a TCP stream".into(),
+        });
+    };
+    let send = respond
+        .send_response(response::switched_to_h2(&head), false)
+        .map_err(Error::Respond)?;
+    let started = tokio::time::Instant::now();
+    // read_buf: what the app sent right behind its 101, already read by hyper.
+    let end = relay::tunnel(parts.io.into_inner(), parts.read_buf, send, recv).await;
+    info!(
+        bytes_up = end.to_tcp,
+        bytes_down = end.to_stream,
+        close = ?end.close,
+        duration = ?started.elapsed(),
+        "tunnel closed"
+    );
+    Ok(())
+}
