@@ -21,32 +21,32 @@ pub struct Args {
     #[arg(long, env = "H2HOP_FRONT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// The sidecar's address, host:port.
-    #[arg(long, env = "H2HOP_SIDECAR", default_value = "127.0.0.1:8443")]
+    #[arg(long, env = "H2HOP_FRONT_SIDECAR", default_value = "127.0.0.1:8443")]
     pub sidecar: String,
     /// Name the sidecar's certificate must carry (default: the host of --sidecar).
-    #[arg(long, env = "H2HOP_SIDECAR_NAME")]
+    #[arg(long, env = "H2HOP_FRONT_SIDECAR_NAME")]
     pub sidecar_name: Option<String>,
     /// Speak cleartext HTTP/2 (h2c, prior knowledge) to the sidecar instead of
     /// mutual TLS. Only for meshes that encrypt elsewhere.
-    #[arg(long, env = "H2HOP_H2C")]
+    #[arg(long, env = "H2HOP_FRONT_H2C")]
     pub h2c: bool,
     /// CA certificate (PEM) the sidecar's certificate must chain to.
-    #[arg(long, env = "H2HOP_CA", required_unless_present = "h2c")]
+    #[arg(long, env = "H2HOP_FRONT_CA", required_unless_present = "h2c")]
     pub ca: Option<PathBuf>,
     /// The front's client certificate chain (PEM), shown to the sidecar.
-    #[arg(long, env = "H2HOP_CERT", required_unless_present = "h2c")]
+    #[arg(long, env = "H2HOP_FRONT_CERT", required_unless_present = "h2c")]
     pub cert: Option<PathBuf>,
     /// The private key (PEM) of --cert.
-    #[arg(long, env = "H2HOP_KEY", required_unless_present = "h2c")]
+    #[arg(long, env = "H2HOP_FRONT_KEY", required_unless_present = "h2c")]
     pub key: Option<PathBuf>,
     /// Bound on TCP connect to the sidecar, and on the TLS handshake.
-    #[arg(long, env = "H2HOP_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "H2HOP_FRONT_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
     /// Bound on the wait for the sidecar's response head (a tunnel's or a request's).
-    #[arg(long, env = "H2HOP_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "H2HOP_FRONT_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub response_timeout: Duration,
     /// Bound on reading a client's request head.
-    #[arg(long, env = "H2HOP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "H2HOP_FRONT_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
     /// Logging.
     #[command(flatten)]

@@ -96,8 +96,14 @@ impl PairBuilder {
         self
     }
 
-    /// Starts app, sidecar and front.
+    /// Starts app, sidecar and front, the front on a fresh loopback port.
     pub async fn start(self) -> anyhow::Result<Pair> {
+        let front_listener = loopback().await?;
+        self.start_on(front_listener).await
+    }
+
+    /// Starts app, sidecar and front, the front on `front_listener`.
+    pub async fn start_on(self, front_listener: TcpListener) -> anyhow::Result<Pair> {
         let shutdown = CancellationToken::new();
         let app = TestApp::spawn(loopback().await?, shutdown.child_token())?;
         let app_addr = if self.app_down {
@@ -147,7 +153,6 @@ impl PairBuilder {
             Some(self.front_tls(&pki)?)
         };
         let config = h2hop_front::Config::new(sidecar_addr.to_string(), tls);
-        let front_listener = loopback().await?;
         let front = front_listener.local_addr()?;
         tokio::spawn(h2hop_front::run(
             config,

@@ -4,6 +4,8 @@
 //! subscriber, writing to standard error so standard output stays free for
 //! the programs' own output.
 
+use std::io::IsTerminal as _;
+
 use clap::{Args, ValueEnum};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
@@ -31,24 +33,27 @@ pub struct LogArgs {
 }
 
 /// Installs the global subscriber. h2hop's own events follow `log_level`;
-/// the HTTP libraries' chatter stays at warn unless trace is asked for.
+/// the libraries' (h2, hyper, rustls) stay at warn unless trace is asked for.
 pub fn init(args: &LogArgs) -> Result<(), tracing_subscriber::util::TryInitError> {
     let libraries = if args.log_level == LevelFilter::TRACE {
         LevelFilter::TRACE
     } else {
         LevelFilter::WARN
     };
+    // Targets match by prefix, so "h2hop" covers every crate of ours
+    // (h2hop, h2hop_front, h2hop_sidecar, ...) and nothing else.
     let filter = Targets::new()
-        .with_default(args.log_level)
-        .with_target("h2", libraries)
-        .with_target("hyper", libraries)
-        .with_target("hyper_util", libraries)
-        .with_target("rustls", libraries);
+        .with_default(libraries)
+        .with_target("h2hop", args.log_level);
     let registry = tracing_subscriber::registry().with(filter);
     let writer = std::io::stderr;
     match args.log_format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(writer))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(writer),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json().with_writer(writer))

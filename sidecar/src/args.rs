@@ -21,33 +21,33 @@ pub struct Args {
     #[arg(long, env = "H2HOP_SIDECAR_LISTEN", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
     /// The app's address, host:port (HTTP/1.1).
-    #[arg(long, env = "H2HOP_APP", default_value = "127.0.0.1:8000")]
+    #[arg(long, env = "H2HOP_SIDECAR_APP", default_value = "127.0.0.1:8000")]
     pub app: String,
     /// Accept cleartext HTTP/2 (h2c, prior knowledge) instead of mutual TLS.
     /// Only for meshes that encrypt elsewhere.
-    #[arg(long, env = "H2HOP_H2C")]
+    #[arg(long, env = "H2HOP_SIDECAR_H2C")]
     pub h2c: bool,
     /// The sidecar's certificate chain (PEM).
-    #[arg(long, env = "H2HOP_CERT", required_unless_present = "h2c")]
+    #[arg(long, env = "H2HOP_SIDECAR_CERT", required_unless_present = "h2c")]
     pub cert: Option<PathBuf>,
     /// The private key (PEM) of --cert.
-    #[arg(long, env = "H2HOP_KEY", required_unless_present = "h2c")]
+    #[arg(long, env = "H2HOP_SIDECAR_KEY", required_unless_present = "h2c")]
     pub key: Option<PathBuf>,
     /// CA certificate (PEM) that fronts' client certificates must chain to.
-    #[arg(long, env = "H2HOP_CLIENT_CA", required_unless_present = "h2c")]
+    #[arg(long, env = "H2HOP_SIDECAR_CLIENT_CA", required_unless_present = "h2c")]
     pub client_ca: Option<PathBuf>,
     /// SETTINGS_MAX_CONCURRENT_STREAMS per front connection: the most
     /// tunnels and requests one front connection may have open.
-    #[arg(long, env = "H2HOP_MAX_STREAMS", default_value_t = 1000)]
+    #[arg(long, env = "H2HOP_SIDECAR_MAX_STREAMS", default_value_t = 1000)]
     pub max_streams: u32,
     /// Bound on TCP connect to the app.
-    #[arg(long, env = "H2HOP_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "H2HOP_SIDECAR_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
     /// Bound on the wait for the app's response head (an upgrade's or a request's).
-    #[arg(long, env = "H2HOP_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "H2HOP_SIDECAR_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub response_timeout: Duration,
     /// Bound on a front's TLS and HTTP/2 handshakes.
-    #[arg(long, env = "H2HOP_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "H2HOP_SIDECAR_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
     /// Logging.
     #[command(flatten)]
