@@ -55,7 +55,11 @@ pub async fn open(
         // connection goes with `sender` when the body is done: never pooled (S1).
         Err(Refusal::NotSwitching(status)) => {
             info!(status = status.as_u16(), "app refused the upgrade");
-            return forward::respond_with(respond, &head, body).await;
+            let answered = forward::respond_with(respond, &head, body).await;
+            // Held until the answer is out: dropping the stream's receive
+            // half earlier could reset the stream before the front read it.
+            drop(recv);
+            return answered;
         }
         Err(refusal) => return Err(Error::BadSwitch(refusal)),
     }
