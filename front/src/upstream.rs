@@ -18,7 +18,7 @@ use http::Request;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 use tracing::{Instrument as _, debug, info, warn};
@@ -193,12 +193,19 @@ impl Upstream {
         let mut ping_pong = connection.ping_pong();
         let closed = Arc::new(AtomicBool::new(false));
         let done = closed.clone();
+        // The connection task's own error, for the first round trip below:
+        // the PING itself only ever sees "broken pipe".
+        let (failed, failure) = oneshot::channel::<String>();
         let span = tracing::info_span!("upstream", sidecar = %addr);
         tokio::spawn(
             async move {
                 match connection.await {
                     Ok(()) => debug!("connection closed"),
-                    Err(err) => warn!(error = %tls::describe_failure(&err), "connection failed"),
+                    Err(err) => {
+                        let reason = tls::describe_failure(&err);
+                        warn!(error = %reason, "connection failed");
+                        let _ = failed.send(reason);
+                    }
                 }
                 done.store(true, Ordering::Release);
             }
@@ -206,10 +213,15 @@ impl Upstream {
         );
         let bound = self.config.connect_timeout;
         if let Some(ping_pong) = ping_pong.as_mut() {
-            timeout(bound, ping_pong.ping(h2::Ping::opaque()))
+            let pong = timeout(bound, ping_pong.ping(h2::Ping::opaque()))
                 .await
-                .map_err(|_| self.timed_out("settings exchange", bound))?
-                .map_err(|err| self.refused(err))?;
+                .map_err(|_| self.timed_out("settings exchange", bound))?;
+            if let Err(err) = pong {
+                // The task ends right after the connection failed; a closed
+                // channel means it ended cleanly and the PING error stands.
+                let reason = timeout(bound, failure).await.ok().and_then(Result::ok);
+                return Err(self.refused(err, reason));
+            }
         }
         let extended_connect = send.is_extended_connect_protocol_enabled();
         info!(sidecar = %addr, extended_connect, "upstream connected");
@@ -222,12 +234,14 @@ impl Upstream {
 
     /// A connection error seen on the first round trip: with TLS 1.3 a
     /// refused client certificate shows up here, not in the handshake.
-    fn refused(&self, err: h2::Error) -> Error {
+    /// `reason` is the connection task's description of the failure, when
+    /// it had one.
+    fn refused(&self, err: h2::Error, reason: Option<String>) -> Error {
         let addr = self.config.addr.clone();
         match (&self.config.tls, err.get_io()) {
             (Some(_), Some(_)) => Error::UpstreamTls {
                 addr,
-                reason: tls::describe_failure(&err),
+                reason: reason.unwrap_or_else(|| tls::describe_failure(&err)),
             },
             _ => Error::UpstreamH2 { addr, source: err },
         }

@@ -5,9 +5,12 @@
 //! trusted for another request (S2). Plain requests share a keep-alive pool
 //! ([`App::pool`]).
 
+use std::io;
 use std::time::Duration;
 
 use h2hop::relay::H2Body;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -54,9 +57,29 @@ impl App {
         &self.config
     }
 
-    /// The keep-alive pool for plain requests.
-    pub fn pool(&self) -> &Client<HttpConnector, H2Body> {
-        &self.pool
+    /// Sends a plain request on the keep-alive pool and waits for the
+    /// response head within the response timeout.
+    pub async fn send(&self, request: Request<H2Body>) -> Result<Response<Incoming>, Error> {
+        let addr = &self.config.addr;
+        let bound = self.config.response_timeout;
+        match timeout(bound, self.pool.request(request)).await {
+            Err(_) => Err(Error::AppTimeout {
+                step: "response",
+                addr: addr.clone(),
+                after: bound,
+            }),
+            // Same wording as a tunnel's failed dial: the culprit is the
+            // app's listener, not HTTP.
+            Ok(Err(err)) if err.is_connect() => Err(Error::ConnectApp {
+                addr: addr.clone(),
+                source: io::Error::other(err),
+            }),
+            Ok(Err(err)) => Err(Error::AppHttp {
+                addr: addr.clone(),
+                source: Box::new(err),
+            }),
+            Ok(Ok(response)) => Ok(response),
+        }
     }
 
     /// A fresh connection for one tunnel attempt.

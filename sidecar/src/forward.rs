@@ -33,7 +33,7 @@ pub async fn forward(
     let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
     *app_request.uri_mut() = Uri::try_from(format!("http://{}{path}", app.config().addr))
         .map_err(|_| h2hop::translate::TranslateError::Invalid { what: "path" })?;
-    let answer = app.await_response(app.pool().request(app_request)).await?;
+    let answer = app.send(app_request).await?;
     let (head, body) = answer.into_parts();
     respond_with(respond, &head, body).await
 }
