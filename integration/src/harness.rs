@@ -40,6 +40,7 @@ pub struct PairBuilder {
     max_streams: u32,
     app_down: bool,
     sidecar: SidecarKind,
+    count_upstream: bool,
 }
 
 /// What sits where the sidecar should be.
@@ -61,6 +62,7 @@ impl Default for PairBuilder {
             max_streams: 1000,
             app_down: false,
             sidecar: SidecarKind::H2hop,
+            count_upstream: false,
         }
     }
 }
@@ -87,6 +89,13 @@ impl PairBuilder {
     /// Points the sidecar at a port where nothing listens.
     pub fn app_down(mut self) -> Self {
         self.app_down = true;
+        self
+    }
+
+    /// Puts a counting TCP forwarder between front and sidecar, so that
+    /// [`Pair::upstream_connections`] tells how many the front opened.
+    pub fn count_upstream_connections(mut self) -> Self {
+        self.count_upstream = true;
         self
     }
 
@@ -147,6 +156,19 @@ impl PairBuilder {
                 ));
             }
         }
+        let upstream_connections = Arc::new(AtomicUsize::new(0));
+        if self.count_upstream {
+            let forwarder = loopback().await?;
+            let target = sidecar_addr;
+            sidecar_addr = forwarder.local_addr()?;
+            let count = upstream_connections.clone();
+            tokio::spawn(counting_forwarder(
+                forwarder,
+                target,
+                count,
+                shutdown.child_token(),
+            ));
+        }
         let tls = if self.h2c || self.sidecar == SidecarKind::WithoutExtendedConnect {
             None
         } else {
@@ -165,6 +187,7 @@ impl PairBuilder {
             sidecar: sidecar_addr,
             pki,
             extended_connects,
+            upstream_connections,
             shutdown,
         })
     }
@@ -196,6 +219,7 @@ pub struct Pair {
     /// The PKI the pair runs with.
     pub pki: DevPki,
     extended_connects: Arc<AtomicUsize>,
+    upstream_connections: Arc<AtomicUsize>,
     shutdown: CancellationToken,
 }
 
@@ -214,6 +238,14 @@ impl Pair {
     /// `:protocol` that server received (RFC 8441 §3 says: none).
     pub fn extended_connects_seen(&self) -> usize {
         self.extended_connects.load(Ordering::SeqCst)
+    }
+}
+
+impl Pair {
+    /// With [`PairBuilder::count_upstream_connections`]: how many TCP
+    /// connections the front opened toward the sidecar.
+    pub fn upstream_connections(&self) -> usize {
+        self.upstream_connections.load(Ordering::SeqCst)
     }
 }
 
@@ -267,6 +299,30 @@ async fn plain_h2_server(
                 if let Ok(mut send) = respond.send_response(response, false) {
                     let _ = send.send_data(Bytes::from_static(b"plain"), true);
                 }
+            }
+        });
+    }
+}
+
+/// Forwards each accepted connection to `target`, counting them.
+async fn counting_forwarder(
+    listener: TcpListener,
+    target: SocketAddr,
+    count: Arc<AtomicUsize>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((mut inbound, _)) = accepted else {
+            continue;
+        };
+        count.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
             }
         });
     }

@@ -289,7 +289,11 @@ async fn chatty_socket(
 #[tokio::test]
 async fn two_hundred_websockets_and_plain_gets_share_one_front() {
     within(async {
-        let pair = Pair::start().await.unwrap();
+        let pair = Pair::builder()
+            .count_upstream_connections()
+            .start()
+            .await
+            .unwrap();
         let (opened_tx, mut opened_rx) = mpsc::channel(SOCKETS);
         let (done_tx, done_rx) = watch::channel(false);
         let mut sockets = JoinSet::new();
@@ -348,6 +352,8 @@ async fn two_hundred_websockets_and_plain_gets_share_one_front() {
             .filter(|r| r.uri.path().starts_with("/bytes/"))
             .count();
         assert_eq!((plain, requests.len()), (GETS, SOCKETS + GETS));
+        // All of it multiplexed on one HTTP/2 connection to the sidecar.
+        assert_eq!(pair.upstream_connections(), 1);
     })
     .await;
 }

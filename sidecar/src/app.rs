@@ -8,14 +8,18 @@
 use std::io;
 use std::time::Duration;
 
+use bytes::Bytes;
 use h2hop::relay::H2Body;
 use http::{Request, Response};
+use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tracing::debug;
 
 use crate::Error;
 
@@ -82,8 +86,25 @@ impl App {
         }
     }
 
+    /// Sends an upgrade request on a connection of its own and waits for
+    /// the answer. The connection serves only this request: whatever the
+    /// answer, it is never pooled (S2).
+    pub async fn upgrade(&self, request: Request<()>) -> Result<Response<Incoming>, Error> {
+        let stream = self.dial().await?;
+        let handshake =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream));
+        let (mut sender, connection) = self.await_response(handshake).await?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.with_upgrades().await {
+                debug!(error = %err, "app connection ended with an error");
+            }
+        });
+        self.await_response(sender.send_request(request.map(|()| Empty::new())))
+            .await
+    }
+
     /// A fresh connection for one tunnel attempt.
-    pub async fn dial(&self) -> Result<TcpStream, Error> {
+    async fn dial(&self) -> Result<TcpStream, Error> {
         let addr = &self.config.addr;
         let bound = self.config.connect_timeout;
         let stream = timeout(bound, TcpStream::connect(addr.as_str()))
@@ -102,7 +123,7 @@ impl App {
     }
 
     /// Waits for `response` within the response timeout.
-    pub async fn await_response<T, E>(
+    async fn await_response<T, E>(
         &self,
         response: impl Future<Output = Result<T, E>>,
     ) -> Result<T, Error>

@@ -11,7 +11,9 @@ use h2::RecvStream;
 use h2::server::SendResponse;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response};
-use tracing::{Instrument as _, info_span, warn};
+use std::future::poll_fn;
+
+use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::listener::Context;
 use crate::{Error, forward, tunnel};
@@ -50,18 +52,34 @@ pub async fn dispatch(
             None if kind == "connect" => Err(Error::PlainConnect),
             None => forward::forward(context, request, &mut respond).await,
         };
-        if let Err(err) = result {
-            warn!(status = err.status().as_u16(), error = %err.chain(), "stream failed");
-            answer_error(&mut respond, &err);
+        match result {
+            Ok(()) => {}
+            Err(Error::Reset(reason)) => debug!(?reason, "front reset the stream"),
+            Err(err) => {
+                warn!(status = err.status().as_u16(), error = %err.chain(), "stream failed");
+                answer_error(&mut respond, &err);
+            }
         }
     }
     .instrument(span)
     .await;
 }
 
+/// Runs `work` unless the front resets the stream first, so an abandoned
+/// request stops holding an app connection or dial (S5).
+pub async fn unless_reset<T>(
+    respond: &mut SendResponse<Bytes>,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::select! {
+        result = work => result,
+        reset = poll_fn(|cx| respond.poll_reset(cx)) => Err(Error::Reset(reset.ok())),
+    }
+}
+
 /// Answers a failed stream, if it was not answered yet.
 fn answer_error(respond: &mut SendResponse<Bytes>, err: &Error) {
-    if matches!(err, Error::Respond(_)) {
+    if matches!(err, Error::Respond(_) | Error::Reset(_)) {
         return;
     }
     let body = Bytes::from(format!("h2hop-sidecar: {}\n", err.chain()));

@@ -55,6 +55,9 @@ pub enum Error {
     /// tunnel asked for (RFC 6455 §4.1 (N43)).
     #[error("app's upgrade answer refused")]
     BadSwitch(#[source] Refusal),
+    /// The front reset the stream before it was answered.
+    #[error("stream reset by the front ({0:?})")]
+    Reset(Option<h2::Reason>),
     /// Answering on the HTTP/2 stream failed (the peer reset it, or the
     /// connection is gone).
     #[error("cannot answer the stream")]
@@ -70,6 +73,8 @@ impl Error {
             Error::UnsupportedProtocol(_) => StatusCode::NOT_IMPLEMENTED,
             Error::PlainConnect => StatusCode::METHOD_NOT_ALLOWED,
             Error::AppTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            // Nobody reads the answer to a reset stream; 499 as nginx logs it.
+            Error::Reset(_) => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             Error::ConnectApp { .. }
             | Error::AppHttp { .. }
             | Error::BadSwitch(_)

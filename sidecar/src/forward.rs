@@ -16,8 +16,8 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use tracing::debug;
 
-use crate::Error;
 use crate::listener::Context;
+use crate::{Error, dispatch};
 
 /// Forwards one request to the app and streams its response back.
 pub async fn forward(
@@ -33,7 +33,8 @@ pub async fn forward(
     let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
     *app_request.uri_mut() = Uri::try_from(format!("http://{}{path}", app.config().addr))
         .map_err(|_| h2hop::translate::TranslateError::Invalid { what: "path" })?;
-    let answer = app.send(app_request).await?;
+    // S5: a stream the front resets while we wait cancels the request.
+    let answer = dispatch::unless_reset(respond, app.send(app_request)).await?;
     let (head, body) = answer.into_parts();
     respond_with(respond, &head, body).await
 }

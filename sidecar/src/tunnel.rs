@@ -13,12 +13,11 @@ use h2hop::translate::request::{self, Kind};
 use h2hop::translate::response::{self, Refusal};
 use h2hop::websocket;
 use http::Request;
-use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tracing::{debug, info};
+use tracing::info;
 
-use crate::dispatch::WEBSOCKET;
+use crate::dispatch::{self, WEBSOCKET};
 use crate::listener::Context;
 use crate::{Error, forward};
 
@@ -33,20 +32,8 @@ pub async fn open(
     let key = websocket::fresh_key();
     let app_request = request::h2_to_h1(&parts, Kind::Tunnel(WEBSOCKET), &key)?;
     let app = &context.app;
-    let stream = app.dial().await?;
-    let (mut sender, connection) = app
-        .await_response(hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
-            TokioIo::new(stream),
-        ))
-        .await?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.with_upgrades().await {
-            debug!(error = %err, "app connection ended with an error");
-        }
-    });
-    let mut answer = app
-        .await_response(sender.send_request(app_request.map(|()| Empty::new())))
-        .await?;
+    // S5: a stream the front resets while we wait cancels the dial.
+    let mut answer = dispatch::unless_reset(respond, app.upgrade(app_request)).await?;
     let on_upgrade = hyper::upgrade::on(&mut answer);
     let (head, body) = answer.into_parts();
     match response::check_switch(&head, WEBSOCKET, &key) {
