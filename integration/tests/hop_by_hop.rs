@@ -1,7 +1,8 @@
 //! Hop-by-hop fields across both HTTP/1.1 legs and the HTTP/2 hop: the 101
-//! is rebuilt whatever the client's `Connection` said (the Kong bug), fields
-//! named in `Connection` and the always-hop-by-hop ones never reach the app,
-//! and an `Upgrade: h2c` is never honoured.
+//! is rebuilt whatever the client's `Connection` or the app's 101 said (the
+//! Kong bug), fields named in `Connection` and the always-hop-by-hop ones
+//! never reach the app from the client nor the client from the app, and an
+//! `Upgrade: h2c` is never honoured.
 
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -160,46 +161,72 @@ async fn plain_request_loses_hop_by_hop_fields_and_keeps_end_to_end_ones() {
     .await;
 }
 
-/// S7, RFC 9110 §7.6.1 (N29, N30) on the way back. Weak: the test app never
-/// sends a `Connection`-named field in a response, so this only checks what
-/// it can: the app's own `Transfer-Encoding: chunked` (the /echo response
-/// has no length) is not relayed as a field but re-framed by the front once,
-/// and no `Keep-Alive`, `Proxy-Connection`, `Upgrade` or foreign
-/// `Connection` token appears.
+/// The tokens of every `Connection` field of `raw`, lower-cased.
+fn connection_tokens(raw: &RawUpgrade) -> Vec<String> {
+    raw.header_all("connection")
+        .iter()
+        .flat_map(|value| value.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// S7, RFC 9110 §7.6.1 (N29, N30) on the way back: the app's 200 for
+/// `GET /hop-fields` lists `X-Hop` and `Keep-Alive` in `Connection` and also
+/// sends `Proxy-Connection` (the app's own tests show all of them leave the
+/// app). None of them, and no token naming them, reaches the client; the
+/// end-to-end `X-E2e` does, with the body.
 #[tokio::test]
-async fn relayed_response_carries_only_the_fronts_own_framing() {
+async fn plain_response_loses_hop_by_hop_fields_and_keeps_end_to_end_ones() {
     within(async {
         let pair = Pair::start().await.unwrap();
-        let head = format!(
-            "POST /echo HTTP/1.1\r\n\
-             Host: {}\r\n\
-             Transfer-Encoding: chunked\r\n\
-             \r\n\
-             5\r\nhello\r\n0\r\n\r\n",
-            pair.front
-        );
+        let head = format!("GET /hop-fields HTTP/1.1\r\nHost: {}\r\n\r\n", pair.front);
         let mut raw = send_raw(pair.front, &head).await;
         assert_eq!(raw.status, 200);
-        for name in ["keep-alive", "proxy-connection", "upgrade", "te", "trailer"] {
+        for name in ["x-hop", "keep-alive", "proxy-connection"] {
             assert!(raw.header(name).is_none(), "{name}: {:?}", raw.headers);
         }
-        let encodings = raw.header_all("transfer-encoding");
-        let lengths = raw.header_all("content-length");
-        assert!(
-            encodings.len() + lengths.len() == 1,
-            "exactly one framing field expected: {:?}",
-            raw.headers
+        let tokens = connection_tokens(&raw);
+        for token in ["x-hop", "keep-alive"] {
+            assert!(!tokens.iter().any(|t| t == token), "connection: {tokens:?}");
+        }
+        assert_eq!(raw.header_all("x-e2e"), ["kept"], "{:?}", raw.headers);
+        assert_eq!(raw.read_body().await.unwrap(), b"hop");
+    })
+    .await;
+}
+
+/// S7 (the Kong bug), RFC 9110 §7.6.1 (N29, N30), §7.8 (N31, N32); RFC 6455
+/// §4.2.2 (N42): the app's 101 on `/ws/hop-fields` says
+/// `Connection: Upgrade, X-Hop` and carries `X-Hop` and `Keep-Alive`. The
+/// client's 101 is rebuilt, not filtered: exactly `Upgrade: websocket`,
+/// `Connection: Upgrade`, the accept for the client's own key, the
+/// end-to-end `X-E2e`, no `X-Hop` or `Keep-Alive`; and the echo works.
+#[tokio::test]
+async fn switching_response_is_rebuilt_without_the_apps_hop_by_hop_fields() {
+    within(async {
+        let pair = Pair::start().await.unwrap();
+        let raw = client::raw_upgrade(pair.front, "/ws/hop-fields", "Upgrade", &[])
+            .await
+            .unwrap();
+        assert_eq!(raw.status, 101, "{:?}", raw.headers);
+        assert_eq!(raw.header_all("upgrade"), ["websocket"]);
+        assert_eq!(raw.header_all("connection"), ["Upgrade"]);
+        assert_eq!(
+            raw.header_all("sec-websocket-accept"),
+            [client::accept_for(&raw.key)]
         );
-        if let [encoding] = encodings.as_slice() {
-            assert!(encoding.eq_ignore_ascii_case("chunked"), "{encoding}");
+        assert_eq!(raw.header_all("x-e2e"), ["kept"], "{:?}", raw.headers);
+        for name in ["x-hop", "keep-alive", "proxy-connection"] {
+            assert!(raw.header(name).is_none(), "{name}: {:?}", raw.headers);
         }
-        for value in raw.header_all("connection") {
-            assert!(
-                value.eq_ignore_ascii_case("keep-alive"),
-                "connection: {value}"
-            );
-        }
-        assert_eq!(raw.read_body().await.unwrap(), b"hello");
+        assert!(raw.leftover.is_empty(), "bytes after the 101");
+
+        let mut ws = WebSocketStream::from_raw_socket(raw.stream, Role::Client, None).await;
+        let echoed = client::echo_roundtrip(&mut ws, Message::text("through"))
+            .await
+            .unwrap();
+        assert_eq!(echoed, Message::text("through"));
+        assert_eq!(pair.app.requests()[0].uri.path(), "/ws/hop-fields");
     })
     .await;
 }

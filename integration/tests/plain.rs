@@ -11,6 +11,7 @@ use h2hop_integration::client;
 use h2hop_integration::harness::Pair;
 use http::{Method, StatusCode, header};
 use http_body_util::BodyExt as _;
+use tokio_tungstenite::tungstenite::Message;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -250,6 +251,51 @@ async fn app_status_and_end_to_end_headers_are_relayed() {
             let body = client::body_bytes(response).await.unwrap();
             assert_eq!(body, format!("app says {code}"));
         }
+    })
+    .await;
+}
+
+/// RFC 9112 §9.3 and S2: plain requests share the sidecar's keep-alive pool,
+/// so ten sequential GETs from ten client connections reach the app on one
+/// connection; each WebSocket tunnel dials a connection of its own that is
+/// never pooled (three tunnels, three more connections), and the pooled one
+/// still serves the next plain request.
+#[tokio::test]
+async fn sidecar_reuses_app_connections_for_plain_requests() {
+    within(async {
+        let pair = Pair::start().await.unwrap();
+        let plain_get = |i: usize| async move {
+            let mut sender = client::http1_connect(pair.front).await.unwrap();
+            let path = format!("/plain/{i}");
+            let request = client::request(Method::GET, pair.front, &path, client::full(""));
+            let response = sender.send_request(request.unwrap()).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            // Read to the end, so the sidecar's app connection goes idle.
+            let body = client::body_bytes(response).await.unwrap();
+            assert_eq!(body, "hello from app", "{path}");
+        };
+        for i in 0..10 {
+            plain_get(i).await;
+            assert_eq!(pair.app.connections(), 1, "after plain GET {i}");
+        }
+
+        for i in 0..3 {
+            let (mut ws, response) = client::ws_connect(pair.front, "/ws", &[]).await.unwrap();
+            assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+            let text = format!("tunnel {i}");
+            let echoed = client::echo_roundtrip(&mut ws, Message::text(text.clone()))
+                .await
+                .unwrap();
+            assert_eq!(echoed, Message::text(text));
+            client::close_handshake(&mut ws, 1000, "done")
+                .await
+                .unwrap();
+            assert_eq!(pair.app.connections(), 2 + i, "after tunnel {i}");
+        }
+
+        plain_get(10).await;
+        assert_eq!(pair.app.connections(), 4, "plain GET after the tunnels");
+        assert_eq!(pair.app.requests().len(), 14);
     })
     .await;
 }
