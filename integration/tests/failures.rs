@@ -273,3 +273,57 @@ async fn app_101_with_wrong_accept_or_token_gives_502() {
     })
     .await;
 }
+
+/// Waits until `probe` holds, polling every 10 ms, for at most `bound`.
+async fn eventually(bound: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + bound;
+    while tokio::time::Instant::now() < deadline {
+        if probe() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    probe()
+}
+
+/// S5: a client that gives up on a request the app is still working on
+/// (plain or upgrade) makes the front reset the stream, and the sidecar
+/// lets go of the app connection at once instead of holding it until its
+/// 30 s response timeout.
+#[tokio::test]
+async fn abandoned_requests_release_the_app_connection() {
+    within(async {
+        let pair = Pair::start().await.unwrap();
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let requests = [
+            "GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n".to_owned(),
+            format!(
+                "GET /slow HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            ),
+        ];
+        for (n, request) in requests.iter().enumerate() {
+            let mut client = TcpStream::connect(pair.front).await.unwrap();
+            client.write_all(request.as_bytes()).await.unwrap();
+            let arrived = eventually(Duration::from_secs(5), || {
+                pair.app.requests().len() == n + 1
+            });
+            assert!(arrived.await, "request {n} never reached the app");
+            assert_eq!(
+                pair.app.connections_ended(),
+                n,
+                "the app connection ended early"
+            );
+            drop(client);
+            let released = eventually(Duration::from_secs(5), || {
+                pair.app.connections_ended() == n + 1
+            });
+            assert!(
+                released.await,
+                "request {n}: the app connection outlived the client"
+            );
+        }
+    })
+    .await;
+}

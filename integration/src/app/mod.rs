@@ -38,7 +38,8 @@ use tokio_util::sync::CancellationToken;
 /// `/ws/hop-fields` (WebSocket echo whose 101 also carries hop-by-hop
 /// fields) and any other path (WebSocket echo). Plain requests: `GET /`
 /// (demo page), `/echo`, `/bytes/N`, `/status/NNN`, `GET /hop-fields`
-/// (hop-by-hop response fields), anything else `hello from app`.
+/// (hop-by-hop response fields), anything else `hello from app`. A request
+/// (plain or upgrade) for `/slow` gets its answer only at shutdown.
 pub struct TestApp {
     /// The address the app listens on.
     pub addr: SocketAddr,
@@ -78,6 +79,7 @@ struct State {
     outcomes: Mutex<Outcomes>,
     outcome_added: Notify,
     connections: AtomicUsize,
+    ended: AtomicUsize,
 }
 
 /// Raw outcomes in completion order, plus how many `next_raw_outcome` took.
@@ -111,6 +113,7 @@ impl TestApp {
             outcomes: Mutex::new(Outcomes::default()),
             outcome_added: Notify::new(),
             connections: AtomicUsize::new(0),
+            ended: AtomicUsize::new(0),
         });
         let ctx = Ctx {
             state: state.clone(),
@@ -156,6 +159,12 @@ impl TestApp {
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
     }
+
+    /// Number of HTTP/1.1 connections that ended: closed by either side,
+    /// or handed over to a tunnel after a 101.
+    pub fn connections_ended(&self) -> usize {
+        self.state.ended.load(Ordering::SeqCst)
+    }
 }
 
 impl State {
@@ -195,8 +204,17 @@ async fn serve_connection(stream: TcpStream, ctx: Ctx) {
     }
     let svc_ctx = ctx.clone();
     let service = service_fn(move |req| {
+        // `/slow` is answered only at shutdown: the request a client gives
+        // up on, for tests that the proxies let go of it.
+        let slow = req.uri().path() == "/slow";
         let response = routes::route(req, &svc_ctx);
-        async move { Ok::<_, Infallible>(response) }
+        let shutdown = svc_ctx.shutdown.clone();
+        async move {
+            if slow {
+                shutdown.cancelled().await;
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     // `with_upgrades` is required, or `hyper::upgrade::on` never resolves.
     let conn = http1::Builder::new()
@@ -211,6 +229,7 @@ async fn serve_connection(stream: TcpStream, ctx: Ctx) {
             conn.as_mut().await
         }
     };
+    ctx.state.ended.fetch_add(1, Ordering::SeqCst);
     if let Err(err) = result {
         tracing::debug!(error = %err, "app connection ended with error");
     }
