@@ -75,28 +75,13 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         upstream: Upstream::new(config.upstream),
         response_timeout: config.response_timeout,
     });
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let span = info_span!("conn", %peer);
-                let task = connection(stream, context.clone(), header_timeout);
-                tokio::spawn(task.instrument(span));
-            }
-            Err(err) => {
-                // Out of descriptors and the like: pause rather than spin.
-                warn!(error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    h2hop::accept::until_shutdown(listener, shutdown, |stream, _peer| {
+        connection(stream, context.clone(), header_timeout)
+    })
+    .await;
 }
 
 async fn connection(stream: TcpStream, context: Arc<Context>, header_timeout: Duration) {
-    let _ = stream.set_nodelay(true);
     let service = service_fn(move |request| {
         let context = context.clone();
         async move { Ok::<_, Infallible>(handle(&context, request).await) }
@@ -133,8 +118,8 @@ async fn handle(context: &Context, request: Request<Incoming>) -> Response<Respo
             Class::Reject(rejection) => return rejected(rejection),
         };
         result.unwrap_or_else(|err| {
-            warn!(status = err.status().as_u16(), error = %err.chain(), "request failed");
-            text(err.status(), &err.chain())
+            warn!(status = err.status().as_u16(), error = %h2hop::telemetry::chain(&err), "request failed");
+            text(err.status(), &h2hop::telemetry::chain(&err))
         })
     }
     .instrument(span)

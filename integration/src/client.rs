@@ -171,18 +171,9 @@ pub async fn raw_upgrade(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    stream.write_all(head.as_bytes()).await?;
-    let (status, headers, leftover) = read_response_head(&mut stream).await?;
-    Ok(RawUpgrade {
-        stream,
-        status,
-        headers,
-        leftover,
-        key,
-    })
+    let mut upgrade = raw_request(addr, &head).await?;
+    upgrade.key = key;
+    Ok(upgrade)
 }
 
 /// Reads a response head up to `\r\n\r\n` and parses it. Returns the status,
@@ -315,6 +306,22 @@ impl RawUpgrade {
         self.leftover.extend_from_slice(&chunk[..n]);
         Ok(())
     }
+}
+
+/// Writes `head` (a whole request, by hand, so that no client library can
+/// refuse or repair a field) and reads the response head back.
+pub async fn raw_request(addr: SocketAddr, head: &str) -> anyhow::Result<RawUpgrade> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    stream.write_all(head.as_bytes()).await?;
+    let (status, headers, leftover) = read_response_head(&mut stream).await?;
+    Ok(RawUpgrade {
+        stream,
+        status,
+        headers,
+        leftover,
+        key: String::new(),
+    })
 }
 
 /// A keep-alive HTTP/1.1 client connection (hyper `client::conn::http1`

@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -253,6 +254,21 @@ impl Drop for Pair {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// The bound on every end-to-end test: generous for a busy 2-core machine,
+/// short enough that a hang fails the test instead of the CI run.
+pub const TEST_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs one test body under [`TEST_LIMIT`]; a hang fails the test.
+#[allow(
+    clippy::expect_used,
+    reason = "test support: a timeout must fail the test"
+)]
+pub async fn within<F: Future>(future: F) -> F::Output {
+    tokio::time::timeout(TEST_LIMIT, future)
+        .await
+        .expect("test timed out")
 }
 
 /// A listener on 127.0.0.1, port 0.

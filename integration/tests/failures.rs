@@ -10,37 +10,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use h2hop_integration::client::{self, RawUpgrade};
-use h2hop_integration::harness::{Pair, SidecarKind};
+use h2hop_integration::harness::{Pair, SidecarKind, within};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-const LIMIT: Duration = Duration::from_secs(20);
-
 /// A masked client Text frame "hi" (RFC 6455 §5.2, §5.3): what a client
 /// that wrongly assumed a tunnel would write next.
 const WS_FRAME: [u8; 8] = [0x81, 0x82, 0x37, 0xfa, 0x21, 0x3d, b'h' ^ 0x37, b'i' ^ 0xfa];
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("test timed out")
-}
-
-/// Writes `head` by hand and reads the response head back.
-async fn send_raw(addr: SocketAddr, head: &str) -> RawUpgrade {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let (status, headers, leftover) = client::read_response_head(&mut stream).await.unwrap();
-    RawUpgrade {
-        stream,
-        status,
-        headers,
-        leftover,
-        key: String::new(),
-    }
-}
 
 /// The body of `raw`'s response as text.
 async fn body_text(raw: &mut RawUpgrade) -> String {
@@ -125,7 +102,7 @@ async fn malformed_handshake_is_refused_with_400_at_the_front() {
         let keep_alive_only = client::raw_upgrade(pair.front, "/ws", "keep-alive", &[])
             .await
             .unwrap();
-        let post = send_raw(
+        let post = client::raw_request(
             pair.front,
             &format!(
                 "POST /ws HTTP/1.1\r\n\
@@ -139,7 +116,8 @@ async fn malformed_handshake_is_refused_with_400_at_the_front() {
                 pair.front
             ),
         )
-        .await;
+        .await
+        .unwrap();
         let cases = [
             ("bad key", bad_key),
             ("no Connection", no_connection),

@@ -7,41 +7,13 @@
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use h2hop_integration::app::Recorded;
 use h2hop_integration::client::{self, RawUpgrade};
-use h2hop_integration::harness::Pair;
+use h2hop_integration::harness::{Pair, within};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("test timed out")
-}
-
-/// Writes `head` (a whole request, by hand, so no client library can refuse
-/// or repair a field) and reads the response head back.
-async fn send_raw(addr: SocketAddr, head: &str) -> RawUpgrade {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let (status, headers, leftover) = client::read_response_head(&mut stream).await.unwrap();
-    RawUpgrade {
-        stream,
-        status,
-        headers,
-        leftover,
-        key: String::new(),
-    }
-}
 
 /// The names of the fields the app received, for failure messages.
 fn names(recorded: &Recorded) -> Vec<&str> {
@@ -127,7 +99,7 @@ async fn plain_request_loses_hop_by_hop_fields_and_keeps_end_to_end_ones() {
              \r\n",
             pair.front
         );
-        let mut raw = send_raw(pair.front, &head).await;
+        let mut raw = client::raw_request(pair.front, &head).await.unwrap();
         assert_eq!(raw.status, 200);
         assert_eq!(raw.read_body().await.unwrap(), b"hello from app");
         // Connection: close was for the client's hop: the front closes.
@@ -180,7 +152,7 @@ async fn plain_response_loses_hop_by_hop_fields_and_keeps_end_to_end_ones() {
     within(async {
         let pair = Pair::start().await.unwrap();
         let head = format!("GET /hop-fields HTTP/1.1\r\nHost: {}\r\n\r\n", pair.front);
-        let mut raw = send_raw(pair.front, &head).await;
+        let mut raw = client::raw_request(pair.front, &head).await.unwrap();
         assert_eq!(raw.status, 200);
         for name in ["x-hop", "keep-alive", "proxy-connection"] {
             assert!(raw.header(name).is_none(), "{name}: {:?}", raw.headers);
@@ -248,7 +220,7 @@ async fn h2c_upgrade_is_answered_as_plain_http() {
              \r\n",
             pair.front
         );
-        let mut raw = send_raw(pair.front, &head).await;
+        let mut raw = client::raw_request(pair.front, &head).await.unwrap();
         assert_eq!(raw.status, 200);
         assert!(raw.header("upgrade").is_none(), "{:?}", raw.headers);
         assert_eq!(raw.read_body().await.unwrap(), b"hello from app");

@@ -4,22 +4,12 @@
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use h2hop_integration::client;
-use h2hop_integration::harness::Pair;
+use h2hop_integration::harness::{Pair, within};
 use http::{Method, StatusCode, header};
 use http_body_util::BodyExt as _;
 use tokio_tungstenite::tungstenite::Message;
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("test timed out")
-}
 
 /// `len` bytes of a pattern that a shifted or truncated copy cannot match.
 fn pattern(len: usize) -> Vec<u8> {

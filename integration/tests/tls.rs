@@ -20,21 +20,13 @@ use h2hop_certs::DevPki;
 use h2hop_front::UpstreamTls;
 use h2hop_integration::app::TestApp;
 use h2hop_integration::client;
-use h2hop_integration::harness::{FrontIdentity, Pair, loopback};
+use h2hop_integration::harness::{self, FrontIdentity, Pair, loopback, within};
 use http::{Method, StatusCode};
 use rustls::pki_types::ServerName;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::subscriber::DefaultGuard;
 use tracing_subscriber::fmt::MakeWriter;
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("test timed out")
-}
 
 /// Log output of this thread, appended in memory.
 #[derive(Clone, Default)]
@@ -71,7 +63,7 @@ impl Captured {
     /// from their own tasks, in no fixed order relative to the client's
     /// answer. Fails, showing the logs, after half the test's time limit.
     async fn wait_for(&self, needles: &[&str]) -> String {
-        let deadline = tokio::time::Instant::now() + LIMIT / 2;
+        let deadline = tokio::time::Instant::now() + harness::TEST_LIMIT / 2;
         loop {
             if let Some(line) = self.lines_with(needles).into_iter().next() {
                 return line;

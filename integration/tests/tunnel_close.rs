@@ -14,20 +14,12 @@ use std::time::Duration;
 
 use h2hop_integration::app::RawOutcome;
 use h2hop_integration::client;
-use h2hop_integration::harness::Pair;
+use h2hop_integration::harness::{Pair, within};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-const LIMIT: Duration = Duration::from_secs(30);
-
 /// How long a reset may take to cross the pair and still count as propagated.
 const RESET_WITHIN: Duration = Duration::from_secs(5);
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("test timed out")
-}
 
 /// Upgrades to `path` through the front and returns the tunnel and the
 /// bytes already read past the 101 (tunnel data, usually none).

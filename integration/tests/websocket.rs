@@ -4,25 +4,16 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use h2hop_integration::client;
-use h2hop_integration::harness::Pair;
+use h2hop_integration::harness::{Pair, within};
 use http::Method;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("test timed out")
-}
 
 #[tokio::test]
 async fn text_and_binary_messages_echo_through_the_pair() {

@@ -4,8 +4,10 @@
 //! - [`websocket`]: the RFC 6455 key and accept each HTTP/1.1 leg computes.
 //! - [`relay`]: tunnels and bodies across an HTTP/2 stream, bounded by flow control.
 //! - [`tls`]: rustls configurations for the mutually authenticated hop.
+//! - [`accept`]: the accept loop both listeners run.
 //! - [`telemetry`]: tracing set-up shared by the binaries' `main`.
 
+pub mod accept;
 pub mod relay;
 pub mod shutdown;
 pub mod telemetry;

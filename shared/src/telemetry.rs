@@ -60,3 +60,31 @@ pub fn init(args: &LogArgs) -> Result<(), tracing_subscriber::util::TryInitError
             .try_init(),
     }
 }
+
+/// An error and its causes on one line (`outer: inner: root`), for log
+/// fields and the short bodies the binaries answer failures with.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn chain_joins_every_cause() {
+        let err = Outer(std::io::Error::other("root"));
+        assert_eq!(chain(&err), "outer: root");
+    }
+}

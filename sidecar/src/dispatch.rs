@@ -56,7 +56,7 @@ pub async fn dispatch(
             Ok(()) => {}
             Err(Error::Reset(reason)) => debug!(?reason, "front reset the stream"),
             Err(err) => {
-                warn!(status = err.status().as_u16(), error = %err.chain(), "stream failed");
+                warn!(status = err.status().as_u16(), error = %h2hop::telemetry::chain(&err), "stream failed");
                 answer_error(&mut respond, &err);
             }
         }
@@ -82,7 +82,7 @@ fn answer_error(respond: &mut SendResponse<Bytes>, err: &Error) {
     if matches!(err, Error::Respond(_) | Error::Reset(_)) {
         return;
     }
-    let body = Bytes::from(format!("h2hop-sidecar: {}\n", err.chain()));
+    let body = Bytes::from(format!("h2hop-sidecar: {}\n", h2hop::telemetry::chain(err)));
     let mut response = Response::new(());
     *response.status_mut() = err.status();
     response.headers_mut().insert(

@@ -81,16 +81,4 @@ impl Error {
             | Error::Respond(_) => StatusCode::BAD_GATEWAY,
         }
     }
-
-    /// The error with its causes, one line, for logs and response bodies.
-    pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
-    }
 }

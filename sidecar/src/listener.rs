@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use h2hop::relay::{CONNECTION_WINDOW, STREAM_WINDOW};
@@ -17,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, debug, info, info_span, warn};
+use tracing::{debug, info, warn};
 
 use crate::app::App;
 use crate::{Config, dispatch};
@@ -35,29 +34,16 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     });
     let acceptor = config.tls.clone().map(TlsAcceptor::from);
     let config = Arc::new(config);
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let span = info_span!("conn", %peer);
-                let task = connection(
-                    stream,
-                    peer,
-                    acceptor.clone(),
-                    config.clone(),
-                    context.clone(),
-                );
-                tokio::spawn(task.instrument(span));
-            }
-            Err(err) => {
-                warn!(error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    h2hop::accept::until_shutdown(listener, shutdown, |stream, peer| {
+        connection(
+            stream,
+            peer,
+            acceptor.clone(),
+            config.clone(),
+            context.clone(),
+        )
+    })
+    .await;
 }
 
 async fn connection(
@@ -67,7 +53,6 @@ async fn connection(
     config: Arc<Config>,
     context: Arc<Context>,
 ) {
-    let _ = stream.set_nodelay(true);
     let Some(acceptor) = acceptor else {
         return serve_h2(stream, &config, context).await;
     };

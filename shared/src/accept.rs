@@ -1,0 +1,45 @@
+//! The accept loop both binaries run on their listener.
+//!
+//! Accepts until the shutdown token is cancelled, runs each connection in a
+//! task of its own inside a `conn{peer}` span, and pauses briefly when
+//! accept fails (out of descriptors, say) rather than spinning.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, info_span, warn};
+
+/// How long to wait after a failed accept before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Accepts connections on `listener` until `shutdown` is cancelled, and
+/// spawns `serve(stream, peer)` for each.
+pub async fn until_shutdown<F, Fut>(
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    mut serve: F,
+) where
+    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                // Fewer, larger segments matter less than latency here.
+                let _ = stream.set_nodelay(true);
+                let span = info_span!("conn", %peer);
+                tokio::spawn(serve(stream, peer).instrument(span));
+            }
+            Err(err) => {
+                warn!(error = %err, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
