@@ -48,6 +48,10 @@ pub struct Args {
     /// Bound on reading a client's request head.
     #[arg(long, env = "H2HOP_FRONT_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
+    /// Runtime worker threads (default: one per CPU). 1 runs everything on
+    /// one thread.
+    #[arg(long, env = "H2HOP_FRONT_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,

@@ -3,12 +3,14 @@
 //! - [`translate`]: request and response heads across the hop, hop-by-hop hygiene.
 //! - [`websocket`]: the RFC 6455 key and accept each HTTP/1.1 leg computes.
 //! - [`relay`]: tunnels and bodies across an HTTP/2 stream, bounded by flow control.
+//! - [`runtime`]: the tokio runtime sized by `--workers`.
 //! - [`tls`]: rustls configurations for the mutually authenticated hop.
 //! - [`accept`]: the accept loop both listeners run.
 //! - [`telemetry`]: tracing set-up shared by the binaries' `main`.
 
 pub mod accept;
 pub mod relay;
+pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

@@ -49,6 +49,10 @@ pub struct Args {
     /// Bound on a front's TLS and HTTP/2 handshakes.
     #[arg(long, env = "H2HOP_SIDECAR_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
+    /// Runtime worker threads (default: one per CPU). 1 runs everything on
+    /// one thread.
+    #[arg(long, env = "H2HOP_SIDECAR_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,

@@ -6,11 +6,16 @@ use h2hop_sidecar::args::Args;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     h2hop::telemetry::init(&args.log).context("cannot start logging")?;
     let config = args.config().context("invalid configuration")?;
+    let runtime =
+        h2hop::runtime::build(args.workers.map(usize::from)).context("cannot start the runtime")?;
+    runtime.block_on(serve(args, config))
+}
+
+async fn serve(args: Args, config: h2hop_sidecar::Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
