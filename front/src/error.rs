@@ -58,6 +58,13 @@ pub enum Error {
         /// The sidecar address.
         addr: String,
     },
+    /// Every upstream connection is at the sidecar's stream limit and no
+    /// more may open.
+    #[error("all connections to sidecar {addr} are at its stream limit")]
+    UpstreamFull {
+        /// The sidecar address.
+        addr: String,
+    },
     /// The upgraded client connection could not be taken over.
     #[error("client upgrade failed")]
     ClientUpgrade(#[source] hyper::Error),
@@ -70,6 +77,7 @@ impl Error {
         match self {
             Error::Translate(_) => StatusCode::BAD_REQUEST,
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::UpstreamFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::ConnectUpstream { .. }
             | Error::UpstreamTls { .. }
             | Error::UpstreamH2 { .. }

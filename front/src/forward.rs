@@ -24,7 +24,7 @@ pub async fn forward(
     let (parts, body) = client.into_parts();
     let upstream_request = request::h1_to_h2(&parts, Scheme::HTTP, Kind::Forward)?;
     let end_of_stream = body.is_end_stream();
-    let (response, send) = context
+    let (response, send, slot) = context
         .upstream
         .open_stream(upstream_request, end_of_stream)
         .await?;
@@ -39,5 +39,5 @@ pub async fn forward(
     let response = context.await_response(response).await?;
     let (head, recv) = response.into_parts();
     let relayed = response::relay(&head, Version::HTTP_11);
-    Ok(relayed.map(|()| crate::listener::streamed(H2Body::new(recv))))
+    Ok(relayed.map(|()| crate::listener::streamed(H2Body::with_guard(recv, slot))))
 }

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tracing::{Instrument as _, Span, info, warn};
 
 use crate::listener::{Context, ResponseBody};
+use crate::upstream::StreamSlot;
 use crate::{Error, listener};
 
 /// The Upgrade token, and `:protocol`, of a WebSocket (RFC 8441 §5 (N9)).
@@ -39,7 +40,7 @@ pub async fn open(
     let on_upgrade = hyper::upgrade::on(&mut client);
     let (parts, _body) = client.into_parts();
     let upstream_request = request::h1_to_h2(&parts, Scheme::HTTP, Kind::Tunnel(PROTOCOL))?;
-    let (response, mut send) = context
+    let (response, mut send, slot) = context
         .upstream
         .open_stream(upstream_request, false)
         .await?;
@@ -61,17 +62,23 @@ pub async fn open(
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("Upgrade"));
         }
-        return Ok(relayed.map(|()| listener::streamed(H2Body::new(recv))));
+        return Ok(relayed.map(|()| listener::streamed(H2Body::with_guard(recv, slot))));
     }
 
     let switched = response::switched_to_h1(&head, PROTOCOL, key.as_bytes());
-    tokio::spawn(relay_when_upgraded(on_upgrade, send, recv).instrument(Span::current()));
+    tokio::spawn(relay_when_upgraded(on_upgrade, send, recv, slot).instrument(Span::current()));
     Ok(switched.map(|()| listener::empty()))
 }
 
 /// Waits for hyper to hand over the client connection after our 101, then
 /// relays it with the stream until both sides close.
-async fn relay_when_upgraded(on_upgrade: OnUpgrade, mut send: SendStream<Bytes>, recv: RecvStream) {
+async fn relay_when_upgraded(
+    on_upgrade: OnUpgrade,
+    mut send: SendStream<Bytes>,
+    recv: RecvStream,
+    // Held for the tunnel's life: its place on the upstream connection.
+    _slot: StreamSlot,
+) {
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
         Err(err) => {

@@ -6,7 +6,7 @@
 //! Called by [`crate::upgrade`] and [`crate::forward`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -45,6 +45,10 @@ pub struct UpstreamTls {
     pub server_name: ServerName<'static>,
 }
 
+/// Most HTTP/2 connections the front keeps to its sidecar: with the
+/// sidecar's default of 1,000 streams each, room for 64,000 tunnels.
+const MAX_CONNECTIONS: usize = 64;
+
 /// One HTTP/2 connection's request handle and what its peer allows.
 #[derive(Clone)]
 pub struct Session {
@@ -53,6 +57,7 @@ pub struct Session {
     /// The peer's SETTINGS carried ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441 §3).
     pub extended_connect: bool,
     closed: Arc<AtomicBool>,
+    active: Arc<AtomicUsize>,
 }
 
 impl Session {
@@ -60,21 +65,54 @@ impl Session {
     pub fn retire(&self) {
         self.closed.store(true, Ordering::Release);
     }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Takes one of the peer's MAX_CONCURRENT_STREAMS, if one is free:
+    /// h2 would otherwise queue the stream silently until another ends.
+    fn reserve(&self) -> Option<StreamSlot> {
+        let limit = self.send.current_max_send_streams();
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamSlot(self.active.clone()))
+    }
 }
 
-/// The front's upstream: at most one live HTTP/2 connection, shared by all
-/// client connections.
+/// One stream's place on its connection; dropping it frees the place. The
+/// holder keeps it as long as the stream lives (the tunnel's relay, or the
+/// response body).
+#[derive(Debug)]
+pub struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The front's upstream: HTTP/2 connections to the sidecar, shared by all
+/// client connections. Streams go to the first connection with a free
+/// place; another connection opens when all are full.
 pub struct Upstream {
     config: UpstreamConfig,
-    current: Mutex<Option<Session>>,
+    sessions: Mutex<Vec<Session>>,
 }
+
+/// What [`Upstream::open_stream`] hands back: the response to wait for, the
+/// stream's send half, and its place on the connection.
+pub type OpenStream = (ResponseFuture, SendStream<Bytes>, StreamSlot);
 
 impl Upstream {
     /// An upstream that connects on first use.
     pub fn new(config: UpstreamConfig) -> Self {
         Self {
             config,
-            current: Mutex::new(None),
+            sessions: Mutex::new(Vec::new()),
         }
     }
 
@@ -83,19 +121,28 @@ impl Upstream {
         &self.config.addr
     }
 
-    /// The live connection, or a new one. Requests that arrive while a
-    /// connection is being opened wait for it instead of opening their own.
-    pub async fn session(&self) -> Result<Session, Error> {
-        let mut current = self.current.lock().await;
-        if let Some(session) = current.as_ref()
-            && !session.closed.load(Ordering::Acquire)
-        {
-            return Ok(session.clone());
+    /// A live connection with a free stream place, opening one if needed.
+    /// Requests that arrive while a connection is being opened wait for it
+    /// instead of opening their own.
+    async fn reserve(&self) -> Result<(Session, StreamSlot), Error> {
+        let mut sessions = self.sessions.lock().await;
+        sessions.retain(|session| !session.is_closed());
+        for session in sessions.iter() {
+            if let Some(slot) = session.reserve() {
+                return Ok((session.clone(), slot));
+            }
         }
-        *current = None;
+        if sessions.len() >= MAX_CONNECTIONS {
+            return Err(Error::UpstreamFull {
+                addr: self.config.addr.clone(),
+            });
+        }
         let session = self.connect().await?;
-        *current = Some(session.clone());
-        Ok(session)
+        let slot = session.reserve().ok_or_else(|| Error::UpstreamFull {
+            addr: self.config.addr.clone(),
+        })?;
+        sessions.push(session.clone());
+        Ok((session, slot))
     }
 
     /// Opens a stream for `request` (with `end_of_stream` if it has no
@@ -106,11 +153,11 @@ impl Upstream {
         &self,
         request: Request<()>,
         end_of_stream: bool,
-    ) -> Result<(ResponseFuture, SendStream<Bytes>), Error> {
+    ) -> Result<OpenStream, Error> {
         let tunnel = request.extensions().get::<h2::ext::Protocol>().is_some();
         let mut retried = false;
         loop {
-            let session = self.session().await?;
+            let (session, slot) = self.reserve().await?;
             if tunnel && !session.extended_connect {
                 return Err(Error::NoExtendedConnect {
                     addr: self.config.addr.clone(),
@@ -118,12 +165,13 @@ impl Upstream {
             }
             match session.send.clone().ready().await {
                 Ok(mut send) => {
-                    return send.send_request(request, end_of_stream).map_err(|source| {
-                        Error::UpstreamH2 {
-                            addr: self.config.addr.clone(),
-                            source,
-                        }
-                    });
+                    let (response, stream) =
+                        send.send_request(request, end_of_stream)
+                            .map_err(|source| Error::UpstreamH2 {
+                                addr: self.config.addr.clone(),
+                                source,
+                            })?;
+                    return Ok((response, stream, slot));
                 }
                 Err(source) if retried => {
                     return Err(Error::UpstreamH2 {
@@ -229,6 +277,7 @@ impl Upstream {
             send,
             extended_connect,
             closed,
+            active: Arc::new(AtomicUsize::new(0)),
         })
     }
 

@@ -305,3 +305,20 @@ async fn abandoned_requests_release_the_app_connection() {
     })
     .await;
 }
+
+/// RFC 9110 §9.3.6 (N13), S1: an app that answers the upgrade with 200
+/// instead of 101 gets the client a 502, never a 101 to a tunnel the app
+/// did not open.
+#[tokio::test]
+async fn app_answering_200_to_the_upgrade_gives_502_not_101() {
+    within(async {
+        let pair = Pair::start().await.unwrap();
+        let raw = client::raw_upgrade(pair.front, "/status/200", "Upgrade", &[])
+            .await
+            .unwrap();
+        assert_eq!(raw.status, 502);
+        assert!(raw.header("upgrade").is_none());
+        assert_eq!(pair.app.requests().len(), 1);
+    })
+    .await;
+}

@@ -348,3 +348,42 @@ async fn two_hundred_websockets_and_plain_gets_share_one_front() {
     })
     .await;
 }
+
+/// Crate notes pitfall 8, S5: streams beyond the sidecar's
+/// MAX_CONCURRENT_STREAMS never queue silently; the front opens another
+/// HTTP/2 connection, and a closed tunnel frees its place for the next.
+#[tokio::test]
+async fn tunnels_beyond_the_stream_limit_open_another_connection() {
+    within(async {
+        let pair = Pair::builder()
+            .max_streams(3)
+            .count_upstream_connections()
+            .start()
+            .await
+            .unwrap();
+        let mut open = Vec::new();
+        for n in 0..7 {
+            let (mut ws, _) = client::ws_connect(pair.front, "/ws", &[]).await.unwrap();
+            let text = format!("tunnel {n}");
+            let echoed = client::echo_roundtrip(&mut ws, Message::text(text.clone())).await;
+            assert_eq!(echoed.unwrap(), Message::text(text));
+            open.push(ws);
+        }
+        // Seven tunnels at three streams per connection: three connections.
+        assert_eq!(pair.upstream_connections(), 3);
+        for mut ws in open.drain(..) {
+            client::close_handshake(&mut ws, 1000, "done")
+                .await
+                .unwrap();
+        }
+        // Closed tunnels give their places back: no fourth connection.
+        for _ in 0..3 {
+            let (mut ws, _) = client::ws_connect(pair.front, "/ws", &[]).await.unwrap();
+            let echoed = client::echo_roundtrip(&mut ws, Message::text("again")).await;
+            assert_eq!(echoed.unwrap(), Message::text("again"));
+            open.push(ws);
+        }
+        assert_eq!(pair.upstream_connections(), 3);
+    })
+    .await;
+}

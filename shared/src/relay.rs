@@ -232,10 +232,12 @@ fn h2_error(err: h2::Error) -> io::Error {
 ///
 /// Each DATA frame's window is released when hyper takes the frame, so the
 /// peer can send at most one window ahead of what was written onward.
-#[derive(Debug)]
 pub struct H2Body {
     recv: RecvStream,
     data_done: bool,
+    // Whatever must live exactly as long as the stream, such as the
+    // front's place on its connection; dropped with the body.
+    _guard: Option<Box<dyn Send>>,
 }
 
 impl H2Body {
@@ -244,7 +246,26 @@ impl H2Body {
         Self {
             recv,
             data_done: false,
+            _guard: None,
         }
+    }
+
+    /// Wraps a received stream and keeps `guard` until the body is dropped.
+    pub fn with_guard(recv: RecvStream, guard: impl Send + 'static) -> Self {
+        Self {
+            recv,
+            data_done: false,
+            _guard: Some(Box::new(guard)),
+        }
+    }
+}
+
+impl std::fmt::Debug for H2Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H2Body")
+            .field("stream", &self.recv.stream_id())
+            .field("data_done", &self.data_done)
+            .finish()
     }
 }
 

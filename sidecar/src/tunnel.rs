@@ -40,6 +40,12 @@ pub async fn open(
         Ok(()) => {}
         // RFC 6455 §4.1 (N45): a 401, 403, 426... goes back as it is. The app
         // connection goes with `sender` when the body is done: never pooled (S1).
+        // Any 2xx to a CONNECT means "tunnel open" (RFC 9110 §9.3.6 (N13)):
+        // relaying the app's 200 would make the front switch a client to a
+        // tunnel the app never opened (S1). That is the app's fault: 502.
+        Err(refusal @ Refusal::NotSwitching(status)) if status.is_success() => {
+            return Err(Error::BadSwitch(refusal));
+        }
         Err(Refusal::NotSwitching(status)) => {
             info!(status = status.as_u16(), "app refused the upgrade");
             let answered = forward::respond_with(respond, &head, body).await;
