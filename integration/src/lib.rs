@@ -2,5 +2,6 @@
 //! and the test clients in front of the front.
 
 pub mod app;
+pub mod bench;
 pub mod client;
 pub mod harness;

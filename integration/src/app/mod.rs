@@ -75,6 +75,7 @@ pub enum RawOutcome {
 
 /// State shared by every connection task and the [`TestApp`] handle.
 struct State {
+    record: bool,
     requests: Mutex<Vec<Recorded>>,
     outcomes: Mutex<Outcomes>,
     outcome_added: Notify,
@@ -107,8 +108,26 @@ impl TestApp {
     /// caller on 127.0.0.1:0) until the token is cancelled; one task per
     /// connection.
     pub fn spawn(listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<TestApp> {
+        Self::start(listener, shutdown, true)
+    }
+
+    /// As [`TestApp::spawn`], but keeps no record of requests, so that a
+    /// long benchmark run does not grow a list of millions of heads.
+    pub fn spawn_unrecorded(
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<TestApp> {
+        Self::start(listener, shutdown, false)
+    }
+
+    fn start(
+        listener: TcpListener,
+        shutdown: CancellationToken,
+        record: bool,
+    ) -> anyhow::Result<TestApp> {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
+            record,
             requests: Mutex::new(Vec::new()),
             outcomes: Mutex::new(Outcomes::default()),
             outcome_added: Notify::new(),

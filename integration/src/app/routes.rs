@@ -57,12 +57,14 @@ const SWITCH_HOP_FIELDS: [(&str, &str); 4] = [
 
 /// Records the request head, then picks the handler by upgrade and path.
 pub(super) fn route(req: Request<Incoming>, ctx: &Ctx) -> Response<AppBody> {
-    lock(&ctx.state.requests).push(Recorded {
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        version: req.version(),
-        headers: req.headers().clone(),
-    });
+    if ctx.state.record {
+        lock(&ctx.state.requests).push(Recorded {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+        });
+    }
     if is_upgrade(req.headers()) {
         route_upgrade(req, ctx)
     } else {

@@ -1,0 +1,107 @@
+//! The h2hop pair as child processes: `h2hop-sidecar` in front of the app
+//! and `h2hop-front` in front of it, over h2c or mutual TLS.
+//!
+//! Input: the app address, the release binaries, the worker count and a
+//! scratch directory (which receives the development PKI for mTLS).
+//! Output: a [`Plan`] for [`super::start`].
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use anyhow::Context as _;
+use h2hop_certs::DevPki;
+
+use super::process::{Scratch, free_port};
+use super::{Binaries, Evidence, Plan};
+
+/// What the sidecar logs for each RFC 8441 stream: its `stream` span with
+/// `kind="tunnel"` (set in `h2hop_sidecar::dispatch` only when the request
+/// carried `:protocol`), on the "tunnel closed" event.
+const TUNNEL_MARKS: &[&str] = &["kind=\"tunnel\""];
+
+/// How the front and the sidecar secure the middle hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Security {
+    /// Cleartext HTTP/2 with prior knowledge.
+    H2c,
+    /// TLS 1.3 with client certificates from a fresh [`DevPki`].
+    Mtls,
+}
+
+/// Picks ports, writes certificates if needed, and builds both commands:
+/// `h2hop-sidecar --listen S --app APP (--h2c | --cert --key --client-ca)
+/// --workers W --log-level info --log-format text` and `h2hop-front --listen F
+/// --sidecar S (--h2c | --ca --cert --key) --workers W` (same logging).
+pub(super) fn plan(
+    app: SocketAddr,
+    bins: &Binaries,
+    workers: usize,
+    security: Security,
+    scratch: &Scratch,
+) -> anyhow::Result<Plan> {
+    let sidecar_addr = free_port()?;
+    let front_addr = free_port()?;
+    let workers = workers.to_string();
+    let logging = ["--log-level", "info", "--log-format", "text"];
+
+    let mut sidecar = Command::new(&bins.sidecar);
+    sidecar
+        .arg("--listen")
+        .arg(sidecar_addr.to_string())
+        .arg("--app")
+        .arg(app.to_string());
+    let mut front = Command::new(&bins.front);
+    front
+        .arg("--listen")
+        .arg(front_addr.to_string())
+        .arg("--sidecar")
+        .arg(sidecar_addr.to_string());
+
+    match security {
+        Security::H2c => {
+            sidecar.arg("--h2c");
+            front.arg("--h2c");
+        }
+        Security::Mtls => mtls_args(&mut sidecar, &mut front, scratch)?,
+    }
+    for command in [&mut sidecar, &mut front] {
+        command.arg("--workers").arg(&workers).args(logging);
+    }
+
+    Ok(Plan {
+        sidecar,
+        sidecar_addr,
+        front,
+        front_addr,
+        evidence: Evidence {
+            log: scratch.path("sidecar.log"),
+            marks: TUNNEL_MARKS,
+        },
+    })
+}
+
+/// Writes a fresh [`DevPki`] (SANs `127.0.0.1` and `localhost`, so the
+/// front's default `--sidecar-name` matches) into the scratch directory
+/// and points both commands at it.
+fn mtls_args(sidecar: &mut Command, front: &mut Command, scratch: &Scratch) -> anyhow::Result<()> {
+    let pki = DevPki::generate(&["127.0.0.1".into(), "localhost".into()])
+        .context("generating the development PKI")?;
+    pki.write_to(scratch.dir(), false)
+        .context("writing the development PKI")?;
+    let file = |name: &str| scratch.path(name);
+    sidecar
+        .arg("--cert")
+        .arg(file("sidecar.pem"))
+        .arg("--key")
+        .arg(file("sidecar-key.pem"))
+        .arg("--client-ca")
+        .arg(file("ca.pem"));
+    front
+        .arg("--ca")
+        .arg(file("ca.pem"))
+        .arg("--cert")
+        .arg(file("front.pem"))
+        .arg("--key")
+        .arg(file("front-key.pem"));
+    Ok(())
+}

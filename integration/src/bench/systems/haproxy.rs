@@ -1,0 +1,123 @@
+//! The HAProxy pair (Debian `haproxy`, 2.6): one HAProxy as the front
+//! (HTTP/1.1 in, `server ... proto h2` toward the sidecar) and a second as
+//! the sidecar (`bind ... proto h2` in, HTTP/1.1 to the app).
+//!
+//! HAProxy 2.4 and later speak RFC 8441 on HTTP/2 connections in both
+//! directions: its H2 multiplexer turns an incoming extended CONNECT into
+//! an HTTP/1.1-style upgrade internally, and an outgoing upgrade into an
+//! extended CONNECT when the server advertised
+//! `SETTINGS_ENABLE_CONNECT_PROTOCOL`.
+//!
+//! Input: the app address, the worker count and a scratch directory.
+//! Output: a [`Plan`] for [`super::start`].
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Context as _;
+
+use super::process::{Scratch, find_program, free_port};
+use super::{Evidence, Plan};
+
+/// A sidecar log line that shows a WebSocket arriving over HTTP/2. HAProxy
+/// logs the extended CONNECT as the internal `GET` upgrade it became, so
+/// the line reads `GET /ws HTTP/2.0 101 upgrade=websocket`: an HTTP/2
+/// request may not carry `Upgrade` (RFC 9113 §8.2.2), so a WebSocket over
+/// HTTP/2 can only have come as an RFC 8441 CONNECT.
+const CONNECT_MARKS: &[&str] = &[" HTTP/2.0 ", "upgrade=websocket"];
+
+/// Settings both processes share: `nbthread`, the log to stdout (which
+/// [`super::process::spawn`] sends to a file), a log line per request as
+/// soon as the response head is known (`option logasap`: a tunnel would
+/// otherwise show only when it ends), and a tunnel timeout long enough for
+/// the idle hold. `option http-buffer-request` stays off (the default).
+/// `tune.h2.max-concurrent-streams` matches h2hop-sidecar's `--max-streams`
+/// default instead of HAProxy's 100. HAProxy wants two descriptors per
+/// `maxconn` and by default refuses to start when it cannot raise the
+/// limit that far; `no strict-limits` makes that a warning, since a
+/// front needs about one descriptor per tunnel and a sidecar one per app
+/// connection.
+const COMMON: &str = r#"global
+    nbthread {workers}
+    maxconn 100000
+    no strict-limits
+    tune.h2.max-concurrent-streams 1000
+    log stdout format raw local0
+
+defaults
+    mode http
+    log global
+    option dontlognull
+    option logasap
+    log-format "%ci:%cp %ft %b/%s %HM %HU %HV %ST upgrade=%[capture.req.hdr(0)] ws-version=%[capture.req.hdr(1)]"
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+"#;
+
+/// The front: HTTP/1.1 in, HTTP/2 with prior knowledge out. `http-reuse
+/// always` lets every tunnel share the HTTP/2 connection; without it HAProxy
+/// opens one connection per client connection.
+const FRONT: &str = r#"
+frontend fe
+    bind {listen}
+    capture request header upgrade len 32
+    capture request header sec-websocket-version len 8
+    default_backend sc
+
+backend sc
+    http-reuse always
+    server s1 {sidecar} proto h2
+"#;
+
+/// The sidecar: HTTP/2 with prior knowledge in, HTTP/1.1 to the app.
+const SIDECAR: &str = r#"
+frontend fe
+    bind {listen} proto h2
+    capture request header upgrade len 32
+    capture request header sec-websocket-version len 8
+    default_backend app
+
+backend app
+    server a {app}
+"#;
+
+/// Picks ports, writes `front.cfg` and `sidecar.cfg`, and builds
+/// `haproxy -db -f CFG` for each (`-db`: foreground, no daemon).
+pub(super) fn plan(app: SocketAddr, workers: usize, scratch: &Scratch) -> anyhow::Result<Plan> {
+    let program = find_program("haproxy").context("haproxy is not installed")?;
+    let sidecar_addr = free_port()?;
+    let front_addr = free_port()?;
+    let common = COMMON.replace("{workers}", &workers.to_string());
+
+    let sidecar_cfg = common.clone()
+        + &SIDECAR
+            .replace("{listen}", &sidecar_addr.to_string())
+            .replace("{app}", &app.to_string());
+    let front_cfg = common
+        + &FRONT
+            .replace("{listen}", &front_addr.to_string())
+            .replace("{sidecar}", &sidecar_addr.to_string());
+
+    let sidecar = command(&program, &scratch.write("sidecar.cfg", &sidecar_cfg)?);
+    let front = command(&program, &scratch.write("front.cfg", &front_cfg)?);
+    Ok(Plan {
+        sidecar,
+        sidecar_addr,
+        front,
+        front_addr,
+        evidence: Evidence {
+            log: scratch.path("sidecar.out.log"),
+            marks: CONNECT_MARKS,
+        },
+    })
+}
+
+/// `haproxy -db -f CFG`.
+fn command(program: &Path, cfg: &Path) -> Command {
+    let mut command = Command::new(program);
+    command.arg("-db").arg("-f").arg(cfg);
+    command
+}

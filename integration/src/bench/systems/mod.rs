@@ -1,0 +1,282 @@
+//! Systems under test, started as child processes on loopback in front of
+//! an app that is already running: direct (no proxy), the h2hop pair over
+//! h2c and over mTLS, an nghttpx pair and an HAProxy pair.
+//!
+//! Input: a [`Kind`], the app's address, the [`Binaries`] and the worker
+//! count. Output: a [`Running`] whose [`Target`] says where the load
+//! generator connects and which pids are the proxies; dropping it kills
+//! exactly the processes it started. Called by the `h2hop-bench` binary.
+//!
+//! Each pair is a sidecar in front of the app and a front in front of the
+//! sidecar, the sidecar started (and accepting) first so the front never
+//! sees it down. [`process`] owns the mechanics; [`h2hop_pair`],
+//! [`nghttpx`] and [`haproxy`] only build command lines and configs.
+
+mod h2hop_pair;
+mod haproxy;
+mod nghttpx;
+mod process;
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use anyhow::{Context as _, bail};
+
+pub use process::find_program;
+
+use super::Target;
+use h2hop_pair::Security;
+use process::Scratch;
+
+/// Evidence lines [`Running::middle_hop_evidence`] returns at most.
+const MAX_EVIDENCE: usize = 10;
+
+/// Paths of the h2hop binaries the h2hop systems run (release builds in the
+/// benchmark).
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// `h2hop-front`.
+    pub front: PathBuf,
+    /// `h2hop-sidecar`.
+    pub sidecar: PathBuf,
+}
+
+impl Binaries {
+    /// `h2hop-front` and `h2hop-sidecar` in the directory of the running
+    /// executable (cargo puts every binary of a profile side by side).
+    pub fn beside_current_exe() -> anyhow::Result<Binaries> {
+        let exe = std::env::current_exe().context("locating the running executable")?;
+        let dir = exe
+            .parent()
+            .with_context(|| format!("{} has no parent directory", exe.display()))?;
+        Binaries::in_dir(dir)
+    }
+
+    /// `h2hop-front` and `h2hop-sidecar` in `dir`; an error naming the
+    /// missing one (build them with `cargo build --release --workspace`).
+    pub fn in_dir(dir: &Path) -> anyhow::Result<Binaries> {
+        let bins = Binaries {
+            front: dir.join("h2hop-front"),
+            sidecar: dir.join("h2hop-sidecar"),
+        };
+        for path in [&bins.front, &bins.sidecar] {
+            if !path.is_file() {
+                bail!(
+                    "{} not found; build it with `cargo build --release --workspace`",
+                    path.display()
+                );
+            }
+        }
+        Ok(bins)
+    }
+}
+
+/// Which system to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Client straight to the app: the baseline of every ratio.
+    Direct,
+    /// h2hop-front → cleartext HTTP/2 → h2hop-sidecar.
+    H2hopH2c,
+    /// h2hop-front → HTTP/2 over mutual TLS → h2hop-sidecar.
+    H2hopMtls,
+    /// nghttpx → cleartext HTTP/2 → nghttpx.
+    Nghttpx,
+    /// HAProxy → cleartext HTTP/2 → HAProxy.
+    Haproxy,
+}
+
+impl Kind {
+    /// Short name for tables and `--systems`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::H2hopH2c => "h2hop-h2c",
+            Kind::H2hopMtls => "h2hop-mtls",
+            Kind::Nghttpx => "nghttpx",
+            Kind::Haproxy => "haproxy",
+        }
+    }
+
+    /// Every kind, direct first (ratios are taken against it).
+    pub fn all() -> [Kind; 5] {
+        [
+            Kind::Direct,
+            Kind::H2hopH2c,
+            Kind::H2hopMtls,
+            Kind::Nghttpx,
+            Kind::Haproxy,
+        ]
+    }
+
+    /// The kind whose [`Kind::name`] is `s` (surrounding spaces and case
+    /// ignored).
+    pub fn parse(s: &str) -> Option<Kind> {
+        let s = s.trim();
+        Kind::all()
+            .into_iter()
+            .find(|kind| kind.name().eq_ignore_ascii_case(s))
+    }
+}
+
+/// What a per-system module prepares for [`launch`].
+struct Plan {
+    /// The sidecar process, not yet started.
+    sidecar: Command,
+    /// Where the sidecar accepts the front.
+    sidecar_addr: SocketAddr,
+    /// The front process, not yet started.
+    front: Command,
+    /// Where the front accepts clients.
+    front_addr: SocketAddr,
+    /// Where the sidecar logs its streams, and what a tunnel line contains.
+    evidence: Evidence,
+}
+
+/// A log file and the substrings that together mark an RFC 8441 stream.
+#[derive(Debug)]
+struct Evidence {
+    log: PathBuf,
+    marks: &'static [&'static str],
+}
+
+/// A running system. Dropping it kills (SIGKILL) and reaps the processes it
+/// started, front first, then removes its scratch directory.
+#[derive(Debug)]
+pub struct Running {
+    /// Where clients connect and which pids are the proxies.
+    pub target: Target,
+    /// Front first, then sidecar; empty for direct.
+    children: Vec<Child>,
+    /// `None` for direct.
+    evidence: Option<Evidence>,
+    /// Configs, certificates and logs; `None` for direct. Declared after
+    /// `children` only for clarity: [`Drop`] kills them before any field drops.
+    scratch: Option<Scratch>,
+}
+
+impl Running {
+    /// Evidence that the middle hop is HTTP/2 extended CONNECT: up to
+    /// [`MAX_EVIDENCE`] lines of the sidecar's log that show a WebSocket
+    /// arriving as an RFC 8441 CONNECT (h2hop-sidecar: a `kind="tunnel"`
+    /// stream, logged when the tunnel closes; nghttpx: `"CONNECT ... HTTP/2"`
+    /// with a WebSocket version; HAProxy: `HTTP/2.0 ... upgrade=websocket`,
+    /// see `haproxy::CONNECT_MARKS`). An error for direct, or if no line
+    /// matches yet.
+    pub fn middle_hop_evidence(&self) -> anyhow::Result<Vec<String>> {
+        let Some(evidence) = &self.evidence else {
+            bail!("{} has no middle hop", self.target.name);
+        };
+        let file = File::open(&evidence.log)
+            .with_context(|| format!("opening {}", evidence.log.display()))?;
+        let mut lines = Vec::new();
+        for line in BufReader::new(file).lines() {
+            let line = line?;
+            if evidence.marks.iter().all(|mark| line.contains(mark)) {
+                lines.push(line);
+                if lines.len() == MAX_EVIDENCE {
+                    break;
+                }
+            }
+        }
+        if lines.is_empty() {
+            bail!(
+                "no line of {} contains all of {:?}",
+                evidence.log.display(),
+                evidence.marks
+            );
+        }
+        Ok(lines)
+    }
+
+    /// The scratch directory (configs, certificates, logs); `None` for direct.
+    pub fn scratch_dir(&self) -> Option<&Path> {
+        self.scratch.as_ref().map(Scratch::dir)
+    }
+
+    /// The last lines of every process's logs, for error messages; empty
+    /// for direct.
+    pub fn log_tails(&self) -> String {
+        self.scratch
+            .as_ref()
+            .map(Scratch::log_tails)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        process::kill_all(&mut self.children);
+    }
+}
+
+/// Starts `kind` in front of the app at `app` (an HTTP/1.1 server with a
+/// WebSocket echo at `/ws`, already running), each proxy process with
+/// `workers` worker threads, and returns once the client port accepts TCP
+/// (at most 10 s, else an error with the tails of the processes' logs).
+pub async fn start(
+    kind: Kind,
+    app: SocketAddr,
+    bins: &Binaries,
+    workers: usize,
+) -> anyhow::Result<Running> {
+    if kind == Kind::Direct {
+        return Ok(Running {
+            target: Target {
+                name: kind.name().to_owned(),
+                addr: app,
+                proxy_pids: Vec::new(),
+            },
+            children: Vec::new(),
+            evidence: None,
+            scratch: None,
+        });
+    }
+    let scratch = Scratch::create(kind.name())?;
+    let plan = match kind {
+        Kind::H2hopH2c => h2hop_pair::plan(app, bins, workers, Security::H2c, &scratch)?,
+        Kind::H2hopMtls => h2hop_pair::plan(app, bins, workers, Security::Mtls, &scratch)?,
+        Kind::Nghttpx => nghttpx::plan(app, workers, &scratch)?,
+        Kind::Haproxy => haproxy::plan(app, workers, &scratch)?,
+        Kind::Direct => bail!("direct has no processes"),
+    };
+    launch(kind, scratch, plan).await
+}
+
+/// Starts the sidecar, waits for it, starts the front, waits for it. The
+/// [`Running`] exists from the first spawn on, so an error on the way kills
+/// whatever was already started.
+async fn launch(kind: Kind, scratch: Scratch, plan: Plan) -> anyhow::Result<Running> {
+    let Plan {
+        sidecar,
+        sidecar_addr,
+        front,
+        front_addr,
+        evidence,
+    } = plan;
+    let mut running = Running {
+        target: Target {
+            name: kind.name().to_owned(),
+            addr: front_addr,
+            proxy_pids: Vec::new(),
+        },
+        children: Vec::new(),
+        evidence: Some(evidence),
+        scratch: None,
+    };
+    let sidecar = process::spawn(sidecar, &scratch, "sidecar")?;
+    running.children.push(sidecar);
+    process::wait_ready(sidecar_addr, &mut running.children, &scratch).await?;
+    let front = process::spawn(front, &scratch, "front")?;
+    // Front first, so that Drop stops the traffic before the sidecar.
+    running.children.insert(0, front);
+    process::wait_ready(front_addr, &mut running.children, &scratch).await?;
+    running.target.proxy_pids = running.children.iter().map(Child::id).collect();
+    running.scratch = Some(scratch);
+    Ok(running)
+}

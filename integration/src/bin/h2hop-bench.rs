@@ -1,0 +1,371 @@
+//! `h2hop-bench`: one run, same machine, same workloads through direct,
+//! h2hop (h2c and mTLS), an nghttpx pair and an HAProxy pair; a Markdown
+//! table and an SVG chart of the ratios to direct go to `--out`.
+//!
+//! `h2hop-bench app --listen ADDR` runs the echo app as its own process (the
+//! benchmark starts it so; it is also the "direct" system).
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser as _;
+use h2hop_integration::app::TestApp;
+use h2hop_integration::bench::report::{Figure, Results};
+use h2hop_integration::bench::systems::{self, Binaries, Kind, Running};
+use h2hop_integration::bench::{Target, procstat, workloads};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+/// Benchmarks h2hop against direct and peer proxy pairs on loopback.
+#[derive(Debug, clap::Parser)]
+#[command(name = "h2hop-bench", version)]
+struct Args {
+    /// Run the echo app only, on this address, until killed.
+    #[command(subcommand)]
+    app: Option<AppCommand>,
+    /// Rounds; every figure is the median over them.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds per timed workload.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Systems to measure, comma-separated: direct, h2hop-h2c, h2hop-mtls, nghttpx, haproxy.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "direct,h2hop-h2c,h2hop-mtls,nghttpx,haproxy"
+    )]
+    systems: Vec<String>,
+    /// Worker threads of every proxy process (and of the app).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Idle WebSockets held open for the memory figure.
+    #[arg(long, default_value_t = 10_000)]
+    idle: usize,
+    /// A few seconds per workload, h2hop over h2c and direct only: proves the
+    /// benchmark runs (CI), measures nothing worth quoting.
+    #[arg(long)]
+    smoke: bool,
+    /// Folder for results.md and ratios.svg.
+    #[arg(long, default_value = "integration/bench-results")]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AppCommand {
+    /// Serve the echo app (WebSocket echo at /ws, GET /bytes/N, ...).
+    App {
+        /// Address to listen on; port 0 picks one, printed as `listening ADDR`.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Runtime worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if let Some(AppCommand::App { listen, workers }) = args.app {
+        return h2hop::runtime::build(Some(workers))?.block_on(serve_app(listen));
+    }
+    if args.smoke {
+        args.rounds = 1;
+        args.seconds = args.seconds.min(1.0);
+        args.idle = args.idle.min(200);
+        args.systems = vec!["direct".into(), "h2hop-h2c".into()];
+    }
+    raise_descriptor_limit(args.idle)?;
+    tokio::runtime::Runtime::new()?.block_on(bench(args))
+}
+
+/// The app process: serves until killed.
+async fn serve_app(listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen).await?;
+    let app = TestApp::spawn_unrecorded(listener, CancellationToken::new())?;
+    writeln!(std::io::stdout().lock(), "listening {}", app.addr)?;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Each idle tunnel costs about six descriptors across client, proxies and app.
+fn raise_descriptor_limit(idle: usize) -> anyhow::Result<()> {
+    let want = (idle as u64 * 6 + 4096).max(65_536);
+    let (_, hard) = rlimit::Resource::NOFILE.get()?;
+    let soft = want.min(hard);
+    rlimit::Resource::NOFILE.set(soft, hard)?;
+    if soft < want {
+        say(&format!(
+            "warning: descriptor limit {soft} is below the {want} wanted"
+        ))?;
+    }
+    Ok(())
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
+    let kinds: Vec<Kind> = args
+        .systems
+        .iter()
+        .map(|name| Kind::parse(name).with_context(|| format!("unknown system {name:?}")))
+        .collect::<anyhow::Result<_>>()?;
+    if kinds.first() != Some(&Kind::Direct) {
+        bail!("--systems must start with direct: every ratio is taken against it");
+    }
+    let bins = Binaries::beside_current_exe()?;
+    let (mut app, app_addr) = start_app(args.workers).await?;
+    let mut results = Results::default();
+    let mut evidence = Vec::new();
+    for round in 1..=args.rounds {
+        results.next_round();
+        for &kind in &kinds {
+            say(&format!("round {round}/{}: {}", args.rounds, kind.name()))?;
+            let running = systems::start(kind, app_addr, &bins, args.workers).await?;
+            measure(&running.target, &args, &mut results).await?;
+            if round == 1 && kind != Kind::Direct {
+                evidence.push((kind.name(), middle_hop(&running)));
+            }
+        }
+    }
+    let _ = app.start_kill();
+    write_report(&args, &results, &evidence)
+}
+
+/// Starts the app process and reads the address it printed.
+async fn start_app(workers: usize) -> anyhow::Result<(Child, SocketAddr)> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args([
+            "app",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            &workers.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start the app process")?;
+    let stdout = child.stdout.take().context("app stdout")?;
+    let mut line = String::new();
+    let mut reader = BufReader::new(stdout);
+    let read = reader.read_line(&mut line);
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .context("app did not start")??;
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .context("app said something else")?
+        .parse()?;
+    Ok((child, addr))
+}
+
+/// The first evidence lines, or the reason there are none.
+fn middle_hop(running: &Running) -> Vec<String> {
+    match running.middle_hop_evidence() {
+        Ok(lines) => lines.into_iter().take(2).collect(),
+        Err(err) => vec![format!("no evidence: {err:#}")],
+    }
+}
+
+const THROUGHPUT: Figure = Figure {
+    order: 1,
+    label: "throughput, 1 WebSocket, 64 KiB messages",
+    unit: "MB/s",
+};
+const CPU_PER_GB: Figure = Figure {
+    order: 2,
+    label: "proxy CPU per GB echoed",
+    unit: "CPU-s/GB",
+};
+const LAT1_P50: Figure = Figure {
+    order: 3,
+    label: "round trip p50, 1 tunnel",
+    unit: "µs",
+};
+const LAT1_P99: Figure = Figure {
+    order: 4,
+    label: "round trip p99, 1 tunnel",
+    unit: "µs",
+};
+const LAT1_P999: Figure = Figure {
+    order: 5,
+    label: "round trip p99.9, 1 tunnel",
+    unit: "µs",
+};
+const LAT1_RATE: Figure = Figure {
+    order: 6,
+    label: "round trips, 1 tunnel",
+    unit: "round trips/s",
+};
+const LAT1_CPU: Figure = Figure {
+    order: 7,
+    label: "proxy CPU per round trip, 1 tunnel",
+    unit: "CPU-µs",
+};
+const LAT16_P50: Figure = Figure {
+    order: 8,
+    label: "round trip p50, 16 tunnels",
+    unit: "µs",
+};
+const LAT16_P99: Figure = Figure {
+    order: 9,
+    label: "round trip p99, 16 tunnels",
+    unit: "µs",
+};
+const LAT16_P999: Figure = Figure {
+    order: 10,
+    label: "round trip p99.9, 16 tunnels",
+    unit: "µs",
+};
+const LAT16_RATE: Figure = Figure {
+    order: 11,
+    label: "round trips, 16 tunnels",
+    unit: "round trips/s",
+};
+const LAT16_CPU: Figure = Figure {
+    order: 12,
+    label: "proxy CPU per round trip, 16 tunnels",
+    unit: "CPU-µs",
+};
+const IDLE_KIB: Figure = Figure {
+    order: 13,
+    label: "memory per idle tunnel, front + sidecar",
+    unit: "KiB",
+};
+const IDLE_ECHO: Figure = Figure {
+    order: 14,
+    label: "idle tunnels still echoing after the hold",
+    unit: "tunnels",
+};
+const HANDSHAKES: Figure = Figure {
+    order: 15,
+    label: "handshakes (open, echo, close), 32 in flight",
+    unit: "conn/s",
+};
+const HANDSHAKE_FAIL: Figure = Figure {
+    order: 16,
+    label: "handshake failures",
+    unit: "count",
+};
+const HANDSHAKE_CPU: Figure = Figure {
+    order: 17,
+    label: "proxy CPU per handshake",
+    unit: "CPU-µs",
+};
+const PLAIN_RATE: Figure = Figure {
+    order: 18,
+    label: "plain GETs, 8 keep-alive connections",
+    unit: "req/s",
+};
+const PLAIN_P99: Figure = Figure {
+    order: 19,
+    label: "plain GET p99",
+    unit: "µs",
+};
+
+/// Runs every workload against `target` and records its figures.
+async fn measure(target: &Target, args: &Args, results: &mut Results) -> anyhow::Result<()> {
+    let name = target.name.as_str();
+    let duration = Duration::from_secs_f64(args.seconds);
+    let proxied = !target.proxy_pids.is_empty();
+    let cpu = |pids: &[u32]| procstat::total_cpu_seconds(pids).unwrap_or(0.0);
+
+    let before = cpu(&target.proxy_pids);
+    let throughput = workloads::throughput(target.addr, duration).await?;
+    let spent = cpu(&target.proxy_pids) - before;
+    results.record(THROUGHPUT, name, Some(throughput.mb_per_s()));
+    let gigabytes = throughput.bytes_each_way as f64 / 1e9;
+    results.record(CPU_PER_GB, name, proxied.then(|| spent / gigabytes));
+
+    for (tunnels, figures) in [
+        (1, [LAT1_P50, LAT1_P99, LAT1_P999, LAT1_RATE, LAT1_CPU]),
+        (
+            16,
+            [LAT16_P50, LAT16_P99, LAT16_P999, LAT16_RATE, LAT16_CPU],
+        ),
+    ] {
+        let before = cpu(&target.proxy_pids);
+        let latency = workloads::latency(target.addr, tunnels, duration).await?;
+        let spent = cpu(&target.proxy_pids) - before;
+        let [p50, p99, p999, rate, per] = figures;
+        results.record(p50, name, Some(latency.p50_us));
+        results.record(p99, name, Some(latency.p99_us));
+        results.record(p999, name, Some(latency.p999_us));
+        results.record(rate, name, Some(latency.round_trips_per_s()));
+        let per_trip = spent * 1e6 / latency.round_trips.max(1) as f64;
+        results.record(per, name, proxied.then_some(per_trip));
+    }
+
+    let rss_before = procstat::total_rss_kib(&target.proxy_pids).unwrap_or(0);
+    let mut idle = workloads::IdleSet::open(target.addr, args.idle).await?;
+    // Let lazily freed buffers settle before reading memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_held = procstat::total_rss_kib(&target.proxy_pids).unwrap_or(0);
+    let echoed = idle.echo_all().await?;
+    idle.close().await;
+    let per_tunnel = rss_held.saturating_sub(rss_before) as f64 / args.idle.max(1) as f64;
+    results.record(IDLE_KIB, name, proxied.then_some(per_tunnel));
+    results.record(IDLE_ECHO, name, Some(echoed as f64));
+
+    let before = cpu(&target.proxy_pids);
+    let handshakes = workloads::handshakes(target.addr, 32, duration).await?;
+    let spent = cpu(&target.proxy_pids) - before;
+    results.record(HANDSHAKES, name, Some(handshakes.per_s()));
+    results.record(HANDSHAKE_FAIL, name, Some(handshakes.failures as f64));
+    let per_handshake = spent * 1e6 / handshakes.completed.max(1) as f64;
+    results.record(HANDSHAKE_CPU, name, proxied.then_some(per_handshake));
+
+    let plain = workloads::plain(target.addr, 8, duration).await?;
+    results.record(PLAIN_RATE, name, Some(plain.per_s()));
+    results.record(PLAIN_P99, name, Some(plain.p99_us));
+    Ok(())
+}
+
+/// Writes results.md and ratios.svg into `--out`, and the table to stdout.
+fn write_report(
+    args: &Args,
+    results: &Results,
+    evidence: &[(&str, Vec<String>)],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let heading = format!(
+        "## h2hop-bench, {rounds} round(s) of {seconds} s per workload, {workers} worker thread(s) per process{smoke}",
+        rounds = args.rounds,
+        seconds = args.seconds,
+        workers = args.workers,
+        smoke = if args.smoke {
+            " (smoke mode: not a measurement)"
+        } else {
+            ""
+        },
+    );
+    let mut text = results.markdown(&heading);
+    text.push_str("\nEach cell: the median over rounds, and in brackets the median of the per-round ratios to direct.\n");
+    if !evidence.is_empty() {
+        text.push_str(
+            "\nThe middle hop is HTTP/2 extended CONNECT (sidecar-side logs, first round):\n\n",
+        );
+        for (system, lines) in evidence {
+            for line in lines {
+                text.push_str(&format!("- {system}: `{}`\n", line.replace('`', "'")));
+            }
+        }
+    }
+    std::fs::write(args.out.join("results.md"), &text)?;
+    std::fs::write(
+        args.out.join("ratios.svg"),
+        results.svg("ratio to direct (median of per-round ratios)"),
+    )?;
+    say(&text)
+}
+
+fn say(line: &str) -> anyhow::Result<()> {
+    writeln!(std::io::stdout().lock(), "{line}").context("cannot write to stdout")
+}
