@@ -71,15 +71,10 @@ async fn early_bytes_behind_an_accepted_upgrade_are_tunnelled_once_after_the_101
         assert_eq!(raw.status, 101);
         assert_eq!(raw.header("sec-websocket-accept"), Some(ACCEPT));
 
+        // Half-close right away: the FIN follows the early bytes, so the app
+        // reads all of them, then EOF ends its echo. A lost or repeated byte
+        // shows as a wrong length rather than a hang.
         let mut got = std::mem::take(&mut raw.leftover);
-        let mut buf = vec![0u8; 64 * 1024];
-        while got.len() < early.len() {
-            let n = raw.stream.read(&mut buf).await.unwrap();
-            assert_ne!(n, 0, "tunnel ended after {} bytes", got.len());
-            got.extend_from_slice(&buf[..n]);
-        }
-        // Half-close: the app's EOF ends its echo, and whatever else was
-        // in flight would arrive before ours.
         raw.stream.shutdown().await.unwrap();
         raw.stream.read_to_end(&mut got).await.unwrap();
         assert_eq!(got.len(), early.len(), "echo length differs");

@@ -182,14 +182,38 @@ async fn unsupported_protocols_including_h2c_get_501_and_never_reach_the_app() {
         for protocol in ["h2c", "foo"] {
             let request = extended_connect(protocol, "http://app.test/ws");
             let (response, _stream) = exchange(&send, request, false).await;
-            let status = response.status();
+            // Status first: a body that never ends must not hide it.
+            assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED, "{protocol}");
             let body = read_to_end(&mut response.into_body()).await;
             let body = String::from_utf8_lossy(&body);
-            assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{protocol}: {body}");
             assert!(body.contains(protocol), "{protocol}: {body}");
         }
         assert!(pair.app.requests().is_empty(), "{:?}", pair.app.requests());
         assert_eq!(pair.app.connections(), 0);
+    })
+    .await;
+}
+
+/// RFC 9110 §9.3.6 (N13), RFC 6455 §4.1 (N45), S1: any 2xx to a CONNECT
+/// means the tunnel is open, so an app that answers its upgrade with 200
+/// instead of 101 must not have that 200 relayed on the extended CONNECT
+/// stream: the front (or any RFC 8441 client) would take it for an open
+/// tunnel and send the client a 101.
+#[tokio::test]
+async fn app_answering_200_to_the_upgrade_is_not_relayed_as_an_open_tunnel() {
+    within(async {
+        let pair = Pair::builder().h2c().start().await.unwrap();
+        let send = connect(&pair).await;
+        let request = extended_connect("websocket", "http://app.test/status/200");
+        let (response, _stream) = exchange(&send, request, false).await;
+        assert!(
+            !response.status().is_success(),
+            "app's refusal relayed as {}: the peer sees an open tunnel",
+            response.status()
+        );
+        let seen = pair.app.requests();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].uri.path(), "/status/200");
     })
     .await;
 }
