@@ -160,7 +160,7 @@ impl Results {
             .flat_map(|(_, ratios)| ratios.iter().flatten())
             .fold(1.0_f64, |top, ratio| top.max(*ratio))
             * 1.1;
-        let (left, width, bar) = (260.0, 560.0, 12.0);
+        let (left, width, bar) = (340.0, 560.0, 12.0);
         let group = bar * systems.len() as f64 + 10.0;
         let height = 60.0 + group * rows.len() as f64 + 20.0 * systems.len() as f64;
         let mut out = format!(
