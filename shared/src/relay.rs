@@ -19,28 +19,14 @@ use bytes::{Bytes, BytesMut};
 use h2::{Reason, RecvStream, SendStream};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 
 /// Bytes read from the TCP side per DATA frame batch: large enough to keep
 /// syscalls few, small enough to stay in one or two 16 KiB frames' worth
 /// of buffer per direction while data is in flight.
 const READ_CHUNK: usize = 32 * 1024;
-
-/// A connection that can be closed abortively: the relay calls [`Abort::abort`]
-/// to turn an HTTP/2 reset into a TCP reset (RFC 8441 §5 (N14)).
-pub trait Abort: AsyncRead + AsyncWrite + Unpin {
-    /// Closes the connection so that the peer sees a reset, not a FIN.
-    fn abort(self);
-}
-
-impl Abort for TcpStream {
-    fn abort(self) {
-        // SO_LINGER 0 makes close() send RST instead of FIN. If setting it
-        // fails the peer sees a FIN, which still ends the tunnel.
-        let _ = self.set_zero_linger();
-    }
-}
 
 /// How a tunnel ended, for the log line of its owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,20 +57,20 @@ pub struct TunnelEnd {
 /// own: TCP EOF → empty DATA with END_STREAM, END_STREAM → TCP shutdown
 /// (FIN). A TCP error sends RST_STREAM(CANCEL); a stream reset resets the TCP
 /// connection (RFC 8441 §5 (N14), RFC 9113 §8.5 (N27)).
-pub async fn tunnel<T: Abort>(
-    io: T,
+pub async fn tunnel(
+    io: TcpStream,
     prefix: Bytes,
     mut send: SendStream<Bytes>,
     mut recv: RecvStream,
 ) -> TunnelEnd {
-    let (mut reader, mut writer) = tokio::io::split(io);
+    let (reader, mut writer) = io.into_split();
     let mut end = TunnelEnd {
         to_stream: 0,
         to_tcp: 0,
         close: Close::Clean,
     };
     {
-        let up = tcp_to_stream(&mut reader, prefix, &mut send, &mut end.to_stream);
+        let up = tcp_to_stream(&reader, prefix, &mut send, &mut end.to_stream);
         let down = stream_to_tcp(&mut recv, &mut writer, &mut end.to_tcp);
         tokio::pin!(up, down);
         let (mut up_done, mut down_done) = (false, false);
@@ -102,29 +88,38 @@ pub async fn tunnel<T: Abort>(
     match end.close {
         Close::Clean => {}
         Close::TcpReset => send.send_reset(Reason::CANCEL),
-        Close::StreamReset => reader.unsplit(writer).abort(),
+        Close::StreamReset => {
+            // SO_LINGER 0 makes close() send RST instead of FIN. If it
+            // fails the peer sees a FIN, which still ends the tunnel.
+            if let Ok(io) = reader.reunite(writer) {
+                let _ = io.set_zero_linger();
+            }
+        }
     }
     end
 }
 
-/// TCP → stream: read, wait for window, send; EOF ends the stream.
-async fn tcp_to_stream<R: AsyncRead + Unpin>(
-    reader: &mut R,
+/// TCP → stream: wait until readable, read, wait for window, send; EOF ends
+/// the stream. The read buffer exists only while data is in flight: an idle
+/// tunnel holds none (idle memory is a per-tunnel cost times many tunnels).
+async fn tcp_to_stream(
+    reader: &OwnedReadHalf,
     prefix: Bytes,
     send: &mut SendStream<Bytes>,
     sent: &mut u64,
 ) -> Result<(), Close> {
     send_data(send, prefix, sent).await?;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
-        buf.reserve(READ_CHUNK);
-        match reader.read_buf(&mut buf).await {
+        reader.readable().await.map_err(|_| Close::TcpReset)?;
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        match reader.try_read_buf(&mut buf) {
             Ok(0) => {
                 return send
                     .send_data(Bytes::new(), true)
                     .map_err(|_| Close::StreamReset);
             }
-            Ok(_) => send_data(send, buf.split().freeze(), sent).await?,
+            Ok(_) => send_data(send, buf.freeze(), sent).await?,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return Err(Close::TcpReset),
         }
     }
