@@ -50,7 +50,9 @@ pub async fn dispatch(
             }
             Some(protocol) => Err(Error::UnsupportedProtocol(protocol)),
             None if kind == "connect" => Err(Error::PlainConnect),
-            None => forward::forward(context, request, &mut respond).await,
+            // Boxed: a task's allocation is sized for its largest state, and
+            // this one must not weigh on every long-lived tunnel task.
+            None => Box::pin(forward::forward(context, request, &mut respond)).await,
         };
         match result {
             Ok(()) => {}

@@ -30,8 +30,10 @@ pub async fn open(
 ) -> Result<(), Error> {
     let (parts, recv) = request.into_parts();
     // The exchange's state (heads, key, hyper's connection) is gone before
-    // the relay starts: only the sockets and streams stay per tunnel.
-    let switched = match exchange(context, parts, respond).await? {
+    // the relay starts: only the sockets and streams stay per tunnel. Boxed,
+    // because a task's allocation is sized for its largest state, and the
+    // exchange's is far larger than the relay's.
+    let switched = match Box::pin(exchange(context, parts, respond)).await? {
         Exchange::Switched(switched) => switched,
         // RFC 6455 §4.1 (N45): a 401, 403, 426... goes back as it is. The app
         // connection goes when the body is done: never pooled (S1).
