@@ -1,12 +1,12 @@
-//! `h2hop-front`: HTTP/1.1 clients in, one multiplexed HTTP/2 connection to
-//! the sidecar out.
+//! `h2hop-front`: HTTP/1.1 clients in, multiplexed HTTP/2 to the sidecar out
+//! (one connection, and more only when the sidecar's stream limit is reached).
 //!
 //! The path of a request, stage by stage:
 //! 1. [`listener`]: accept, serve HTTP/1.1 with upgrades, one task per connection;
 //! 2. [`classify`]: WebSocket handshake, plain request, or a 400/426 answered here;
 //! 3. [`upgrade`]: extended CONNECT (RFC 8441), the rebuilt 101, then the relay;
 //!    or [`forward`]: an ordinary HTTP/2 stream, bodies streamed both ways;
-//! 4. [`upstream`]: the HTTP/2 connection, TLS with ALPN `h2` or h2c.
+//! 4. [`upstream`]: the HTTP/2 connections, TLS with ALPN `h2` or h2c.
 //!
 //! [`run`] takes an already-bound listener and a cancellation token; only
 //! `main` binds, reads signals and picks the exit code.

@@ -1,8 +1,9 @@
-//! Upstream stage: the multiplexed HTTP/2 connection to the sidecar.
+//! Upstream stage: the multiplexed HTTP/2 connections to the sidecar.
 //!
-//! [`Upstream::session`] hands every request a clone of the current
-//! connection's `SendRequest`, opening one (TCP, then TLS with ALPN `h2`
-//! unless h2c, then the HTTP/2 handshake) when there is none or it broke.
+//! [`Upstream::open_stream`] puts every request on the first live
+//! connection with a free place under the peer's MAX_CONCURRENT_STREAMS,
+//! opening one (TCP, then TLS with ALPN `h2` unless h2c, then the HTTP/2
+//! handshake and a PING round trip) when none has room or all broke.
 //! Called by [`crate::upgrade`] and [`crate::forward`].
 
 use std::sync::Arc;
