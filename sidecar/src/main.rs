@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    h2hop::telemetry::init(&args.log).context("cannot start logging")?;
+    // Held to the end of main: dropping it flushes the last log lines.
+    let _log = h2hop::telemetry::init(&args.log).context("cannot start logging")?;
     let config = args.config().context("invalid configuration")?;
     let runtime =
         h2hop::runtime::build(args.workers.map(usize::from)).context("cannot start the runtime")?;

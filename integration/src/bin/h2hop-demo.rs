@@ -39,7 +39,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    h2hop::telemetry::init(&args.log).context("cannot start logging")?;
+    // Held to the end of main: dropping it flushes the last log lines.
+    let _log = h2hop::telemetry::init(&args.log).context("cannot start logging")?;
     let listen = if args.self_test {
         "127.0.0.1:0".parse()?
     } else {
