@@ -6,9 +6,11 @@
 //! - [`runtime`]: the tokio runtime sized by `--workers`.
 //! - [`tls`]: rustls configurations for the mutually authenticated hop.
 //! - [`accept`]: the accept loop both listeners run.
-//! - [`telemetry`]: tracing set-up shared by the binaries' `main`.
+//! - [`telemetry`]: tracing set-up shared by the binaries' `main`, writing
+//!   through [`batch_writer`].
 
 pub mod accept;
+pub mod batch_writer;
 pub mod relay;
 pub mod runtime;
 pub mod shutdown;

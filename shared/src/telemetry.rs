@@ -4,13 +4,15 @@
 //! subscriber, writing to standard error so standard output stays free for
 //! the programs' own output.
 
-use std::io::{BufWriter, IsTerminal as _};
+use std::io::IsTerminal as _;
 
 use clap::{Args, ValueEnum};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::batch_writer::BatchWriter;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,16 +36,26 @@ pub struct LogArgs {
 
 /// Keeps the log writer thread alive; dropping it flushes what is queued.
 /// `main` holds it until the process ends.
-pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+pub type LogGuard = crate::batch_writer::FlushGuard;
+
+/// Why logging could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// Another global subscriber was installed first.
+    #[error(transparent)]
+    Subscriber(#[from] tracing_subscriber::util::TryInitError),
+    /// The log writer thread could not start.
+    #[error("cannot start the log writer thread")]
+    Thread(#[from] std::io::Error),
+}
 
 /// Installs the global subscriber. h2hop's own events follow `log_level`;
 /// the libraries' (h2, hyper, rustls) stay at warn unless trace is asked for.
 ///
-/// Lines are written by a background thread through a buffer that is
-/// flushed whenever its queue runs dry: one write per line on the hot path
-/// cost about a quarter of the CPU of a tunnel handshake. The queue blocks
-/// rather than drops when full: no log line is lost.
-pub fn init(args: &LogArgs) -> Result<LogGuard, tracing_subscriber::util::TryInitError> {
+/// Lines are written in batches by a background thread
+/// ([`crate::batch_writer`]): one write per line on the hot path cost about
+/// a quarter of the CPU of a tunnel handshake. No log line is dropped.
+pub fn init(args: &LogArgs) -> Result<LogGuard, InitError> {
     let libraries = if args.log_level == LevelFilter::TRACE {
         LevelFilter::TRACE
     } else {
@@ -55,9 +67,7 @@ pub fn init(args: &LogArgs) -> Result<LogGuard, tracing_subscriber::util::TryIni
         .with_default(libraries)
         .with_target("h2hop", args.log_level);
     let ansi = std::io::stderr().is_terminal();
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(BufWriter::new(std::io::stderr()));
+    let (writer, guard) = BatchWriter::spawn(std::io::stderr())?;
     let registry = tracing_subscriber::registry().with(filter);
     match args.log_format {
         LogFormat::Text => registry
