@@ -47,6 +47,15 @@ struct Args {
     /// Idle WebSockets held open for the memory figure.
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
+    /// Workloads to run, comma-separated: throughput, latency, memory,
+    /// handshakes, plain.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "throughput,latency,memory,handshakes,plain",
+        value_parser = ["throughput", "latency", "memory", "handshakes", "plain"]
+    )]
+    workloads: Vec<String>,
     /// A few seconds per workload, h2hop over h2c and direct only: proves the
     /// benchmark runs (CI), measures nothing worth quoting.
     #[arg(long)]
@@ -275,21 +284,29 @@ async fn measure(target: &Target, args: &Args, results: &mut Results) -> anyhow:
     let duration = Duration::from_secs_f64(args.seconds);
     let proxied = !target.proxy_pids.is_empty();
     let cpu = |pids: &[u32]| procstat::total_cpu_seconds(pids).unwrap_or(0.0);
+    let wanted = |workload: &str| args.workloads.iter().any(|w| w == workload);
 
-    let before = cpu(&target.proxy_pids);
-    let throughput = workloads::throughput(target.addr, duration).await?;
-    let spent = cpu(&target.proxy_pids) - before;
-    results.record(THROUGHPUT, name, Some(throughput.mb_per_s()));
-    let gigabytes = throughput.bytes_each_way as f64 / 1e9;
-    results.record(CPU_PER_GB, name, proxied.then(|| spent / gigabytes));
+    if wanted("throughput") {
+        let before = cpu(&target.proxy_pids);
+        let throughput = workloads::throughput(target.addr, duration).await?;
+        let spent = cpu(&target.proxy_pids) - before;
+        results.record(THROUGHPUT, name, Some(throughput.mb_per_s()));
+        let gigabytes = throughput.bytes_each_way as f64 / 1e9;
+        results.record(CPU_PER_GB, name, proxied.then(|| spent / gigabytes));
+    }
 
-    for (tunnels, figures) in [
-        (1, [LAT1_P50, LAT1_P99, LAT1_P999, LAT1_RATE, LAT1_CPU]),
-        (
-            16,
-            [LAT16_P50, LAT16_P99, LAT16_P999, LAT16_RATE, LAT16_CPU],
-        ),
-    ] {
+    let latencies = if wanted("latency") {
+        vec![
+            (1, [LAT1_P50, LAT1_P99, LAT1_P999, LAT1_RATE, LAT1_CPU]),
+            (
+                16,
+                [LAT16_P50, LAT16_P99, LAT16_P999, LAT16_RATE, LAT16_CPU],
+            ),
+        ]
+    } else {
+        Vec::new()
+    };
+    for (tunnels, figures) in latencies {
         let before = cpu(&target.proxy_pids);
         let latency = workloads::latency(target.addr, tunnels, duration).await?;
         let spent = cpu(&target.proxy_pids) - before;
@@ -302,28 +319,34 @@ async fn measure(target: &Target, args: &Args, results: &mut Results) -> anyhow:
         results.record(per, name, proxied.then_some(per_trip));
     }
 
-    let rss_before = procstat::total_rss_kib(&target.proxy_pids).unwrap_or(0);
-    let mut idle = workloads::IdleSet::open(target.addr, args.idle).await?;
-    // Let lazily freed buffers settle before reading memory.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_held = procstat::total_rss_kib(&target.proxy_pids).unwrap_or(0);
-    let echoed = idle.echo_all().await?;
-    idle.close().await;
-    let per_tunnel = rss_held.saturating_sub(rss_before) as f64 / args.idle.max(1) as f64;
-    results.record(IDLE_KIB, name, proxied.then_some(per_tunnel));
-    results.record(IDLE_ECHO, name, Some(echoed as f64));
+    if wanted("memory") {
+        let rss_before = procstat::total_rss_kib(&target.proxy_pids).unwrap_or(0);
+        let mut idle = workloads::IdleSet::open(target.addr, args.idle).await?;
+        // Let lazily freed buffers settle before reading memory.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss_held = procstat::total_rss_kib(&target.proxy_pids).unwrap_or(0);
+        let echoed = idle.echo_all().await?;
+        idle.close().await;
+        let per_tunnel = rss_held.saturating_sub(rss_before) as f64 / args.idle.max(1) as f64;
+        results.record(IDLE_KIB, name, proxied.then_some(per_tunnel));
+        results.record(IDLE_ECHO, name, Some(echoed as f64));
+    }
 
-    let before = cpu(&target.proxy_pids);
-    let handshakes = workloads::handshakes(target.addr, 32, duration).await?;
-    let spent = cpu(&target.proxy_pids) - before;
-    results.record(HANDSHAKES, name, Some(handshakes.per_s()));
-    results.record(HANDSHAKE_FAIL, name, Some(handshakes.failures as f64));
-    let per_handshake = spent * 1e6 / handshakes.completed.max(1) as f64;
-    results.record(HANDSHAKE_CPU, name, proxied.then_some(per_handshake));
+    if wanted("handshakes") {
+        let before = cpu(&target.proxy_pids);
+        let handshakes = workloads::handshakes(target.addr, 32, duration).await?;
+        let spent = cpu(&target.proxy_pids) - before;
+        results.record(HANDSHAKES, name, Some(handshakes.per_s()));
+        results.record(HANDSHAKE_FAIL, name, Some(handshakes.failures as f64));
+        let per_handshake = spent * 1e6 / handshakes.completed.max(1) as f64;
+        results.record(HANDSHAKE_CPU, name, proxied.then_some(per_handshake));
+    }
 
-    let plain = workloads::plain(target.addr, 8, duration).await?;
-    results.record(PLAIN_RATE, name, Some(plain.per_s()));
-    results.record(PLAIN_P99, name, Some(plain.p99_us));
+    if wanted("plain") {
+        let plain = workloads::plain(target.addr, 8, duration).await?;
+        results.record(PLAIN_RATE, name, Some(plain.per_s()));
+        results.record(PLAIN_P99, name, Some(plain.p99_us));
+    }
     Ok(())
 }
 
