@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use h2hop::telemetry::LogArgs;
 use h2hop::tls::{self, TlsError};
+use h2hop::upgrade::{ProtocolError, Protocols};
 use rustls::pki_types::ServerName;
 
 use crate::{Config, UpstreamConfig, UpstreamTls};
@@ -48,6 +49,20 @@ pub struct Args {
     /// Bound on reading a client's request head.
     #[arg(long, env = "H2HOP_FRONT_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
+    /// Upgrade protocol to tunnel (repeatable, or comma-separated); others
+    /// are forwarded as plain HTTP without their Upgrade. h2c and h2 are
+    /// refused.
+    #[arg(
+        long = "upgrade-protocol",
+        env = "H2HOP_FRONT_UPGRADE_PROTOCOLS",
+        value_delimiter = ',',
+        default_value = "websocket"
+    )]
+    pub upgrade_protocols: Vec<String>,
+    /// Largest upgrade request body in bytes; it must have a Content-Length
+    /// (chunked: 400) and larger ones get 413.
+    #[arg(long, env = "H2HOP_FRONT_UPGRADE_BODY_LIMIT", default_value_t = h2hop::upgrade::DEFAULT_BODY_LIMIT)]
+    pub upgrade_body_limit: u64,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_FRONT_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -66,6 +81,9 @@ pub enum ArgsError {
     /// No name to check the sidecar's certificate against.
     #[error("invalid sidecar name {0:?}")]
     SidecarName(String),
+    /// The Upgrade allow-list is unusable.
+    #[error("--upgrade-protocol")]
+    Protocols(#[from] ProtocolError),
     /// A TLS flag is missing (clap enforces this; kept for library callers).
     #[error("--{0} is required unless --h2c is set")]
     Missing(&'static str),
@@ -82,6 +100,8 @@ impl Args {
         };
         config.response_timeout = self.response_timeout;
         config.header_timeout = self.header_timeout;
+        config.protocols = Protocols::new(&self.upgrade_protocols)?;
+        config.upgrade_body_limit = self.upgrade_body_limit;
         Ok(config)
     }
 
@@ -130,5 +150,31 @@ mod tests {
         let config = args.config().unwrap();
         assert!(config.upstream.tls.is_none());
         assert_eq!(config.upstream.connect_timeout, Duration::from_millis(250));
+        assert_eq!(config.protocols, Protocols::default());
+    }
+
+    #[test]
+    fn upgrade_protocols_are_validated() {
+        let args = Args::try_parse_from([
+            "h2hop-front",
+            "--h2c",
+            "--upgrade-protocol",
+            "websocket,my-proto",
+            "--upgrade-protocol",
+            "other",
+        ])
+        .unwrap();
+        let protocols = args.config().unwrap().protocols;
+        assert_eq!(
+            protocols.iter().collect::<Vec<_>>(),
+            ["websocket", "my-proto", "other"]
+        );
+        let args =
+            Args::try_parse_from(["h2hop-front", "--h2c", "--upgrade-protocol", "h2c"]).unwrap();
+        let err = args.config().unwrap_err();
+        assert!(matches!(
+            err,
+            ArgsError::Protocols(ProtocolError::Forbidden(_))
+        ));
     }
 }

@@ -1,10 +1,12 @@
-//! Classify stage: is this HTTP/1.1 request a WebSocket handshake, a plain
-//! request, or something to refuse before anything goes upstream?
+//! Classify stage: is this HTTP/1.1 request an upgrade h2hop tunnels, a
+//! plain request, or something to refuse before anything goes upstream?
 //!
-//! Input: the request head from the listener. Output: a [`Class`] that picks
-//! [`crate::upgrade`] or [`crate::forward`], or a [`Rejection`] answered here.
+//! Input: the request head from the listener, the Upgrade allow-list and
+//! the body limit. Output: a [`Class`] that picks [`crate::upgrade`] or
+//! [`crate::forward`], or a [`Rejection`] answered here.
 
 use h2hop::translate::hop_by_hop;
+use h2hop::upgrade::{Protocols, WEBSOCKET};
 use h2hop::websocket;
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderValue, TRANSFER_ENCODING, UPGRADE};
 use http::{Method, Request, StatusCode, Version};
@@ -12,11 +14,8 @@ use http::{Method, Request, StatusCode, Version};
 /// What the front does with a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Class {
-    /// A valid RFC 6455 handshake; the client's key, for the 101's accept.
-    WebSocket {
-        /// The client's `Sec-WebSocket-Key`.
-        key: HeaderValue,
-    },
+    /// An upgrade to an allowed protocol: tunnel it.
+    Upgrade(Upgrade),
     /// Anything else: forwarded as an ordinary request (an `Upgrade` to a
     /// protocol h2hop does not tunnel is dropped as hop-by-hop, which
     /// RFC 9110 §7.8 allows: the server "can ignore" it).
@@ -25,14 +24,29 @@ pub enum Class {
     Reject(Rejection),
 }
 
+/// An upgrade the front tunnels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// The allowed token, lower case: sent as `:protocol`, and named by the
+    /// client's 101.
+    pub protocol: String,
+    /// A WebSocket's `Sec-WebSocket-Key`, for the 101's accept.
+    pub key: Option<HeaderValue>,
+    /// The request body's `Content-Length`; 0 without a body.
+    pub body_length: u64,
+}
+
 /// A request the front answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
-    /// Malformed: missing or repeated Host (RFC 9112 §3.2 (N51)), or a
-    /// WebSocket handshake that breaks RFC 6455 §4.1 (N47); the reason says which.
+    /// Malformed: missing or repeated Host (RFC 9112 §3.2 (N51)), a
+    /// WebSocket handshake that breaks RFC 6455 §4.1 (N47), or an upgrade
+    /// h2hop cannot carry; the reason says which.
     BadRequest(&'static str),
     /// A WebSocket version other than 13 (RFC 6455 §4.4 (N41)).
     UnsupportedVersion,
+    /// An upgrade body over the configured limit.
+    TooLarge,
 }
 
 impl Rejection {
@@ -41,6 +55,7 @@ impl Rejection {
         match self {
             Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
             Rejection::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
+            Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -51,12 +66,14 @@ impl Rejection {
             Rejection::UnsupportedVersion => {
                 "unsupported Sec-WebSocket-Version; this server speaks 13"
             }
+            Rejection::TooLarge => "upgrade request body is over the limit",
         }
     }
 }
 
-/// Classifies a request by its head.
-pub fn classify<B>(request: &Request<B>) -> Class {
+/// Classifies a request by its head: `protocols` are the Upgrade tokens
+/// tunnelled, `body_limit` bounds an upgrade's body.
+pub fn classify<B>(request: &Request<B>, protocols: &Protocols, body_limit: u64) -> Class {
     let headers = request.headers();
     let hosts = headers.get_all(HOST).iter().count();
     if hosts > 1 {
@@ -69,30 +86,39 @@ pub fn classify<B>(request: &Request<B>) -> Class {
         return Class::Reject(Rejection::BadRequest("missing Host field"));
     }
     // RFC 9110 §7.8 (N34): Upgrade in an HTTP/1.0 request is ignored.
-    if request.version() < Version::HTTP_11
-        || !hop_by_hop::has_token(headers, &UPGRADE, "websocket")
-    {
+    if request.version() < Version::HTTP_11 {
         return Class::Plain;
     }
-    match check_handshake(request) {
-        Ok(key) => Class::WebSocket { key },
+    let offered = hop_by_hop::tokens(headers, &UPGRADE);
+    let Some(protocol) = protocols.first_offered(offered) else {
+        return Class::Plain;
+    };
+    // RFC 9110 §7.8: a sender of Upgrade must list it in Connection.
+    if !hop_by_hop::has_token(headers, &CONNECTION, "upgrade") {
+        return Class::Reject(Rejection::BadRequest("Upgrade without Connection: upgrade"));
+    }
+    let checked = if protocol == WEBSOCKET {
+        check_websocket(request).map(|key| (Some(key), 0))
+    } else {
+        check_other(request, body_limit).map(|length| (None, length))
+    };
+    match checked {
+        Ok((key, body_length)) => Class::Upgrade(Upgrade {
+            protocol: protocol.to_owned(),
+            key,
+            body_length,
+        }),
         Err(rejection) => Class::Reject(rejection),
     }
 }
 
 /// RFC 6455 §4.1 / §4.2.1: the client handshake's requirements (N38-N41, N47).
-fn check_handshake<B>(request: &Request<B>) -> Result<HeaderValue, Rejection> {
+fn check_websocket<B>(request: &Request<B>) -> Result<HeaderValue, Rejection> {
     let headers = request.headers();
     if request.method() != Method::GET {
         return Err(Rejection::BadRequest("WebSocket handshake must use GET"));
     }
-    if !hop_by_hop::has_token(headers, &CONNECTION, "upgrade") {
-        return Err(Rejection::BadRequest(
-            "WebSocket handshake lacks Connection: upgrade",
-        ));
-    }
-    // A body would have to be framed across the hop before the tunnel; the
-    // handshake has none (S6).
+    // RFC 6455 §4.1: the handshake is a GET without content (S6).
     let has_body = headers.contains_key(TRANSFER_ENCODING)
         || headers
             .get(CONTENT_LENGTH)
@@ -113,6 +139,34 @@ fn check_handshake<B>(request: &Request<B>) -> Result<HeaderValue, Rejection> {
         (Some(key), None) if websocket::is_valid_key(key.as_bytes()) => Ok(key.clone()),
         _ => Err(Rejection::BadRequest("invalid Sec-WebSocket-Key")),
     }
+}
+
+/// Any other protocol, with any method but CONNECT: a body must have a
+/// `Content-Length` within `body_limit` (its length crosses the hop before
+/// the body does); a chunked body is refused. Returns the body length.
+fn check_other<B>(request: &Request<B>, body_limit: u64) -> Result<u64, Rejection> {
+    if request.method() == Method::CONNECT {
+        return Err(Rejection::BadRequest("CONNECT cannot carry an Upgrade"));
+    }
+    let headers = request.headers();
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return Err(Rejection::BadRequest(
+            "an upgrade request body must have a Content-Length, not Transfer-Encoding",
+        ));
+    }
+    // hyper has already refused a Content-Length that is not one number.
+    let length = match headers.get(CONTENT_LENGTH) {
+        None => 0,
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+            .ok_or(Rejection::BadRequest("invalid Content-Length"))?,
+    };
+    if length > body_limit {
+        return Err(Rejection::TooLarge);
+    }
+    Ok(length)
 }
 
 #[cfg(test)]
@@ -151,7 +205,25 @@ mod tests {
     fn classify_with(method: &str, extra: &[(&str, &str)]) -> Class {
         let headers = handshake(extra);
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        classify(&request(method, Version::HTTP_11, &pairs))
+        classify(
+            &request(method, Version::HTTP_11, &pairs),
+            &allowed(),
+            LIMIT,
+        )
+    }
+
+    const LIMIT: u64 = 100;
+
+    fn allowed() -> Protocols {
+        Protocols::new(["websocket", "my-proto"]).unwrap()
+    }
+
+    fn websocket_class() -> Class {
+        Class::Upgrade(Upgrade {
+            protocol: "websocket".into(),
+            key: Some(HeaderValue::from_static(KEY)),
+            body_length: 0,
+        })
     }
 
     /// RFC 6455 §4.1 (N38, N39): a valid handshake in any token case and order.
@@ -167,13 +239,7 @@ mod tests {
                 "GET",
                 &[("connection", connection), ("upgrade", "WebSocket")],
             );
-            assert_eq!(
-                class,
-                Class::WebSocket {
-                    key: HeaderValue::from_static(KEY)
-                },
-                "{connection}"
-            );
+            assert_eq!(class, websocket_class(), "{connection}");
         }
     }
 
@@ -217,12 +283,12 @@ mod tests {
     fn missing_or_repeated_host_is_refused() {
         let none = request("GET", Version::HTTP_11, &[]);
         assert!(matches!(
-            classify(&none),
+            classify(&none, &allowed(), LIMIT),
             Class::Reject(Rejection::BadRequest(_))
         ));
         let two = request("GET", Version::HTTP_11, &[("host", "a"), ("host", "b")]);
         assert!(matches!(
-            classify(&two),
+            classify(&two, &allowed(), LIMIT),
             Class::Reject(Rejection::BadRequest(_))
         ));
     }
@@ -233,7 +299,7 @@ mod tests {
         let headers = handshake(&[]);
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         assert_eq!(
-            classify(&request("GET", Version::HTTP_10, &pairs)),
+            classify(&request("GET", Version::HTTP_10, &pairs), &allowed(), LIMIT),
             Class::Plain
         );
     }
@@ -250,6 +316,98 @@ mod tests {
                 ("connection", "Upgrade, HTTP2-Settings"),
             ],
         );
-        assert_eq!(classify(&request), Class::Plain);
+        assert_eq!(classify(&request, &allowed(), LIMIT), Class::Plain);
+    }
+
+    fn other(method: &str, extra: &[(&str, &str)]) -> Class {
+        let mut headers = vec![
+            ("host", "h"),
+            ("upgrade", "My-Proto"),
+            ("connection", "Upgrade"),
+        ];
+        headers.extend_from_slice(extra);
+        classify(
+            &request(method, Version::HTTP_11, &headers),
+            &allowed(),
+            LIMIT,
+        )
+    }
+
+    /// An allowed token with any method and a Content-Length body.
+    #[test]
+    fn allowed_token_with_a_body_is_an_upgrade() {
+        assert_eq!(
+            other("POST", &[("content-length", "5")]),
+            Class::Upgrade(Upgrade {
+                protocol: "my-proto".into(),
+                key: None,
+                body_length: 5
+            })
+        );
+        assert_eq!(
+            other("GET", &[]),
+            Class::Upgrade(Upgrade {
+                protocol: "my-proto".into(),
+                key: None,
+                body_length: 0
+            })
+        );
+    }
+
+    /// A token not on the list is forwarded as plain HTTP; the first
+    /// allowed token of the client's list wins.
+    #[test]
+    fn tokens_not_allowed_are_plain_and_the_first_allowed_one_wins() {
+        let headers = [
+            ("host", "h"),
+            ("upgrade", "other, websocket"),
+            ("connection", "Upgrade"),
+        ];
+        let class = classify(
+            &request("GET", Version::HTTP_11, &headers),
+            &Protocols::new(["my-proto"]).unwrap(),
+            LIMIT,
+        );
+        assert_eq!(class, Class::Plain);
+        let headers = [
+            ("host", "h"),
+            ("upgrade", "other, my-proto, websocket"),
+            ("connection", "Upgrade"),
+        ];
+        let class = classify(
+            &request("PUT", Version::HTTP_11, &headers),
+            &allowed(),
+            LIMIT,
+        );
+        assert!(
+            matches!(class, Class::Upgrade(Upgrade { ref protocol, .. }) if protocol == "my-proto")
+        );
+    }
+
+    /// Over the limit is 413; chunked, CONNECT and a missing Connection
+    /// token are 400.
+    #[test]
+    fn upgrades_h2hop_cannot_carry_are_refused() {
+        assert_eq!(
+            other("POST", &[("content-length", "101")]),
+            Class::Reject(Rejection::TooLarge)
+        );
+        assert_eq!(Rejection::TooLarge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        for class in [
+            other("POST", &[("transfer-encoding", "chunked")]),
+            other("CONNECT", &[]),
+        ] {
+            assert!(
+                matches!(class, Class::Reject(Rejection::BadRequest(_))),
+                "{class:?}"
+            );
+        }
+        let headers = [("host", "h"), ("upgrade", "my-proto")];
+        let class = classify(
+            &request("GET", Version::HTTP_11, &headers),
+            &allowed(),
+            LIMIT,
+        );
+        assert!(matches!(class, Class::Reject(Rejection::BadRequest(_))));
     }
 }

@@ -65,6 +65,12 @@ pub enum Error {
         /// The sidecar address.
         addr: String,
     },
+    /// The client's upgrade body could not be read.
+    #[error("cannot read the upgrade request body")]
+    ClientBody(#[source] hyper::Error),
+    /// The client's upgrade body did not arrive in time.
+    #[error("upgrade request body not received within {0:?}")]
+    ClientBodyTimeout(Duration),
     /// The upgraded client connection could not be taken over.
     #[error("client upgrade failed")]
     ClientUpgrade(#[source] hyper::Error),
@@ -75,7 +81,8 @@ impl Error {
     /// bound ran out, 502 when the sidecar failed us.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Translate(_) => StatusCode::BAD_REQUEST,
+            Error::Translate(_) | Error::ClientBody(_) => StatusCode::BAD_REQUEST,
+            Error::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::UpstreamFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::ConnectUpstream { .. }

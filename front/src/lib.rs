@@ -3,8 +3,9 @@
 //!
 //! The path of a request, stage by stage:
 //! 1. [`listener`]: accept, serve HTTP/1.1 with upgrades, one task per connection;
-//! 2. [`classify`]: WebSocket handshake, plain request, or a 400/426 answered here;
-//! 3. [`upgrade`]: extended CONNECT (RFC 8441), the rebuilt 101, then the relay;
+//! 2. [`classify`]: allowed upgrade, plain request, or a 400/413/426 answered here;
+//! 3. [`upgrade`]: extended CONNECT (RFC 8441) with the upgrade's method and
+//!    body, the rebuilt 101, then the relay;
 //!    or [`forward`]: an ordinary HTTP/2 stream, bodies streamed both ways;
 //! 4. [`upstream`]: the HTTP/2 connections, TLS with ALPN `h2` or h2c.
 //!
@@ -22,6 +23,7 @@ pub mod upstream;
 use std::time::Duration;
 
 pub use error::Error;
+use h2hop::upgrade::Protocols;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 pub use upstream::{UpstreamConfig, UpstreamTls};
@@ -35,6 +37,10 @@ pub struct Config {
     pub response_timeout: Duration,
     /// Bound on reading a client's request head (slowloris).
     pub header_timeout: Duration,
+    /// Upgrade tokens tunnelled; others are forwarded without `Upgrade`.
+    pub protocols: Protocols,
+    /// Largest upgrade request body, in bytes (larger: 413).
+    pub upgrade_body_limit: u64,
 }
 
 impl Config {
@@ -49,6 +55,8 @@ impl Config {
             },
             response_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
+            protocols: Protocols::default(),
+            upgrade_body_limit: h2hop::upgrade::DEFAULT_BODY_LIMIT,
         }
     }
 }

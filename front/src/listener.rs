@@ -13,6 +13,7 @@ use bytes::Bytes;
 use h2::RecvStream;
 use h2::client::ResponseFuture;
 use h2hop::relay::H2Body;
+use h2hop::upgrade::Protocols;
 use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
@@ -45,7 +46,10 @@ pub fn streamed(body: H2Body) -> ResponseBody {
 pub struct Context {
     /// The connection(s) to the sidecar.
     pub upstream: Upstream,
-    response_timeout: Duration,
+    /// Bound on the sidecar's response head, and on an upgrade body.
+    pub response_timeout: Duration,
+    protocols: Protocols,
+    upgrade_body_limit: u64,
 }
 
 impl Context {
@@ -74,6 +78,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let context = Arc::new(Context {
         upstream: Upstream::new(config.upstream),
         response_timeout: config.response_timeout,
+        protocols: config.protocols,
+        upgrade_body_limit: config.upgrade_body_limit,
     });
     h2hop::accept::until_shutdown(listener, shutdown, |stream, _peer| {
         connection(stream, context.clone(), header_timeout)
@@ -98,9 +104,9 @@ async fn connection(stream: TcpStream, context: Arc<Context>, header_timeout: Du
 }
 
 async fn handle(context: &Context, request: Request<Incoming>) -> Response<ResponseBody> {
-    let class = classify::classify(&request);
+    let class = classify::classify(&request, &context.protocols, context.upgrade_body_limit);
     let kind = match class {
-        Class::WebSocket { .. } => "websocket",
+        Class::Upgrade(_) => "tunnel",
         Class::Plain => "forward",
         Class::Reject(_) => "rejected",
     };
@@ -113,7 +119,7 @@ async fn handle(context: &Context, request: Request<Incoming>) -> Response<Respo
     let span = info_span!("stream", kind, %authority, path = request.uri().path());
     async move {
         let result = match class {
-            Class::WebSocket { key } => upgrade::open(context, request, key).await,
+            Class::Upgrade(tunnel) => upgrade::open(context, request, tunnel).await,
             Class::Plain => forward::forward(context, request).await,
             Class::Reject(rejection) => return rejected(rejection),
         };

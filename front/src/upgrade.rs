@@ -1,8 +1,15 @@
-//! Upgrade stage: a WebSocket handshake becomes an RFC 8441 tunnel.
+//! Upgrade stage: an allowed HTTP/1.1 Upgrade becomes an RFC 8441 tunnel.
 //!
-//! Input: a request [`crate::classify`] found to be a valid handshake.
-//! Output: the rebuilt `101` (and a spawned relay once hyper hands over the
-//! connection), or the sidecar's refusal relayed as an ordinary response.
+//! Input: a request [`crate::classify`] found to be an upgrade h2hop
+//! tunnels. Output: the rebuilt `101` (and a spawned relay once hyper hands
+//! over the connection), or the sidecar's refusal relayed as an ordinary
+//! response.
+//!
+//! A non-`GET` method and a body cross the hop as described in
+//! [`h2hop::upgrade`]: the method and body length as fields of ours, the
+//! body as the stream's first DATA. Whatever the client sends after its body
+//! stays in hyper's buffer until our 101, so it reaches the app only after
+//! the app's 101 (RFC 6455 §4.1 (N46), S2).
 
 use bytes::Bytes;
 use h2::{Reason, RecvStream, SendStream};
@@ -12,20 +19,20 @@ use h2hop::translate::response;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
 use http::uri::Scheme;
 use http::{Request, Response, StatusCode, Version};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::{Instrument as _, Span, info, warn};
 
+use crate::classify::Upgrade;
 use crate::listener::{Context, ResponseBody};
 use crate::upstream::StreamSlot;
 use crate::{Error, listener};
 
-/// The Upgrade token, and `:protocol`, of a WebSocket (RFC 8441 §5 (N9)).
-const PROTOCOL: &str = "websocket";
-
-/// Sends the extended CONNECT and answers the client with what came back.
+/// Sends the extended CONNECT (and the upgrade's body) and answers the
+/// client with what came back.
 ///
 /// Only a `200` opens the tunnel (RFC 8441 §5 (N13): h2hop takes exactly
 /// 200, like hyper's client); every other status is relayed with its body
@@ -33,17 +40,30 @@ const PROTOCOL: &str = "websocket";
 pub async fn open(
     context: &Context,
     mut client: Request<Incoming>,
-    key: HeaderValue,
+    upgrade: Upgrade,
 ) -> Result<Response<ResponseBody>, Error> {
     // Taken before the request is consumed: hyper resolves it only after
     // our 101 has been written (crate notes, pitfall 2).
     let on_upgrade = hyper::upgrade::on(&mut client);
-    let (parts, _body) = client.into_parts();
-    let upstream_request = request::h1_to_h2(&parts, Scheme::HTTP, Kind::Tunnel(PROTOCOL))?;
+    let (parts, body) = client.into_parts();
+    let protocol = upgrade.protocol.as_str();
+    // Read whole before the stream opens: classify bounded its length.
+    let body = if upgrade.body_length > 0 {
+        read_body(context, body).await?
+    } else {
+        Bytes::new()
+    };
+    let upstream_request = request::h1_to_h2(&parts, Scheme::HTTP, Kind::Tunnel(protocol))?;
     let (response, mut send, slot) = context
         .upstream
         .open_stream(upstream_request, false)
         .await?;
+    if !body.is_empty() {
+        // A failure here (the stream reset) shows in the response below.
+        let mut sent = 0;
+        let bound = context.response_timeout;
+        let _ = tokio::time::timeout(bound, relay::send_data(&mut send, body, &mut sent)).await;
+    }
     let response = context.await_response(response).await?;
     let (head, recv) = response.into_parts();
 
@@ -55,9 +75,9 @@ pub async fn open(
         if relayed.status() == StatusCode::UPGRADE_REQUIRED {
             // RFC 9110 §7.8 (N32): a 426 names the protocol to upgrade to;
             // the field was hop-by-hop on the way in, so it is rebuilt.
-            relayed
-                .headers_mut()
-                .insert(UPGRADE, HeaderValue::from_static(PROTOCOL));
+            if let Ok(token) = HeaderValue::from_str(protocol) {
+                relayed.headers_mut().insert(UPGRADE, token);
+            }
             relayed
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("Upgrade"));
@@ -65,9 +85,20 @@ pub async fn open(
         return Ok(relayed.map(|()| listener::streamed(H2Body::with_guard(recv, slot))));
     }
 
-    let switched = response::switched_to_h1(&head, PROTOCOL, key.as_bytes());
+    let key = upgrade.key.as_ref().map(HeaderValue::as_bytes);
+    let switched = response::switched_to_h1(&head, protocol, key);
     tokio::spawn(relay_when_upgraded(on_upgrade, send, recv, slot).instrument(Span::current()));
     Ok(switched.map(|()| listener::empty()))
+}
+
+/// The upgrade's body, within the response timeout.
+async fn read_body(context: &Context, body: Incoming) -> Result<Bytes, Error> {
+    let bound = context.response_timeout;
+    let collected = tokio::time::timeout(bound, body.collect())
+        .await
+        .map_err(|_| Error::ClientBodyTimeout(bound))?
+        .map_err(Error::ClientBody)?;
+    Ok(collected.to_bytes())
 }
 
 /// Waits for hyper to hand over the client connection after our 101, then
@@ -95,7 +126,14 @@ async fn relay_when_upgraded(
     let started = tokio::time::Instant::now();
     // read_buf: bytes the client sent right behind its handshake. They go
     // out only now, after the app's 101 (RFC 6455 §4.1 (N46), S2).
-    let end = relay::tunnel(parts.io.into_inner(), parts.read_buf, send, recv).await;
+    let end = relay::tunnel(
+        parts.io.into_inner(),
+        parts.read_buf,
+        Bytes::new(),
+        send,
+        recv,
+    )
+    .await;
     info!(
         bytes_up = end.to_stream,
         bytes_down = end.to_tcp,

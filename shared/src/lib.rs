@@ -1,6 +1,8 @@
 //! Code both h2hop binaries call.
 //!
 //! - [`translate`]: request and response heads across the hop, hop-by-hop hygiene.
+//! - [`upgrade`]: the Upgrade allow-list, and the fields that carry an
+//!   upgrade's method and body across the hop.
 //! - [`websocket`]: the RFC 6455 key and accept each HTTP/1.1 leg computes.
 //! - [`relay`]: tunnels and bodies across an HTTP/2 stream, bounded by flow control.
 //! - [`runtime`]: the tokio runtime sized by `--workers`.
@@ -17,4 +19,5 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
 pub mod translate;
+pub mod upgrade;
 pub mod websocket;

@@ -65,13 +65,16 @@ pub struct TunnelEnd {
 /// Relays `io` ⇄ the stream `(send, recv)` until both directions end.
 ///
 /// `prefix` holds bytes already read from `io` (hyper's read buffer after an
-/// upgrade); they go onto the stream first. Each direction half-closes on its
+/// upgrade); they go onto the stream first. `early` holds bytes already
+/// taken off the stream (what followed an upgrade's body); they go to `io`
+/// first. Each direction half-closes on its
 /// own: TCP EOF → empty DATA with END_STREAM, END_STREAM → TCP shutdown
 /// (FIN). A TCP error sends RST_STREAM(CANCEL); a stream reset resets the TCP
 /// connection (RFC 8441 §5 (N14), RFC 9113 §8.5 (N27)).
 pub async fn tunnel(
     io: TcpStream,
     prefix: Bytes,
+    early: Bytes,
     mut send: SendStream<Bytes>,
     mut recv: RecvStream,
 ) -> TunnelEnd {
@@ -83,7 +86,7 @@ pub async fn tunnel(
     };
     {
         let up = tcp_to_stream(&mut reader, prefix, &mut send, &mut end.to_stream);
-        let down = stream_to_tcp(&mut recv, &mut writer, &mut end.to_tcp);
+        let down = stream_to_tcp(early, &mut recv, &mut writer, &mut end.to_tcp);
         tokio::pin!(up, down);
         let (mut up_done, mut down_done) = (false, false);
         while !(up_done && down_done) {
@@ -153,10 +156,18 @@ fn poll_read_shared<R: AsyncRead>(
 /// Stream → TCP: write each DATA frame, then give its window back; END_STREAM
 /// shuts the TCP write side down.
 async fn stream_to_tcp<W: AsyncWrite + Unpin>(
+    early: Bytes,
     recv: &mut RecvStream,
     writer: &mut W,
     written: &mut u64,
 ) -> Result<(), Close> {
+    if !early.is_empty() {
+        writer
+            .write_all(&early)
+            .await
+            .map_err(|_| Close::TcpReset)?;
+        *written += early.len() as u64;
+    }
     let mut batch = Batch::default();
     let mut ended = false;
     while !ended {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2hop::relay::H2Body;
 use http::{Request, Response};
-use http_body_util::Empty;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -86,20 +86,24 @@ impl App {
         }
     }
 
-    /// Sends an upgrade request on a connection of its own and waits for
-    /// the answer. The connection serves only this request: whatever the
-    /// answer, it is never pooled (S2).
-    pub async fn upgrade(&self, request: Request<()>) -> Result<Response<Incoming>, Error> {
+    /// Sends an upgrade request with its body on a connection of its own
+    /// and waits for the answer. The connection serves only this request:
+    /// whatever the answer, it is never pooled (S2).
+    pub async fn upgrade(
+        &self,
+        request: Request<()>,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, Error> {
         let stream = self.dial().await?;
         let handshake =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream));
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream));
         let (mut sender, connection) = self.await_response(handshake).await?;
         tokio::spawn(async move {
             if let Err(err) = connection.with_upgrades().await {
                 debug!(error = %err, "app connection ended with an error");
             }
         });
-        self.await_response(sender.send_request(request.map(|()| Empty::new())))
+        self.await_response(sender.send_request(request.map(|()| Full::new(body))))
             .await
     }
 

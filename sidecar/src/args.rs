@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use h2hop::telemetry::LogArgs;
 use h2hop::tls::{self, TlsError};
+use h2hop::upgrade::{ProtocolError, Protocols};
 
-use crate::Config;
+use crate::{Config, UpgradePolicy};
 
 /// h2hop-sidecar: accepts HTTP/2 from h2hop-front (mutual TLS by default),
 /// turns each RFC 8441 extended CONNECT stream back into an HTTP/1.1
@@ -49,6 +50,22 @@ pub struct Args {
     /// Bound on a front's TLS and HTTP/2 handshakes.
     #[arg(long, env = "H2HOP_SIDECAR_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
+    /// `:protocol` to tunnel (repeatable, or comma-separated); others get
+    /// 501. h2c and h2 are refused.
+    #[arg(
+        long = "upgrade-protocol",
+        env = "H2HOP_SIDECAR_UPGRADE_PROTOCOLS",
+        value_delimiter = ',',
+        default_value = "websocket"
+    )]
+    pub upgrade_protocols: Vec<String>,
+    /// Largest upgrade body a front may carry, in bytes (larger: 413).
+    #[arg(long, env = "H2HOP_SIDECAR_UPGRADE_BODY_LIMIT", default_value_t = h2hop::upgrade::DEFAULT_BODY_LIMIT)]
+    pub upgrade_body_limit: u64,
+    /// Envoy's behaviour: send every upgrade to the app as GET without a
+    /// body, dropping the method and body the front carried.
+    #[arg(long, env = "H2HOP_SIDECAR_UPGRADE_AS_GET")]
+    pub upgrade_as_get: bool,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_SIDECAR_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -67,6 +84,9 @@ pub enum ArgsError {
     /// A TLS flag is missing (clap enforces this; kept for library callers).
     #[error("--{0} is required unless --h2c is set")]
     Missing(&'static str),
+    /// The Upgrade allow-list is unusable.
+    #[error("--upgrade-protocol")]
+    Protocols(#[from] ProtocolError),
     /// A value out of range.
     #[error("--max-streams must be at least 1")]
     MaxStreams,
@@ -84,6 +104,11 @@ impl Args {
         config.app.response_timeout = self.response_timeout;
         config.max_concurrent_streams = self.max_streams;
         config.handshake_timeout = self.handshake_timeout;
+        config.upgrades = UpgradePolicy {
+            protocols: Protocols::new(&self.upgrade_protocols)?,
+            body_limit: self.upgrade_body_limit,
+            as_get: self.upgrade_as_get,
+        };
         Ok(config)
     }
 
@@ -114,6 +139,31 @@ mod tests {
         let config = args.config().unwrap();
         assert!(config.tls.is_none());
         assert_eq!(config.max_concurrent_streams, 7);
+        assert_eq!(config.upgrades, UpgradePolicy::default());
+    }
+
+    #[test]
+    fn upgrade_flags_make_the_policy() {
+        let args = Args::try_parse_from([
+            "h2hop-sidecar",
+            "--h2c",
+            "--upgrade-protocol",
+            "my-proto",
+            "--upgrade-as-get",
+            "--upgrade-body-limit",
+            "10",
+        ])
+        .unwrap();
+        let upgrades = args.config().unwrap().upgrades;
+        assert_eq!(upgrades.protocols.iter().collect::<Vec<_>>(), ["my-proto"]);
+        assert!(upgrades.as_get);
+        assert_eq!(upgrades.body_limit, 10);
+        let args =
+            Args::try_parse_from(["h2hop-sidecar", "--h2c", "--upgrade-protocol", "H2"]).unwrap();
+        assert!(matches!(
+            args.config(),
+            Err(ArgsError::Protocols(ProtocolError::Forbidden(_)))
+        ));
     }
 
     #[test]

@@ -1,25 +1,23 @@
 //! Dispatch stage: what kind of stream is this?
 //!
-//! Input: one accepted HTTP/2 stream. Extended CONNECT with `:protocol
-//! websocket` goes to [`crate::tunnel`]; other `:protocol` values get 501
-//! (RFC 9220 §3 (N16)); plain CONNECT gets 405 (RFC 8441 §4 (N8)); anything
-//! else is an ordinary request for [`crate::forward`]. Failures are answered
-//! and logged here, once.
+//! Input: one accepted HTTP/2 stream. Extended CONNECT with an allowed
+//! `:protocol` goes to [`crate::tunnel`]; a `:protocol` that is not a token
+//! gets 400 (S4), one not allowed 501 (RFC 9220 §3 (N16)); plain CONNECT gets
+//! 405 (RFC 8441 §4 (N8)); anything else is an ordinary request for
+//! [`crate::forward`]. Failures are answered and logged here, once.
+
+use std::future::poll_fn;
 
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
+use h2hop::translate::TranslateError;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response};
-use std::future::poll_fn;
-
 use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::listener::Context;
 use crate::{Error, forward, tunnel};
-
-/// The only `:protocol` this sidecar tunnels (RFC 8441 §5 (N9)).
-pub const WEBSOCKET: &str = "websocket";
 
 /// Serves one stream to its end.
 pub async fn dispatch(
@@ -42,10 +40,13 @@ pub async fn dispatch(
     async move {
         let result = match protocol {
             // h2 itself refuses :protocol on anything but CONNECT (RFC 8441 §4 (N6)).
-            Some(protocol) if protocol.eq_ignore_ascii_case(WEBSOCKET) => {
-                tunnel::open(context, request, &mut respond).await
+            Some(protocol) if !h2hop::upgrade::is_token(&protocol) => {
+                Err(Error::Translate(TranslateError::Invalid { what: ":protocol" }))
             }
-            Some(protocol) => Err(Error::UnsupportedProtocol(protocol)),
+            Some(protocol) => match context.upgrades.protocols.find(&protocol) {
+                Some(allowed) => tunnel::open(context, request, allowed, &mut respond).await,
+                None => Err(Error::UnsupportedProtocol(protocol)),
+            },
             None if kind == "connect" => Err(Error::PlainConnect),
             // Boxed: a task's allocation is sized for its largest state, and
             // this one must not weigh on every long-lived tunnel task.

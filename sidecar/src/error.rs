@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use h2hop::translate::TranslateError;
 use h2hop::translate::response::Refusal;
+use h2hop::upgrade::CarriedError;
 use http::StatusCode;
 
 /// What went wrong while serving one HTTP/2 stream.
@@ -23,6 +24,20 @@ pub enum Error {
     /// the `:authority` host (RFC 8441 §4 (N8)).
     #[error("plain CONNECT is not supported")]
     PlainConnect,
+    /// The front's method or body-length field cannot be used.
+    #[error("bad upgrade fields")]
+    Carried(#[from] CarriedError),
+    /// The stream ended, or was reset, before the announced upgrade body.
+    #[error("stream ended after {got} of {want} upgrade body bytes")]
+    BodyCut {
+        /// Bytes received.
+        got: u64,
+        /// Bytes announced.
+        want: u64,
+    },
+    /// The upgrade body did not arrive in time.
+    #[error("upgrade body not received within {0:?}")]
+    BodyTimeout(Duration),
     /// TCP connect to the app failed.
     #[error("cannot connect to app {addr}")]
     ConnectApp {
@@ -69,7 +84,11 @@ impl Error {
     /// when the app was too slow, 502 when the app failed.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Translate(_) => StatusCode::BAD_REQUEST,
+            Error::Carried(CarriedError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Translate(_) | Error::Carried(_) | Error::BodyCut { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::UnsupportedProtocol(_) => StatusCode::NOT_IMPLEMENTED,
             Error::PlainConnect => StatusCode::METHOD_NOT_ALLOWED,
             Error::AppTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,

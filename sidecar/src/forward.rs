@@ -7,7 +7,7 @@ use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
 use h2hop::relay::{self, H2Body};
-use h2hop::translate::request::{self, Kind};
+use h2hop::translate::request;
 use h2hop::translate::response;
 use http::response::Parts;
 use http::uri::{PathAndQuery, Uri};
@@ -26,7 +26,7 @@ pub async fn forward(
     respond: &mut SendResponse<Bytes>,
 ) -> Result<(), Error> {
     let (parts, recv) = request.into_parts();
-    let mut app_request = request::h2_to_h1(&parts, Kind::Forward, "")?.map(|()| H2Body::new(recv));
+    let mut app_request = request::h2_to_h1(&parts, None)?.map(|()| H2Body::new(recv));
     // The pool picks its connection by the URI's authority, which is the
     // app's address; Host already carries the stream's :authority.
     let app = &context.app;

@@ -4,8 +4,9 @@
 //! 1. [`listener`]: accept, TLS with a required client certificate (or h2c),
 //!    HTTP/2 with SETTINGS_ENABLE_CONNECT_PROTOCOL, one task per stream;
 //! 2. [`dispatch`]: tunnel, ordinary request, or an error answered here;
-//! 3. [`tunnel`]: a `GET` Upgrade with a fresh key to the app, `200` on its
-//!    101, then the relay; or [`forward`]: the app's keep-alive pool;
+//! 3. [`tunnel`]: an Upgrade to the app with the front's method and body (a
+//!    WebSocket with a fresh key), `200` on its 101, then the relay; or
+//!    [`forward`]: the app's keep-alive pool;
 //! 4. [`app`]: connections to the app.
 //!
 //! [`run`] takes an already-bound listener and a cancellation token; only
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 pub use app::AppConfig;
 pub use error::Error;
+use h2hop::upgrade::Protocols;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +40,32 @@ pub struct Config {
     pub max_concurrent_streams: u32,
     /// Bound on a front's TLS and HTTP/2 handshakes.
     pub handshake_timeout: Duration,
+    /// How upgrades reach the app.
+    pub upgrades: UpgradePolicy,
+}
+
+/// Which upgrades the sidecar opens, and with what method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradePolicy {
+    /// `:protocol` tokens tunnelled; others get 501 (RFC 9220 §3 (N16)).
+    pub protocols: Protocols,
+    /// Largest upgrade body a front may carry, in bytes (larger: 413).
+    pub body_limit: u64,
+    /// Envoy's behaviour: every upgrade reaches the app as `GET` without a
+    /// body, whatever method and body the front carried (the body is read
+    /// off the stream and dropped).
+    pub as_get: bool,
+}
+
+impl Default for UpgradePolicy {
+    /// WebSocket only, 64 KiB bodies, methods kept.
+    fn default() -> Self {
+        Self {
+            protocols: Protocols::default(),
+            body_limit: h2hop::upgrade::DEFAULT_BODY_LIMIT,
+            as_get: false,
+        }
+    }
 }
 
 impl Config {
@@ -53,6 +81,7 @@ impl Config {
             tls,
             max_concurrent_streams: 1000,
             handshake_timeout: Duration::from_secs(10),
+            upgrades: UpgradePolicy::default(),
         }
     }
 }

@@ -19,18 +19,21 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::app::App;
-use crate::{Config, dispatch};
+use crate::{Config, UpgradePolicy, dispatch};
 
 /// What every stream handler shares.
 pub struct Context {
     /// The app behind the sidecar.
     pub app: App,
+    /// How upgrades reach the app.
+    pub upgrades: UpgradePolicy,
 }
 
 /// Accepts connections until `shutdown` is cancelled.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) {
     let context = Arc::new(Context {
         app: App::new(config.app.clone()),
+        upgrades: config.upgrades.clone(),
     });
     let acceptor = config.tls.clone().map(TlsAcceptor::from);
     let config = Arc::new(config);

@@ -1,24 +1,32 @@
 //! Tunnel stage: an extended CONNECT becomes an HTTP/1.1 Upgrade to the app.
 //!
-//! Input: a stream with `:protocol websocket`. The app gets a `GET` Upgrade
-//! with a fresh key on a connection of its own; only a `101` that names the
-//! protocol and carries the matching accept opens the tunnel, answered `200`
-//! (RFC 8441 §5). Anything else is relayed, and that app connection closes.
+//! Input: a stream with an allowed `:protocol`. The app gets an Upgrade on
+//! a connection of its own, with the method and body the front carried
+//! ([`h2hop::upgrade`]; `GET` and no body with `--upgrade-as-get` or from a
+//! front that carries none) and, for a WebSocket, a fresh key. Only a `101`
+//! that names the protocol (and carries the matching accept) opens the
+//! tunnel, answered `200` (RFC 8441 §5). Anything else is relayed, and that
+//! app connection closes. Stream bytes behind the body wait until the 101.
 
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
+use std::time::Duration;
+
+use bytes::BytesMut;
 use h2hop::relay;
-use h2hop::translate::request::{self, Kind};
+use h2hop::translate::request::{self, AppUpgrade};
 use h2hop::translate::response::{self, Refusal};
+use h2hop::upgrade::{self, WEBSOCKET};
 use h2hop::websocket;
-use http::Request;
+use http::{Method, Request};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::time::timeout;
 use tracing::info;
 
-use crate::dispatch::{self, WEBSOCKET};
+use crate::dispatch;
 use crate::listener::Context;
 use crate::{Error, forward};
 
@@ -26,14 +34,16 @@ use crate::{Error, forward};
 pub async fn open(
     context: &Context,
     request: Request<RecvStream>,
+    protocol: &str,
     respond: &mut SendResponse<Bytes>,
 ) -> Result<(), Error> {
-    let (parts, recv) = request.into_parts();
+    let (parts, mut recv) = request.into_parts();
     // The exchange's state (heads, key, hyper's connection) is gone before
     // the relay starts: only the sockets and streams stay per tunnel. Boxed,
     // because a task's allocation is sized for its largest state, and the
     // exchange's is far larger than the relay's.
-    let switched = match Box::pin(exchange(context, parts, respond)).await? {
+    let exchange = exchange(context, parts, &mut recv, protocol, respond);
+    let switched = match Box::pin(exchange).await? {
         Exchange::Switched(switched) => switched,
         // RFC 6455 §4.1 (N45): a 401, 403, 426... goes back as it is. The app
         // connection goes when the body is done: never pooled (S1).
@@ -50,7 +60,7 @@ pub async fn open(
         .send_response(switched.reply, false)
         .map_err(Error::Respond)?;
     let started = tokio::time::Instant::now();
-    let end = relay::tunnel(switched.io, switched.prefix, send, recv).await;
+    let end = relay::tunnel(switched.io, switched.prefix, switched.early, send, recv).await;
     info!(
         bytes_up = end.to_tcp,
         bytes_down = end.to_stream,
@@ -75,26 +85,49 @@ struct Switched {
     io: TcpStream,
     /// What the app sent right behind its 101, already read by hyper.
     prefix: Bytes,
+    /// What the front sent right behind the upgrade body, held until now.
+    early: Bytes,
     /// The stream's `200` with the app's end-to-end fields.
     reply: http::Response<()>,
 }
 
-/// Sends the app a `GET` Upgrade with a fresh key on a connection of its own
-/// and checks the answer (RFC 6455 §4.1 (N43)).
+/// Reads the upgrade body off the stream, sends the app its Upgrade on a
+/// connection of its own and checks the answer (RFC 6455 §4.1 (N43)).
 async fn exchange(
     context: &Context,
     parts: http::request::Parts,
+    recv: &mut RecvStream,
+    protocol: &str,
     respond: &mut SendResponse<Bytes>,
 ) -> Result<Exchange, Error> {
+    let policy = &context.upgrades;
+    let carried = upgrade::carried(&parts.headers, policy.body_limit)?;
+    // S5: a stream the front resets while we wait cancels the read and the dial.
+    let read = read_body(
+        recv,
+        carried.body_length,
+        context.app.config().response_timeout,
+    );
+    let (body, early) = dispatch::unless_reset(respond, read).await?;
+    let (method, body) = if policy.as_get {
+        (Method::GET, Bytes::new())
+    } else {
+        (carried.method, body)
+    };
     // RFC 8441 §5 (N11): the key is ours, fresh per attempt (RFC 6455 §4.1 (N40)).
-    let key = websocket::fresh_key();
-    let app_request = request::h2_to_h1(&parts, Kind::Tunnel(WEBSOCKET), &key)?;
+    let key = (protocol == WEBSOCKET).then(websocket::fresh_key);
+    let app_upgrade = AppUpgrade {
+        protocol,
+        method,
+        body_length: body.len() as u64,
+        key: key.as_deref(),
+    };
+    let app_request = request::h2_to_h1(&parts, Some(&app_upgrade))?;
     let app = &context.app;
-    // S5: a stream the front resets while we wait cancels the dial.
-    let mut answer = dispatch::unless_reset(respond, app.upgrade(app_request)).await?;
+    let mut answer = dispatch::unless_reset(respond, app.upgrade(app_request, body)).await?;
     let on_upgrade = hyper::upgrade::on(&mut answer);
     let (head, body) = answer.into_parts();
-    match response::check_switch(&head, WEBSOCKET, &key) {
+    match response::check_switch(&head, protocol, key.as_deref()) {
         Ok(()) => {}
         // Any 2xx to a CONNECT means "tunnel open" (RFC 9110 §9.3.6 (N13)):
         // relaying the app's 200 would make the front switch a client to a
@@ -118,6 +151,39 @@ async fn exchange(
     Ok(Exchange::Switched(Switched {
         io: upgraded.io.into_inner(),
         prefix: upgraded.read_buf,
+        early,
         reply: response::switched_to_h2(&head),
     }))
+}
+
+/// Takes the first `length` bytes off the stream as the upgrade's body,
+/// within `bound`; returns it and whatever arrived behind it, which must
+/// wait for the app's 101. Nothing is read when there is no body.
+async fn read_body(
+    recv: &mut RecvStream,
+    length: u64,
+    bound: Duration,
+) -> Result<(Bytes, Bytes), Error> {
+    let mut body = BytesMut::new();
+    let reading = async {
+        while (body.len() as u64) < length {
+            let cut = Error::BodyCut {
+                got: body.len() as u64,
+                want: length,
+            };
+            let chunk = match recv.data().await {
+                Some(Ok(chunk)) => chunk,
+                Some(Err(_)) | None => return Err(cut),
+            };
+            let _ = recv.flow_control().release_capacity(chunk.len());
+            body.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    timeout(bound, reading)
+        .await
+        .map_err(|_| Error::BodyTimeout(bound))??;
+    // The body limit is far below usize on every platform we build for.
+    let early = body.split_off(usize::try_from(length).unwrap_or(usize::MAX));
+    Ok((body.freeze(), early.freeze()))
 }

@@ -51,12 +51,19 @@ pub fn is_always_hop_by_hop(name: &HeaderName) -> bool {
 /// Used for `Connection: upgrade` and `Upgrade: websocket` (RFC 6455 §4.1
 /// (N39): both are case-insensitive and may sit among other tokens).
 pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    tokens(headers, name).any(|element| element.eq_ignore_ascii_case(token))
+}
+
+/// The comma-separated elements of every `name` field, trimmed, in order
+/// (RFC 9110 §5.6.1); empty elements and non-text values are skipped.
+pub fn tokens<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(name)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|element| element.trim().eq_ignore_ascii_case(token))
+        .map(str::trim)
+        .filter(|element| !element.is_empty())
 }
 
 /// The `TE: trailers` case: the one hop-by-hop field value that HTTP/2 allows

@@ -12,7 +12,7 @@ use http::{HeaderMap, Method, Request, Version};
 
 use super::TranslateError;
 use super::hop_by_hop;
-use crate::websocket;
+use crate::{upgrade, websocket};
 
 /// Fields of the RFC 6455 handshake that stay on their own HTTP/1.1 leg
 /// (RFC 8441 §5 (N11)): each leg computes its own key and accept.
@@ -35,7 +35,12 @@ pub enum Kind<'a> {
 /// or else `Host` (RFC 9112 §3.2.2), `:path` keeps the query, and `:scheme`
 /// is the client's. Hop-by-hop fields, `Host` and the WebSocket key are
 /// removed (RFC 9113 §8.2.2 (N10, N17, N19)); `TE: trailers` is kept on a
-/// forward because HTTP/2 allows exactly that (N18).
+/// forward because HTTP/2 allows exactly that (N18). Fields named `h2hop-…`
+/// are the front's own and never come from a client.
+///
+/// A tunnel whose method is not `GET`, or that has a body, carries them in
+/// [`upgrade::METHOD_FIELD`] and [`upgrade::BODY_LENGTH_FIELD`]; the caller
+/// sends the body as the stream's first DATA.
 pub fn h1_to_h2(
     parts: &Parts,
     scheme: Scheme,
@@ -57,14 +62,25 @@ pub fn h1_to_h2(
     let trailers = hop_by_hop::wants_trailers(&parts.headers);
     let mut headers = parts.headers.clone();
     hop_by_hop::strip(&mut headers);
+    upgrade::strip_reserved(&mut headers);
     headers.remove(HOST);
     let method = match kind {
         Kind::Tunnel(_) => {
             for name in HANDSHAKE_ONLY {
                 headers.remove(name);
             }
-            // CONNECT carries no content (RFC 9110 §9.3.6 (N37)).
-            headers.remove(CONTENT_LENGTH);
+            // CONNECT carries no content (RFC 9110 §9.3.6 (N37)): the
+            // upgrade's own body length travels in a field of ours.
+            if let Some(length) = headers.remove(CONTENT_LENGTH)
+                && length != "0"
+            {
+                headers.insert(upgrade::BODY_LENGTH_FIELD, length);
+            }
+            if parts.method != Method::GET {
+                let method = HeaderValue::from_str(parts.method.as_str())
+                    .map_err(|_| TranslateError::Invalid { what: "method" })?;
+                headers.insert(upgrade::METHOD_FIELD, method);
+            }
             Method::CONNECT
         }
         Kind::Forward => {
@@ -101,13 +117,32 @@ fn client_authority(parts: &Parts) -> Result<Authority, TranslateError> {
     Authority::try_from(host.as_bytes()).map_err(|_| TranslateError::Invalid { what: "host" })
 }
 
-/// Builds the HTTP/1.1 request head the app receives for an HTTP/2 stream.
+/// How the sidecar asks the app for a tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppUpgrade<'a> {
+    /// The `Upgrade` token, from `:protocol`.
+    pub protocol: &'a str,
+    /// The method the app sees: the front's carried one, or `GET`.
+    pub method: Method,
+    /// Length of the body sent with the request.
+    pub body_length: u64,
+    /// For WebSocket, the sidecar's own fresh `Sec-WebSocket-Key`.
+    pub key: Option<&'a str>,
+}
+
+/// Builds the HTTP/1.1 request head the app receives for an HTTP/2 stream:
+/// an ordinary request for `None`, an Upgrade for `Some`.
 ///
 /// `Host` comes from `:authority` (RFC 9113 §8.3.1 (N24)) and the target is in
-/// origin form. A tunnel becomes a `GET` Upgrade (RFC 6455 §4.1 (N38, N39))
-/// with `Connection: Upgrade` (RFC 9110 §7.8 (N31)), the given fresh key
-/// (N40) and version 13; any key or accept from the peer is dropped (N11).
-pub fn h2_to_h1(parts: &Parts, kind: Kind<'_>, key: &str) -> Result<Request<()>, TranslateError> {
+/// origin form; `h2hop-…` fields never reach the app. An upgrade carries
+/// `Upgrade: TOKEN` and `Connection: Upgrade` (RFC 9110 §7.8 (N31)), its
+/// method and a `Content-Length` for its body; a WebSocket also the given
+/// fresh key (RFC 6455 §4.1 (N38-N40)) and version 13, and any key or
+/// accept from the peer is dropped (RFC 8441 §5 (N11)).
+pub fn h2_to_h1(
+    parts: &Parts,
+    upgrade: Option<&AppUpgrade<'_>>,
+) -> Result<Request<()>, TranslateError> {
     let authority = parts
         .uri
         .authority()
@@ -125,27 +160,35 @@ pub fn h2_to_h1(parts: &Parts, kind: Kind<'_>, key: &str) -> Result<Request<()>,
     headers.insert(HOST, host);
     let mut copied = parts.headers.clone();
     hop_by_hop::strip(&mut copied);
+    upgrade::strip_reserved(&mut copied);
     copied.remove(HOST);
-    let method = match kind {
-        Kind::Tunnel(protocol) => {
+    let method = match upgrade {
+        Some(upgrade) => {
             for name in HANDSHAKE_ONLY {
                 copied.remove(name);
             }
             copied.remove(CONTENT_LENGTH);
-            let upgrade = HeaderValue::from_str(protocol)
-                .map_err(|_| TranslateError::Invalid { what: ":protocol" })?;
-            let key =
-                HeaderValue::from_str(key).map_err(|_| TranslateError::Invalid { what: "key" })?;
+            let token = HeaderValue::from_str(upgrade.protocol)
+                .ok()
+                .filter(|_| upgrade::is_token(upgrade.protocol))
+                .ok_or(TranslateError::Invalid { what: ":protocol" })?;
             headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-            headers.insert(UPGRADE, upgrade);
-            headers.insert("sec-websocket-key", key);
-            copied.insert(
-                "sec-websocket-version",
-                HeaderValue::from_static(websocket::VERSION),
-            );
-            Method::GET
+            headers.insert(UPGRADE, token);
+            if let Some(key) = upgrade.key {
+                let key = HeaderValue::from_str(key)
+                    .map_err(|_| TranslateError::Invalid { what: "key" })?;
+                headers.insert("sec-websocket-key", key);
+                copied.insert(
+                    "sec-websocket-version",
+                    HeaderValue::from_static(websocket::VERSION),
+                );
+            }
+            if upgrade.body_length > 0 || !matches!(upgrade.method, Method::GET | Method::HEAD) {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(upgrade.body_length));
+            }
+            upgrade.method.clone()
         }
-        Kind::Forward => parts.method.clone(),
+        None => parts.method.clone(),
     };
     for (name, value) in copied.iter() {
         headers.append(name.clone(), value.clone());
@@ -257,7 +300,13 @@ mod tests {
             ],
         );
         let key = websocket::fresh_key();
-        let request = h2_to_h1(&parts, Kind::Tunnel("websocket"), &key).unwrap();
+        let upgrade = AppUpgrade {
+            protocol: "websocket",
+            method: Method::GET,
+            body_length: 0,
+            key: Some(&key),
+        };
+        let request = h2_to_h1(&parts, Some(&upgrade)).unwrap();
         assert_eq!(request.method(), Method::GET);
         assert_eq!(request.uri(), "/chat?room=1");
         assert_eq!(request.version(), Version::HTTP_11);
@@ -270,6 +319,82 @@ mod tests {
         assert_eq!(headers["sec-websocket-version"], "13");
         assert_eq!(headers["sec-websocket-protocol"], "chat");
         assert_eq!(headers["cookie"], "a=b");
+        assert!(!headers.contains_key("content-length"));
+    }
+
+    /// A non-GET upgrade with a body: the method and length travel in
+    /// h2hop's fields, any client-sent h2hop field is dropped.
+    #[test]
+    fn post_upgrade_carries_method_and_body_length() {
+        let parts = h1(
+            "POST",
+            "/x",
+            &[
+                ("host", "h"),
+                ("connection", "Upgrade"),
+                ("upgrade", "my-proto"),
+                ("content-length", "5"),
+                ("content-type", "text/plain"),
+                ("h2hop-upgrade-method", "DELETE"),
+                ("h2hop-other", "forged"),
+            ],
+        );
+        let request = h1_to_h2(&parts, Scheme::HTTP, Kind::Tunnel("my-proto")).unwrap();
+        let headers = request.headers();
+        assert_eq!(request.method(), Method::CONNECT);
+        assert_eq!(protocol(&request), Some("my-proto"));
+        assert_eq!(headers[upgrade::METHOD_FIELD], "POST");
+        assert_eq!(headers[upgrade::BODY_LENGTH_FIELD], "5");
+        assert_eq!(headers.get_all(upgrade::METHOD_FIELD).iter().count(), 1);
+        assert!(!headers.contains_key("h2hop-other"));
+        assert!(!headers.contains_key("content-length"));
+        assert_eq!(headers["content-type"], "text/plain");
+
+        let get = h1("GET", "/x", &[("host", "h"), ("content-length", "0")]);
+        let request = h1_to_h2(&get, Scheme::HTTP, Kind::Tunnel("my-proto")).unwrap();
+        assert!(!request.headers().contains_key(upgrade::METHOD_FIELD));
+        assert!(!request.headers().contains_key(upgrade::BODY_LENGTH_FIELD));
+    }
+
+    /// The sidecar's side: the app sees the method, a Content-Length for
+    /// the body, the token as Upgrade, and no h2hop field.
+    #[test]
+    fn carried_upgrade_reaches_the_app_with_method_and_length() {
+        let parts = h2(
+            "CONNECT",
+            "https://app.example/x",
+            &[
+                (upgrade::METHOD_FIELD, "POST"),
+                (upgrade::BODY_LENGTH_FIELD, "5"),
+                ("content-type", "text/plain"),
+            ],
+        );
+        let upgrade = AppUpgrade {
+            protocol: "my-proto",
+            method: Method::POST,
+            body_length: 5,
+            key: None,
+        };
+        let request = h2_to_h1(&parts, Some(&upgrade)).unwrap();
+        let headers = request.headers();
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(headers["upgrade"], "my-proto");
+        assert_eq!(headers["connection"], "Upgrade");
+        assert_eq!(headers["content-length"], "5");
+        assert_eq!(headers["content-type"], "text/plain");
+        for gone in [
+            upgrade::METHOD_FIELD,
+            upgrade::BODY_LENGTH_FIELD,
+            "sec-websocket-key",
+            "sec-websocket-version",
+        ] {
+            assert!(!headers.contains_key(gone), "{gone}");
+        }
+        let bad = AppUpgrade {
+            protocol: "bad\r\nx",
+            ..upgrade
+        };
+        assert!(h2_to_h1(&parts, Some(&bad)).is_err());
     }
 
     /// RFC 9113 §8.3.1 (N24): `:authority` becomes the one Host.
@@ -280,7 +405,7 @@ mod tests {
             "http://svc.local:81/p",
             &[("host", "other"), ("te", "trailers")],
         );
-        let request = h2_to_h1(&parts, Kind::Forward, "").unwrap();
+        let request = h2_to_h1(&parts, None).unwrap();
         assert_eq!(request.method(), Method::PUT);
         assert_eq!(request.headers().get_all("host").iter().count(), 1);
         assert_eq!(request.headers()["host"], "svc.local:81");
@@ -290,7 +415,7 @@ mod tests {
     #[test]
     fn stream_without_authority_is_refused() {
         let parts = h2("GET", "/p", &[]);
-        let err = h2_to_h1(&parts, Kind::Forward, "").unwrap_err();
+        let err = h2_to_h1(&parts, None).unwrap_err();
         assert_eq!(err, TranslateError::MissingH2Authority);
     }
 }

@@ -43,10 +43,10 @@ pub enum Refusal {
 }
 
 /// Checks that the app's answer opens the tunnel asked for: a `101` whose
-/// `Upgrade` names `protocol`, with `Connection: upgrade`, and for WebSocket
-/// a `Sec-WebSocket-Accept` derived from `key` (RFC 6455 §4.1 (N43),
-/// RFC 9110 §7.8 (N32, N33)).
-pub fn check_switch(parts: &Parts, protocol: &str, key: &str) -> Result<(), Refusal> {
+/// `Upgrade` names `protocol`, with `Connection: upgrade`, and when a
+/// WebSocket `key` was sent a `Sec-WebSocket-Accept` derived from it
+/// (RFC 6455 §4.1 (N43), RFC 9110 §7.8 (N32, N33)).
+pub fn check_switch(parts: &Parts, protocol: &str, key: Option<&str>) -> Result<(), Refusal> {
     if parts.status != StatusCode::SWITCHING_PROTOCOLS {
         return Err(Refusal::NotSwitching(parts.status));
     }
@@ -60,7 +60,7 @@ pub fn check_switch(parts: &Parts, protocol: &str, key: &str) -> Result<(), Refu
     if !hop_by_hop::has_token(&parts.headers, &CONNECTION, "upgrade") {
         return Err(Refusal::NoConnectionUpgrade);
     }
-    if protocol.eq_ignore_ascii_case("websocket") {
+    if let Some(key) = key {
         let expected = websocket::accept_for(key.as_bytes());
         let accept = parts.headers.get("sec-websocket-accept");
         if accept.is_none_or(|value| value.as_bytes() != expected.as_bytes()) {
@@ -81,15 +81,18 @@ pub fn switched_to_h2(app: &Parts) -> Response<()> {
 
 /// The front's `101` for an accepted tunnel, built from scratch rather than
 /// filtered from the sidecar's answer (the Kong bug, S7): `Upgrade`,
-/// `Connection: Upgrade` (RFC 9110 §7.8 (N31, N32)) and the accept for the
-/// client's own key (RFC 6455 §4.2.2 (N42)), then the end-to-end fields.
-pub fn switched_to_h1(sidecar: &Parts, protocol: &str, client_key: &[u8]) -> Response<()> {
+/// `Connection: Upgrade` (RFC 9110 §7.8 (N31, N32)) and, for a WebSocket,
+/// the accept for the client's own key (RFC 6455 §4.2.2 (N42)), then the
+/// end-to-end fields.
+pub fn switched_to_h1(sidecar: &Parts, protocol: &str, client_key: Option<&[u8]>) -> Response<()> {
     let mut headers = HeaderMap::with_capacity(sidecar.headers.len() + 3);
     if let Ok(upgrade) = HeaderValue::from_str(protocol) {
         headers.insert(UPGRADE, upgrade);
     }
     headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(accept) = HeaderValue::from_str(&websocket::accept_for(client_key)) {
+    if let Some(accept) =
+        client_key.and_then(|key| HeaderValue::from_str(&websocket::accept_for(key)).ok())
+    {
         headers.insert("sec-websocket-accept", accept);
     }
     for (name, value) in end_to_end(&sidecar.headers, &SWITCH_ONLY).iter() {
@@ -163,7 +166,7 @@ mod tests {
     /// RFC 6455 §4.1 (N43): a proper 101 opens the tunnel.
     #[test]
     fn matching_101_is_accepted() {
-        assert_eq!(check_switch(&good_101(), "websocket", KEY), Ok(()));
+        assert_eq!(check_switch(&good_101(), "websocket", Some(KEY)), Ok(()));
     }
 
     /// RFC 6455 §4.1 (N43), S1: a wrong accept never opens a tunnel.
@@ -174,12 +177,12 @@ mod tests {
             .headers
             .insert("sec-websocket-accept", HeaderValue::from_static("bogus"));
         assert_eq!(
-            check_switch(&parts, "websocket", KEY),
+            check_switch(&parts, "websocket", Some(KEY)),
             Err(Refusal::WrongAccept)
         );
         parts.headers.remove("sec-websocket-accept");
         assert_eq!(
-            check_switch(&parts, "websocket", KEY),
+            check_switch(&parts, "websocket", Some(KEY)),
             Err(Refusal::WrongAccept)
         );
     }
@@ -192,12 +195,12 @@ mod tests {
             .headers
             .insert(UPGRADE, HeaderValue::from_static("h2c"));
         assert!(matches!(
-            check_switch(&parts, "websocket", KEY),
+            check_switch(&parts, "websocket", Some(KEY)),
             Err(Refusal::WrongProtocol { .. })
         ));
         parts.headers.remove(UPGRADE);
         assert!(matches!(
-            check_switch(&parts, "websocket", KEY),
+            check_switch(&parts, "websocket", Some(KEY)),
             Err(Refusal::WrongProtocol { got: None, .. })
         ));
     }
@@ -209,7 +212,7 @@ mod tests {
             .headers
             .insert(CONNECTION, HeaderValue::from_static("keep-alive"));
         assert_eq!(
-            check_switch(&parts, "websocket", KEY),
+            check_switch(&parts, "websocket", Some(KEY)),
             Err(Refusal::NoConnectionUpgrade)
         );
     }
@@ -219,7 +222,7 @@ mod tests {
     fn non_101_is_not_switching() {
         let parts = head(403, &[]);
         assert_eq!(
-            check_switch(&parts, "websocket", KEY),
+            check_switch(&parts, "websocket", Some(KEY)),
             Err(Refusal::NotSwitching(StatusCode::FORBIDDEN))
         );
     }
@@ -248,7 +251,7 @@ mod tests {
                 ("sec-websocket-accept", "stale"),
             ],
         );
-        let response = switched_to_h1(&sidecar, "websocket", KEY.as_bytes());
+        let response = switched_to_h1(&sidecar, "websocket", Some(KEY.as_bytes()));
         assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
         let headers = response.headers();
         assert_eq!(headers["upgrade"], "websocket");
@@ -256,6 +259,23 @@ mod tests {
         assert_eq!(headers["sec-websocket-accept"], ACCEPT);
         assert_eq!(headers.get_all("sec-websocket-accept").iter().count(), 1);
         assert_eq!(headers["sec-websocket-protocol"], "chat");
+    }
+
+    /// Another protocol: the 101 names it, needs no accept, and a 101 to
+    /// another token is refused (RFC 9110 §7.8 (N33)).
+    #[test]
+    fn other_protocols_switch_without_an_accept() {
+        let app = head(101, &[("upgrade", "My-Proto"), ("connection", "upgrade")]);
+        assert_eq!(check_switch(&app, "my-proto", None), Ok(()));
+        assert!(matches!(
+            check_switch(&app, "other", None),
+            Err(Refusal::WrongProtocol { .. })
+        ));
+        let response = switched_to_h1(&head(200, &[]), "my-proto", None);
+        let headers = response.headers();
+        assert_eq!(headers["upgrade"], "my-proto");
+        assert_eq!(headers["connection"], "Upgrade");
+        assert!(!headers.contains_key("sec-websocket-accept"));
     }
 
     /// RFC 9110 §7.6.1 (N29), S7: relayed responses lose hop-by-hop fields.
