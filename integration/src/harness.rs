@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use h2hop::upgrade::Protocols;
 use h2hop_certs::DevPki;
 use h2hop_front::UpstreamTls;
+use h2hop_sidecar::UpgradePolicy;
 use http::{Method, Response, StatusCode};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpListener;
@@ -42,6 +44,11 @@ pub struct PairBuilder {
     app_down: bool,
     sidecar: SidecarKind,
     count_upstream: bool,
+    protocols: Vec<String>,
+    sidecar_protocols: Option<Vec<String>>,
+    upgrade_as_get: bool,
+    body_limit: u64,
+    app_at: Option<SocketAddr>,
 }
 
 /// What sits where the sidecar should be.
@@ -64,6 +71,11 @@ impl Default for PairBuilder {
             app_down: false,
             sidecar: SidecarKind::H2hop,
             count_upstream: false,
+            protocols: vec![h2hop::upgrade::WEBSOCKET.to_owned()],
+            sidecar_protocols: None,
+            upgrade_as_get: false,
+            body_limit: h2hop::upgrade::DEFAULT_BODY_LIMIT,
+            app_at: None,
         }
     }
 }
@@ -100,6 +112,37 @@ impl PairBuilder {
         self
     }
 
+    /// The Upgrade allow-list of both front and sidecar.
+    pub fn protocols(mut self, tokens: &[&str]) -> Self {
+        self.protocols = tokens.iter().map(|token| (*token).to_owned()).collect();
+        self
+    }
+
+    /// The sidecar's allow-list alone (after [`Self::protocols`]).
+    pub fn sidecar_protocols(mut self, tokens: &[&str]) -> Self {
+        self.sidecar_protocols = Some(tokens.iter().map(|token| (*token).to_owned()).collect());
+        self
+    }
+
+    /// The upgrade body limit of both front and sidecar.
+    pub fn upgrade_body_limit(mut self, limit: u64) -> Self {
+        self.body_limit = limit;
+        self
+    }
+
+    /// The sidecar's `--upgrade-as-get` (Envoy's behaviour).
+    pub fn upgrade_as_get(mut self) -> Self {
+        self.upgrade_as_get = true;
+        self
+    }
+
+    /// Points the sidecar at an app of the test's own instead of [`TestApp`]
+    /// (which still runs, unused).
+    pub fn app_at(mut self, addr: SocketAddr) -> Self {
+        self.app_at = Some(addr);
+        self
+    }
+
     /// What the front connects to.
     pub fn sidecar(mut self, sidecar: SidecarKind) -> Self {
         self.sidecar = sidecar;
@@ -119,7 +162,7 @@ impl PairBuilder {
         let app_addr = if self.app_down {
             closed_port().await?
         } else {
-            app.addr
+            self.app_at.unwrap_or(app.addr)
         };
         let pki = DevPki::generate(&["localhost".to_owned(), "127.0.0.1".to_owned()])?;
         let sidecar_listener = loopback().await?;
@@ -138,6 +181,13 @@ impl PairBuilder {
                 };
                 let mut config = h2hop_sidecar::Config::new(app_addr.to_string(), tls);
                 config.max_concurrent_streams = self.max_streams;
+                config.upgrades = UpgradePolicy {
+                    protocols: Protocols::new(
+                        self.sidecar_protocols.as_ref().unwrap_or(&self.protocols),
+                    )?,
+                    body_limit: self.body_limit,
+                    as_get: self.upgrade_as_get,
+                };
                 tokio::spawn(h2hop_sidecar::run(
                     config,
                     sidecar_listener,
@@ -175,7 +225,9 @@ impl PairBuilder {
         } else {
             Some(self.front_tls(&pki)?)
         };
-        let config = h2hop_front::Config::new(sidecar_addr.to_string(), tls);
+        let mut config = h2hop_front::Config::new(sidecar_addr.to_string(), tls);
+        config.protocols = Protocols::new(&self.protocols)?;
+        config.upgrade_body_limit = self.body_limit;
         let front = front_listener.local_addr()?;
         tokio::spawn(h2hop_front::run(
             config,

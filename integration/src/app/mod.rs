@@ -36,7 +36,10 @@ use tokio_util::sync::CancellationToken;
 /// `/wrong-token` (`Upgrade: foo`), `/raw/echo`, `/raw/reset`, `/raw/hold`
 /// (raw bytes after the 101), `/ws/server-close?code=&reason=`,
 /// `/ws/hop-fields` (WebSocket echo whose 101 also carries hop-by-hop
-/// fields) and any other path (WebSocket echo). Plain requests: `GET /`
+/// fields) and any other path (WebSocket echo). An Upgrade to any other
+/// token, any method: the body is read, the 101 names the same token, and
+/// the upgraded stream starts with `METHOD LENGTH\n` and that body, then
+/// echoes raw bytes (`/status/NNN` answers that status). Plain requests: `GET /`
 /// (demo page), `/echo`, `/bytes/N`, `/status/NNN`, `GET /hop-fields`
 /// (hop-by-hop response fields), anything else `hello from app`. A request
 /// (plain or upgrade) for `/slow` gets its answer only at shutdown.
@@ -226,11 +229,14 @@ async fn serve_connection(stream: TcpStream, ctx: Ctx) {
         // `/slow` is answered only at shutdown: the request a client gives
         // up on, for tests that the proxies let go of it.
         let slow = req.uri().path() == "/slow";
-        let response = routes::route(req, &svc_ctx);
-        let shutdown = svc_ctx.shutdown.clone();
+        let ctx = svc_ctx.clone();
         async move {
+            let response = match routes::other_upgrade(req.headers()) {
+                Some(token) => routes::other_protocol(req, &ctx, token).await,
+                None => routes::route(req, &ctx),
+            };
             if slow {
-                shutdown.cancelled().await;
+                ctx.shutdown.cancelled().await;
             }
             Ok::<_, Infallible>(response)
         }

@@ -57,6 +57,15 @@ const SWITCH_HOP_FIELDS: [(&str, &str); 4] = [
 
 /// Records the request head, then picks the handler by upgrade and path.
 pub(super) fn route(req: Request<Incoming>, ctx: &Ctx) -> Response<AppBody> {
+    record(&req, ctx);
+    if is_upgrade(req.headers()) {
+        route_upgrade(req, ctx)
+    } else {
+        route_plain(req)
+    }
+}
+
+fn record(req: &Request<Incoming>, ctx: &Ctx) {
     if ctx.state.record {
         lock(&ctx.state.requests).push(Recorded {
             method: req.method().clone(),
@@ -65,11 +74,64 @@ pub(super) fn route(req: Request<Incoming>, ctx: &Ctx) -> Response<AppBody> {
             headers: req.headers().clone(),
         });
     }
-    if is_upgrade(req.headers()) {
-        route_upgrade(req, ctx)
-    } else {
-        route_plain(req)
+}
+
+/// The `Upgrade` token of a request for a protocol other than WebSocket.
+pub(super) fn other_upgrade(headers: &HeaderMap) -> Option<String> {
+    if !has_token(headers, &header::CONNECTION, "upgrade") {
+        return None;
     }
+    tokens(headers, &header::UPGRADE)
+        .next()
+        .filter(|token| !token.eq_ignore_ascii_case("websocket"))
+        .map(str::to_owned)
+}
+
+/// Any other Upgrade protocol, any method: reads the whole body, answers
+/// 101 naming the same token, then writes `METHOD LENGTH\n` and the body it
+/// received, and echoes raw bytes until EOF (`/status/NNN` answers that
+/// status instead).
+pub(super) async fn other_protocol(
+    mut req: Request<Incoming>,
+    ctx: &Ctx,
+    token: String,
+) -> Response<AppBody> {
+    record(&req, ctx);
+    if let Some(code) = req.uri().path().strip_prefix("/status/") {
+        return status_page(code);
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let method = req.method().clone();
+    let body = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return text(StatusCode::BAD_REQUEST, "unreadable body"),
+    };
+    let state = ctx.state.clone();
+    let shutdown = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut io = TokioIo::new(upgraded);
+        let greeting = format!("{method} {}\n", body.len());
+        let run = async {
+            use tokio::io::AsyncWriteExt as _;
+            if io.write_all(greeting.as_bytes()).await.is_ok() && io.write_all(&body).await.is_ok()
+            {
+                raw_echo(io, state).await;
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = run => {}
+        }
+    });
+    let mut response = Response::new(empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, header_value(&token));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    response
 }
 
 /// Plain (non-upgrade) routes.
