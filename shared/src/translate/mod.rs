@@ -15,8 +15,9 @@ pub enum TranslateError {
     /// No `Host` and no absolute-form target: there is no `:authority` to send.
     #[error("request has no host")]
     MissingAuthority,
-    /// The HTTP/2 request carries no `:authority` (RFC 9113 §8.3.1 (N24)).
-    #[error("request has no :authority")]
+    /// The HTTP/2 request carries neither `:authority` nor `host`
+    /// (RFC 9113 §8.3.1 (N24)).
+    #[error("request has neither :authority nor host")]
     MissingH2Authority,
     /// A value could not become a URI or a header value.
     #[error("invalid {what}")]

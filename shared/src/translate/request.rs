@@ -133,7 +133,8 @@ pub struct AppUpgrade<'a> {
 /// Builds the HTTP/1.1 request head the app receives for an HTTP/2 stream:
 /// an ordinary request for `None`, an Upgrade for `Some`.
 ///
-/// `Host` comes from `:authority` (RFC 9113 §8.3.1 (N24)) and the target is in
+/// `Host` comes from `:authority` (RFC 9113 §8.3.1 (N24)), or from the
+/// stream's one `host` field when there is no `:authority`, and the target is in
 /// origin form; `h2hop-…` fields never reach the app. An upgrade carries
 /// `Upgrade: TOKEN` and `Connection: Upgrade` (RFC 9110 §7.8 (N31)), its
 /// method and a `Content-Length` for its body; a WebSocket also the given
@@ -143,12 +144,15 @@ pub fn h2_to_h1(
     parts: &Parts,
     upgrade: Option<&AppUpgrade<'_>>,
 ) -> Result<Request<()>, TranslateError> {
-    let authority = parts
-        .uri
-        .authority()
-        .ok_or(TranslateError::MissingH2Authority)?;
-    let host = HeaderValue::from_str(authority.as_str())
-        .map_err(|_| TranslateError::Invalid { what: ":authority" })?;
+    // RFC 9113 §8.3.1: an intermediary converting an HTTP/1.1 request may
+    // keep `Host` instead of sending `:authority` (nghttpx and HAProxy do).
+    let host = match (parts.uri.authority(), parts.headers.get(HOST)) {
+        (Some(authority), _) => HeaderValue::from_str(authority.as_str())
+            .map_err(|_| TranslateError::Invalid { what: ":authority" })?,
+        (None, Some(host)) if parts.headers.get_all(HOST).iter().count() == 1 => host.clone(),
+        (None, Some(_)) => return Err(TranslateError::Invalid { what: "host" }),
+        (None, None) => return Err(TranslateError::MissingH2Authority),
+    };
     let target: Uri = parts
         .uri
         .path_and_query()
@@ -413,9 +417,22 @@ mod tests {
     }
 
     #[test]
-    fn stream_without_authority_is_refused() {
+    fn stream_without_authority_or_host_is_refused() {
         let parts = h2("GET", "/p", &[]);
         let err = h2_to_h1(&parts, None).unwrap_err();
         assert_eq!(err, TranslateError::MissingH2Authority);
+        let two = h2("GET", "/p", &[("host", "a"), ("host", "b")]);
+        assert!(h2_to_h1(&two, None).is_err());
+    }
+
+    /// RFC 9113 §8.3.1: a converting intermediary may send `host` instead
+    /// of `:authority`, as nghttpx and HAProxy do for plain requests.
+    #[test]
+    fn host_field_stands_in_for_a_missing_authority() {
+        let parts = h2("POST", "/p?q", &[("host", "svc.local:81")]);
+        let request = h2_to_h1(&parts, None).unwrap();
+        assert_eq!(request.headers().get_all("host").iter().count(), 1);
+        assert_eq!(request.headers()["host"], "svc.local:81");
+        assert_eq!(request.uri(), "/p?q");
     }
 }
