@@ -1,7 +1,9 @@
-//! End-to-end support for h2hop: the in-process test app behind the sidecar
-//! and the test clients in front of the front.
+//! End-to-end support for h2hop: the in-process test app behind the sidecar,
+//! the test clients in front of the front, and nghttpx as either half for
+//! the interoperability tests.
 
 pub mod app;
 pub mod bench;
 pub mod client;
 pub mod harness;
+pub mod interop;

@@ -14,8 +14,8 @@
 
 mod h2hop_pair;
 mod haproxy;
-mod nghttpx;
-mod process;
+pub(crate) mod nghttpx;
+pub(crate) mod process;
 #[cfg(test)]
 mod tests;
 

@@ -8,7 +8,8 @@
 //! when the backend advertises that setting.
 //!
 //! Input: the app address, the worker count and a scratch directory.
-//! Output: a [`Plan`] for [`super::start`].
+//! Output: a [`Plan`] for [`super::start`]. [`crate::interop`] uses each
+//! half's command line alone, opposite an in-process h2hop.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -27,7 +28,7 @@ const ACCESS_LOG_FORMAT: &str = "$remote_addr:$remote_port \"$method $path $prot
      backend=$backend_host:$backend_port";
 
 /// A sidecar access-log line that shows an RFC 8441 WebSocket stream.
-const CONNECT_MARKS: &[&str] = &["\"CONNECT ", " HTTP/2\"", "ws-version=13"];
+pub(crate) const CONNECT_MARKS: &[&str] = &["\"CONNECT ", " HTTP/2\"", "ws-version=13"];
 
 /// Timeouts long enough for the benchmark's idle hold (defaults are 1 to 3
 /// minutes and would close held tunnels).
@@ -42,29 +43,26 @@ const TIMEOUTS: &[&str] = &[
 /// `--max-streams` default, instead of nghttpx's 100.
 const MAX_STREAMS: &str = "--frontend-http2-max-concurrent-streams=1000";
 
-/// Picks ports and builds both nghttpx command lines (see [`common`]).
+/// Picks ports and builds both nghttpx command lines.
 pub(super) fn plan(app: SocketAddr, workers: usize, scratch: &Scratch) -> anyhow::Result<Plan> {
     let program = find_program("nghttpx").context("nghttpx is not installed (nghttp2-proxy)")?;
     let sidecar_addr = free_port()?;
     let front_addr = free_port()?;
-
-    let mut sidecar = common(&program, workers, &scratch.path("sidecar-access.log"));
-    sidecar
-        .arg(frontend(sidecar_addr))
-        .arg(format!(
-            "--backend={},{};;proto=http/1.1",
-            app.ip(),
-            app.port()
-        ))
-        .arg(MAX_STREAMS);
-
-    let mut front = common(&program, workers, &scratch.path("front-access.log"));
-    front.arg(frontend(front_addr)).arg(format!(
-        "--backend={},{};;proto=h2",
-        sidecar_addr.ip(),
-        sidecar_addr.port()
-    ));
-
+    let mut sidecar = sidecar_command(
+        &program,
+        workers,
+        sidecar_addr,
+        app,
+        &scratch.path("sidecar-access.log"),
+    );
+    sidecar.arg(MAX_STREAMS);
+    let front = front_command(
+        &program,
+        workers,
+        front_addr,
+        sidecar_addr,
+        &scratch.path("front-access.log"),
+    );
     Ok(Plan {
         sidecar,
         sidecar_addr,
@@ -75,6 +73,42 @@ pub(super) fn plan(app: SocketAddr, workers: usize, scratch: &Scratch) -> anyhow
             marks: CONNECT_MARKS,
         },
     })
+}
+
+/// nghttpx as a sidecar: HTTP/1.1 or HTTP/2 with prior knowledge in on
+/// `listen`, HTTP/1.1 out to `app` (see [`common`] for the shared options).
+pub(crate) fn sidecar_command(
+    program: &Path,
+    workers: usize,
+    listen: SocketAddr,
+    app: SocketAddr,
+    access_log: &Path,
+) -> Command {
+    let mut command = common(program, workers, access_log);
+    command.arg(frontend(listen)).arg(format!(
+        "--backend={},{};;proto=http/1.1",
+        app.ip(),
+        app.port()
+    ));
+    command
+}
+
+/// nghttpx as a front: HTTP/1.1 in on `listen`, cleartext HTTP/2 (prior
+/// knowledge) out to `sidecar` (see [`common`] for the shared options).
+pub(crate) fn front_command(
+    program: &Path,
+    workers: usize,
+    listen: SocketAddr,
+    sidecar: SocketAddr,
+    access_log: &Path,
+) -> Command {
+    let mut command = common(program, workers, access_log);
+    command.arg(frontend(listen)).arg(format!(
+        "--backend={},{};;proto=h2",
+        sidecar.ip(),
+        sidecar.port()
+    ));
+    command
 }
 
 /// `--frontend=IP,PORT;no-tls`: a cleartext listener that takes HTTP/1.1

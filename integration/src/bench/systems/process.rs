@@ -2,8 +2,9 @@
 //! holds their configs, certificates and logs, spawning with output sent to
 //! log files, free loopback ports, and waiting until a port accepts.
 //!
-//! Called by [`super::start`] and the per-system modules
-//! ([`super::h2hop_pair`], [`super::nghttpx`], [`super::haproxy`]).
+//! Called by [`super::start`], the per-system modules
+//! ([`super::h2hop_pair`], [`super::nghttpx`], [`super::haproxy`]) and
+//! [`crate::interop`], which runs one nghttpx against in-process h2hop.
 
 use std::fs::File;
 use std::io::{BufRead as _, BufReader};
@@ -28,13 +29,13 @@ static SCRATCH_SEQ: AtomicUsize = AtomicUsize::new(0);
 /// A fresh directory under the system temp dir, removed (best effort) on
 /// drop, so that a benchmark run leaves no configs or keys behind.
 #[derive(Debug)]
-pub(super) struct Scratch {
+pub(crate) struct Scratch {
     dir: PathBuf,
 }
 
 impl Scratch {
     /// Creates `$TMPDIR/h2hop-bench-{name}-{pid}-{seq}`.
-    pub(super) fn create(name: &str) -> anyhow::Result<Scratch> {
+    pub(crate) fn create(name: &str) -> anyhow::Result<Scratch> {
         let seq = SCRATCH_SEQ.fetch_add(1, Ordering::Relaxed);
         let dir =
             std::env::temp_dir().join(format!("h2hop-bench-{name}-{}-{seq}", std::process::id()));
@@ -48,24 +49,24 @@ impl Scratch {
     }
 
     /// The directory itself.
-    pub(super) fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// A file inside the directory.
-    pub(super) fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
     /// Writes `contents` to `name` inside the directory and returns its path.
-    pub(super) fn write(&self, name: &str, contents: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn write(&self, name: &str, contents: &str) -> anyhow::Result<PathBuf> {
         let path = self.path(name);
         std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
 
     /// The last lines of every `*.log` file, for error messages.
-    pub(super) fn log_tails(&self) -> String {
+    pub(crate) fn log_tails(&self) -> String {
         let mut logs: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -103,14 +104,14 @@ impl Drop for Scratch {
 /// The listener is dropped before the system under test binds the port, so
 /// another process could take it in between. That race is acceptable for a
 /// benchmark on a quiet machine; a lost race shows up as a start failure.
-pub(super) fn free_port() -> anyhow::Result<SocketAddr> {
+pub(crate) fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding a probe port")?;
     Ok(listener.local_addr()?)
 }
 
 /// Spawns `command` with stdout to `{name}.out.log` and stderr to
 /// `{name}.log` in `scratch`, and stdin closed.
-pub(super) fn spawn(mut command: Command, scratch: &Scratch, name: &str) -> anyhow::Result<Child> {
+pub(crate) fn spawn(mut command: Command, scratch: &Scratch, name: &str) -> anyhow::Result<Child> {
     let stdout = File::create(scratch.path(&format!("{name}.out.log")))?;
     let stderr = File::create(scratch.path(&format!("{name}.log")))?;
     command
@@ -124,7 +125,7 @@ pub(super) fn spawn(mut command: Command, scratch: &Scratch, name: &str) -> anyh
 
 /// Polls until `addr` accepts a TCP connection; fails early if any child
 /// exits, and after [`READY_TIMEOUT`], with the log tails either way.
-pub(super) async fn wait_ready(
+pub(crate) async fn wait_ready(
     addr: SocketAddr,
     children: &mut [Child],
     scratch: &Scratch,
@@ -156,7 +157,7 @@ pub(super) async fn wait_ready(
 
 /// Kills (SIGKILL) and reaps every child, in order; errors are ignored
 /// because the child may already be gone.
-pub(super) fn kill_all(children: &mut [Child]) {
+pub(crate) fn kill_all(children: &mut [Child]) {
     for child in children.iter_mut() {
         let _ = child.kill();
         let _ = child.wait();
@@ -175,7 +176,7 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 }
 
 /// Every line of a text file (invalid UTF-8 replaced).
-pub(super) fn read_lines(path: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn read_lines(path: &Path) -> anyhow::Result<Vec<String>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut lines = Vec::new();
     let mut reader = BufReader::new(file);

@@ -1,0 +1,148 @@
+//! nghttpx (Debian `nghttp2-proxy`) as the other half of an h2hop pair, for
+//! the interoperability tests in `integration/tests/interop.rs`.
+//!
+//! Input: the nghttpx program ([`nghttpx_or_skip`]) and the address of the
+//! in-process h2hop half or test app it should talk to. Output: a running
+//! [`Nghttpx`] on a free loopback port whose access log the test can wait
+//! on. The command lines are the benchmark's
+//! ([`crate::bench::systems::nghttpx`]), with one worker thread; dropping
+//! the handle kills (SIGKILL) and reaps that one process only.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::bench::systems::nghttpx::{CONNECT_MARKS, front_command, sidecar_command};
+use crate::bench::systems::process::{
+    Scratch, find_program, free_port, kill_all, read_lines, spawn, wait_ready,
+};
+
+/// Access-log marks of an RFC 8441 WebSocket stream, as nghttpx's HTTP/2
+/// frontend logs it: `"CONNECT ... HTTP/2"` with `ws-version=13`.
+pub const EXTENDED_CONNECT_MARKS: &[&str] = CONNECT_MARKS;
+
+/// Bound on the wait for an access-log line. nghttpx writes it as soon as
+/// the response head is known (`--accesslog-write-early`), so this is slack
+/// for a busy machine, not a delay anything relies on.
+const ACCESS_LOG_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between reads of the access log.
+const ACCESS_LOG_POLL: Duration = Duration::from_millis(20);
+
+/// Where nghttpx is installed, or `None` after a loud `!!! SKIPPED` line.
+/// With `H2HOP_REQUIRE_EXTERNAL=1` a missing nghttpx fails the test
+/// instead, so CI cannot pass by skipping.
+#[allow(
+    clippy::panic,
+    reason = "test support: H2HOP_REQUIRE_EXTERNAL=1 turns a skip into a failure"
+)]
+pub fn nghttpx_or_skip(test: &str) -> Option<PathBuf> {
+    if let Some(program) = find_program("nghttpx") {
+        return Some(program);
+    }
+    if std::env::var("H2HOP_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1") {
+        panic!("{test}: nghttpx is not installed and H2HOP_REQUIRE_EXTERNAL=1");
+    }
+    eprintln!("!!! SKIPPED {test}: nghttpx is not installed (apt-get install nghttp2-proxy)");
+    None
+}
+
+/// One running nghttpx process.
+#[derive(Debug)]
+pub struct Nghttpx {
+    /// Where nghttpx accepts connections (its `--frontend`).
+    pub addr: SocketAddr,
+    child: Child,
+    scratch: Scratch,
+}
+
+impl Nghttpx {
+    /// nghttpx as a front: HTTP/1.1 clients in, cleartext HTTP/2 with prior
+    /// knowledge out to `sidecar`.
+    pub async fn front(program: &Path, sidecar: SocketAddr) -> anyhow::Result<Nghttpx> {
+        let scratch = Scratch::create("interop-nghttpx-front")?;
+        let addr = free_port()?;
+        let command = front_command(program, 1, addr, sidecar, &access_log(&scratch));
+        Self::launch(command, addr, scratch).await
+    }
+
+    /// nghttpx as a sidecar: HTTP/2 with prior knowledge (or HTTP/1.1) in,
+    /// HTTP/1.1 out to `app`.
+    pub async fn sidecar(program: &Path, app: SocketAddr) -> anyhow::Result<Nghttpx> {
+        let scratch = Scratch::create("interop-nghttpx-sidecar")?;
+        let addr = free_port()?;
+        let command = sidecar_command(program, 1, addr, app, &access_log(&scratch));
+        Self::launch(command, addr, scratch).await
+    }
+
+    /// Spawns `command` and returns once `addr` accepts; the handle exists
+    /// before the wait, so a failed start still kills the process.
+    async fn launch(command: Command, addr: SocketAddr, scratch: Scratch) -> anyhow::Result<Self> {
+        let child = spawn(command, &scratch, "nghttpx")?;
+        let mut nghttpx = Nghttpx {
+            addr,
+            child,
+            scratch,
+        };
+        wait_ready(
+            addr,
+            std::slice::from_mut(&mut nghttpx.child),
+            &nghttpx.scratch,
+        )
+        .await?;
+        Ok(nghttpx)
+    }
+
+    /// The process id, to tell this nghttpx from any other.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every access-log line so far.
+    pub fn access_log(&self) -> anyhow::Result<Vec<String>> {
+        read_lines(&access_log(&self.scratch))
+    }
+
+    /// Waits for the first access-log line that contains every one of
+    /// `marks`; an error with the logs' tails after [`ACCESS_LOG_TIMEOUT`].
+    pub async fn access_log_line(&self, marks: &[&str]) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + ACCESS_LOG_TIMEOUT;
+        loop {
+            // The file appears with nghttpx's first line, not at start-up.
+            let lines = self.access_log().unwrap_or_default();
+            if let Some(line) = lines
+                .into_iter()
+                .find(|line| marks.iter().all(|mark| line.contains(mark)))
+            {
+                return Ok(line);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "no access-log line of nghttpx {} contains all of {marks:?} within \
+                     {ACCESS_LOG_TIMEOUT:?}{}",
+                    self.pid(),
+                    self.scratch.log_tails()
+                );
+            }
+            tokio::time::sleep(ACCESS_LOG_POLL).await;
+        }
+    }
+
+    /// The last lines of nghttpx's access and error logs, for messages.
+    pub fn log_tails(&self) -> String {
+        self.scratch.log_tails()
+    }
+}
+
+impl Drop for Nghttpx {
+    fn drop(&mut self) {
+        kill_all(std::slice::from_mut(&mut self.child));
+    }
+}
+
+/// The access log inside `scratch` (a `.log`, so `log_tails` shows it).
+fn access_log(scratch: &Scratch) -> PathBuf {
+    scratch.path("access.log")
+}
