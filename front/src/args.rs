@@ -63,6 +63,10 @@ pub struct Args {
     /// (chunked: 400) and larger ones get 413.
     #[arg(long, env = "H2HOP_FRONT_UPGRADE_BODY_LIMIT", default_value_t = h2hop::upgrade::DEFAULT_BODY_LIMIT)]
     pub upgrade_body_limit: u64,
+    /// On SIGTERM or SIGINT: how long open requests and tunnels may go on
+    /// after the listener closes, before they are cut.
+    #[arg(long, env = "H2HOP_FRONT_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_FRONT_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -102,6 +106,7 @@ impl Args {
         config.header_timeout = self.header_timeout;
         config.protocols = Protocols::new(&self.upgrade_protocols)?;
         config.upgrade_body_limit = self.upgrade_body_limit;
+        config.drain_timeout = self.drain_timeout;
         Ok(config)
     }
 

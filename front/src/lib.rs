@@ -41,6 +41,8 @@ pub struct Config {
     pub protocols: Protocols,
     /// Largest upgrade request body, in bytes (larger: 413).
     pub upgrade_body_limit: u64,
+    /// On shutdown, how long open requests and tunnels may go on.
+    pub drain_timeout: Duration,
 }
 
 impl Config {
@@ -57,6 +59,7 @@ impl Config {
             header_timeout: Duration::from_secs(10),
             protocols: Protocols::default(),
             upgrade_body_limit: h2hop::upgrade::DEFAULT_BODY_LIMIT,
+            drain_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::client::ResponseFuture;
+use h2hop::drain::{Drain, Drained};
 use h2hop::relay::H2Body;
 use h2hop::upgrade::Protocols;
 use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE};
@@ -22,7 +23,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, debug, info_span, warn};
+use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::classify::{self, Class, Rejection};
 use crate::upstream::Upstream;
@@ -50,6 +51,8 @@ pub struct Context {
     pub response_timeout: Duration,
     protocols: Protocols,
     upgrade_body_limit: u64,
+    /// Shutdown: tunnels are spawned through it so that they drain.
+    pub drain: Drain,
 }
 
 impl Context {
@@ -72,22 +75,40 @@ impl Context {
     }
 }
 
-/// Accepts connections until `shutdown` is cancelled.
+/// Accepts connections until `shutdown` is cancelled, then drains: open
+/// connections finish their request in flight and close, tunnels get up to
+/// `drain_timeout`, and whatever still runs after that is cut.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) {
     let header_timeout = config.header_timeout;
+    let drain = Drain::new(shutdown);
     let context = Arc::new(Context {
         upstream: Upstream::new(config.upstream),
         response_timeout: config.response_timeout,
         protocols: config.protocols,
         upgrade_body_limit: config.upgrade_body_limit,
+        drain: drain.clone(),
     });
-    h2hop::accept::until_shutdown(listener, shutdown, |stream, _peer| {
+    h2hop::accept::until_shutdown(listener, &drain, |stream, _peer| {
         connection(stream, context.clone(), header_timeout)
     })
     .await;
+    info!(
+        connections_and_tunnels = drain.running(),
+        "stopped accepting; draining"
+    );
+    match drain.finish(config.drain_timeout).await {
+        Drained::Clean => info!("drained"),
+        Drained::Cut(tasks) => {
+            warn!(tasks, after = ?config.drain_timeout, "drain timeout: closed what was still open");
+        }
+    }
 }
 
+/// Serves one client connection; once shutdown begins, it finishes the
+/// request in flight and closes instead of waiting for another (an
+/// upgraded connection has left hyper by then and drains as a tunnel).
 async fn connection(stream: TcpStream, context: Arc<Context>, header_timeout: Duration) {
+    let begun = context.drain.begun().clone();
     let service = service_fn(move |request| {
         let context = context.clone();
         async move { Ok::<_, Infallible>(handle(&context, request).await) }
@@ -96,9 +117,16 @@ async fn connection(stream: TcpStream, context: Arc<Context>, header_timeout: Du
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades()
-        .await;
-    if let Err(err) = served {
+        .with_upgrades();
+    tokio::pin!(served);
+    let result = tokio::select! {
+        result = served.as_mut() => result,
+        () = begun.cancelled() => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(err) = result {
         debug!(error = %err, "client connection ended with an error");
     }
 }

@@ -87,7 +87,11 @@ pub async fn open(
 
     let key = upgrade.key.as_ref().map(HeaderValue::as_bytes);
     let switched = response::switched_to_h1(&head, protocol, key);
-    tokio::spawn(relay_when_upgraded(on_upgrade, send, recv, slot).instrument(Span::current()));
+    // Tracked by the drain: on shutdown the tunnel may run out its drain
+    // period, then it is closed.
+    context
+        .drain
+        .spawn(relay_when_upgraded(on_upgrade, send, recv, slot).instrument(Span::current()));
     Ok(switched.map(|()| listener::empty()))
 }
 

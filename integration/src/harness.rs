@@ -49,6 +49,7 @@ pub struct PairBuilder {
     upgrade_as_get: bool,
     body_limit: u64,
     app_at: Option<SocketAddr>,
+    drain_timeout: Option<Duration>,
 }
 
 /// What sits where the sidecar should be.
@@ -76,6 +77,7 @@ impl Default for PairBuilder {
             upgrade_as_get: false,
             body_limit: h2hop::upgrade::DEFAULT_BODY_LIMIT,
             app_at: None,
+            drain_timeout: None,
         }
     }
 }
@@ -143,6 +145,12 @@ impl PairBuilder {
         self
     }
 
+    /// The drain timeout of both front and sidecar.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = Some(timeout);
+        self
+    }
+
     /// What the front connects to.
     pub fn sidecar(mut self, sidecar: SidecarKind) -> Self {
         self.sidecar = sidecar;
@@ -168,6 +176,10 @@ impl PairBuilder {
         let sidecar_listener = loopback().await?;
         let mut sidecar_addr = sidecar_listener.local_addr()?;
         let extended_connects = Arc::new(AtomicUsize::new(0));
+        // Front and sidecar stop on their own token, so that a test can
+        // shut them down while the app keeps serving.
+        let proxies = shutdown.child_token();
+        let mut sidecar_run = None;
         match self.sidecar {
             SidecarKind::H2hop => {
                 let tls = if self.h2c {
@@ -188,11 +200,14 @@ impl PairBuilder {
                     body_limit: self.body_limit,
                     as_get: self.upgrade_as_get,
                 };
-                tokio::spawn(h2hop_sidecar::run(
+                if let Some(drain) = self.drain_timeout {
+                    config.drain_timeout = drain;
+                }
+                sidecar_run = Some(tokio::spawn(h2hop_sidecar::run(
                     config,
                     sidecar_listener,
-                    shutdown.child_token(),
-                ));
+                    proxies.clone(),
+                )));
             }
             SidecarKind::Down => {
                 drop(sidecar_listener);
@@ -229,11 +244,10 @@ impl PairBuilder {
         config.protocols = Protocols::new(&self.protocols)?;
         config.upgrade_body_limit = self.body_limit;
         let front = front_listener.local_addr()?;
-        tokio::spawn(h2hop_front::run(
-            config,
-            front_listener,
-            shutdown.child_token(),
-        ));
+        if let Some(drain) = self.drain_timeout {
+            config.drain_timeout = drain;
+        }
+        let front_run = tokio::spawn(h2hop_front::run(config, front_listener, proxies.clone()));
         Ok(Pair {
             app,
             front,
@@ -242,6 +256,8 @@ impl PairBuilder {
             extended_connects,
             upstream_connections,
             shutdown,
+            proxies,
+            runs: [Some(front_run), sidecar_run],
         })
     }
 
@@ -274,6 +290,8 @@ pub struct Pair {
     extended_connects: Arc<AtomicUsize>,
     upstream_connections: Arc<AtomicUsize>,
     shutdown: CancellationToken,
+    proxies: CancellationToken,
+    runs: [Option<tokio::task::JoinHandle<()>>; 2],
 }
 
 impl Pair {
@@ -300,6 +318,37 @@ impl Pair {
     pub fn upstream_connections(&self) -> usize {
         self.upstream_connections.load(Ordering::SeqCst)
     }
+}
+
+impl Pair {
+    /// Shuts front and sidecar down as SIGTERM would (the app keeps
+    /// serving). Returns when each has finished draining (its `run`
+    /// returned), front first; an in-process test cannot see a task the
+    /// binary would have lost when its `main` returned, so these instants
+    /// are what shows that draining waited.
+    pub async fn shut_down_proxies(&mut self) -> Stopped {
+        self.proxies.cancel();
+        let [front, sidecar] = &mut self.runs;
+        let front = front.take();
+        let sidecar = sidecar.take();
+        let finished = |run: Option<tokio::task::JoinHandle<()>>| async move {
+            if let Some(run) = run {
+                let _ = run.await;
+            }
+            tokio::time::Instant::now()
+        };
+        let (front, sidecar) = tokio::join!(finished(front), finished(sidecar));
+        Stopped { front, sidecar }
+    }
+}
+
+/// When each proxy finished draining, from [`Pair::shut_down_proxies`].
+#[derive(Debug, Clone, Copy)]
+pub struct Stopped {
+    /// The front's `run` returned.
+    pub front: tokio::time::Instant,
+    /// The sidecar's `run` returned.
+    pub sidecar: tokio::time::Instant,
 }
 
 impl Drop for Pair {

@@ -7,12 +7,14 @@
 //! - [`relay`]: tunnels and bodies across an HTTP/2 stream, bounded by flow control.
 //! - [`runtime`]: the tokio runtime sized by `--workers`.
 //! - [`tls`]: rustls configurations for the mutually authenticated hop.
-//! - [`accept`]: the accept loop both listeners run.
+//! - [`accept`]: the accept loop both listeners run; [`drain`]: graceful
+//!   shutdown of what they spawned.
 //! - [`telemetry`]: tracing set-up shared by the binaries' `main`, writing
 //!   through [`batch_writer`].
 
 pub mod accept;
 pub mod batch_writer;
+pub mod drain;
 pub mod relay;
 pub mod runtime;
 pub mod shutdown;

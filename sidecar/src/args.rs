@@ -66,6 +66,10 @@ pub struct Args {
     /// body, dropping the method and body the front carried.
     #[arg(long, env = "H2HOP_SIDECAR_UPGRADE_AS_GET")]
     pub upgrade_as_get: bool,
+    /// On SIGTERM or SIGINT: how long open streams and tunnels may go on
+    /// after GOAWAY, before they are cut.
+    #[arg(long, env = "H2HOP_SIDECAR_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_SIDECAR_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -104,6 +108,7 @@ impl Args {
         config.app.response_timeout = self.response_timeout;
         config.max_concurrent_streams = self.max_streams;
         config.handshake_timeout = self.handshake_timeout;
+        config.drain_timeout = self.drain_timeout;
         config.upgrades = UpgradePolicy {
             protocols: Protocols::new(&self.upgrade_protocols)?,
             body_limit: self.upgrade_body_limit,

@@ -42,6 +42,8 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// How upgrades reach the app.
     pub upgrades: UpgradePolicy,
+    /// On shutdown, how long open streams and tunnels may go on.
+    pub drain_timeout: Duration,
 }
 
 /// Which upgrades the sidecar opens, and with what method.
@@ -82,6 +84,7 @@ impl Config {
             max_concurrent_streams: 1000,
             handshake_timeout: Duration::from_secs(10),
             upgrades: UpgradePolicy::default(),
+            drain_timeout: Duration::from_secs(20),
         }
     }
 }

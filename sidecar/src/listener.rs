@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use h2hop::drain::{Drain, Drained};
 use h2hop::relay::{CONNECTION_WINDOW, STREAM_WINDOW};
 use h2hop::tls;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -27,17 +28,23 @@ pub struct Context {
     pub app: App,
     /// How upgrades reach the app.
     pub upgrades: UpgradePolicy,
+    /// Shutdown: streams are spawned through it so that they drain.
+    pub drain: Drain,
 }
 
-/// Accepts connections until `shutdown` is cancelled.
+/// Accepts connections until `shutdown` is cancelled, then drains: each
+/// front connection gets GOAWAY and its streams may finish, for up to the
+/// drain timeout; whatever still runs after that is cut.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) {
+    let drain = Drain::new(shutdown);
     let context = Arc::new(Context {
         app: App::new(config.app.clone()),
         upgrades: config.upgrades.clone(),
+        drain: drain.clone(),
     });
     let acceptor = config.tls.clone().map(TlsAcceptor::from);
     let config = Arc::new(config);
-    h2hop::accept::until_shutdown(listener, shutdown, |stream, peer| {
+    h2hop::accept::until_shutdown(listener, &drain, |stream, peer| {
         connection(
             stream,
             peer,
@@ -47,6 +54,16 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         )
     })
     .await;
+    info!(
+        connections_and_streams = drain.running(),
+        "stopped accepting; draining"
+    );
+    match drain.finish(config.drain_timeout).await {
+        Drained::Clean => info!("drained"),
+        Drained::Cut(tasks) => {
+            warn!(tasks, after = ?config.drain_timeout, "drain timeout: closed what was still open");
+        }
+    }
 }
 
 async fn connection(
@@ -94,11 +111,26 @@ where
         Ok(Ok(connection)) => connection,
     };
     info!("front connected");
-    while let Some(accepted) = connection.accept().await {
+    let begun = context.drain.begun().clone();
+    let mut going_away = false;
+    loop {
+        let accepted = tokio::select! {
+            accepted = connection.accept() => accepted,
+            // GOAWAY: the front opens no new stream here, the open ones
+            // finish; accept() keeps driving them and ends when they have.
+            () = begun.cancelled(), if !going_away => {
+                going_away = true;
+                connection.graceful_shutdown();
+                continue;
+            }
+        };
+        let Some(accepted) = accepted else { break };
         match accepted {
             Ok((request, respond)) => {
-                let context = context.clone();
-                tokio::spawn(async move { dispatch::dispatch(&context, request, respond).await });
+                let stream_context = context.clone();
+                context.drain.spawn(async move {
+                    dispatch::dispatch(&stream_context, request, respond).await;
+                });
             }
             Err(err) => {
                 return warn!(reason = %tls::describe_failure(&err), "connection failed");

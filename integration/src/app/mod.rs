@@ -42,7 +42,8 @@ use tokio_util::sync::CancellationToken;
 /// echoes raw bytes (`/status/NNN` answers that status). Plain requests: `GET /`
 /// (demo page), `/echo`, `/bytes/N`, `/status/NNN`, `GET /hop-fields`
 /// (hop-by-hop response fields), anything else `hello from app`. A request
-/// (plain or upgrade) for `/slow` gets its answer only at shutdown.
+/// (plain or upgrade) for `/slow` gets its answer only at shutdown, one for
+/// `/delay/MS` after MS milliseconds.
 pub struct TestApp {
     /// The address the app listens on.
     pub addr: SocketAddr,
@@ -229,8 +230,18 @@ async fn serve_connection(stream: TcpStream, ctx: Ctx) {
         // `/slow` is answered only at shutdown: the request a client gives
         // up on, for tests that the proxies let go of it.
         let slow = req.uri().path() == "/slow";
+        // `/delay/MS`: answered after MS milliseconds (at most a minute).
+        let delay = req
+            .uri()
+            .path()
+            .strip_prefix("/delay/")
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map(|ms| Duration::from_millis(ms.min(60_000)));
         let ctx = svc_ctx.clone();
         async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
             let response = match routes::other_upgrade(req.headers()) {
                 Some(token) => routes::other_protocol(req, &ctx, token).await,
                 None => routes::route(req, &ctx),

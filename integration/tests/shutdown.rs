@@ -1,0 +1,177 @@
+//! Graceful shutdown of both proxies, as SIGTERM starts it: the listeners
+//! close, a plain request in flight still gets its whole answer (through
+//! the sidecar's GOAWAY), tunnels keep flowing for the drain period and are
+//! then closed, and the binaries exit 0.
+
+// Test support code outside #[test] functions fails loudly on purpose.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use h2hop_integration::client::{body_bytes, full, http1_connect, request, ws_connect};
+use h2hop_integration::harness::{Pair, within};
+use http::{Method, StatusCode};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A plain request the app answers only after 600 ms is in flight when
+/// shutdown begins: it still gets its whole answer, new connections are
+/// refused, and both proxies finish draining right after it.
+#[tokio::test]
+async fn plain_request_in_flight_is_answered_during_shutdown() {
+    within(async {
+        let mut pair = Pair::builder().h2c().start().await.unwrap();
+        let mut client = http1_connect(pair.front).await.unwrap();
+        let slow = request(Method::GET, pair.front, "/delay/600", full("")).unwrap();
+        let in_flight = tokio::spawn(async move {
+            let response = client.send_request(slow).await.unwrap();
+            let status = response.status();
+            (status, body_bytes(response).await.unwrap())
+        });
+        // Let the request reach the app before shutting down.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = tokio::time::Instant::now();
+        let stopped = pair.shut_down_proxies().await;
+        // Each proxy's run returned only once the request was answered: the
+        // app answers 600 ms after the request, which left 200 ms before.
+        for (proxy, at) in [("front", stopped.front), ("sidecar", stopped.sidecar)] {
+            let after = at - started;
+            assert!(
+                after >= Duration::from_millis(350),
+                "the {proxy} stopped after {after:?}, before the answer"
+            );
+        }
+        let (status, body) = in_flight.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&body[..], b"hello from app");
+        assert!(
+            TcpStream::connect(pair.front).await.is_err(),
+            "the front still accepts after shutdown"
+        );
+    })
+    .await;
+}
+
+/// A WebSocket open when shutdown begins keeps echoing during the drain
+/// period, and is closed when the period ends.
+#[tokio::test]
+async fn tunnels_flow_during_the_drain_then_close() {
+    within(async {
+        let mut pair = Pair::builder()
+            .h2c()
+            .drain_timeout(Duration::from_millis(1500))
+            .start()
+            .await
+            .unwrap();
+        let (mut ws, _) = ws_connect(pair.front, "/ws", &[]).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let drained = tokio::spawn(async move { pair.shut_down_proxies().await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ws.send(Message::text("still here")).await.unwrap();
+        let echo = ws.next().await.expect("an echo").unwrap();
+        assert_eq!(echo, Message::text("still here"));
+        // The drain period ends: the tunnel is closed under the client.
+        match ws.next().await {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {}
+            Some(Ok(other)) => panic!("unexpected {other:?}"),
+        }
+        let closed_after = started.elapsed();
+        assert!(
+            closed_after >= Duration::from_millis(1400),
+            "closed after {closed_after:?}, before the drain period ended"
+        );
+        // Both proxies held the tunnel for the whole drain period.
+        let stopped = drained.await.unwrap();
+        for (proxy, at) in [("front", stopped.front), ("sidecar", stopped.sidecar)] {
+            let after = at - started;
+            assert!(
+                after >= Duration::from_millis(1400),
+                "the {proxy} stopped after {after:?}, before its drain period ended"
+            );
+        }
+    })
+    .await;
+}
+
+/// The binaries themselves: SIGTERM with nothing open exits 0 at once.
+#[tokio::test]
+async fn binaries_exit_zero_on_sigterm() {
+    let Some(dir) = binaries_dir() else {
+        return;
+    };
+    for (binary, args) in [
+        (
+            "h2hop-sidecar",
+            ["--h2c", "--listen", "127.0.0.1:0", "--app", "127.0.0.1:9"],
+        ),
+        (
+            "h2hop-front",
+            [
+                "--h2c",
+                "--listen",
+                "127.0.0.1:0",
+                "--sidecar",
+                "127.0.0.1:9",
+            ],
+        ),
+    ] {
+        let mut child = Command::new(dir.join(binary))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The "ready" line says the listener is bound and signals are watched.
+        let stderr = child.stderr.take().unwrap();
+        let ready = std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let mut lines = std::io::BufReader::new(stderr).lines();
+            lines.any(|line| line.is_ok_and(|line| line.contains("ready")))
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready.is_finished() {
+            assert!(Instant::now() < deadline, "{binary} never said ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ready.join().unwrap(), "{binary} ended before it was ready");
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{binary} did not exit within 10 s of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(status.code(), Some(0), "{binary} exited with {status}");
+    }
+}
+
+/// Where `cargo build --workspace` put the binaries of this profile (the
+/// test executable is `target/<profile>/deps/NAME-HASH`); `None`, loudly,
+/// when they are not built, and a failure with `H2HOP_REQUIRE_EXTERNAL=1`.
+fn binaries_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent()?.parent()?.to_path_buf();
+    if dir.join("h2hop-front").exists() && dir.join("h2hop-sidecar").exists() {
+        return Some(dir);
+    }
+    let required = std::env::var("H2HOP_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "h2hop binaries not built in {} and H2HOP_REQUIRE_EXTERNAL=1: run `cargo build --workspace` first",
+        dir.display()
+    );
+    eprintln!("!!! SKIPPED: h2hop binaries not built; run `cargo build --workspace` first");
+    None
+}
