@@ -40,12 +40,23 @@ pub struct Args {
     /// The private key (PEM) of --cert.
     #[arg(long, env = "H2HOP_FRONT_KEY", required_unless_present = "h2c")]
     pub key: Option<PathBuf>,
-    /// Bound on TCP connect to the sidecar, and on the TLS handshake.
+    /// Bound on TCP connect to the sidecar (and on the SETTINGS round trip).
     #[arg(long, env = "H2HOP_FRONT_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
-    /// Bound on the wait for the sidecar's response head (a tunnel's or a request's).
+    /// Bound on the TLS handshake with the sidecar.
+    #[arg(long, env = "H2HOP_FRONT_TLS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub tls_timeout: Duration,
+    /// Bound on the wait for the sidecar's response head to a plain request.
     #[arg(long, env = "H2HOP_FRONT_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub response_timeout: Duration,
+    /// Bound on the wait for the sidecar's answer to an upgrade (and for
+    /// the upgrade's body from the client).
+    #[arg(long, env = "H2HOP_FRONT_UPGRADE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub upgrade_timeout: Duration,
+    /// A tunnel with no byte moving either way for this long is closed. No
+    /// request timeout ever applies to a tunnel.
+    #[arg(long, env = "H2HOP_FRONT_TUNNEL_IDLE_TIMEOUT", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub tunnel_idle_timeout: Duration,
     /// Bound on reading a client's request head.
     #[arg(long, env = "H2HOP_FRONT_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
@@ -100,9 +111,12 @@ impl Args {
         let mut config = Config::new(self.sidecar.clone(), tls);
         config.upstream = UpstreamConfig {
             connect_timeout: self.connect_timeout,
+            tls_timeout: self.tls_timeout,
             ..config.upstream
         };
         config.response_timeout = self.response_timeout;
+        config.upgrade_timeout = self.upgrade_timeout;
+        config.tunnel_idle_timeout = self.tunnel_idle_timeout;
         config.header_timeout = self.header_timeout;
         config.protocols = Protocols::new(&self.upgrade_protocols)?;
         config.upgrade_body_limit = self.upgrade_body_limit;

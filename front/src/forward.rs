@@ -36,7 +36,9 @@ pub async fn forward(
         };
         tokio::spawn(upload.instrument(Span::current()));
     }
-    let response = context.await_response(response).await?;
+    let response = context
+        .await_response(response, context.response_timeout)
+        .await?;
     let (head, recv) = response.into_parts();
     let relayed = response::relay(&head, Version::HTTP_11);
     Ok(relayed.map(|()| crate::listener::streamed(H2Body::with_guard(recv, slot))))

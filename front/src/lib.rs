@@ -33,8 +33,12 @@ pub use upstream::{UpstreamConfig, UpstreamTls};
 pub struct Config {
     /// How to reach the sidecar.
     pub upstream: UpstreamConfig,
-    /// Bound on the wait for the sidecar's response head.
+    /// Bound on the wait for the sidecar's response head to a plain request.
     pub response_timeout: Duration,
+    /// Bound on the wait for the sidecar's answer to an upgrade.
+    pub upgrade_timeout: Duration,
+    /// A tunnel with no byte moving either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
     /// Bound on reading a client's request head (slowloris).
     pub header_timeout: Duration,
     /// Upgrade tokens tunnelled; others are forwarded without `Upgrade`.
@@ -54,8 +58,11 @@ impl Config {
                 addr: sidecar,
                 tls,
                 connect_timeout: Duration::from_secs(5),
+                tls_timeout: Duration::from_secs(5),
             },
             response_timeout: Duration::from_secs(30),
+            upgrade_timeout: Duration::from_secs(30),
+            tunnel_idle_timeout: Duration::from_secs(3600),
             header_timeout: Duration::from_secs(10),
             protocols: Protocols::default(),
             upgrade_body_limit: h2hop::upgrade::DEFAULT_BODY_LIMIT,

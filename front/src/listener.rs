@@ -47,8 +47,12 @@ pub fn streamed(body: H2Body) -> ResponseBody {
 pub struct Context {
     /// The connection(s) to the sidecar.
     pub upstream: Upstream,
-    /// Bound on the sidecar's response head, and on an upgrade body.
+    /// Bound on the sidecar's response head to a plain request.
     pub response_timeout: Duration,
+    /// Bound on the sidecar's answer to an upgrade, and on an upgrade body.
+    pub upgrade_timeout: Duration,
+    /// Closes a tunnel where nothing moved for this long.
+    pub tunnel_idle_timeout: Duration,
     protocols: Protocols,
     upgrade_body_limit: u64,
     /// Shutdown: tunnels are spawned through it so that they drain.
@@ -56,12 +60,12 @@ pub struct Context {
 }
 
 impl Context {
-    /// Waits for the sidecar's response head, within the response timeout.
+    /// Waits for the sidecar's response head, within `bound`.
     pub async fn await_response(
         &self,
         response: ResponseFuture,
+        bound: Duration,
     ) -> Result<Response<RecvStream>, Error> {
-        let bound = self.response_timeout;
         let addr = self.upstream.addr().to_owned();
         match tokio::time::timeout(bound, response).await {
             Err(_) => Err(Error::UpstreamTimeout {
@@ -84,6 +88,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let context = Arc::new(Context {
         upstream: Upstream::new(config.upstream),
         response_timeout: config.response_timeout,
+        upgrade_timeout: config.upgrade_timeout,
+        tunnel_idle_timeout: config.tunnel_idle_timeout,
         protocols: config.protocols,
         upgrade_body_limit: config.upgrade_body_limit,
         drain: drain.clone(),

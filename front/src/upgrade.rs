@@ -11,6 +11,8 @@
 //! stays in hyper's buffer until our 101, so it reaches the app only after
 //! the app's 101 (RFC 6455 §4.1 (N46), S2).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use h2::{Reason, RecvStream, SendStream};
 use h2hop::relay::{self, H2Body};
@@ -61,10 +63,12 @@ pub async fn open(
     if !body.is_empty() {
         // A failure here (the stream reset) shows in the response below.
         let mut sent = 0;
-        let bound = context.response_timeout;
+        let bound = context.upgrade_timeout;
         let _ = tokio::time::timeout(bound, relay::send_data(&mut send, body, &mut sent)).await;
     }
-    let response = context.await_response(response).await?;
+    let response = context
+        .await_response(response, context.upgrade_timeout)
+        .await?;
     let (head, recv) = response.into_parts();
 
     if head.status != StatusCode::OK {
@@ -89,15 +93,16 @@ pub async fn open(
     let switched = response::switched_to_h1(&head, protocol, key);
     // Tracked by the drain: on shutdown the tunnel may run out its drain
     // period, then it is closed.
-    context
-        .drain
-        .spawn(relay_when_upgraded(on_upgrade, send, recv, slot).instrument(Span::current()));
+    context.drain.spawn(
+        relay_when_upgraded(on_upgrade, send, recv, slot, context.tunnel_idle_timeout)
+            .instrument(Span::current()),
+    );
     Ok(switched.map(|()| listener::empty()))
 }
 
 /// The upgrade's body, within the response timeout.
 async fn read_body(context: &Context, body: Incoming) -> Result<Bytes, Error> {
-    let bound = context.response_timeout;
+    let bound = context.upgrade_timeout;
     let collected = tokio::time::timeout(bound, body.collect())
         .await
         .map_err(|_| Error::ClientBodyTimeout(bound))?
@@ -113,6 +118,7 @@ async fn relay_when_upgraded(
     recv: RecvStream,
     // Held for the tunnel's life: its place on the upstream connection.
     _slot: StreamSlot,
+    idle_timeout: Duration,
 ) {
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
@@ -136,6 +142,7 @@ async fn relay_when_upgraded(
         Bytes::new(),
         send,
         recv,
+        idle_timeout,
     )
     .await;
     info!(

@@ -33,8 +33,10 @@ pub struct UpstreamConfig {
     pub addr: String,
     /// TLS toward the sidecar, or `None` for h2c with prior knowledge.
     pub tls: Option<UpstreamTls>,
-    /// Bound on TCP connect, and again on the TLS handshake.
+    /// Bound on TCP connect, and again on the SETTINGS round trip.
     pub connect_timeout: Duration,
+    /// Bound on the TLS handshake.
+    pub tls_timeout: Duration,
 }
 
 /// TLS settings toward the sidecar.
@@ -203,9 +205,10 @@ impl Upstream {
             return self.handshake(tcp).await;
         };
         let connector = TlsConnector::from(tls.config.clone());
-        let stream = timeout(bound, connector.connect(tls.server_name.clone(), tcp))
+        let tls_bound = self.config.tls_timeout;
+        let stream = timeout(tls_bound, connector.connect(tls.server_name.clone(), tcp))
             .await
-            .map_err(|_| self.timed_out("TLS handshake", bound))?
+            .map_err(|_| self.timed_out("TLS handshake", tls_bound))?
             .map_err(|err| Error::UpstreamTls {
                 addr: addr.clone(),
                 reason: tls::describe_failure(&err),

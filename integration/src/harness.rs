@@ -50,6 +50,18 @@ pub struct PairBuilder {
     body_limit: u64,
     app_at: Option<SocketAddr>,
     drain_timeout: Option<Duration>,
+    timeouts: Option<Timeouts>,
+}
+
+/// Timeouts for both front and sidecar, from [`PairBuilder::timeouts`].
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Plain request: the wait for the response head.
+    pub response: Duration,
+    /// Upgrade: the wait for the answer.
+    pub upgrade: Duration,
+    /// Tunnel: silence either way before it is closed.
+    pub tunnel_idle: Duration,
 }
 
 /// What sits where the sidecar should be.
@@ -78,6 +90,7 @@ impl Default for PairBuilder {
             body_limit: h2hop::upgrade::DEFAULT_BODY_LIMIT,
             app_at: None,
             drain_timeout: None,
+            timeouts: None,
         }
     }
 }
@@ -145,6 +158,12 @@ impl PairBuilder {
         self
     }
 
+    /// The response, upgrade and tunnel idle timeouts of both proxies.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = Some(timeouts);
+        self
+    }
+
     /// The drain timeout of both front and sidecar.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = Some(timeout);
@@ -203,6 +222,11 @@ impl PairBuilder {
                 if let Some(drain) = self.drain_timeout {
                     config.drain_timeout = drain;
                 }
+                if let Some(timeouts) = self.timeouts {
+                    config.app.response_timeout = timeouts.response;
+                    config.app.upgrade_timeout = timeouts.upgrade;
+                    config.tunnel_idle_timeout = timeouts.tunnel_idle;
+                }
                 sidecar_run = Some(tokio::spawn(h2hop_sidecar::run(
                     config,
                     sidecar_listener,
@@ -246,6 +270,11 @@ impl PairBuilder {
         let front = front_listener.local_addr()?;
         if let Some(drain) = self.drain_timeout {
             config.drain_timeout = drain;
+        }
+        if let Some(timeouts) = self.timeouts {
+            config.response_timeout = timeouts.response;
+            config.upgrade_timeout = timeouts.upgrade;
+            config.tunnel_idle_timeout = timeouts.tunnel_idle;
         }
         let front_run = tokio::spawn(h2hop_front::run(config, front_listener, proxies.clone()));
         Ok(Pair {

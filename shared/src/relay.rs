@@ -14,7 +14,9 @@ use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt as _;
@@ -24,6 +26,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
+use tokio::time::Instant;
 
 /// Fresh read space each worker thread's [`SCRATCH`] takes at a time. A
 /// read gets at least [`MIN_READ`] of it, so throughput reads stay large.
@@ -49,6 +52,9 @@ pub enum Close {
     TcpReset,
     /// The HTTP/2 peer reset the stream; we reset the TCP connection.
     StreamReset,
+    /// No byte moved either way for the idle timeout: we sent
+    /// RST_STREAM(CANCEL) and closed the TCP connection.
+    Idle,
 }
 
 /// What [`tunnel`] moved and how it ended.
@@ -62,14 +68,15 @@ pub struct TunnelEnd {
     pub close: Close,
 }
 
-/// Relays `io` ⇄ the stream `(send, recv)` until both directions end.
+/// Relays `io` ⇄ the stream `(send, recv)` until both directions end, or
+/// until nothing moved either way for `idle_timeout`.
 ///
 /// `prefix` holds bytes already read from `io` (hyper's read buffer after an
 /// upgrade); they go onto the stream first. `early` holds bytes already
 /// taken off the stream (what followed an upgrade's body); they go to `io`
-/// first. Each direction half-closes on its
-/// own: TCP EOF → empty DATA with END_STREAM, END_STREAM → TCP shutdown
-/// (FIN). A TCP error sends RST_STREAM(CANCEL); a stream reset resets the TCP
+/// first. Each direction half-closes on its own: TCP EOF → empty DATA with
+/// END_STREAM, END_STREAM → TCP shutdown (FIN). A TCP error, or the idle
+/// timeout, sends RST_STREAM(CANCEL); a stream reset resets the TCP
 /// connection (RFC 8441 §5 (N14), RFC 9113 §8.5 (N27)).
 pub async fn tunnel(
     io: TcpStream,
@@ -77,6 +84,7 @@ pub async fn tunnel(
     early: Bytes,
     mut send: SendStream<Bytes>,
     mut recv: RecvStream,
+    idle_timeout: Duration,
 ) -> TunnelEnd {
     let (mut reader, mut writer) = io.into_split();
     let mut end = TunnelEnd {
@@ -85,14 +93,36 @@ pub async fn tunnel(
         close: Close::Clean,
     };
     {
-        let up = tcp_to_stream(&mut reader, prefix, &mut send, &mut end.to_stream);
-        let down = stream_to_tcp(early, &mut recv, &mut writer, &mut end.to_tcp);
-        tokio::pin!(up, down);
+        // Both directions run in this one task and stamp it on each chunk;
+        // the idle timer re-arms from the last stamp until one is too old.
+        let last_moved = Activity::new();
+        let up = tcp_to_stream(
+            &mut reader,
+            prefix,
+            &mut send,
+            &mut end.to_stream,
+            &last_moved,
+        );
+        let down = stream_to_tcp(early, &mut recv, &mut writer, &mut end.to_tcp, &last_moved);
+        let idle = tokio::time::sleep(idle_timeout);
+        tokio::pin!(up, down, idle);
         let (mut up_done, mut down_done) = (false, false);
         while !(up_done && down_done) {
             let outcome = tokio::select! {
                 outcome = &mut up, if !up_done => { up_done = true; outcome }
                 outcome = &mut down, if !down_done => { down_done = true; outcome }
+                () = &mut idle => match last_moved.last().checked_add(idle_timeout) {
+                    Some(deadline) if deadline <= Instant::now() => Err(Close::Idle),
+                    Some(deadline) => {
+                        idle.as_mut().reset(deadline);
+                        Ok(())
+                    }
+                    // A timeout past the clock's range never ends a tunnel.
+                    None => {
+                        idle.as_mut().reset(Instant::now() + Duration::from_secs(86_400 * 365));
+                        Ok(())
+                    }
+                },
             };
             if let Err(close) = outcome {
                 end.close = close;
@@ -102,7 +132,7 @@ pub async fn tunnel(
     }
     match end.close {
         Close::Clean => {}
-        Close::TcpReset => send.send_reset(Reason::CANCEL),
+        Close::TcpReset | Close::Idle => send.send_reset(Reason::CANCEL),
         Close::StreamReset => {
             // SO_LINGER 0 makes close() send RST instead of FIN. If it
             // fails the peer sees a FIN, which still ends the tunnel.
@@ -114,6 +144,32 @@ pub async fn tunnel(
     end
 }
 
+/// When a tunnel last moved a byte, stamped by both directions (which run
+/// in one task; atomic only because the task may move between threads).
+struct Activity {
+    started: Instant,
+    /// Milliseconds from `started` to the last byte moved.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
 /// TCP → stream: read, wait for window, send; EOF ends the stream. Reads go
 /// into this thread's [`SCRATCH`], so the tunnel holds no read buffer of its
 /// own (idle memory is a per-tunnel cost times many tunnels).
@@ -122,6 +178,7 @@ async fn tcp_to_stream(
     prefix: Bytes,
     send: &mut SendStream<Bytes>,
     sent: &mut u64,
+    last_moved: &Activity,
 ) -> Result<(), Close> {
     send_data(send, prefix, sent).await?;
     loop {
@@ -131,7 +188,10 @@ async fn tcp_to_stream(
                     .send_data(Bytes::new(), true)
                     .map_err(|_| Close::StreamReset);
             }
-            Ok(chunk) => send_data(send, chunk, sent).await?,
+            Ok(chunk) => {
+                last_moved.touch();
+                send_data(send, chunk, sent).await?;
+            }
             Err(_) => return Err(Close::TcpReset),
         }
     }
@@ -160,6 +220,7 @@ async fn stream_to_tcp<W: AsyncWrite + Unpin>(
     recv: &mut RecvStream,
     writer: &mut W,
     written: &mut u64,
+    last_moved: &Activity,
 ) -> Result<(), Close> {
     if !early.is_empty() {
         writer
@@ -188,6 +249,7 @@ async fn stream_to_tcp<W: AsyncWrite + Unpin>(
             }
         }
         let len = batch.remaining();
+        last_moved.touch();
         writer
             .write_all_buf(&mut batch)
             .await

@@ -30,8 +30,11 @@ pub struct AppConfig {
     pub addr: String,
     /// Bound on TCP connect to the app.
     pub connect_timeout: Duration,
-    /// Bound on the wait for the app's response head.
+    /// Bound on the wait for the app's response head to a plain request.
     pub response_timeout: Duration,
+    /// Bound on the wait for the app's answer to an upgrade (and for the
+    /// upgrade body from the front).
+    pub upgrade_timeout: Duration,
 }
 
 /// The app: dedicated connections for tunnels, a pool for plain requests.
@@ -97,14 +100,18 @@ impl App {
         let stream = self.dial().await?;
         let handshake =
             hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream));
-        let (mut sender, connection) = self.await_response(handshake).await?;
+        let bound = self.config.upgrade_timeout;
+        let (mut sender, connection) = self.await_response(handshake, bound).await?;
         tokio::spawn(async move {
             if let Err(err) = connection.with_upgrades().await {
                 debug!(error = %err, "app connection ended with an error");
             }
         });
-        self.await_response(sender.send_request(request.map(|()| Full::new(body))))
-            .await
+        self.await_response(
+            sender.send_request(request.map(|()| Full::new(body))),
+            bound,
+        )
+        .await
     }
 
     /// A fresh connection for one tunnel attempt.
@@ -126,16 +133,16 @@ impl App {
         Ok(stream)
     }
 
-    /// Waits for `response` within the response timeout.
+    /// Waits for `response` within `bound`.
     async fn await_response<T, E>(
         &self,
         response: impl Future<Output = Result<T, E>>,
+        bound: Duration,
     ) -> Result<T, Error>
     where
         E: std::error::Error + Send + Sync + 'static,
     {
         let addr = &self.config.addr;
-        let bound = self.config.response_timeout;
         timeout(bound, response)
             .await
             .map_err(|_| Error::AppTimeout {

@@ -44,9 +44,17 @@ pub struct Args {
     /// Bound on TCP connect to the app.
     #[arg(long, env = "H2HOP_SIDECAR_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
-    /// Bound on the wait for the app's response head (an upgrade's or a request's).
+    /// Bound on the wait for the app's response head to a plain request.
     #[arg(long, env = "H2HOP_SIDECAR_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub response_timeout: Duration,
+    /// Bound on the wait for the app's answer to an upgrade (and for the
+    /// upgrade body from the front).
+    #[arg(long, env = "H2HOP_SIDECAR_UPGRADE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub upgrade_timeout: Duration,
+    /// A tunnel with no byte moving either way for this long is closed. No
+    /// request timeout ever applies to a tunnel.
+    #[arg(long, env = "H2HOP_SIDECAR_TUNNEL_IDLE_TIMEOUT", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub tunnel_idle_timeout: Duration,
     /// Bound on a front's TLS and HTTP/2 handshakes.
     #[arg(long, env = "H2HOP_SIDECAR_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
@@ -106,6 +114,8 @@ impl Args {
         let mut config = Config::new(self.app.clone(), tls);
         config.app.connect_timeout = self.connect_timeout;
         config.app.response_timeout = self.response_timeout;
+        config.app.upgrade_timeout = self.upgrade_timeout;
+        config.tunnel_idle_timeout = self.tunnel_idle_timeout;
         config.max_concurrent_streams = self.max_streams;
         config.handshake_timeout = self.handshake_timeout;
         config.drain_timeout = self.drain_timeout;

@@ -44,6 +44,8 @@ pub struct Config {
     pub upgrades: UpgradePolicy,
     /// On shutdown, how long open streams and tunnels may go on.
     pub drain_timeout: Duration,
+    /// A tunnel with no byte moving either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// Which upgrades the sidecar opens, and with what method.
@@ -79,12 +81,14 @@ impl Config {
                 addr: app,
                 connect_timeout: Duration::from_secs(5),
                 response_timeout: Duration::from_secs(30),
+                upgrade_timeout: Duration::from_secs(30),
             },
             tls,
             max_concurrent_streams: 1000,
             handshake_timeout: Duration::from_secs(10),
             upgrades: UpgradePolicy::default(),
             drain_timeout: Duration::from_secs(20),
+            tunnel_idle_timeout: Duration::from_secs(3600),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2hop::drain::{Drain, Drained};
@@ -30,6 +31,8 @@ pub struct Context {
     pub upgrades: UpgradePolicy,
     /// Shutdown: streams are spawned through it so that they drain.
     pub drain: Drain,
+    /// Closes a tunnel where nothing moved for this long.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// Accepts connections until `shutdown` is cancelled, then drains: each
@@ -41,6 +44,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         app: App::new(config.app.clone()),
         upgrades: config.upgrades.clone(),
         drain: drain.clone(),
+        tunnel_idle_timeout: config.tunnel_idle_timeout,
     });
     let acceptor = config.tls.clone().map(TlsAcceptor::from);
     let config = Arc::new(config);

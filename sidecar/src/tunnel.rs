@@ -60,7 +60,15 @@ pub async fn open(
         .send_response(switched.reply, false)
         .map_err(Error::Respond)?;
     let started = tokio::time::Instant::now();
-    let end = relay::tunnel(switched.io, switched.prefix, switched.early, send, recv).await;
+    let end = relay::tunnel(
+        switched.io,
+        switched.prefix,
+        switched.early,
+        send,
+        recv,
+        context.tunnel_idle_timeout,
+    )
+    .await;
     info!(
         bytes_up = end.to_tcp,
         bytes_down = end.to_stream,
@@ -106,7 +114,7 @@ async fn exchange(
     let read = read_body(
         recv,
         carried.body_length,
-        context.app.config().response_timeout,
+        context.app.config().upgrade_timeout,
     );
     let (body, early) = dispatch::unless_reset(respond, read).await?;
     let (method, body) = if policy.as_get {
