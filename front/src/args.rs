@@ -78,6 +78,16 @@ pub struct Args {
     /// after the listener closes, before they are cut.
     #[arg(long, env = "H2HOP_FRONT_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// Client HTTP connections served at once (upgraded ones count as
+    /// tunnels instead); past it a new connection gets 503 and is closed.
+    #[arg(long, env = "H2HOP_FRONT_MAX_CONNECTIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Tunnels open at once; past it an upgrade gets 503.
+    #[arg(long, env = "H2HOP_FRONT_MAX_TUNNELS", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tunnels: u32,
+    /// Largest request head in bytes (at least 8192); past it, 431.
+    #[arg(long, env = "H2HOP_FRONT_MAX_HEADER_SIZE", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(8192..))]
+    pub max_header_size: u32,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_FRONT_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -121,6 +131,9 @@ impl Args {
         config.protocols = Protocols::new(&self.upgrade_protocols)?;
         config.upgrade_body_limit = self.upgrade_body_limit;
         config.drain_timeout = self.drain_timeout;
+        config.max_connections = self.max_connections as usize;
+        config.max_tunnels = self.max_tunnels as usize;
+        config.max_header_size = self.max_header_size as usize;
         Ok(config)
     }
 

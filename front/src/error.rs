@@ -71,6 +71,14 @@ pub enum Error {
     /// The client's upgrade body did not arrive in time.
     #[error("upgrade request body not received within {0:?}")]
     ClientBodyTimeout(Duration),
+    /// A limit is reached: nothing queues behind it.
+    #[error("{what} limit of {max} reached")]
+    Overloaded {
+        /// What is counted.
+        what: &'static str,
+        /// The limit.
+        max: usize,
+    },
     /// The upgraded client connection could not be taken over.
     #[error("client upgrade failed")]
     ClientUpgrade(#[source] hyper::Error),
@@ -84,7 +92,9 @@ impl Error {
             Error::Translate(_) | Error::ClientBody(_) => StatusCode::BAD_REQUEST,
             Error::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::UpstreamFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::UpstreamFull { .. } | Error::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::ConnectUpstream { .. }
             | Error::UpstreamTls { .. }
             | Error::UpstreamH2 { .. }

@@ -47,6 +47,13 @@ pub struct Config {
     pub upgrade_body_limit: u64,
     /// On shutdown, how long open requests and tunnels may go on.
     pub drain_timeout: Duration,
+    /// Client HTTP connections served at once (an upgraded one counts as
+    /// a tunnel instead); past it, 503 and close.
+    pub max_connections: usize,
+    /// Tunnels open at once; past it, 503.
+    pub max_tunnels: usize,
+    /// Largest request head, in bytes (at least 8192); past it, 431.
+    pub max_header_size: usize,
 }
 
 impl Config {
@@ -67,6 +74,9 @@ impl Config {
             protocols: Protocols::default(),
             upgrade_body_limit: h2hop::upgrade::DEFAULT_BODY_LIMIT,
             drain_timeout: Duration::from_secs(20),
+            max_connections: 50_000,
+            max_tunnels: 50_000,
+            max_header_size: 64 * 1024,
         }
     }
 }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use h2::RecvStream;
 use h2::client::ResponseFuture;
 use h2hop::drain::{Drain, Drained};
+use h2hop::limit::{Limit, Permit};
 use h2hop::relay::H2Body;
 use h2hop::upgrade::Protocols;
 use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE};
@@ -21,6 +22,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, info_span, warn};
@@ -57,6 +59,8 @@ pub struct Context {
     upgrade_body_limit: u64,
     /// Shutdown: tunnels are spawned through it so that they drain.
     pub drain: Drain,
+    /// Tunnels open at once.
+    pub tunnels: Limit,
 }
 
 impl Context {
@@ -84,6 +88,8 @@ impl Context {
 /// `drain_timeout`, and whatever still runs after that is cut.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) {
     let header_timeout = config.header_timeout;
+    let max_header_size = config.max_header_size;
+    let connections = Limit::new("client connections", config.max_connections);
     let drain = Drain::new(shutdown);
     let context = Arc::new(Context {
         upstream: Upstream::new(config.upstream),
@@ -93,9 +99,18 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         protocols: config.protocols,
         upgrade_body_limit: config.upgrade_body_limit,
         drain: drain.clone(),
+        tunnels: Limit::new("tunnels", config.max_tunnels),
     });
-    h2hop::accept::until_shutdown(listener, &drain, |stream, _peer| {
-        connection(stream, context.clone(), header_timeout)
+    let limits = ConnectionLimits {
+        header_timeout,
+        max_header_size,
+    };
+    h2hop::accept::until_shutdown(listener, &drain, |stream, peer| {
+        let permit = connections.try_take();
+        if permit.is_none() {
+            warn!(%peer, max = connections.max(), "client connection limit reached: 503");
+        }
+        connection(stream, context.clone(), limits, permit)
     })
     .await;
     info!(
@@ -113,7 +128,23 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
 /// Serves one client connection; once shutdown begins, it finishes the
 /// request in flight and closes instead of waiting for another (an
 /// upgraded connection has left hyper by then and drains as a tunnel).
-async fn connection(stream: TcpStream, context: Arc<Context>, header_timeout: Duration) {
+/// What bounds one client connection's requests.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    header_timeout: Duration,
+    max_header_size: usize,
+}
+
+async fn connection(
+    stream: TcpStream,
+    context: Arc<Context>,
+    limits: ConnectionLimits,
+    // Held while hyper serves the connection; `None`: over the limit.
+    permit: Option<Permit>,
+) {
+    let Some(_permit) = permit else {
+        return refuse_connection(stream).await;
+    };
     let begun = context.drain.begun().clone();
     let service = service_fn(move |request| {
         let context = context.clone();
@@ -121,7 +152,9 @@ async fn connection(stream: TcpStream, context: Arc<Context>, header_timeout: Du
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(limits.header_timeout)
+        // A head that does not fit is answered 431 by hyper.
+        .max_buf_size(limits.max_header_size)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(served);
@@ -164,6 +197,27 @@ async fn handle(context: &Context, request: Request<Incoming>) -> Response<Respo
     }
     .instrument(span)
     .await
+}
+
+/// Past the connection limit: a 503 without reading the request, then
+/// close. The request is drained briefly first, so that closing does not
+/// reset the connection before the client read the answer.
+async fn refuse_connection(mut stream: TcpStream) {
+    const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 45\r\n\r\nh2hop-front: client connection limit reached\n";
+    if stream.write_all(ANSWER).await.is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => left = left.saturating_sub(read),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// The answer to a request refused at the front.

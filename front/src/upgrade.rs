@@ -28,6 +28,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::{Instrument as _, Span, info, warn};
 
+use h2hop::limit::Permit;
+
 use crate::classify::Upgrade;
 use crate::listener::{Context, ResponseBody};
 use crate::upstream::StreamSlot;
@@ -47,6 +49,11 @@ pub async fn open(
     // Taken before the request is consumed: hyper resolves it only after
     // our 101 has been written (crate notes, pitfall 2).
     let on_upgrade = hyper::upgrade::on(&mut client);
+    let tunnels = &context.tunnels;
+    let permit = tunnels.try_take().ok_or(Error::Overloaded {
+        what: tunnels.what(),
+        max: tunnels.max(),
+    })?;
     let (parts, body) = client.into_parts();
     let protocol = upgrade.protocol.as_str();
     // Read whole before the stream opens: classify bounded its length.
@@ -94,8 +101,14 @@ pub async fn open(
     // Tracked by the drain: on shutdown the tunnel may run out its drain
     // period, then it is closed.
     context.drain.spawn(
-        relay_when_upgraded(on_upgrade, send, recv, slot, context.tunnel_idle_timeout)
-            .instrument(Span::current()),
+        relay_when_upgraded(
+            on_upgrade,
+            send,
+            recv,
+            (slot, permit),
+            context.tunnel_idle_timeout,
+        )
+        .instrument(Span::current()),
     );
     Ok(switched.map(|()| listener::empty()))
 }
@@ -116,8 +129,9 @@ async fn relay_when_upgraded(
     on_upgrade: OnUpgrade,
     mut send: SendStream<Bytes>,
     recv: RecvStream,
-    // Held for the tunnel's life: its place on the upstream connection.
-    _slot: StreamSlot,
+    // Held for the tunnel's life: its place on the upstream connection and
+    // under the tunnel limit.
+    _places: (StreamSlot, Permit),
     idle_timeout: Duration,
 ) {
     let upgraded = match on_upgrade.await {

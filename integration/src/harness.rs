@@ -51,6 +51,8 @@ pub struct PairBuilder {
     app_at: Option<SocketAddr>,
     drain_timeout: Option<Duration>,
     timeouts: Option<Timeouts>,
+    front_config: Option<fn(&mut h2hop_front::Config)>,
+    sidecar_config: Option<fn(&mut h2hop_sidecar::Config)>,
 }
 
 /// Timeouts for both front and sidecar, from [`PairBuilder::timeouts`].
@@ -91,6 +93,8 @@ impl Default for PairBuilder {
             app_at: None,
             drain_timeout: None,
             timeouts: None,
+            front_config: None,
+            sidecar_config: None,
         }
     }
 }
@@ -164,6 +168,18 @@ impl PairBuilder {
         self
     }
 
+    /// Changes the front's configuration last, for settings without a knob.
+    pub fn front_config(mut self, change: fn(&mut h2hop_front::Config)) -> Self {
+        self.front_config = Some(change);
+        self
+    }
+
+    /// Changes the sidecar's configuration last, for settings without a knob.
+    pub fn sidecar_config(mut self, change: fn(&mut h2hop_sidecar::Config)) -> Self {
+        self.sidecar_config = Some(change);
+        self
+    }
+
     /// The drain timeout of both front and sidecar.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = Some(timeout);
@@ -227,6 +243,9 @@ impl PairBuilder {
                     config.app.upgrade_timeout = timeouts.upgrade;
                     config.tunnel_idle_timeout = timeouts.tunnel_idle;
                 }
+                if let Some(change) = self.sidecar_config {
+                    change(&mut config);
+                }
                 sidecar_run = Some(tokio::spawn(h2hop_sidecar::run(
                     config,
                     sidecar_listener,
@@ -275,6 +294,9 @@ impl PairBuilder {
             config.response_timeout = timeouts.response;
             config.upgrade_timeout = timeouts.upgrade;
             config.tunnel_idle_timeout = timeouts.tunnel_idle;
+        }
+        if let Some(change) = self.front_config {
+            change(&mut config);
         }
         let front_run = tokio::spawn(h2hop_front::run(config, front_listener, proxies.clone()));
         Ok(Pair {

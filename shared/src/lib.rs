@@ -8,13 +8,14 @@
 //! - [`runtime`]: the tokio runtime sized by `--workers`.
 //! - [`tls`]: rustls configurations for the mutually authenticated hop.
 //! - [`accept`]: the accept loop both listeners run; [`drain`]: graceful
-//!   shutdown of what they spawned.
+//!   shutdown of what they spawned; [`limit`]: counted limits.
 //! - [`telemetry`]: tracing set-up shared by the binaries' `main`, writing
 //!   through [`batch_writer`].
 
 pub mod accept;
 pub mod batch_writer;
 pub mod drain;
+pub mod limit;
 pub mod relay;
 pub mod runtime;
 pub mod shutdown;

@@ -78,6 +78,13 @@ pub struct Args {
     /// after GOAWAY, before they are cut.
     #[arg(long, env = "H2HOP_SIDECAR_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// Tunnels open at once; past it an extended CONNECT gets 503.
+    #[arg(long, env = "H2HOP_SIDECAR_MAX_TUNNELS", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tunnels: u32,
+    /// App dials (tunnels being set up) one front connection may have
+    /// pending at once; past it, 503. A reset stream cancels its dial.
+    #[arg(long, env = "H2HOP_SIDECAR_MAX_PENDING_DIALS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pending_dials: u32,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_SIDECAR_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -119,6 +126,8 @@ impl Args {
         config.max_concurrent_streams = self.max_streams;
         config.handshake_timeout = self.handshake_timeout;
         config.drain_timeout = self.drain_timeout;
+        config.max_tunnels = self.max_tunnels as usize;
+        config.max_pending_dials = self.max_pending_dials as usize;
         config.upgrades = UpgradePolicy {
             protocols: Protocols::new(&self.upgrade_protocols)?,
             body_limit: self.upgrade_body_limit,

@@ -11,6 +11,7 @@ use std::future::poll_fn;
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
+use h2hop::limit::Limit;
 use h2hop::translate::TranslateError;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response};
@@ -19,9 +20,11 @@ use tracing::{Instrument as _, debug, info_span, warn};
 use crate::listener::Context;
 use crate::{Error, forward, tunnel};
 
-/// Serves one stream to its end.
+/// Serves one stream to its end; `dials` bounds the app dials its HTTP/2
+/// connection has pending.
 pub async fn dispatch(
     context: &Context,
+    dials: &Limit,
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) {
@@ -44,7 +47,7 @@ pub async fn dispatch(
                 Err(Error::Translate(TranslateError::Invalid { what: ":protocol" }))
             }
             Some(protocol) => match context.upgrades.protocols.find(&protocol) {
-                Some(allowed) => tunnel::open(context, request, allowed, &mut respond).await,
+                Some(allowed) => tunnel::open(context, dials, request, allowed, &mut respond).await,
                 None => Err(Error::UnsupportedProtocol(protocol)),
             },
             None if kind == "connect" => Err(Error::PlainConnect),

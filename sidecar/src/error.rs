@@ -70,6 +70,14 @@ pub enum Error {
     /// tunnel asked for (RFC 6455 §4.1 (N43)).
     #[error("app's upgrade answer refused")]
     BadSwitch(#[source] Refusal),
+    /// A limit is reached: nothing queues behind it.
+    #[error("{what} limit of {max} reached")]
+    Overloaded {
+        /// What is counted.
+        what: &'static str,
+        /// The limit.
+        max: usize,
+    },
     /// The front reset the stream before it was answered.
     #[error("stream reset by the front ({0:?})")]
     Reset(Option<h2::Reason>),
@@ -92,6 +100,7 @@ impl Error {
             Error::UnsupportedProtocol(_) => StatusCode::NOT_IMPLEMENTED,
             Error::PlainConnect => StatusCode::METHOD_NOT_ALLOWED,
             Error::AppTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // Nobody reads the answer to a reset stream; 499 as nginx logs it.
             Error::Reset(_) => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             Error::ConnectApp { .. }

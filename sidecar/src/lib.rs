@@ -46,6 +46,10 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// A tunnel with no byte moving either way for this long is closed.
     pub tunnel_idle_timeout: Duration,
+    /// Tunnels open at once; past it, 503.
+    pub max_tunnels: usize,
+    /// App dials one front connection may have pending at once; past it, 503.
+    pub max_pending_dials: usize,
 }
 
 /// Which upgrades the sidecar opens, and with what method.
@@ -89,6 +93,8 @@ impl Config {
             upgrades: UpgradePolicy::default(),
             drain_timeout: Duration::from_secs(20),
             tunnel_idle_timeout: Duration::from_secs(3600),
+            max_tunnels: 50_000,
+            max_pending_dials: 256,
         }
     }
 }

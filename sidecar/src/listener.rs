@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use h2hop::drain::{Drain, Drained};
+use h2hop::limit::Limit;
 use h2hop::relay::{CONNECTION_WINDOW, STREAM_WINDOW};
 use h2hop::tls;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,6 +34,10 @@ pub struct Context {
     pub drain: Drain,
     /// Closes a tunnel where nothing moved for this long.
     pub tunnel_idle_timeout: Duration,
+    /// Tunnels open at once.
+    pub tunnels: Limit,
+    /// App dials one front connection may have pending.
+    pub max_pending_dials: usize,
 }
 
 /// Accepts connections until `shutdown` is cancelled, then drains: each
@@ -45,6 +50,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         upgrades: config.upgrades.clone(),
         drain: drain.clone(),
         tunnel_idle_timeout: config.tunnel_idle_timeout,
+        tunnels: Limit::new("tunnels", config.max_tunnels),
+        max_pending_dials: config.max_pending_dials,
     });
     let acceptor = config.tls.clone().map(TlsAcceptor::from);
     let config = Arc::new(config);
@@ -117,6 +124,7 @@ where
     info!("front connected");
     let begun = context.drain.begun().clone();
     let mut going_away = false;
+    let dials = Limit::new("pending app dials", context.max_pending_dials);
     loop {
         let accepted = tokio::select! {
             accepted = connection.accept() => accepted,
@@ -132,8 +140,9 @@ where
         match accepted {
             Ok((request, respond)) => {
                 let stream_context = context.clone();
+                let dials = dials.clone();
                 context.drain.spawn(async move {
-                    dispatch::dispatch(&stream_context, request, respond).await;
+                    dispatch::dispatch(&stream_context, &dials, request, respond).await;
                 });
             }
             Err(err) => {

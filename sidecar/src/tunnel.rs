@@ -14,6 +14,7 @@ use h2::server::SendResponse;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use h2hop::limit::{Limit, Permit};
 use h2hop::relay;
 use h2hop::translate::request::{self, AppUpgrade};
 use h2hop::translate::response::{self, Refusal};
@@ -33,16 +34,19 @@ use crate::{Error, forward};
 /// Opens the tunnel and relays it until both sides close.
 pub async fn open(
     context: &Context,
+    dials: &Limit,
     request: Request<RecvStream>,
     protocol: &str,
     respond: &mut SendResponse<Bytes>,
 ) -> Result<(), Error> {
+    // Held for the tunnel's life.
+    let _place = overloaded_unless(context.tunnels.try_take(), &context.tunnels)?;
     let (parts, mut recv) = request.into_parts();
     // The exchange's state (heads, key, hyper's connection) is gone before
     // the relay starts: only the sockets and streams stay per tunnel. Boxed,
     // because a task's allocation is sized for its largest state, and the
     // exchange's is far larger than the relay's.
-    let exchange = exchange(context, parts, &mut recv, protocol, respond);
+    let exchange = exchange(context, dials, parts, &mut recv, protocol, respond);
     let switched = match Box::pin(exchange).await? {
         Exchange::Switched(switched) => switched,
         // RFC 6455 §4.1 (N45): a 401, 403, 426... goes back as it is. The app
@@ -103,6 +107,7 @@ struct Switched {
 /// connection of its own and checks the answer (RFC 6455 §4.1 (N43)).
 async fn exchange(
     context: &Context,
+    dials: &Limit,
     parts: http::request::Parts,
     recv: &mut RecvStream,
     protocol: &str,
@@ -132,7 +137,11 @@ async fn exchange(
     };
     let app_request = request::h2_to_h1(&parts, Some(&app_upgrade))?;
     let app = &context.app;
+    // Held from the dial until the app's answer; a reset stream gives it
+    // back at once (S5).
+    let dialing = overloaded_unless(dials.try_take(), dials)?;
     let mut answer = dispatch::unless_reset(respond, app.upgrade(app_request, body)).await?;
+    drop(dialing);
     let on_upgrade = hyper::upgrade::on(&mut answer);
     let (head, body) = answer.into_parts();
     match response::check_switch(&head, protocol, key.as_deref()) {
@@ -162,6 +171,14 @@ async fn exchange(
         early,
         reply: response::switched_to_h2(&head),
     }))
+}
+
+/// The place, or a 503 naming the limit.
+fn overloaded_unless(place: Option<Permit>, limit: &Limit) -> Result<Permit, Error> {
+    place.ok_or(Error::Overloaded {
+        what: limit.what(),
+        max: limit.max(),
+    })
 }
 
 /// Takes the first `length` bytes off the stream as the upgrade's body,
