@@ -46,6 +46,13 @@ pub struct Args {
     /// Bound on the TLS handshake with the sidecar.
     #[arg(long, env = "H2HOP_FRONT_TLS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub tls_timeout: Duration,
+    /// How often each connection to the sidecar sends a PING.
+    #[arg(long, env = "H2HOP_FRONT_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub keepalive_interval: Duration,
+    /// A PING unanswered this long closes the connection to the sidecar and
+    /// ends its tunnels (a sidecar gone without a FIN).
+    #[arg(long, env = "H2HOP_FRONT_KEEPALIVE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: Duration,
     /// Bound on the wait for the sidecar's response head to a plain request.
     #[arg(long, env = "H2HOP_FRONT_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub response_timeout: Duration,
@@ -122,6 +129,8 @@ impl Args {
         config.upstream = UpstreamConfig {
             connect_timeout: self.connect_timeout,
             tls_timeout: self.tls_timeout,
+            keepalive_interval: self.keepalive_interval,
+            keepalive_timeout: self.keepalive_timeout,
             ..config.upstream
         };
         config.response_timeout = self.response_timeout;

@@ -66,6 +66,8 @@ impl Config {
                 tls,
                 connect_timeout: Duration::from_secs(5),
                 tls_timeout: Duration::from_secs(5),
+                keepalive_interval: Duration::from_secs(10),
+                keepalive_timeout: Duration::from_secs(5),
             },
             response_timeout: Duration::from_secs(30),
             upgrade_timeout: Duration::from_secs(30),

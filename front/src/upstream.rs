@@ -37,6 +37,11 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Bound on the TLS handshake.
     pub tls_timeout: Duration,
+    /// How often an idle-or-not connection sends a PING.
+    pub keepalive_interval: Duration,
+    /// A PING unanswered this long closes the connection and fails its
+    /// streams: a sidecar that vanished without a FIN is found this way.
+    pub keepalive_timeout: Duration,
 }
 
 /// TLS settings toward the sidecar.
@@ -248,15 +253,29 @@ impl Upstream {
         // The connection task's own error, for the first round trip below:
         // the PING itself only ever sees "broken pipe".
         let (failed, failure) = oneshot::channel::<String>();
+        // The PING handle goes to the connection task once the first round
+        // trip is done, for the keep-alive.
+        let (hand_over, handed) = oneshot::channel::<h2::PingPong>();
+        let (every, within) = (
+            self.config.keepalive_interval,
+            self.config.keepalive_timeout,
+        );
         let span = tracing::info_span!("upstream", sidecar = %addr);
         tokio::spawn(
             async move {
-                match connection.await {
-                    Ok(()) => debug!("connection closed"),
-                    Err(err) => {
-                        let reason = tls::describe_failure(&err);
-                        warn!(error = %reason, "connection failed");
-                        let _ = failed.send(reason);
+                tokio::select! {
+                    result = &mut connection => match result {
+                        Ok(()) => debug!("connection closed"),
+                        Err(err) => {
+                            let reason = tls::describe_failure(&err);
+                            warn!(error = %reason, "connection failed");
+                            let _ = failed.send(reason);
+                        }
+                    },
+                    // Dropping the connection fails every stream on it, so
+                    // their tunnels end instead of hanging.
+                    () = keepalive(handed, every, within) => {
+                        warn!(after = ?within, "sidecar did not answer PING; connection closed");
                     }
                 }
                 done.store(true, Ordering::Release);
@@ -275,6 +294,9 @@ impl Upstream {
                 return Err(self.refused(err, reason));
             }
         }
+        if let Some(ping_pong) = ping_pong {
+            let _ = hand_over.send(ping_pong);
+        }
         let extended_connect = send.is_extended_connect_protocol_enabled();
         info!(sidecar = %addr, extended_connect, "upstream connected");
         Ok(Session {
@@ -284,7 +306,26 @@ impl Upstream {
             active: Arc::new(AtomicUsize::new(0)),
         })
     }
+}
 
+/// Sends a PING every `every` once `handed` delivers the handle; returns
+/// when one goes unanswered for `within`. Pends forever without a handle,
+/// or when the connection failed (its own task reports that).
+async fn keepalive(handed: oneshot::Receiver<h2::PingPong>, every: Duration, within: Duration) {
+    let Ok(mut ping_pong) = handed.await else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        match timeout(within, ping_pong.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_pong)) => {}
+            Ok(Err(_)) => return std::future::pending().await,
+            Err(_) => return,
+        }
+    }
+}
+
+impl Upstream {
     /// A connection error seen on the first round trip: with TLS 1.3 a
     /// refused client certificate shows up here, not in the handshake.
     /// `reason` is the connection task's description of the failure, when

@@ -266,6 +266,7 @@ impl PairBuilder {
             }
         }
         let upstream_connections = Arc::new(AtomicUsize::new(0));
+        let upstream_frozen = CancellationToken::new();
         if self.count_upstream {
             let forwarder = loopback().await?;
             let target = sidecar_addr;
@@ -275,6 +276,7 @@ impl PairBuilder {
                 forwarder,
                 target,
                 count,
+                upstream_frozen.clone(),
                 shutdown.child_token(),
             ));
         }
@@ -306,6 +308,7 @@ impl PairBuilder {
             pki,
             extended_connects,
             upstream_connections,
+            upstream_frozen,
             shutdown,
             proxies,
             runs: [Some(front_run), sidecar_run],
@@ -340,6 +343,7 @@ pub struct Pair {
     pub pki: DevPki,
     extended_connects: Arc<AtomicUsize>,
     upstream_connections: Arc<AtomicUsize>,
+    upstream_frozen: CancellationToken,
     shutdown: CancellationToken,
     proxies: CancellationToken,
     runs: [Option<tokio::task::JoinHandle<()>>; 2],
@@ -368,6 +372,13 @@ impl Pair {
     /// connections the front opened toward the sidecar.
     pub fn upstream_connections(&self) -> usize {
         self.upstream_connections.load(Ordering::SeqCst)
+    }
+
+    /// With [`PairBuilder::count_upstream_connections`]: the forwarder
+    /// stops moving bytes but keeps every connection open, as a sidecar
+    /// host that vanished without a FIN (power loss, a dropped route).
+    pub fn freeze_upstream(&self) {
+        self.upstream_frozen.cancel();
     }
 }
 
@@ -477,6 +488,7 @@ async fn counting_forwarder(
     listener: TcpListener,
     target: SocketAddr,
     count: Arc<AtomicUsize>,
+    frozen: CancellationToken,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -488,9 +500,15 @@ async fn counting_forwarder(
             continue;
         };
         count.fetch_add(1, Ordering::SeqCst);
+        let frozen = frozen.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    // Frozen: silence, both sockets held open until the end.
+                    () = frozen.cancelled() => shutdown.cancelled().await,
+                }
             }
         });
     }
