@@ -21,6 +21,20 @@ pub struct Args {
     /// Address to accept HTTP/1.1 clients on.
     #[arg(long, env = "H2HOP_FRONT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address to accept TLS clients on: HTTP/2 (with RFC 8441 WebSockets)
+    /// or HTTP/1.1, as ALPN chooses. Needs --tls-cert and --tls-key.
+    #[arg(long, env = "H2HOP_FRONT_TLS_LISTEN", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_listen: Option<SocketAddr>,
+    /// The certificate chain (PEM) shown to TLS clients.
+    #[arg(long, env = "H2HOP_FRONT_TLS_CERT", requires = "tls_listen")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "H2HOP_FRONT_TLS_KEY", requires = "tls_listen")]
+    pub tls_key: Option<PathBuf>,
+    /// Do not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL to HTTP/2 clients:
+    /// browsers then open their WebSockets on a separate HTTP/1.1 connection.
+    #[arg(long, env = "H2HOP_FRONT_NO_CLIENT_EXTENDED_CONNECT")]
+    pub no_client_extended_connect: bool,
     /// The sidecar's address, host:port.
     #[arg(long, env = "H2HOP_FRONT_SIDECAR", default_value = "127.0.0.1:8443")]
     pub sidecar: String,
@@ -143,6 +157,11 @@ impl Args {
         config.max_connections = self.max_connections as usize;
         config.max_tunnels = self.max_tunnels as usize;
         config.max_header_size = self.max_header_size as usize;
+        config.client_extended_connect = !self.no_client_extended_connect;
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let chain = tls::load_certs(cert)?;
+            config.client_tls = Some(tls::client_facing_config(chain, tls::load_key(key)?, true)?);
+        }
         Ok(config)
     }
 

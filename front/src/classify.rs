@@ -30,8 +30,12 @@ pub struct Upgrade {
     /// The allowed token, lower case: sent as `:protocol`, and named by the
     /// client's 101.
     pub protocol: String,
-    /// A WebSocket's `Sec-WebSocket-Key`, for the 101's accept.
+    /// A WebSocket's `Sec-WebSocket-Key`, for the 101's accept (HTTP/1.1
+    /// only: over HTTP/2 there is none, RFC 8441 §5).
     pub key: Option<HeaderValue>,
+    /// The client sent an RFC 8441 extended CONNECT over HTTP/2: it gets
+    /// `200`, not `101`, and its stream is the tunnel.
+    pub over_h2: bool,
     /// The request body's `Content-Length`; 0 without a body.
     pub body_length: u64,
 }
@@ -47,6 +51,9 @@ pub enum Rejection {
     UnsupportedVersion,
     /// An upgrade body over the configured limit.
     TooLarge,
+    /// An HTTP/2 extended CONNECT for a protocol not tunnelled
+    /// (RFC 9220 §3 (N16)).
+    UnsupportedProtocol,
 }
 
 impl Rejection {
@@ -56,6 +63,7 @@ impl Rejection {
             Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
             Rejection::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
             Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::UnsupportedProtocol => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -67,6 +75,7 @@ impl Rejection {
                 "unsupported Sec-WebSocket-Version; this server speaks 13"
             }
             Rejection::TooLarge => "upgrade request body is over the limit",
+            Rejection::UnsupportedProtocol => "this :protocol is not tunnelled here",
         }
     }
 }
@@ -80,10 +89,14 @@ pub fn classify<B>(request: &Request<B>, protocols: &Protocols, body_limit: u64)
         return Class::Reject(Rejection::BadRequest("repeated Host field"));
     }
     // RFC 9112 §3.2 (N51): HTTP/1.1 requires Host; HTTP/1.0 may go without
-    // if the target is in absolute form.
-    if hosts == 0 && (request.version() != Version::HTTP_10 || request.uri().authority().is_none())
-    {
+    // if the target is in absolute form, and HTTP/2 with `:authority`.
+    let authority_instead = matches!(request.version(), Version::HTTP_10 | Version::HTTP_2)
+        && request.uri().authority().is_some();
+    if hosts == 0 && !authority_instead {
         return Class::Reject(Rejection::BadRequest("missing Host field"));
+    }
+    if request.version() == Version::HTTP_2 {
+        return classify_h2(request, protocols);
     }
     // RFC 9110 §7.8 (N34): Upgrade in an HTTP/1.0 request is ignored.
     if request.version() < Version::HTTP_11 {
@@ -107,9 +120,38 @@ pub fn classify<B>(request: &Request<B>, protocols: &Protocols, body_limit: u64)
             protocol: protocol.to_owned(),
             key,
             body_length,
+            over_h2: false,
         }),
         Err(rejection) => Class::Reject(rejection),
     }
+}
+
+/// An HTTP/2 request: an extended CONNECT (RFC 8441 §4) is a tunnel when
+/// its `:protocol` is allowed (501 otherwise); a WebSocket one must carry
+/// `Sec-WebSocket-Version: 13` (RFC 8441 §5). Anything else is plain.
+fn classify_h2<B>(request: &Request<B>, protocols: &Protocols) -> Class {
+    let Some(offered) = request.extensions().get::<hyper::ext::Protocol>() else {
+        return Class::Plain;
+    };
+    let Some(protocol) = protocols.find(offered.as_str()) else {
+        return Class::Reject(Rejection::UnsupportedProtocol);
+    };
+    if protocol == WEBSOCKET {
+        let mut versions = request.headers().get_all("sec-websocket-version").iter();
+        match (versions.next(), versions.next()) {
+            (None, _) => {
+                return Class::Reject(Rejection::BadRequest("missing Sec-WebSocket-Version"));
+            }
+            (Some(version), None) if version == websocket::VERSION => {}
+            _ => return Class::Reject(Rejection::UnsupportedVersion),
+        }
+    }
+    Class::Upgrade(Upgrade {
+        protocol: protocol.to_owned(),
+        key: None,
+        body_length: 0,
+        over_h2: true,
+    })
 }
 
 /// RFC 6455 §4.1 / §4.2.1: the client handshake's requirements (N38-N41, N47).
@@ -223,6 +265,7 @@ mod tests {
             protocol: "websocket".into(),
             key: Some(HeaderValue::from_static(KEY)),
             body_length: 0,
+            over_h2: false,
         })
     }
 
@@ -341,7 +384,8 @@ mod tests {
             Class::Upgrade(Upgrade {
                 protocol: "my-proto".into(),
                 key: None,
-                body_length: 5
+                body_length: 5,
+                over_h2: false,
             })
         );
         assert_eq!(
@@ -349,7 +393,8 @@ mod tests {
             Class::Upgrade(Upgrade {
                 protocol: "my-proto".into(),
                 key: None,
-                body_length: 0
+                body_length: 0,
+                over_h2: false,
             })
         );
     }
@@ -409,5 +454,50 @@ mod tests {
             LIMIT,
         );
         assert!(matches!(class, Class::Reject(Rejection::BadRequest(_))));
+    }
+
+    fn h2_connect(protocol: &'static str, version: Option<&str>) -> Request<()> {
+        let mut builder = Request::builder()
+            .method("CONNECT")
+            .uri("https://example.com/chat")
+            .version(Version::HTTP_2);
+        if let Some(version) = version {
+            builder = builder.header("sec-websocket-version", version);
+        }
+        let mut request = builder.body(()).unwrap();
+        request
+            .extensions_mut()
+            .insert(hyper::ext::Protocol::from_static(protocol));
+        request
+    }
+
+    /// RFC 8441 from an HTTP/2 client: no Host needed, no key; version 13
+    /// checked; a protocol not allowed is 501 (RFC 9220 §3).
+    #[test]
+    fn http2_extended_connect_is_an_upgrade_over_h2() {
+        let class = classify(&h2_connect("websocket", Some("13")), &allowed(), LIMIT);
+        assert_eq!(
+            class,
+            Class::Upgrade(Upgrade {
+                protocol: "websocket".into(),
+                key: None,
+                body_length: 0,
+                over_h2: true,
+            })
+        );
+        assert_eq!(
+            classify(&h2_connect("websocket", Some("8")), &allowed(), LIMIT),
+            Class::Reject(Rejection::UnsupportedVersion)
+        );
+        assert_eq!(
+            classify(&h2_connect("other", Some("13")), &allowed(), LIMIT),
+            Class::Reject(Rejection::UnsupportedProtocol)
+        );
+        let plain = Request::builder()
+            .uri("https://example.com/")
+            .version(Version::HTTP_2)
+            .body(())
+            .unwrap();
+        assert_eq!(classify(&plain, &allowed(), LIMIT), Class::Plain);
     }
 }

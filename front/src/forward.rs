@@ -7,14 +7,13 @@
 use h2hop::relay::{self, H2Body};
 use h2hop::translate::request::{self, Kind};
 use h2hop::translate::response;
-use http::uri::Scheme;
-use http::{Request, Response, Version};
+use http::{Request, Response};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tracing::{Instrument as _, Span, debug};
 
 use crate::Error;
-use crate::listener::{Context, ResponseBody};
+use crate::listener::{Context, ResponseBody, answer_version, client_scheme};
 
 /// Forwards one request and returns the response to stream to the client.
 pub async fn forward(
@@ -22,7 +21,7 @@ pub async fn forward(
     client: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Error> {
     let (parts, body) = client.into_parts();
-    let upstream_request = request::h1_to_h2(&parts, Scheme::HTTP, Kind::Forward)?;
+    let upstream_request = request::h1_to_h2(&parts, client_scheme(&parts), Kind::Forward)?;
     let end_of_stream = body.is_end_stream();
     let (response, send, slot) = context
         .upstream
@@ -40,6 +39,6 @@ pub async fn forward(
         .await_response(response, context.response_timeout)
         .await?;
     let (head, recv) = response.into_parts();
-    let relayed = response::relay(&head, Version::HTTP_11);
+    let relayed = response::relay(&head, answer_version(&parts));
     Ok(relayed.map(|()| crate::listener::streamed(H2Body::with_guard(recv, slot))))
 }

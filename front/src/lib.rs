@@ -20,6 +20,7 @@ pub mod listener;
 pub mod upgrade;
 pub mod upstream;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::Error;
@@ -54,6 +55,12 @@ pub struct Config {
     pub max_tunnels: usize,
     /// Largest request head, in bytes (at least 8192); past it, 431.
     pub max_header_size: usize,
+    /// TLS toward clients (certificate, ALPN `h2` and `http/1.1`), served
+    /// on the TLS listener given to [`run_with_tls`].
+    pub client_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL to HTTP/2 clients, so
+    /// that they open WebSockets (and other tunnels) with RFC 8441.
+    pub client_extended_connect: bool,
 }
 
 impl Config {
@@ -79,11 +86,24 @@ impl Config {
             max_connections: 50_000,
             max_tunnels: 50_000,
             max_header_size: 64 * 1024,
+            client_tls: None,
+            client_extended_connect: true,
         }
     }
 }
 
-/// Serves clients on `listener` until `shutdown` is cancelled.
+/// Serves HTTP/1.1 clients on `listener` until `shutdown` is cancelled.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) {
-    listener::serve(config, listener, shutdown).await;
+    listener::serve(config, listener, None, shutdown).await;
+}
+
+/// [`run`], and TLS clients (HTTP/2 or HTTP/1.1 by ALPN) on `tls` with
+/// [`Config::client_tls`].
+pub async fn run_with_tls(
+    config: Config,
+    listener: TcpListener,
+    tls: Option<TcpListener>,
+    shutdown: CancellationToken,
+) {
+    listener::serve(config, listener, tls, shutdown).await;
 }

@@ -1,6 +1,8 @@
-//! Listener stage: accepts client connections and serves HTTP/1.1 on each.
+//! Listener stage: accepts client connections and serves HTTP/1.1 on each,
+//! or, on the TLS listener, HTTP/2 when the client's ALPN chose it.
 //!
-//! One task per connection runs hyper's HTTP/1.1 server with upgrades on;
+//! One task per connection runs hyper's HTTP/1.1 server with upgrades on
+//! (or its HTTP/2 server with RFC 8441 extended CONNECT);
 //! each request is classified ([`crate::classify`]) and handed to
 //! [`crate::upgrade`] or [`crate::forward`]. Errors become responses here,
 //! and are logged here, once.
@@ -14,16 +16,19 @@ use h2::RecvStream;
 use h2::client::ResponseFuture;
 use h2hop::drain::{Drain, Drained};
 use h2hop::limit::{Limit, Permit};
-use h2hop::relay::H2Body;
+use h2hop::relay::{CONNECTION_WINDOW, H2Body, STREAM_WINDOW};
+use h2hop::tls;
 use h2hop::upgrade::Protocols;
 use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE};
-use http::{Request, Response, StatusCode};
+use http::uri::Scheme;
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
@@ -83,14 +88,28 @@ impl Context {
     }
 }
 
-/// Accepts connections until `shutdown` is cancelled, then drains: open
-/// connections finish their request in flight and close, tunnels get up to
-/// `drain_timeout`, and whatever still runs after that is cut.
-pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) {
-    let header_timeout = config.header_timeout;
-    let max_header_size = config.max_header_size;
+/// Accepts connections on `plain` (HTTP/1.1) and, when the configuration
+/// has client TLS, on `tls` (HTTP/2 or HTTP/1.1 by ALPN), until `shutdown`
+/// is cancelled; then drains: open connections finish their request in
+/// flight and close, tunnels get up to `drain_timeout`, and whatever still
+/// runs after that is cut.
+pub async fn serve(
+    config: Config,
+    plain: TcpListener,
+    tls: Option<TcpListener>,
+    shutdown: CancellationToken,
+) {
     let connections = Limit::new("client connections", config.max_connections);
     let drain = Drain::new(shutdown);
+    let settings = ClientSettings {
+        header_timeout: config.header_timeout,
+        max_header_size: config.max_header_size,
+        extended_connect: config.client_extended_connect,
+    };
+    let acceptor = config
+        .client_tls
+        .as_ref()
+        .map(|tls| TlsAcceptor::from(tls.clone()));
     let context = Arc::new(Context {
         upstream: Upstream::new(config.upstream),
         response_timeout: config.response_timeout,
@@ -101,18 +120,25 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         drain: drain.clone(),
         tunnels: Limit::new("tunnels", config.max_tunnels),
     });
-    let limits = ConnectionLimits {
-        header_timeout,
-        max_header_size,
+    let accept = |listener: TcpListener, acceptor: Option<TlsAcceptor>| {
+        let (drain, connections, context) = (&drain, &connections, &context);
+        h2hop::accept::until_shutdown(listener, drain, move |stream, peer| {
+            let permit = connections.try_take();
+            if permit.is_none() {
+                warn!(%peer, max = connections.max(), "client connection limit reached: 503");
+            }
+            connection(stream, acceptor.clone(), context.clone(), settings, permit)
+        })
     };
-    h2hop::accept::until_shutdown(listener, &drain, |stream, peer| {
-        let permit = connections.try_take();
-        if permit.is_none() {
-            warn!(%peer, max = connections.max(), "client connection limit reached: 503");
+    let plain_loop = accept(plain, None);
+    let tls_loop = async {
+        match (tls, acceptor.clone()) {
+            (Some(listener), Some(acceptor)) => accept(listener, Some(acceptor)).await,
+            (Some(_), None) => warn!("a TLS listener without client TLS settings: not served"),
+            (None, _) => {}
         }
-        connection(stream, context.clone(), limits, permit)
-    })
-    .await;
+    };
+    tokio::join!(plain_loop, tls_loop);
     info!(
         connections_and_tunnels = drain.running(),
         "stopped accepting; draining"
@@ -125,37 +151,68 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     }
 }
 
-/// Serves one client connection; once shutdown begins, it finishes the
-/// request in flight and closes instead of waiting for another (an
-/// upgraded connection has left hyper by then and drains as a tunnel).
-/// What bounds one client connection's requests.
+/// What bounds and shapes one client connection.
 #[derive(Debug, Clone, Copy)]
-struct ConnectionLimits {
+struct ClientSettings {
     header_timeout: Duration,
     max_header_size: usize,
+    /// Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL to HTTP/2 clients.
+    extended_connect: bool,
 }
 
+/// Serves one client connection: TLS first when `acceptor` is set, then
+/// HTTP/2 if ALPN chose `h2`, else HTTP/1.1. `permit` is its place under
+/// the connection limit; `None` refuses it.
 async fn connection(
     stream: TcpStream,
+    acceptor: Option<TlsAcceptor>,
     context: Arc<Context>,
-    limits: ConnectionLimits,
-    // Held while hyper serves the connection; `None`: over the limit.
+    settings: ClientSettings,
     permit: Option<Permit>,
 ) {
-    let Some(_permit) = permit else {
-        return refuse_connection(stream).await;
+    let Some(acceptor) = acceptor else {
+        let Some(_permit) = permit else {
+            return refuse_connection(stream).await;
+        };
+        return serve_h1(stream, Scheme::HTTP, context, settings).await;
     };
+    // Over the limit, a TLS client is simply closed: an answer would cost
+    // the handshake the limit is there to spare.
+    let Some(_permit) = permit else { return };
+    let bound = settings.header_timeout;
+    let tls = match tokio::time::timeout(bound, acceptor.accept(stream)).await {
+        Err(_) => return debug!(after = ?bound, "client TLS handshake timed out"),
+        Ok(Err(err)) => {
+            return debug!(reason = %tls::describe_failure(&err), "client TLS handshake failed");
+        }
+        Ok(Ok(tls)) => tls,
+    };
+    if tls.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2) {
+        serve_h2(tls, context, settings).await;
+    } else {
+        serve_h1(tls, Scheme::HTTPS, context, settings).await;
+    }
+}
+
+/// HTTP/1.1 with upgrades. Once shutdown begins it finishes the request in
+/// flight and closes instead of waiting for another (an upgraded connection
+/// has left hyper by then and drains as a tunnel).
+async fn serve_h1<T>(io: T, scheme: Scheme, context: Arc<Context>, settings: ClientSettings)
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let begun = context.drain.begun().clone();
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: Request<Incoming>| {
         let context = context.clone();
+        request.extensions_mut().insert(scheme.clone());
         async move { Ok::<_, Infallible>(handle(&context, request).await) }
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(settings.header_timeout)
         // A head that does not fit is answered 431 by hyper.
-        .max_buf_size(limits.max_header_size)
-        .serve_connection(TokioIo::new(stream), service)
+        .max_buf_size(settings.max_header_size)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(served);
     let result = tokio::select! {
@@ -170,6 +227,61 @@ async fn connection(
     }
 }
 
+/// HTTP/2 from a client (ALPN `h2`): ordinary requests, and RFC 8441
+/// extended CONNECT when advertised. Shutdown sends GOAWAY and lets the
+/// open streams finish.
+async fn serve_h2<T>(io: T, context: Arc<Context>, settings: ClientSettings)
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let begun = context.drain.begun().clone();
+    let service = service_fn(move |request: Request<Incoming>| {
+        let context = context.clone();
+        async move { Ok::<_, Infallible>(handle(&context, request).await) }
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
+    if settings.extended_connect {
+        builder.enable_connect_protocol();
+    }
+    let served = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(served);
+    let result = tokio::select! {
+        result = served.as_mut() => result,
+        () = begun.cancelled() => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(err) = result {
+        debug!(error = %err, "client HTTP/2 connection ended with an error");
+    }
+}
+
+/// The scheme the client used: HTTP/2 carries it, HTTP/1.1 connections
+/// note theirs in the request's extensions.
+pub fn client_scheme(parts: &http::request::Parts) -> Scheme {
+    parts
+        .uri
+        .scheme()
+        .or_else(|| parts.extensions.get::<Scheme>())
+        .cloned()
+        .unwrap_or(Scheme::HTTP)
+}
+
+/// The version of the answer: HTTP/2 for an HTTP/2 client, else HTTP/1.1.
+pub fn answer_version(parts: &http::request::Parts) -> Version {
+    if parts.version == Version::HTTP_2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    }
+}
+
 async fn handle(context: &Context, request: Request<Incoming>) -> Response<ResponseBody> {
     let class = classify::classify(&request, &context.protocols, context.upgrade_body_limit);
     let kind = match class {
@@ -181,6 +293,12 @@ async fn handle(context: &Context, request: Request<Incoming>) -> Response<Respo
         .headers()
         .get(http::header::HOST)
         .and_then(|host| host.to_str().ok())
+        .or_else(|| {
+            request
+                .uri()
+                .authority()
+                .map(|authority| authority.as_str())
+        })
         .unwrap_or("");
     // Fields are recorded now: the span borrows nothing from the request.
     let span = info_span!("stream", kind, %authority, path = request.uri().path());

@@ -20,9 +20,24 @@ async fn serve(args: Args, config: h2hop_front::Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, sidecar = %args.sidecar, h2c = args.h2c, "h2hop-front ready");
+    let tls_listener = match args.tls_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?,
+        ),
+        None => None,
+    };
+    let tls_listen = args.tls_listen.map(|addr| addr.to_string());
+    tracing::info!(
+        listen = %args.listen,
+        tls_listen = tls_listen.as_deref().unwrap_or("-"),
+        sidecar = %args.sidecar,
+        h2c = args.h2c,
+        "h2hop-front ready"
+    );
     let shutdown = CancellationToken::new();
     tokio::spawn(h2hop::shutdown::on_signal(shutdown.clone()));
-    h2hop_front::run(config, listener, shutdown).await;
+    h2hop_front::run_with_tls(config, listener, tls_listener, shutdown).await;
     Ok(())
 }

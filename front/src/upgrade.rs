@@ -19,7 +19,6 @@ use h2hop::relay::{self, H2Body};
 use h2hop::translate::request::{self, Kind};
 use h2hop::translate::response;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
-use http::uri::Scheme;
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -31,7 +30,7 @@ use tracing::{Instrument as _, Span, info, warn};
 use h2hop::limit::Permit;
 
 use crate::classify::Upgrade;
-use crate::listener::{Context, ResponseBody};
+use crate::listener::{Context, ResponseBody, answer_version, client_scheme};
 use crate::upstream::StreamSlot;
 use crate::{Error, listener};
 
@@ -62,7 +61,8 @@ pub async fn open(
     } else {
         Bytes::new()
     };
-    let upstream_request = request::h1_to_h2(&parts, Scheme::HTTP, Kind::Tunnel(protocol))?;
+    let upstream_request =
+        request::h1_to_h2(&parts, client_scheme(&parts), Kind::Tunnel(protocol))?;
     let (response, mut send, slot) = context
         .upstream
         .open_stream(upstream_request, false)
@@ -82,8 +82,8 @@ pub async fn open(
         info!(status = head.status.as_u16(), "sidecar refused the tunnel");
         // We have nothing to send on a stream that will not tunnel.
         let _ = send.send_data(Bytes::new(), true);
-        let mut relayed = response::relay(&head, Version::HTTP_11);
-        if relayed.status() == StatusCode::UPGRADE_REQUIRED {
+        let mut relayed = response::relay(&head, answer_version(&parts));
+        if relayed.status() == StatusCode::UPGRADE_REQUIRED && !upgrade.over_h2 {
             // RFC 9110 §7.8 (N32): a 426 names the protocol to upgrade to;
             // the field was hop-by-hop on the way in, so it is rebuilt.
             if let Ok(token) = HeaderValue::from_str(protocol) {
@@ -96,8 +96,13 @@ pub async fn open(
         return Ok(relayed.map(|()| listener::streamed(H2Body::with_guard(recv, slot))));
     }
 
-    let key = upgrade.key.as_ref().map(HeaderValue::as_bytes);
-    let switched = response::switched_to_h1(&head, protocol, key);
+    // HTTP/2 clients get the sidecar's 200 as it is (RFC 8441 §5 (N13)).
+    let switched = if upgrade.over_h2 {
+        response::relay(&head, Version::HTTP_2)
+    } else {
+        let key = upgrade.key.as_ref().map(HeaderValue::as_bytes);
+        response::switched_to_h1(&head, protocol, key)
+    };
     // Tracked by the drain: on shutdown the tunnel may run out its drain
     // period, then it is closed.
     context.drain.spawn(
@@ -142,23 +147,21 @@ async fn relay_when_upgraded(
             return;
         }
     };
-    let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
-        send.send_reset(Reason::INTERNAL_ERROR);
-        warn!("upgraded client connection is not a TCP stream");
-        return;
-    };
     let started = tokio::time::Instant::now();
-    // read_buf: bytes the client sent right behind its handshake. They go
-    // out only now, after the app's 101 (RFC 6455 §4.1 (N46), S2).
-    let end = relay::tunnel(
-        parts.io.into_inner(),
-        parts.read_buf,
-        Bytes::new(),
-        send,
-        recv,
-        idle_timeout,
-    )
-    .await;
+    let end = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        // A plain TCP client: the relay can reset it, and skips a layer.
+        // read_buf: bytes the client sent right behind its handshake. They
+        // go out only now, after the app's 101 (RFC 6455 §4.1 (N46), S2).
+        Ok(parts) => {
+            let io = parts.io.into_inner();
+            relay::tunnel(io, parts.read_buf, Bytes::new(), send, recv, idle_timeout).await
+        }
+        // TLS, or the client's own HTTP/2 stream.
+        Err(upgraded) => {
+            let io = TokioIo::new(upgraded);
+            relay::tunnel_io(io, Bytes::new(), Bytes::new(), send, recv, idle_timeout).await
+        }
+    };
     info!(
         bytes_up = end.to_stream,
         bytes_down = end.to_tcp,

@@ -53,6 +53,7 @@ pub struct PairBuilder {
     timeouts: Option<Timeouts>,
     front_config: Option<fn(&mut h2hop_front::Config)>,
     sidecar_config: Option<fn(&mut h2hop_sidecar::Config)>,
+    client_tls: bool,
 }
 
 /// Timeouts for both front and sidecar, from [`PairBuilder::timeouts`].
@@ -95,6 +96,7 @@ impl Default for PairBuilder {
             timeouts: None,
             front_config: None,
             sidecar_config: None,
+            client_tls: false,
         }
     }
 }
@@ -165,6 +167,14 @@ impl PairBuilder {
     /// The response, upgrade and tunnel idle timeouts of both proxies.
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = Some(timeouts);
+        self
+    }
+
+    /// A second front listener, [`Pair::front_tls`], serving TLS to clients
+    /// (HTTP/2 or HTTP/1.1 by ALPN) with the pair's server certificate
+    /// (`localhost`, `127.0.0.1`; trust [`DevPki::ca_der`]).
+    pub fn client_tls(mut self) -> Self {
+        self.client_tls = true;
         self
     }
 
@@ -297,13 +307,32 @@ impl PairBuilder {
             config.upgrade_timeout = timeouts.upgrade;
             config.tunnel_idle_timeout = timeouts.tunnel_idle;
         }
+        let mut front_tls = None;
+        let tls_listener = if self.client_tls {
+            let listener = loopback().await?;
+            front_tls = Some(listener.local_addr()?);
+            config.client_tls = Some(h2hop::tls::client_facing_config(
+                pki.server_chain(),
+                pki.server_key(),
+                true,
+            )?);
+            Some(listener)
+        } else {
+            None
+        };
         if let Some(change) = self.front_config {
             change(&mut config);
         }
-        let front_run = tokio::spawn(h2hop_front::run(config, front_listener, proxies.clone()));
+        let front_run = tokio::spawn(h2hop_front::run_with_tls(
+            config,
+            front_listener,
+            tls_listener,
+            proxies.clone(),
+        ));
         Ok(Pair {
             app,
             front,
+            front_tls,
             sidecar: sidecar_addr,
             pki,
             extended_connects,
@@ -337,6 +366,8 @@ pub struct Pair {
     pub app: TestApp,
     /// Where clients connect.
     pub front: SocketAddr,
+    /// With [`PairBuilder::client_tls`]: where TLS clients connect.
+    pub front_tls: Option<SocketAddr>,
     /// Where the front connects.
     pub sidecar: SocketAddr,
     /// The PKI the pair runs with.

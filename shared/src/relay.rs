@@ -25,7 +25,6 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 
 /// Fresh read space each worker thread's [`SCRATCH`] takes at a time. A
@@ -82,11 +81,62 @@ pub async fn tunnel(
     io: TcpStream,
     prefix: Bytes,
     early: Bytes,
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    idle_timeout: Duration,
+) -> TunnelEnd {
+    let (reader, writer) = io.into_split();
+    let halves = Halves { reader, writer };
+    let (end, halves) = relay(halves, prefix, early, send, recv, idle_timeout).await;
+    if end.close == Close::StreamReset {
+        // SO_LINGER 0 makes close() send RST instead of FIN. If it fails
+        // the peer sees a FIN, which still ends the tunnel.
+        if let Ok(io) = halves.reader.reunite(halves.writer) {
+            let _ = io.set_zero_linger();
+        }
+    }
+    end
+}
+
+/// [`tunnel`] for any byte stream: a client's TLS connection, or a client's
+/// own HTTP/2 stream. A stream reset closes it (there is no RST to send).
+pub async fn tunnel_io<T>(
+    io: T,
+    prefix: Bytes,
+    early: Bytes,
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    idle_timeout: Duration,
+) -> TunnelEnd
+where
+    T: AsyncRead + AsyncWrite + Send,
+{
+    let (reader, writer) = tokio::io::split(io);
+    let halves = Halves { reader, writer };
+    relay(halves, prefix, early, send, recv, idle_timeout)
+        .await
+        .0
+}
+
+/// The two halves of the byte stream a tunnel relays.
+struct Halves<R, W> {
+    reader: R,
+    writer: W,
+}
+
+/// The tunnel itself; returns the halves so that [`tunnel`] can reset TCP.
+async fn relay<R, W>(
+    mut halves: Halves<R, W>,
+    prefix: Bytes,
+    early: Bytes,
     mut send: SendStream<Bytes>,
     mut recv: RecvStream,
     idle_timeout: Duration,
-) -> TunnelEnd {
-    let (mut reader, mut writer) = io.into_split();
+) -> (TunnelEnd, Halves<R, W>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut end = TunnelEnd {
         to_stream: 0,
         to_tcp: 0,
@@ -97,13 +147,19 @@ pub async fn tunnel(
         // the idle timer re-arms from the last stamp until one is too old.
         let last_moved = Activity::new();
         let up = tcp_to_stream(
-            &mut reader,
+            &mut halves.reader,
             prefix,
             &mut send,
             &mut end.to_stream,
             &last_moved,
         );
-        let down = stream_to_tcp(early, &mut recv, &mut writer, &mut end.to_tcp, &last_moved);
+        let down = stream_to_tcp(
+            early,
+            &mut recv,
+            &mut halves.writer,
+            &mut end.to_tcp,
+            &last_moved,
+        );
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(up, down, idle);
         let (mut up_done, mut down_done) = (false, false);
@@ -130,18 +186,10 @@ pub async fn tunnel(
             }
         }
     }
-    match end.close {
-        Close::Clean => {}
-        Close::TcpReset | Close::Idle => send.send_reset(Reason::CANCEL),
-        Close::StreamReset => {
-            // SO_LINGER 0 makes close() send RST instead of FIN. If it
-            // fails the peer sees a FIN, which still ends the tunnel.
-            if let Ok(io) = reader.reunite(writer) {
-                let _ = io.set_zero_linger();
-            }
-        }
+    if matches!(end.close, Close::TcpReset | Close::Idle) {
+        send.send_reset(Reason::CANCEL);
     }
-    end
+    (end, halves)
 }
 
 /// When a tunnel last moved a byte, stamped by both directions (which run
@@ -173,8 +221,8 @@ impl Activity {
 /// TCP → stream: read, wait for window, send; EOF ends the stream. Reads go
 /// into this thread's [`SCRATCH`], so the tunnel holds no read buffer of its
 /// own (idle memory is a per-tunnel cost times many tunnels).
-async fn tcp_to_stream(
-    reader: &mut OwnedReadHalf,
+async fn tcp_to_stream<R: AsyncRead + Unpin>(
+    reader: &mut R,
     prefix: Bytes,
     send: &mut SendStream<Bytes>,
     sent: &mut u64,

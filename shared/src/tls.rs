@@ -30,6 +30,10 @@ pub const ALPN_H2: &[u8] = b"h2";
 /// TLS 1.3 only: both ends are ours, so there is no older peer to support.
 static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
+/// Clients at the edge may be older: TLS 1.2 as well.
+static CLIENT_PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
 /// What went wrong while loading TLS material, building a configuration, or
 /// checking a finished handshake.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +105,32 @@ fn root_store(certs: Vec<CertificateDer<'static>>) -> Result<Arc<RootCertStore>,
         roots.add(cert).map_err(TlsError::TrustAnchor)?;
     }
     Ok(Arc::new(roots))
+}
+
+/// The ALPN name of HTTP/1.1.
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// A server configuration for clients (browsers, CLIs): no client
+/// certificate, ALPN `h2` (unless `h2` is false) and `http/1.1`, in that
+/// order of preference. The connection's `alpn_protocol()` says which to
+/// serve; none means HTTP/1.1.
+pub fn client_facing_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    h2: bool,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(CLIENT_PROTOCOL_VERSIONS)
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(TlsError::Config)?;
+    config.alpn_protocols = if h2 {
+        vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()]
+    } else {
+        vec![ALPN_HTTP11.to_vec()]
+    };
+    Ok(Arc::new(config))
 }
 
 /// Sidecar: TLS 1.3 only, ALPN h2 only, client certificate REQUIRED and

@@ -76,7 +76,8 @@ pub fn h1_to_h2(
             {
                 headers.insert(upgrade::BODY_LENGTH_FIELD, length);
             }
-            if parts.method != Method::GET {
+            // A client's own extended CONNECT (HTTP/2) is a GET upgrade.
+            if parts.method != Method::GET && parts.method != Method::CONNECT {
                 let method = HeaderValue::from_str(parts.method.as_str())
                     .map_err(|_| TranslateError::Invalid { what: "method" })?;
                 headers.insert(upgrade::METHOD_FIELD, method);

@@ -1,0 +1,199 @@
+//! The front's client-facing TLS listener: HTTP/1.1 WebSockets (`wss://`)
+//! and, when ALPN picks `h2`, HTTP/2 with RFC 8441 extended CONNECT from
+//! the client (as browsers bootstrap WebSockets on an HTTP/2 connection),
+//! plus plain HTTP/2 requests; and the switch that stops advertising
+//! SETTINGS_ENABLE_CONNECT_PROTOCOL.
+
+// Test support code outside #[test] functions fails loudly on purpose.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use h2::RecvStream;
+use h2::client::SendRequest;
+use h2hop_integration::harness::{Pair, within};
+use http::{Method, Request, StatusCode};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The masking key of the hand-built client frame (RFC 6455 §5.3).
+const MASK: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
+
+async fn pair() -> Pair {
+    Pair::builder().h2c().client_tls().start().await.unwrap()
+}
+
+/// A TLS connection to the front trusting the pair's CA, offering `alpn`.
+async fn tls_connect(pair: &Pair, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pair.pki.ca_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
+    let addr: SocketAddr = pair.front_tls.expect("client TLS listener");
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// An HTTP/2 connection over TLS whose SETTINGS from the front are in
+/// effect (the front sends them before it can ACK our PING).
+async fn h2_connect(pair: &Pair) -> SendRequest<Bytes> {
+    let tls = tls_connect(pair, &[b"h2"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (send, mut connection) = h2::client::handshake(tls).await.unwrap();
+    let mut ping_pong = connection.ping_pong().unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    ping_pong.ping(h2::Ping::opaque()).await.unwrap();
+    send
+}
+
+fn extended_connect(protocol: &str) -> Request<()> {
+    let mut request = Request::builder()
+        .method(Method::CONNECT)
+        .uri("https://localhost/ws")
+        .header("sec-websocket-version", "13")
+        .header("origin", "https://localhost")
+        .body(())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from(protocol));
+    request
+}
+
+/// A masked client Text frame (RFC 6455 §5.2, §5.3), short form length.
+fn masked_text(payload: &[u8]) -> Vec<u8> {
+    let len = u8::try_from(payload.len()).unwrap();
+    assert!(len < 126, "short-form payload length only");
+    let mut frame = vec![0x81, 0x80 | len];
+    frame.extend_from_slice(&MASK);
+    frame.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
+    frame
+}
+
+async fn read_len(recv: &mut RecvStream, len: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    while got.len() < len {
+        let chunk = recv.data().await.expect("stream ended early").unwrap();
+        recv.flow_control().release_capacity(chunk.len()).unwrap();
+        got.extend_from_slice(&chunk);
+    }
+    got
+}
+
+/// `wss://` over HTTP/1.1 (ALPN `http/1.1`): a WebSocket echo.
+#[tokio::test]
+async fn websocket_over_tls_and_http11() {
+    within(async {
+        let pair = pair().await;
+        let tls = tls_connect(&pair, &[b"http/1.1"]).await;
+        let (mut ws, response) = tokio_tungstenite::client_async("wss://localhost/ws", tls)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        ws.send(Message::text("over tls")).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("over tls"));
+        let seen = pair.app.requests().pop().unwrap();
+        assert_eq!(seen.headers["upgrade"], "websocket");
+    })
+    .await;
+}
+
+/// RFC 8441 from the client: the front advertises the setting, answers an
+/// extended CONNECT with 200 (no accept, RFC 8441 §5), and the stream
+/// carries WebSocket frames to the app and back. The app got an ordinary
+/// HTTP/1.1 GET upgrade with a key of the sidecar's.
+#[tokio::test]
+async fn websocket_over_http2_extended_connect() {
+    within(async {
+        let pair = pair().await;
+        let send = h2_connect(&pair).await;
+        assert!(send.is_extended_connect_protocol_enabled());
+        let mut ready = send.ready().await.unwrap();
+        let (response, mut stream) = ready
+            .send_request(extended_connect("websocket"), false)
+            .unwrap();
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(!response.headers().contains_key("sec-websocket-accept"));
+        let mut recv = response.into_body();
+        stream
+            .send_data(Bytes::from(masked_text(b"hello h2")), false)
+            .unwrap();
+        // The app's echo: an unmasked Text frame.
+        let echo = read_len(&mut recv, 2 + 8).await;
+        assert_eq!(echo, [&[0x81, 8][..], b"hello h2"].concat());
+        let seen = pair.app.requests().pop().unwrap();
+        assert_eq!(seen.method, Method::GET);
+        assert_eq!(seen.headers["upgrade"], "websocket");
+        assert_eq!(seen.headers["origin"], "https://localhost");
+        assert!(seen.headers.contains_key("sec-websocket-key"));
+    })
+    .await;
+}
+
+/// Plain HTTP/2 requests from a client, and 501 for an extended CONNECT
+/// to a protocol the front does not tunnel (RFC 9220 §3).
+#[tokio::test]
+async fn plain_http2_requests_and_unknown_protocols() {
+    within(async {
+        let pair = pair().await;
+        let send = h2_connect(&pair).await;
+        let mut ready = send.ready().await.unwrap();
+        let get = Request::get("https://localhost/hello").body(()).unwrap();
+        let (response, _) = ready.send_request(get, true).unwrap();
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.into_body();
+        let mut text = Vec::new();
+        while let Some(chunk) = body.data().await {
+            text.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(text, b"hello from app");
+        let seen = pair.app.requests().pop().unwrap();
+        assert_eq!(seen.headers["host"], "localhost");
+
+        let mut ready = ready.ready().await.unwrap();
+        let (response, _) = ready
+            .send_request(extended_connect("other-proto"), false)
+            .unwrap();
+        assert_eq!(
+            response.await.unwrap().status(),
+            StatusCode::NOT_IMPLEMENTED
+        );
+    })
+    .await;
+}
+
+/// With the switch off, HTTP/2 clients are not told they may use
+/// extended CONNECT (browsers then use HTTP/1.1 for WebSockets).
+#[tokio::test]
+async fn the_advertisement_can_be_turned_off() {
+    within(async {
+        let pair = Pair::builder()
+            .h2c()
+            .client_tls()
+            .front_config(|config| config.client_extended_connect = false)
+            .start()
+            .await
+            .unwrap();
+        let send = h2_connect(&pair).await;
+        assert!(!send.is_extended_connect_protocol_enabled());
+    })
+    .await;
+}
