@@ -301,7 +301,8 @@ async fn handle(context: &Context, request: Request<Incoming>) -> Response<Respo
         })
         .unwrap_or("");
     // Fields are recorded now: the span borrows nothing from the request.
-    let span = info_span!("stream", kind, %authority, path = request.uri().path());
+    let version = request.version();
+    let span = info_span!("stream", kind, ?version, %authority, path = request.uri().path());
     async move {
         let result = match class {
             Class::Upgrade(tunnel) => upgrade::open(context, request, tunnel).await,

@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tracing::{Instrument as _, Span, info, warn};
+use tracing::{Instrument as _, Span, debug, info, warn};
 
 use h2hop::limit::Permit;
 
@@ -147,6 +147,7 @@ async fn relay_when_upgraded(
             return;
         }
     };
+    debug!("tunnel open");
     let started = tokio::time::Instant::now();
     let end = match upgraded.downcast::<TokioIo<TcpStream>>() {
         // A plain TCP client: the relay can reset it, and skips a layer.

@@ -1,0 +1,262 @@
+//! A real browser through the front: headless Chromium (Debian `chromium`,
+//! the system browser, driven over its DevTools protocol) loads the demo
+//! page, which opens a WebSocket back to its origin and sends five
+//! messages. Over `http://` that WebSocket is HTTP/1.1; over `https://`
+//! the page itself comes over HTTP/2, and Chromium opens the WebSocket on
+//! that connection with an RFC 8441 extended CONNECT, which the front's log
+//! shows as a tunnel on an HTTP/2 stream.
+//!
+//! Without Chromium the test says so loudly and passes, unless
+//! `H2HOP_REQUIRE_EXTERNAL=1` (as CI sets), which makes it fail.
+
+// Test support code outside #[test] functions fails loudly on purpose.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use h2hop_integration::client::{body_bytes, full, http1_connect, request};
+use h2hop_integration::harness::{Pair, within};
+use http::Method;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::subscriber::DefaultGuard;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Log output of this thread, appended in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Captures every event at DEBUG and above on this thread (the test's
+    /// current-thread runtime runs the front too) until the guard drops.
+    fn install() -> (Captured, DefaultGuard) {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        (
+            captured.clone(),
+            tracing::subscriber::set_default(subscriber),
+        )
+    }
+
+    fn lines_with(&self, needles: &[&str]) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|line| needles.iter().all(|needle| line.contains(needle)))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The system Chromium, or `None` after a loud skip line; with
+/// `H2HOP_REQUIRE_EXTERNAL=1` a missing browser fails the test.
+fn chromium() -> Option<PathBuf> {
+    for name in ["chromium", "chromium-browser"] {
+        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+            let path = PathBuf::from(dir).join(name);
+            if path.is_file() {
+                return Some(path);
+            }
+        }
+    }
+    let required = std::env::var("H2HOP_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "chromium is not installed and H2HOP_REQUIRE_EXTERNAL=1"
+    );
+    eprintln!("!!! SKIPPED: chromium is not installed (apt-get install chromium)");
+    None
+}
+
+/// A headless Chromium with a fresh profile and a DevTools WebSocket.
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+    devtools: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+}
+
+impl Browser {
+    async fn launch(program: PathBuf) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let child = Command::new(program)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                // The pair's certificate comes from a throwaway CA.
+                "--ignore-certificate-errors",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Chromium writes the port it picked into the profile.
+        let port_file = profile.path().join("DevToolsActivePort");
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(&port_file)
+                && let Some(port) = text.lines().next().and_then(|l| l.parse::<u16>().ok())
+            {
+                break port;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let page = loop {
+            let mut client = http1_connect(addr).await.unwrap();
+            let list = request(Method::GET, addr, "/json/list", full("")).unwrap();
+            let body = body_bytes(client.send_request(list).await.unwrap())
+                .await
+                .unwrap();
+            let targets: Value = serde_json::from_slice(&body).unwrap();
+            let page = targets.as_array().and_then(|targets| {
+                targets
+                    .iter()
+                    .find(|target| target["type"] == "page")
+                    .and_then(|target| target["webSocketDebuggerUrl"].as_str())
+                    .map(str::to_owned)
+            });
+            if let Some(page) = page {
+                break page;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let (devtools, _) = tokio_tungstenite::connect_async(page.as_str())
+            .await
+            .unwrap();
+        Browser {
+            child,
+            _profile: profile,
+            devtools,
+            next_id: 1,
+        }
+    }
+
+    /// Sends one DevTools command and returns its result.
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let command = json!({ "id": id, "method": method, "params": params });
+        self.devtools
+            .send(Message::text(command.to_string()))
+            .await
+            .unwrap();
+        loop {
+            let message = self
+                .devtools
+                .next()
+                .await
+                .expect("DevTools closed")
+                .unwrap();
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let reply: Value = serde_json::from_str(&text).unwrap();
+            if reply["id"] == id {
+                assert!(reply.get("error").is_none(), "{method}: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    /// Loads `url` and waits until the demo page shows its WebSocket
+    /// connected with all five echoes; returns the HTTP version the page
+    /// itself came over (`nextHopProtocol`).
+    async fn demo_page_echoes(&mut self, url: &str) -> String {
+        self.call("Page.navigate", json!({ "url": url })).await;
+        let probe = "JSON.stringify({ status: document.getElementById('status')?.textContent, \
+             echoes: [...document.querySelectorAll('#echoes li')].map(li => li.textContent), \
+             protocol: performance.getEntriesByType('navigation')[0]?.nextHopProtocol })";
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            let result = self
+                .call(
+                    "Runtime.evaluate",
+                    json!({ "expression": probe, "returnByValue": true }),
+                )
+                .await;
+            last = serde_json::from_str(result["result"]["value"].as_str().unwrap_or("null"))
+                .unwrap_or(Value::Null);
+            let echoes = last["echoes"].as_array().map_or(0, Vec::len);
+            if last["status"] == "connected" && echoes == 5 {
+                let expected: Vec<String> = (1..=5).map(|i| format!("hello {i}")).collect();
+                assert_eq!(last["echoes"], json!(expected));
+                return last["protocol"].as_str().unwrap_or_default().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{url}: the page never showed five echoes; last seen {last}");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+#[tokio::test]
+async fn chromium_websockets_over_http11_and_over_http2() {
+    let Some(program) = chromium() else {
+        return;
+    };
+    let (log, _guard) = Captured::install();
+    within(async {
+        let pair = Pair::builder().h2c().client_tls().start().await.unwrap();
+        let mut browser = Browser::launch(program).await;
+
+        let plain = format!("http://{}/", pair.front);
+        let protocol = browser.demo_page_echoes(&plain).await;
+        assert_eq!(protocol, "http/1.1");
+
+        let tls = format!("https://{}/", pair.front_tls.unwrap());
+        let protocol = browser.demo_page_echoes(&tls).await;
+        assert_eq!(protocol, "h2", "the page did not come over HTTP/2");
+
+        // The front's own account of each WebSocket: a tunnel opened on an
+        // HTTP/1.1 request, and one opened on an HTTP/2 stream (an RFC 8441
+        // extended CONNECT is the only way a tunnel starts on HTTP/2).
+        let open = |version: &str| {
+            log.lines_with(&["tunnel open", "kind=\"tunnel\"", version, "path=\"/ws\""])
+        };
+        assert_eq!(open("version=HTTP/1.1").len(), 1, "{:?}", open(""));
+        assert_eq!(open("version=HTTP/2.0").len(), 1, "{:?}", open(""));
+    })
+    .await;
+}
