@@ -79,12 +79,46 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// The sidecar failed to connect recently; no dial until the backoff
+    /// has passed.
+    #[error("{last} ({failures} failed attempts in a row to {addr}; next in {wait:?})")]
+    BackingOff {
+        /// The sidecar address.
+        addr: String,
+        /// The last dial's failure, in words.
+        last: String,
+        /// Failed dials in a row.
+        failures: u32,
+        /// Time left before the next dial.
+        wait: Duration,
+    },
+    /// No sidecar of the cluster could take the stream.
+    #[error("no sidecar of cluster {cluster:?} is available")]
+    NoEndpoint {
+        /// The cluster's name.
+        cluster: String,
+    },
     /// The upgraded client connection could not be taken over.
     #[error("client upgrade failed")]
     ClientUpgrade(#[source] hyper::Error),
 }
 
 impl Error {
+    /// The sidecar could not be reached at all (connect, TLS, backoff):
+    /// another sidecar of the cluster may take the stream instead.
+    pub fn is_dial_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::ConnectUpstream { .. }
+                | Error::UpstreamTls { .. }
+                | Error::BackingOff { .. }
+                | Error::UpstreamTimeout {
+                    step: "connect" | "TLS handshake",
+                    ..
+                }
+        )
+    }
+
     /// The status the client gets: 400 for its own mistakes, 504 when a
     /// bound ran out, 502 when the sidecar failed us.
     pub fn status(&self) -> StatusCode {
@@ -92,13 +126,14 @@ impl Error {
             Error::Translate(_) | Error::ClientBody(_) => StatusCode::BAD_REQUEST,
             Error::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::UpstreamFull { .. } | Error::Overloaded { .. } => {
+            Error::UpstreamFull { .. } | Error::Overloaded { .. } | Error::NoEndpoint { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Error::ConnectUpstream { .. }
             | Error::UpstreamTls { .. }
             | Error::UpstreamH2 { .. }
             | Error::NoExtendedConnect { .. }
+            | Error::BackingOff { .. }
             | Error::ClientUpgrade(_) => StatusCode::BAD_GATEWAY,
         }
     }

@@ -75,6 +75,7 @@ impl Config {
                 tls_timeout: Duration::from_secs(5),
                 keepalive_interval: Duration::from_secs(10),
                 keepalive_timeout: Duration::from_secs(5),
+                max_connections: upstream::MAX_CONNECTIONS,
             },
             response_timeout: Duration::from_secs(30),
             upgrade_timeout: Duration::from_secs(30),

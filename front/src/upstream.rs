@@ -6,8 +6,8 @@
 //! handshake and a PING round trip) when none has room or all broke.
 //! Called by [`crate::upgrade`] and [`crate::forward`].
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,6 +42,8 @@ pub struct UpstreamConfig {
     /// A PING unanswered this long closes the connection and fails its
     /// streams: a sidecar that vanished without a FIN is found this way.
     pub keepalive_timeout: Duration,
+    /// Most HTTP/2 connections to this sidecar.
+    pub max_connections: usize,
 }
 
 /// TLS settings toward the sidecar.
@@ -53,9 +55,15 @@ pub struct UpstreamTls {
     pub server_name: ServerName<'static>,
 }
 
-/// Most HTTP/2 connections the front keeps to its sidecar: with the
-/// sidecar's default of 1,000 streams each, room for 64,000 tunnels.
-const MAX_CONNECTIONS: usize = 64;
+/// Default for [`UpstreamConfig::max_connections`]: with the sidecar's
+/// default of 1,000 streams each, room for 64,000 tunnels.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// First wait before dialling a sidecar again after a failed connect; each
+/// further failure doubles it, up to [`BACKOFF_CAP`].
+pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Longest wait between dials to a failing sidecar.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
 /// One HTTP/2 connection's request handle and what its peer allows.
 #[derive(Clone)]
@@ -80,14 +88,20 @@ impl Session {
 
     /// Takes one of the peer's MAX_CONCURRENT_STREAMS, if one is free:
     /// h2 would otherwise queue the stream silently until another ends.
-    fn reserve(&self) -> Option<StreamSlot> {
+    fn reserve(&self, endpoint: &Arc<AtomicUsize>) -> Option<StreamSlot> {
         let limit = self.send.current_max_send_streams();
         self.active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
             })
             .ok()
-            .map(|_| StreamSlot(self.active.clone()))
+            .map(|_| {
+                endpoint.fetch_add(1, Ordering::AcqRel);
+                StreamSlot {
+                    session: self.active.clone(),
+                    endpoint: endpoint.clone(),
+                }
+            })
     }
 }
 
@@ -95,11 +109,15 @@ impl Session {
 /// holder keeps it as long as the stream lives (the tunnel's relay, or the
 /// response body).
 #[derive(Debug)]
-pub struct StreamSlot(Arc<AtomicUsize>);
+pub struct StreamSlot {
+    session: Arc<AtomicUsize>,
+    endpoint: Arc<AtomicUsize>,
+}
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.session.fetch_sub(1, Ordering::AcqRel);
+        self.endpoint.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -109,6 +127,18 @@ impl Drop for StreamSlot {
 pub struct Upstream {
     config: UpstreamConfig,
     sessions: Mutex<Vec<Session>>,
+    /// Streams open on all of this sidecar's connections.
+    active: Arc<AtomicUsize>,
+    backoff: std::sync::Mutex<Backoff>,
+}
+
+/// Dial failures in a row, and when the next dial may go out.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+    next_dial: Option<tokio::time::Instant>,
+    /// The last failure, in words, for the requests turned away meanwhile.
+    last: String,
 }
 
 /// What [`Upstream::open_stream`] hands back: the response to wait for, the
@@ -121,12 +151,42 @@ impl Upstream {
         Self {
             config,
             sessions: Mutex::new(Vec::new()),
+            active: Arc::new(AtomicUsize::new(0)),
+            backoff: std::sync::Mutex::new(Backoff::default()),
         }
     }
 
     /// The sidecar's address, for logs.
     pub fn addr(&self) -> &str {
         &self.config.addr
+    }
+
+    /// Streams open on this sidecar.
+    pub fn active_streams(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// How long until the next dial may go out, if a failure holds it back.
+    pub fn backing_off(&self) -> Option<Duration> {
+        let backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = backoff.next_dial?;
+        let now = tokio::time::Instant::now();
+        (next > now).then(|| next - now)
+    }
+
+    fn dial_succeeded(&self) {
+        *self.backoff.lock().unwrap_or_else(PoisonError::into_inner) = Backoff::default();
+    }
+
+    /// Capped exponential backoff: 100 ms, 200 ms, 400 ms, ... 5 s.
+    fn dial_failed(&self, err: &Error) {
+        let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+        backoff.last = h2hop::telemetry::chain(err);
+        backoff.failures = backoff.failures.saturating_add(1);
+        let doublings = backoff.failures.saturating_sub(1).min(16);
+        let wait = BACKOFF_BASE.saturating_mul(1 << doublings).min(BACKOFF_CAP);
+        backoff.next_dial = Some(tokio::time::Instant::now() + wait);
+        warn!(sidecar = %self.config.addr, failures = backoff.failures, retry_in = ?wait, "sidecar unreachable; backing off");
     }
 
     /// A live connection with a free stream place, opening one if needed.
@@ -136,19 +196,39 @@ impl Upstream {
         let mut sessions = self.sessions.lock().await;
         sessions.retain(|session| !session.is_closed());
         for session in sessions.iter() {
-            if let Some(slot) = session.reserve() {
+            if let Some(slot) = session.reserve(&self.active) {
                 return Ok((session.clone(), slot));
             }
         }
-        if sessions.len() >= MAX_CONNECTIONS {
+        if sessions.len() >= self.config.max_connections {
             return Err(Error::UpstreamFull {
                 addr: self.config.addr.clone(),
             });
         }
-        let session = self.connect().await?;
-        let slot = session.reserve().ok_or_else(|| Error::UpstreamFull {
-            addr: self.config.addr.clone(),
-        })?;
+        if let Some(wait) = self.backing_off() {
+            let backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+            return Err(Error::BackingOff {
+                addr: self.config.addr.clone(),
+                last: backoff.last.clone(),
+                failures: backoff.failures,
+                wait,
+            });
+        }
+        let session = match self.connect().await {
+            Ok(session) => {
+                self.dial_succeeded();
+                session
+            }
+            Err(err) => {
+                self.dial_failed(&err);
+                return Err(err);
+            }
+        };
+        let slot = session
+            .reserve(&self.active)
+            .ok_or_else(|| Error::UpstreamFull {
+                addr: self.config.addr.clone(),
+            })?;
         sessions.push(session.clone());
         Ok((session, slot))
     }
@@ -308,6 +388,84 @@ impl Upstream {
     }
 }
 
+/// A named set of sidecars of equal standing (a config file's cluster, or
+/// the one `--sidecar`). Each stream goes to the sidecar with the fewest
+/// open streams among those not backing off after a failed dial; a sidecar
+/// that cannot be reached is skipped for the next.
+pub struct Cluster {
+    name: String,
+    endpoints: Vec<Upstream>,
+}
+
+impl Cluster {
+    /// A cluster of `endpoints` (at least one); nothing connects yet.
+    pub fn new(name: impl Into<String>, endpoints: Vec<UpstreamConfig>) -> Self {
+        Self {
+            name: name.into(),
+            endpoints: endpoints.into_iter().map(Upstream::new).collect(),
+        }
+    }
+
+    /// The cluster's name, for logs and errors.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The sidecars, in configuration order.
+    pub fn endpoints(&self) -> &[Upstream] {
+        &self.endpoints
+    }
+
+    /// Opens a stream for `request` on the least loaded reachable sidecar
+    /// (see [`Upstream::open_stream`]).
+    pub async fn open_stream(
+        &self,
+        request: Request<()>,
+        end_of_stream: bool,
+    ) -> Result<OpenStream, Error> {
+        if let [only] = self.endpoints.as_slice() {
+            return only.open_stream(request, end_of_stream).await;
+        }
+        let mut candidates: Vec<&Upstream> = self
+            .endpoints
+            .iter()
+            .filter(|endpoint| endpoint.backing_off().is_none())
+            .collect();
+        candidates.sort_by_key(|endpoint| endpoint.active_streams());
+        let mut last_failure = None;
+        for endpoint in candidates {
+            match endpoint
+                .open_stream(copy_head(&request), end_of_stream)
+                .await
+            {
+                Ok(open) => return Ok(open),
+                Err(err) if err.is_dial_failure() => {
+                    debug!(sidecar = endpoint.addr(), error = %err, "trying the next sidecar");
+                    last_failure = Some(err);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last_failure.unwrap_or_else(|| Error::NoEndpoint {
+            cluster: self.name.clone(),
+        }))
+    }
+}
+
+/// A request head again, for another attempt (`http::Request` is not
+/// `Clone`): method, target, version, fields and `:protocol`.
+fn copy_head(request: &Request<()>) -> Request<()> {
+    let mut copy = Request::new(());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    if let Some(protocol) = request.extensions().get::<h2::ext::Protocol>() {
+        copy.extensions_mut().insert(protocol.clone());
+    }
+    copy
+}
+
 /// Sends a PING every `every` once `handed` delivers the handle; returns
 /// when one goes unanswered for `within`. Pends forever without a handle,
 /// or when the connection failed (its own task reports that).
@@ -347,5 +505,81 @@ impl Upstream {
             addr: self.config.addr.clone(),
             after,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn closed_port() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        addr.to_string()
+    }
+
+    fn config(addr: String) -> UpstreamConfig {
+        UpstreamConfig {
+            addr,
+            tls: None,
+            connect_timeout: Duration::from_secs(1),
+            tls_timeout: Duration::from_secs(1),
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(5),
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+
+    fn get() -> Request<()> {
+        Request::get("http://app/").body(()).unwrap()
+    }
+
+    /// A failed dial holds the next one back for 100 ms, then 200 ms, ...:
+    /// requests meanwhile fail at once, naming the last failure.
+    #[tokio::test]
+    async fn failed_dials_back_off_exponentially() {
+        let upstream = Upstream::new(config(closed_port().await));
+        let first = upstream.open_stream(get(), true).await.err().unwrap();
+        assert!(matches!(first, Error::ConnectUpstream { .. }), "{first}");
+        let held = upstream.open_stream(get(), true).await.err().unwrap();
+        let Error::BackingOff {
+            failures,
+            wait,
+            last,
+            ..
+        } = held
+        else {
+            panic!("{held}");
+        };
+        assert_eq!(failures, 1);
+        assert!(wait <= BACKOFF_BASE);
+        assert!(last.contains("cannot connect to sidecar"), "{last}");
+        tokio::time::sleep(BACKOFF_BASE).await;
+        let second = upstream.open_stream(get(), true).await.err().unwrap();
+        assert!(matches!(second, Error::ConnectUpstream { .. }), "{second}");
+        let wait = upstream.backing_off().unwrap();
+        assert!(wait > BACKOFF_BASE && wait <= BACKOFF_BASE * 2, "{wait:?}");
+    }
+
+    /// A cluster skips a sidecar it cannot reach, and one that is backing
+    /// off, and says so when none is left.
+    #[tokio::test]
+    async fn a_cluster_with_no_reachable_sidecar_says_so() {
+        let cluster = Cluster::new(
+            "c",
+            vec![config(closed_port().await), config(closed_port().await)],
+        );
+        let first = cluster.open_stream(get(), true).await.err().unwrap();
+        assert!(matches!(first, Error::ConnectUpstream { .. }), "{first}");
+        assert!(
+            cluster
+                .endpoints()
+                .iter()
+                .all(|e| e.backing_off().is_some())
+        );
+        let none = cluster.open_stream(get(), true).await.err().unwrap();
+        assert!(matches!(none, Error::NoEndpoint { .. }), "{none}");
+        assert_eq!(none.status(), http::StatusCode::SERVICE_UNAVAILABLE);
     }
 }
