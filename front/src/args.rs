@@ -10,7 +10,8 @@ use h2hop::tls::{self, TlsError};
 use h2hop::upgrade::{ProtocolError, Protocols};
 use rustls::pki_types::ServerName;
 
-use crate::{Config, UpstreamConfig, UpstreamTls};
+use crate::config_file::{self, ConfigError};
+use crate::{Config, Routing, UpstreamConfig, UpstreamTls};
 
 /// h2hop-front: accepts HTTP/1.1 clients and carries their WebSockets as
 /// RFC 8441 extended CONNECT streams, and their plain requests as ordinary
@@ -35,6 +36,13 @@ pub struct Args {
     /// browsers then open their WebSockets on a separate HTTP/1.1 connection.
     #[arg(long, env = "H2HOP_FRONT_NO_CLIENT_EXTENDED_CONNECT")]
     pub no_client_extended_connect: bool,
+    /// A TOML file of sidecar clusters and the routes to them (see the
+    /// README); replaces --sidecar and its TLS flags.
+    #[arg(long, env = "H2HOP_FRONT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Validate the flags and --config, print a summary, and exit.
+    #[arg(long)]
+    pub check_config: bool,
     /// The sidecar's address, host:port.
     #[arg(long, env = "H2HOP_FRONT_SIDECAR", default_value = "127.0.0.1:8443")]
     pub sidecar: String,
@@ -46,13 +54,13 @@ pub struct Args {
     #[arg(long, env = "H2HOP_FRONT_H2C")]
     pub h2c: bool,
     /// CA certificate (PEM) the sidecar's certificate must chain to.
-    #[arg(long, env = "H2HOP_FRONT_CA", required_unless_present = "h2c")]
+    #[arg(long, env = "H2HOP_FRONT_CA", required_unless_present_any = ["h2c", "config"])]
     pub ca: Option<PathBuf>,
     /// The front's client certificate chain (PEM), shown to the sidecar.
-    #[arg(long, env = "H2HOP_FRONT_CERT", required_unless_present = "h2c")]
+    #[arg(long, env = "H2HOP_FRONT_CERT", required_unless_present_any = ["h2c", "config"])]
     pub cert: Option<PathBuf>,
     /// The private key (PEM) of --cert.
-    #[arg(long, env = "H2HOP_FRONT_KEY", required_unless_present = "h2c")]
+    #[arg(long, env = "H2HOP_FRONT_KEY", required_unless_present_any = ["h2c", "config"])]
     pub key: Option<PathBuf>,
     /// Bound on TCP connect to the sidecar (and on the SETTINGS round trip).
     #[arg(long, env = "H2HOP_FRONT_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -127,6 +135,15 @@ pub enum ArgsError {
     /// No name to check the sidecar's certificate against.
     #[error("invalid sidecar name {0:?}")]
     SidecarName(String),
+    /// The --config file is unusable.
+    #[error("--config {}", path.display())]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: ConfigError,
+    },
     /// The Upgrade allow-list is unusable.
     #[error("--upgrade-protocol")]
     Protocols(#[from] ProtocolError),
@@ -138,7 +155,11 @@ pub enum ArgsError {
 impl Args {
     /// Validates the flags and loads the TLS files.
     pub fn config(&self) -> Result<Config, ArgsError> {
-        let tls = if self.h2c { None } else { Some(self.tls()?) };
+        let tls = if self.h2c || self.config.is_some() {
+            None
+        } else {
+            Some(self.tls()?)
+        };
         let mut config = Config::new(self.sidecar.clone(), tls);
         config.upstream = UpstreamConfig {
             connect_timeout: self.connect_timeout,
@@ -147,6 +168,13 @@ impl Args {
             keepalive_timeout: self.keepalive_timeout,
             ..config.upstream
         };
+        if let Some(path) = &self.config {
+            let file = config_file::load(path).map_err(|source| ArgsError::ConfigFile {
+                path: path.clone(),
+                source,
+            })?;
+            config.routing = Some(Routing::from_file(file, &config.upstream));
+        }
         config.response_timeout = self.response_timeout;
         config.upgrade_timeout = self.upgrade_timeout;
         config.tunnel_idle_timeout = self.tunnel_idle_timeout;

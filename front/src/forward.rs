@@ -14,19 +14,18 @@ use tracing::{Instrument as _, Span, debug};
 
 use crate::Error;
 use crate::listener::{Context, ResponseBody, answer_version, client_scheme};
+use crate::upstream::Cluster;
 
 /// Forwards one request and returns the response to stream to the client.
 pub async fn forward(
     context: &Context,
+    cluster: &Cluster,
     client: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Error> {
     let (parts, body) = client.into_parts();
     let upstream_request = request::h1_to_h2(&parts, client_scheme(&parts), Kind::Forward)?;
     let end_of_stream = body.is_end_stream();
-    let (response, send, slot) = context
-        .upstream
-        .open_stream(upstream_request, end_of_stream)
-        .await?;
+    let (response, send, slot) = cluster.open_stream(upstream_request, end_of_stream).await?;
     if !end_of_stream {
         let upload = async move {
             if let Err(err) = relay::send_body(body, send).await {
@@ -36,7 +35,7 @@ pub async fn forward(
         tokio::spawn(upload.instrument(Span::current()));
     }
     let response = context
-        .await_response(response, context.response_timeout)
+        .await_response(response, context.response_timeout, cluster)
         .await?;
     let (head, recv) = response.into_parts();
     let relayed = response::relay(&head, answer_version(&parts));

@@ -14,9 +14,11 @@
 
 pub mod args;
 pub mod classify;
+pub mod config_file;
 mod error;
 pub mod forward;
 pub mod listener;
+pub mod routes;
 pub mod upgrade;
 pub mod upstream;
 
@@ -32,8 +34,11 @@ pub use upstream::{UpstreamConfig, UpstreamTls};
 /// Everything the front needs, validated before any socket is bound.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// How to reach the sidecar.
+    /// How to reach the sidecar of the flags-only case: one cluster that
+    /// takes every request. Unused when [`Config::routing`] is set.
     pub upstream: UpstreamConfig,
+    /// From `--config`: the clusters and the routes to them.
+    pub routing: Option<Routing>,
     /// Bound on the wait for the sidecar's response head to a plain request.
     pub response_timeout: Duration,
     /// Bound on the wait for the sidecar's answer to an upgrade.
@@ -77,6 +82,7 @@ impl Config {
                 keepalive_timeout: Duration::from_secs(5),
                 max_connections: upstream::MAX_CONNECTIONS,
             },
+            routing: None,
             response_timeout: Duration::from_secs(30),
             upgrade_timeout: Duration::from_secs(30),
             tunnel_idle_timeout: Duration::from_secs(3600),
@@ -89,6 +95,44 @@ impl Config {
             max_header_size: 64 * 1024,
             client_tls: None,
             client_extended_connect: true,
+        }
+    }
+}
+
+/// Clusters of sidecars and the routes that pick one per request.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// Each cluster's name and sidecars, in configuration order; routes
+    /// refer to them by index.
+    pub clusters: Vec<(String, Vec<UpstreamConfig>)>,
+    /// Routes in order; the first match wins, none gives 404.
+    pub routes: routes::RouteTable,
+}
+
+impl Routing {
+    /// A `--config` file's clusters as sidecar settings: each endpoint gets
+    /// its cluster's TLS and connection cap, and the timeouts of `flags`.
+    pub fn from_file(file: config_file::FileConfig, flags: &UpstreamConfig) -> Self {
+        let clusters = file
+            .clusters
+            .into_iter()
+            .map(|cluster| {
+                let endpoints = cluster
+                    .endpoints
+                    .into_iter()
+                    .map(|addr| UpstreamConfig {
+                        addr,
+                        tls: cluster.tls.clone(),
+                        max_connections: cluster.max_connections,
+                        ..flags.clone()
+                    })
+                    .collect();
+                (cluster.name, endpoints)
+            })
+            .collect();
+        Self {
+            clusters,
+            routes: file.routes,
         }
     }
 }

@@ -33,7 +33,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::classify::{self, Class, Rejection};
-use crate::upstream::Upstream;
+use crate::routes::RouteTable;
+use crate::upstream::Cluster;
 use crate::{Config, Error, forward, upgrade};
 
 /// The body of every response the front writes: its own short texts, or a
@@ -52,8 +53,9 @@ pub fn streamed(body: H2Body) -> ResponseBody {
 
 /// What every request handler shares.
 pub struct Context {
-    /// The connection(s) to the sidecar.
-    pub upstream: Upstream,
+    /// The sidecar clusters, indexed by the routes.
+    pub clusters: Vec<Cluster>,
+    routes: RouteTable,
     /// Bound on the sidecar's response head to a plain request.
     pub response_timeout: Duration,
     /// Bound on the sidecar's answer to an upgrade, and on an upgrade body.
@@ -69,13 +71,15 @@ pub struct Context {
 }
 
 impl Context {
-    /// Waits for the sidecar's response head, within `bound`.
+    /// Waits for the sidecar's response head, within `bound`; `cluster`
+    /// names where it comes from in errors.
     pub async fn await_response(
         &self,
         response: ResponseFuture,
         bound: Duration,
+        cluster: &Cluster,
     ) -> Result<Response<RecvStream>, Error> {
-        let addr = self.upstream.addr().to_owned();
+        let addr = cluster.name().to_owned();
         match tokio::time::timeout(bound, response).await {
             Err(_) => Err(Error::UpstreamTimeout {
                 step: "response",
@@ -110,8 +114,23 @@ pub async fn serve(
         .client_tls
         .as_ref()
         .map(|tls| TlsAcceptor::from(tls.clone()));
+    let (clusters, routes) = match config.routing {
+        Some(routing) => {
+            let clusters = routing.clusters.into_iter();
+            let clusters = clusters.map(|(name, endpoints)| Cluster::new(name, endpoints));
+            (clusters.collect(), routing.routes)
+        }
+        None => {
+            let name = config.upstream.addr.clone();
+            (
+                vec![Cluster::new(name, vec![config.upstream])],
+                RouteTable::single(0),
+            )
+        }
+    };
     let context = Arc::new(Context {
-        upstream: Upstream::new(config.upstream),
+        clusters,
+        routes,
         response_timeout: config.response_timeout,
         upgrade_timeout: config.upgrade_timeout,
         tunnel_idle_timeout: config.tunnel_idle_timeout,
@@ -289,25 +308,42 @@ async fn handle(context: &Context, request: Request<Incoming>) -> Response<Respo
         Class::Plain => "forward",
         Class::Reject(_) => "rejected",
     };
+    // An absolute-form target's (or HTTP/2's) authority wins over Host
+    // (RFC 9112 §3.2.2), for routing as on the hop.
     let authority = request
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|host| host.to_str().ok())
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str())
         .or_else(|| {
-            request
-                .uri()
-                .authority()
-                .map(|authority| authority.as_str())
+            let host = request.headers().get(http::header::HOST)?;
+            host.to_str().ok()
         })
         .unwrap_or("");
+    let route = context.routes.find(authority, request.uri().path());
     // Fields are recorded now: the span borrows nothing from the request.
     let version = request.version();
     let span = info_span!("stream", kind, ?version, %authority, path = request.uri().path());
     async move {
-        let result = match class {
-            Class::Upgrade(tunnel) => upgrade::open(context, request, tunnel).await,
-            Class::Plain => forward::forward(context, request).await,
+        // A tunnel to open, or `None` for a plain request.
+        let tunnel = match class {
             Class::Reject(rejection) => return rejected(rejection),
+            Class::Upgrade(tunnel) => Some(tunnel),
+            Class::Plain => None,
+        };
+        let Some(route) = route else {
+            debug!("no route");
+            return text(StatusCode::NOT_FOUND, "no route for this host and path");
+        };
+        let cluster = &context.clusters[route.cluster];
+        let (mut parts, body) = request.into_parts();
+        if let Err(err) = route.rewrite(&mut parts) {
+            warn!(error = %h2hop::telemetry::chain(&err), "route rewrite failed");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "route rewrite failed");
+        }
+        let request = Request::from_parts(parts, body);
+        let result = match tunnel {
+            Some(tunnel) => upgrade::open(context, cluster, request, tunnel).await,
+            None => forward::forward(context, cluster, request).await,
         };
         result.unwrap_or_else(|err| {
             warn!(status = err.status().as_u16(), error = %h2hop::telemetry::chain(&err), "request failed");

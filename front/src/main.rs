@@ -11,9 +11,38 @@ fn main() -> anyhow::Result<()> {
     // Held to the end of main: dropping it flushes the last log lines.
     let _log = h2hop::telemetry::init(&args.log).context("cannot start logging")?;
     let config = args.config().context("invalid configuration")?;
+    if args.check_config {
+        return report_config(&config);
+    }
     let runtime =
         h2hop::runtime::build(args.workers.map(usize::from)).context("cannot start the runtime")?;
     runtime.block_on(serve(args, config))
+}
+
+/// `--check-config`: what the configuration amounts to, on standard output.
+fn report_config(config: &h2hop_front::Config) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match &config.routing {
+        Some(routing) => {
+            writeln!(
+                out,
+                "configuration OK: {} cluster(s), {} route(s)",
+                routing.clusters.len(),
+                routing.routes.routes().len()
+            )?;
+            for (name, endpoints) in &routing.clusters {
+                let addrs: Vec<&str> = endpoints.iter().map(|e| e.addr.as_str()).collect();
+                writeln!(out, "  cluster {name}: {}", addrs.join(", "))?;
+            }
+        }
+        None => writeln!(
+            out,
+            "configuration OK: one sidecar, {}",
+            config.upstream.addr
+        )?,
+    }
+    Ok(())
 }
 
 async fn serve(args: Args, config: h2hop_front::Config) -> anyhow::Result<()> {

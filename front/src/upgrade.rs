@@ -31,7 +31,7 @@ use h2hop::limit::Permit;
 
 use crate::classify::Upgrade;
 use crate::listener::{Context, ResponseBody, answer_version, client_scheme};
-use crate::upstream::StreamSlot;
+use crate::upstream::{Cluster, StreamSlot};
 use crate::{Error, listener};
 
 /// Sends the extended CONNECT (and the upgrade's body) and answers the
@@ -42,6 +42,7 @@ use crate::{Error, listener};
 /// and no byte of the client's is tunnelled (RFC 6455 §4.1 (N45), S1).
 pub async fn open(
     context: &Context,
+    cluster: &Cluster,
     mut client: Request<Incoming>,
     upgrade: Upgrade,
 ) -> Result<Response<ResponseBody>, Error> {
@@ -63,10 +64,7 @@ pub async fn open(
     };
     let upstream_request =
         request::h1_to_h2(&parts, client_scheme(&parts), Kind::Tunnel(protocol))?;
-    let (response, mut send, slot) = context
-        .upstream
-        .open_stream(upstream_request, false)
-        .await?;
+    let (response, mut send, slot) = cluster.open_stream(upstream_request, false).await?;
     if !body.is_empty() {
         // A failure here (the stream reset) shows in the response below.
         let mut sent = 0;
@@ -74,7 +72,7 @@ pub async fn open(
         let _ = tokio::time::timeout(bound, relay::send_data(&mut send, body, &mut sent)).await;
     }
     let response = context
-        .await_response(response, context.upgrade_timeout)
+        .await_response(response, context.upgrade_timeout, cluster)
         .await?;
     let (head, recv) = response.into_parts();
 

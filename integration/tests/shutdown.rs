@@ -6,13 +6,12 @@
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use h2hop_integration::client::{body_bytes, full, http1_connect, request, ws_connect};
-use h2hop_integration::harness::{Pair, within};
+use h2hop_integration::harness::{Pair, built_binaries, within};
 use http::{Method, StatusCode};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -99,7 +98,7 @@ async fn tunnels_flow_during_the_drain_then_close() {
 /// The binaries themselves: SIGTERM with nothing open exits 0 at once.
 #[tokio::test]
 async fn binaries_exit_zero_on_sigterm() {
-    let Some(dir) = binaries_dir() else {
+    let Some(dir) = built_binaries() else {
         return;
     };
     for (binary, args) in [
@@ -155,23 +154,4 @@ async fn binaries_exit_zero_on_sigterm() {
         };
         assert_eq!(status.code(), Some(0), "{binary} exited with {status}");
     }
-}
-
-/// Where `cargo build --workspace` put the binaries of this profile (the
-/// test executable is `target/<profile>/deps/NAME-HASH`); `None`, loudly,
-/// when they are not built, and a failure with `H2HOP_REQUIRE_EXTERNAL=1`.
-fn binaries_dir() -> Option<PathBuf> {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent()?.parent()?.to_path_buf();
-    if dir.join("h2hop-front").exists() && dir.join("h2hop-sidecar").exists() {
-        return Some(dir);
-    }
-    let required = std::env::var("H2HOP_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "h2hop binaries not built in {} and H2HOP_REQUIRE_EXTERNAL=1: run `cargo build --workspace` first",
-        dir.display()
-    );
-    eprintln!("!!! SKIPPED: h2hop binaries not built; run `cargo build --workspace` first");
-    None
 }
