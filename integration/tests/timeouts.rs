@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use h2hop_integration::client::{raw_request, raw_upgrade, ws_connect};
-use h2hop_integration::harness::{Pair, Timeouts, within};
+use h2hop_integration::harness::{Pair, Timeouts, loopback, within};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Short timeouts, so that the tests take about a second.
@@ -74,6 +75,74 @@ async fn tunnels_outlive_request_timeouts_and_close_when_idle() {
             silent_for >= Duration::from_millis(600),
             "closed after only {silent_for:?} of silence"
         );
+    })
+    .await;
+}
+
+/// Slowloris: a client that never finishes its request head is closed
+/// after the header timeout.
+#[tokio::test]
+async fn an_unfinished_request_head_is_closed_after_the_header_timeout() {
+    within(async {
+        let pair = Pair::builder()
+            .h2c()
+            .front_config(|config| config.header_timeout = Duration::from_millis(300))
+            .start()
+            .await
+            .unwrap();
+        let mut stream = tokio::net::TcpStream::connect(pair.front).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: h\r\nX-Slow: ")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        // Whatever the front says (perhaps a 408), it then closes.
+        let _ = stream.read_to_end(&mut rest).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "closed after {:?}, before the timeout",
+            started.elapsed()
+        );
+    })
+    .await;
+}
+
+/// A sidecar that accepts TCP and never speaks TLS: 504 naming the TLS
+/// handshake, after the TLS timeout.
+#[tokio::test]
+async fn a_mute_sidecar_times_out_the_tls_handshake() {
+    within(async {
+        let mute = loopback().await.unwrap();
+        let addr = mute.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = mute.accept().await {
+                held.push(tcp);
+            }
+        });
+        let pki = h2hop_certs::DevPki::generate(&["localhost".to_owned()]).unwrap();
+        let tls = h2hop_front::UpstreamTls {
+            config: h2hop::tls::client_config(
+                vec![pki.ca_der()],
+                Some((pki.client_chain(), pki.client_key())),
+            )
+            .unwrap(),
+            server_name: rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+        };
+        let mut config = h2hop_front::Config::new(addr.to_string(), Some(tls));
+        config.upstream.tls_timeout = Duration::from_millis(300);
+        let listener = loopback().await.unwrap();
+        let front = listener.local_addr().unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let _stop = stop.clone().drop_guard();
+        tokio::spawn(h2hop_front::run(config, listener, stop));
+        let mut answer = raw_request(front, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 504);
+        let body = String::from_utf8(answer.read_body().await.unwrap()).unwrap();
+        assert!(body.contains("TLS handshake"), "{body}");
     })
     .await;
 }
