@@ -146,3 +146,42 @@ async fn a_mute_sidecar_times_out_the_tls_handshake() {
     })
     .await;
 }
+
+/// A sidecar whose accept queue is full drops new SYNs, so connecting
+/// hangs: 504 naming the connect step, after the connect timeout.
+#[tokio::test]
+async fn a_sidecar_that_never_accepts_times_out_the_connect() {
+    within(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        // Never accepted: the queue fills, then the kernel drops SYNs.
+        let _full = socket.listen(1).unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..8 {
+            let attempt = tokio::time::timeout(
+                Duration::from_millis(200),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(stream)) => queued.push(stream),
+                _ => break,
+            }
+        }
+        let mut config = h2hop_front::Config::new(addr.to_string(), None);
+        config.upstream.connect_timeout = Duration::from_millis(300);
+        let listener = loopback().await.unwrap();
+        let front = listener.local_addr().unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let _stop = stop.clone().drop_guard();
+        tokio::spawn(h2hop_front::run(config, listener, stop));
+        let mut answer = raw_request(front, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            .await
+            .unwrap();
+        let body = String::from_utf8(answer.read_body().await.unwrap()).unwrap();
+        assert_eq!(answer.status, 504, "{body}");
+        assert!(body.contains("connect with sidecar"), "{body}");
+    })
+    .await;
+}
