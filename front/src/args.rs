@@ -117,6 +117,10 @@ pub struct Args {
     /// Largest request head in bytes (at least 8192); past it, 431.
     #[arg(long, env = "H2HOP_FRONT_MAX_HEADER_SIZE", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(8192..))]
     pub max_header_size: u32,
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`);
+    /// off unless set.
+    #[arg(long, env = "H2HOP_FRONT_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_FRONT_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]

@@ -6,6 +6,7 @@
 use std::io;
 use std::time::Duration;
 
+use h2hop::metrics::Culprit;
 use h2hop::translate::TranslateError;
 use http::StatusCode;
 
@@ -104,6 +105,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// Who the failure is blamed on, for the errors metric.
+    pub fn culprit(&self) -> Culprit {
+        match self {
+            Error::Translate(_)
+            | Error::ClientBody(_)
+            | Error::ClientUpgrade(_)
+            | Error::Overloaded { .. } => Culprit::Client,
+            Error::UpstreamTimeout { .. } | Error::ClientBodyTimeout(_) => Culprit::Timeout,
+            _ => Culprit::Peer,
+        }
+    }
+
     /// The sidecar could not be reached at all (connect, TLS, backoff):
     /// another sidecar of the cluster may take the stream instead.
     pub fn is_dial_failure(&self) -> bool {

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::Error;
+use h2hop::metrics::Metrics;
 use h2hop::upgrade::Protocols;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,8 @@ pub struct Config {
     /// Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL to HTTP/2 clients, so
     /// that they open WebSockets (and other tunnels) with RFC 8441.
     pub client_extended_connect: bool,
+    /// The process's metrics, served on the admin listener.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Config {
@@ -95,6 +98,10 @@ impl Config {
             max_header_size: 64 * 1024,
             client_tls: None,
             client_extended_connect: true,
+            metrics: Metrics::new(
+                "HTTP/2 connections to sidecars open now",
+                "HTTP/2 streams to sidecars open now",
+            ),
         }
     }
 }
@@ -139,7 +146,12 @@ impl Routing {
 
 /// Serves HTTP/1.1 clients on `listener` until `shutdown` is cancelled.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) {
-    listener::serve(config, listener, None, shutdown).await;
+    let listeners = Listeners {
+        plain: listener,
+        tls: None,
+        admin: None,
+    };
+    serve(config, listeners, shutdown).await;
 }
 
 /// [`run`], and TLS clients (HTTP/2 or HTTP/1.1 by ALPN) on `tls` with
@@ -150,5 +162,26 @@ pub async fn run_with_tls(
     tls: Option<TcpListener>,
     shutdown: CancellationToken,
 ) {
-    listener::serve(config, listener, tls, shutdown).await;
+    let listeners = Listeners {
+        plain: listener,
+        tls,
+        admin: None,
+    };
+    serve(config, listeners, shutdown).await;
+}
+
+/// Where the front accepts connections.
+pub struct Listeners {
+    /// HTTP/1.1 clients.
+    pub plain: TcpListener,
+    /// TLS clients (HTTP/2 or HTTP/1.1 by ALPN), with [`Config::client_tls`].
+    pub tls: Option<TcpListener>,
+    /// The admin endpoints: `/metrics`, `/healthz`, and `/readyz` (a
+    /// usable connection to some sidecar).
+    pub admin: Option<TcpListener>,
+}
+
+/// Serves on every listener of `listeners` until `shutdown` is cancelled.
+pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationToken) {
+    listener::serve(config, listeners, shutdown).await;
 }

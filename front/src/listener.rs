@@ -14,8 +14,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::client::ResponseFuture;
+use h2hop::admin::Readiness;
 use h2hop::drain::{Drain, Drained};
 use h2hop::limit::{Limit, Permit};
+use h2hop::metrics::{Culprit, Metrics, TunnelResult};
 use h2hop::relay::{CONNECTION_WINDOW, H2Body, STREAM_WINDOW};
 use h2hop::tls;
 use h2hop::upgrade::Protocols;
@@ -35,7 +37,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 use crate::classify::{self, Class, Rejection};
 use crate::routes::RouteTable;
 use crate::upstream::Cluster;
-use crate::{Config, Error, forward, upgrade};
+use crate::{Config, Error, Listeners, forward, upgrade};
 
 /// The body of every response the front writes: its own short texts, or a
 /// body streamed from the sidecar.
@@ -68,6 +70,8 @@ pub struct Context {
     pub drain: Drain,
     /// Tunnels open at once.
     pub tunnels: Limit,
+    /// The process's metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -97,12 +101,9 @@ impl Context {
 /// is cancelled; then drains: open connections finish their request in
 /// flight and close, tunnels get up to `drain_timeout`, and whatever still
 /// runs after that is cut.
-pub async fn serve(
-    config: Config,
-    plain: TcpListener,
-    tls: Option<TcpListener>,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationToken) {
+    let Listeners { plain, tls, admin } = listeners;
+    let metrics = config.metrics.clone();
     let connections = Limit::new("client connections", config.max_connections);
     let drain = Drain::new(shutdown);
     let settings = ClientSettings {
@@ -117,15 +118,14 @@ pub async fn serve(
     let (clusters, routes) = match config.routing {
         Some(routing) => {
             let clusters = routing.clusters.into_iter();
-            let clusters = clusters.map(|(name, endpoints)| Cluster::new(name, endpoints));
+            let clusters =
+                clusters.map(|(name, endpoints)| Cluster::new(name, endpoints, metrics.clone()));
             (clusters.collect(), routing.routes)
         }
         None => {
             let name = config.upstream.addr.clone();
-            (
-                vec![Cluster::new(name, vec![config.upstream])],
-                RouteTable::single(0),
-            )
+            let cluster = Cluster::new(name, vec![config.upstream], metrics.clone());
+            (vec![cluster], RouteTable::single(0))
         }
     };
     let context = Arc::new(Context {
@@ -138,7 +138,17 @@ pub async fn serve(
         upgrade_body_limit: config.upgrade_body_limit,
         drain: drain.clone(),
         tunnels: Limit::new("tunnels", config.max_tunnels),
+        metrics: metrics.clone(),
     });
+    if let Some(admin) = admin {
+        let ready = sidecar_usable(context.clone());
+        tokio::spawn(h2hop::admin::serve(
+            admin,
+            metrics,
+            ready,
+            drain.begun().clone(),
+        ));
+    }
     let accept = |listener: TcpListener, acceptor: Option<TlsAcceptor>| {
         let (drain, connections, context) = (&drain, &connections, &context);
         h2hop::accept::until_shutdown(listener, drain, move |stream, peer| {
@@ -324,9 +334,13 @@ async fn handle(context: &Context, request: Request<Incoming>) -> Response<Respo
     let version = request.version();
     let span = info_span!("stream", kind, ?version, %authority, path = request.uri().path());
     async move {
+        let started = tokio::time::Instant::now();
         // A tunnel to open, or `None` for a plain request.
         let tunnel = match class {
-            Class::Reject(rejection) => return rejected(rejection),
+            Class::Reject(rejection) => {
+                context.metrics.error(Culprit::Client);
+                return rejected(rejection);
+            }
             Class::Upgrade(tunnel) => Some(tunnel),
             Class::Plain => None,
         };
@@ -341,14 +355,23 @@ async fn handle(context: &Context, request: Request<Incoming>) -> Response<Respo
             return text(StatusCode::INTERNAL_SERVER_ERROR, "route rewrite failed");
         }
         let request = Request::from_parts(parts, body);
+        let protocol = tunnel.as_ref().map(|tunnel| tunnel.protocol.clone());
         let result = match tunnel {
             Some(tunnel) => upgrade::open(context, cluster, request, tunnel).await,
             None => forward::forward(context, cluster, request).await,
         };
-        result.unwrap_or_else(|err| {
+        let response = result.unwrap_or_else(|err| {
             warn!(status = err.status().as_u16(), error = %h2hop::telemetry::chain(&err), "request failed");
+            context.metrics.error(err.culprit());
+            if let Some(protocol) = &protocol {
+                context.metrics.tunnel_not_opened(protocol, TunnelResult::Failed);
+            }
             text(err.status(), &h2hop::telemetry::chain(&err))
-        })
+        });
+        if protocol.is_none() {
+            context.metrics.request_answered(response.status(), started.elapsed());
+        }
+        response
     }
     .instrument(span)
     .await
@@ -403,4 +426,24 @@ fn text(status: StatusCode, message: &str) -> Response<ResponseBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// `/readyz`: some sidecar of some cluster has a usable connection, or
+/// takes a new one now.
+fn sidecar_usable(context: Arc<Context>) -> Readiness {
+    Arc::new(move || {
+        let context = context.clone();
+        Box::pin(async move {
+            let mut reasons = Vec::new();
+            for cluster in &context.clusters {
+                for endpoint in cluster.endpoints() {
+                    match endpoint.ready().await {
+                        Ok(()) => return Ok(()),
+                        Err(err) => reasons.push(h2hop::telemetry::chain(&err)),
+                    }
+                }
+            }
+            Err(reasons.join("; "))
+        })
+    })
 }

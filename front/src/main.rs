@@ -57,6 +57,14 @@ async fn serve(args: Args, config: h2hop_front::Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let admin = match args.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (admin)"))?,
+        ),
+        None => None,
+    };
     let tls_listen = args.tls_listen.map(|addr| addr.to_string());
     tracing::info!(
         listen = %args.listen,
@@ -67,6 +75,11 @@ async fn serve(args: Args, config: h2hop_front::Config) -> anyhow::Result<()> {
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(h2hop::shutdown::on_signal(shutdown.clone()));
-    h2hop_front::run_with_tls(config, listener, tls_listener, shutdown).await;
+    let listeners = h2hop_front::Listeners {
+        plain: listener,
+        tls: tls_listener,
+        admin,
+    };
+    h2hop_front::serve(config, listeners, shutdown).await;
     Ok(())
 }

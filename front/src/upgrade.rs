@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use h2::{Reason, RecvStream, SendStream};
-use h2hop::relay::{self, H2Body};
+use h2hop::relay::{self, Close, H2Body};
 use h2hop::translate::request::{self, Kind};
 use h2hop::translate::response;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use tracing::{Instrument as _, Span, debug, info, warn};
 
 use h2hop::limit::Permit;
+use h2hop::metrics::{OpenTunnel, TunnelResult};
 
 use crate::classify::Upgrade;
 use crate::listener::{Context, ResponseBody, answer_version, client_scheme};
@@ -48,6 +49,7 @@ pub async fn open(
 ) -> Result<Response<ResponseBody>, Error> {
     // Taken before the request is consumed: hyper resolves it only after
     // our 101 has been written (crate notes, pitfall 2).
+    let asked = tokio::time::Instant::now();
     let on_upgrade = hyper::upgrade::on(&mut client);
     let tunnels = &context.tunnels;
     let permit = tunnels.try_take().ok_or(Error::Overloaded {
@@ -78,6 +80,8 @@ pub async fn open(
 
     if head.status != StatusCode::OK {
         info!(status = head.status.as_u16(), "sidecar refused the tunnel");
+        let refused = TunnelResult::Refused;
+        context.metrics.tunnel_not_opened(protocol, refused);
         // We have nothing to send on a stream that will not tunnel.
         let _ = send.send_data(Bytes::new(), true);
         let mut relayed = response::relay(&head, answer_version(&parts));
@@ -109,6 +113,7 @@ pub async fn open(
             send,
             recv,
             (slot, permit),
+            context.metrics.tunnel_opened(protocol, asked.elapsed()),
             context.tunnel_idle_timeout,
         )
         .instrument(Span::current()),
@@ -135,6 +140,7 @@ async fn relay_when_upgraded(
     // Held for the tunnel's life: its place on the upstream connection and
     // under the tunnel limit.
     _places: (StreamSlot, Permit),
+    open: OpenTunnel,
     idle_timeout: Duration,
 ) {
     let upgraded = match on_upgrade.await {
@@ -168,4 +174,10 @@ async fn relay_when_upgraded(
         duration = ?started.elapsed(),
         "tunnel closed"
     );
+    let result = match end.close {
+        Close::Clean => TunnelResult::Clean,
+        Close::Idle => TunnelResult::Idle,
+        Close::TcpReset | Close::StreamReset => TunnelResult::Reset,
+    };
+    open.ended(result, end.to_stream, end.to_tcp);
 }

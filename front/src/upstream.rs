@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::SendStream;
 use h2::client::{ResponseFuture, SendRequest};
+use h2hop::metrics::Metrics;
 use h2hop::relay::{CONNECTION_WINDOW, STREAM_WINDOW};
 use h2hop::tls;
 use http::Request;
@@ -88,7 +89,7 @@ impl Session {
 
     /// Takes one of the peer's MAX_CONCURRENT_STREAMS, if one is free:
     /// h2 would otherwise queue the stream silently until another ends.
-    fn reserve(&self, endpoint: &Arc<AtomicUsize>) -> Option<StreamSlot> {
+    fn reserve(&self, endpoint: &Arc<AtomicUsize>, metrics: &Arc<Metrics>) -> Option<StreamSlot> {
         let limit = self.send.current_max_send_streams();
         self.active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -97,9 +98,11 @@ impl Session {
             .ok()
             .map(|_| {
                 endpoint.fetch_add(1, Ordering::AcqRel);
+                metrics.streams(1);
                 StreamSlot {
                     session: self.active.clone(),
                     endpoint: endpoint.clone(),
+                    metrics: metrics.clone(),
                 }
             })
     }
@@ -112,12 +115,14 @@ impl Session {
 pub struct StreamSlot {
     session: Arc<AtomicUsize>,
     endpoint: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.session.fetch_sub(1, Ordering::AcqRel);
         self.endpoint.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.streams(-1);
     }
 }
 
@@ -129,6 +134,7 @@ pub struct Upstream {
     sessions: Mutex<Vec<Session>>,
     /// Streams open on all of this sidecar's connections.
     active: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
     backoff: std::sync::Mutex<Backoff>,
 }
 
@@ -147,11 +153,12 @@ pub type OpenStream = (ResponseFuture, SendStream<Bytes>, StreamSlot);
 
 impl Upstream {
     /// An upstream that connects on first use.
-    pub fn new(config: UpstreamConfig) -> Self {
+    pub fn new(config: UpstreamConfig, metrics: Arc<Metrics>) -> Self {
         Self {
             config,
             sessions: Mutex::new(Vec::new()),
             active: Arc::new(AtomicUsize::new(0)),
+            metrics,
             backoff: std::sync::Mutex::new(Backoff::default()),
         }
     }
@@ -159,6 +166,36 @@ impl Upstream {
     /// The sidecar's address, for logs.
     pub fn addr(&self) -> &str {
         &self.config.addr
+    }
+
+    /// Whether this sidecar has a live connection, dialling one if none:
+    /// the front's readiness.
+    pub async fn ready(&self) -> Result<(), Error> {
+        let mut sessions = self.sessions.lock().await;
+        sessions.retain(|session| !session.is_closed());
+        if !sessions.is_empty() {
+            return Ok(());
+        }
+        if let Some(wait) = self.backing_off() {
+            let backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+            return Err(Error::BackingOff {
+                addr: self.config.addr.clone(),
+                last: backoff.last.clone(),
+                failures: backoff.failures,
+                wait,
+            });
+        }
+        match self.connect().await {
+            Ok(session) => {
+                self.dial_succeeded();
+                sessions.push(session);
+                Ok(())
+            }
+            Err(err) => {
+                self.dial_failed(&err);
+                Err(err)
+            }
+        }
     }
 
     /// Streams open on this sidecar.
@@ -196,7 +233,7 @@ impl Upstream {
         let mut sessions = self.sessions.lock().await;
         sessions.retain(|session| !session.is_closed());
         for session in sessions.iter() {
-            if let Some(slot) = session.reserve(&self.active) {
+            if let Some(slot) = session.reserve(&self.active, &self.metrics) {
                 return Ok((session.clone(), slot));
             }
         }
@@ -225,7 +262,7 @@ impl Upstream {
             }
         };
         let slot = session
-            .reserve(&self.active)
+            .reserve(&self.active, &self.metrics)
             .ok_or_else(|| Error::UpstreamFull {
                 addr: self.config.addr.clone(),
             })?;
@@ -327,6 +364,8 @@ impl Upstream {
             .handshake::<_, Bytes>(io)
             .await
             .map_err(h2_error)?;
+        self.metrics.connections(1);
+        let counted = self.metrics.clone();
         let mut ping_pong = connection.ping_pong();
         let closed = Arc::new(AtomicBool::new(false));
         let done = closed.clone();
@@ -359,6 +398,7 @@ impl Upstream {
                     }
                 }
                 done.store(true, Ordering::Release);
+                counted.connections(-1);
             }
             .instrument(span),
         );
@@ -399,10 +439,17 @@ pub struct Cluster {
 
 impl Cluster {
     /// A cluster of `endpoints` (at least one); nothing connects yet.
-    pub fn new(name: impl Into<String>, endpoints: Vec<UpstreamConfig>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        endpoints: Vec<UpstreamConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let endpoints = endpoints.into_iter();
         Self {
             name: name.into(),
-            endpoints: endpoints.into_iter().map(Upstream::new).collect(),
+            endpoints: endpoints
+                .map(|config| Upstream::new(config, metrics.clone()))
+                .collect(),
         }
     }
 
@@ -531,6 +578,10 @@ mod tests {
         }
     }
 
+    fn metrics() -> Arc<Metrics> {
+        Metrics::new("connections", "streams")
+    }
+
     fn get() -> Request<()> {
         Request::get("http://app/").body(()).unwrap()
     }
@@ -539,7 +590,7 @@ mod tests {
     /// requests meanwhile fail at once, naming the last failure.
     #[tokio::test]
     async fn failed_dials_back_off_exponentially() {
-        let upstream = Upstream::new(config(closed_port().await));
+        let upstream = Upstream::new(config(closed_port().await), metrics());
         let first = upstream.open_stream(get(), true).await.err().unwrap();
         assert!(matches!(first, Error::ConnectUpstream { .. }), "{first}");
         let held = upstream.open_stream(get(), true).await.err().unwrap();
@@ -566,10 +617,8 @@ mod tests {
     /// off, and says so when none is left.
     #[tokio::test]
     async fn a_cluster_with_no_reachable_sidecar_says_so() {
-        let cluster = Cluster::new(
-            "c",
-            vec![config(closed_port().await), config(closed_port().await)],
-        );
+        let endpoints = vec![config(closed_port().await), config(closed_port().await)];
+        let cluster = Cluster::new("c", endpoints, metrics());
         let first = cluster.open_stream(get(), true).await.err().unwrap();
         assert!(matches!(first, Error::ConnectUpstream { .. }), "{first}");
         assert!(

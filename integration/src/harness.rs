@@ -54,6 +54,7 @@ pub struct PairBuilder {
     front_config: Option<fn(&mut h2hop_front::Config)>,
     sidecar_config: Option<fn(&mut h2hop_sidecar::Config)>,
     client_tls: bool,
+    admin: bool,
 }
 
 /// Timeouts for both front and sidecar, from [`PairBuilder::timeouts`].
@@ -97,6 +98,7 @@ impl Default for PairBuilder {
             front_config: None,
             sidecar_config: None,
             client_tls: false,
+            admin: false,
         }
     }
 }
@@ -178,6 +180,13 @@ impl PairBuilder {
         self
     }
 
+    /// Admin listeners on both proxies: [`Pair::front_admin`] and
+    /// [`Pair::sidecar_admin`].
+    pub fn admin(mut self) -> Self {
+        self.admin = true;
+        self
+    }
+
     /// Changes the front's configuration last, for settings without a knob.
     pub fn front_config(mut self, change: fn(&mut h2hop_front::Config)) -> Self {
         self.front_config = Some(change);
@@ -225,6 +234,7 @@ impl PairBuilder {
         // shut them down while the app keeps serving.
         let proxies = shutdown.child_token();
         let mut sidecar_run = None;
+        let mut sidecar_admin = None;
         match self.sidecar {
             SidecarKind::H2hop => {
                 let tls = if self.h2c {
@@ -256,9 +266,17 @@ impl PairBuilder {
                 if let Some(change) = self.sidecar_config {
                     change(&mut config);
                 }
-                sidecar_run = Some(tokio::spawn(h2hop_sidecar::run(
+                let admin = if self.admin {
+                    let listener = loopback().await?;
+                    sidecar_admin = Some(listener.local_addr()?);
+                    Some(listener)
+                } else {
+                    None
+                };
+                sidecar_run = Some(tokio::spawn(h2hop_sidecar::run_with_admin(
                     config,
                     sidecar_listener,
+                    admin,
                     proxies.clone(),
                 )));
             }
@@ -323,16 +341,26 @@ impl PairBuilder {
         if let Some(change) = self.front_config {
             change(&mut config);
         }
-        let front_run = tokio::spawn(h2hop_front::run_with_tls(
-            config,
-            front_listener,
-            tls_listener,
-            proxies.clone(),
-        ));
+        let mut front_admin = None;
+        let admin = if self.admin {
+            let listener = loopback().await?;
+            front_admin = Some(listener.local_addr()?);
+            Some(listener)
+        } else {
+            None
+        };
+        let listeners = h2hop_front::Listeners {
+            plain: front_listener,
+            tls: tls_listener,
+            admin,
+        };
+        let front_run = tokio::spawn(h2hop_front::serve(config, listeners, proxies.clone()));
         Ok(Pair {
             app,
             front,
             front_tls,
+            front_admin,
+            sidecar_admin,
             sidecar: sidecar_addr,
             pki,
             extended_connects,
@@ -368,6 +396,10 @@ pub struct Pair {
     pub front: SocketAddr,
     /// With [`PairBuilder::client_tls`]: where TLS clients connect.
     pub front_tls: Option<SocketAddr>,
+    /// With [`PairBuilder::admin`]: the front's admin listener.
+    pub front_admin: Option<SocketAddr>,
+    /// With [`PairBuilder::admin`]: the sidecar's admin listener.
+    pub sidecar_admin: Option<SocketAddr>,
     /// Where the front connects.
     pub sidecar: SocketAddr,
     /// The PKI the pair runs with.

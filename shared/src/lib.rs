@@ -9,13 +9,16 @@
 //! - [`tls`]: rustls configurations for the mutually authenticated hop.
 //! - [`accept`]: the accept loop both listeners run; [`drain`]: graceful
 //!   shutdown of what they spawned; [`limit`]: counted limits.
+//! - [`metrics`] and [`admin`]: Prometheus metrics, health and readiness.
 //! - [`telemetry`]: tracing set-up shared by the binaries' `main`, writing
 //!   through [`batch_writer`].
 
 pub mod accept;
+pub mod admin;
 pub mod batch_writer;
 pub mod drain;
 pub mod limit;
+pub mod metrics;
 pub mod relay;
 pub mod runtime;
 pub mod shutdown;

@@ -85,6 +85,10 @@ pub struct Args {
     /// pending at once; past it, 503. A reset stream cancels its dial.
     #[arg(long, env = "H2HOP_SIDECAR_MAX_PENDING_DIALS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_pending_dials: u32,
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`);
+    /// off unless set.
+    #[arg(long, env = "H2HOP_SIDECAR_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_SIDECAR_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]

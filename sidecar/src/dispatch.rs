@@ -40,6 +40,7 @@ pub async fn dispatch(
     let authority = request.uri().authority().map_or("", |a| a.as_str());
     // Fields are recorded now: the span borrows nothing from the request.
     let span = info_span!("stream", kind, %authority, path = request.uri().path());
+    let started = tokio::time::Instant::now();
     async move {
         let result = match protocol {
             // h2 itself refuses :protocol on anything but CONNECT (RFC 8441 §4 (N6)).
@@ -47,7 +48,14 @@ pub async fn dispatch(
                 Err(Error::Translate(TranslateError::Invalid { what: ":protocol" }))
             }
             Some(protocol) => match context.upgrades.protocols.find(&protocol) {
-                Some(allowed) => tunnel::open(context, dials, request, allowed, &mut respond).await,
+                Some(allowed) => {
+                    let result = tunnel::open(context, dials, request, allowed, &mut respond).await;
+                    if result.is_err() {
+                        let failed = h2hop::metrics::TunnelResult::Failed;
+                        context.metrics.tunnel_not_opened(allowed, failed);
+                    }
+                    result
+                }
                 None => Err(Error::UnsupportedProtocol(protocol)),
             },
             None if kind == "connect" => Err(Error::PlainConnect),
@@ -60,6 +68,10 @@ pub async fn dispatch(
             Err(Error::Reset(reason)) => debug!(?reason, "front reset the stream"),
             Err(err) => {
                 warn!(status = err.status().as_u16(), error = %h2hop::telemetry::chain(&err), "stream failed");
+                context.metrics.error(err.culprit());
+                if kind != "tunnel" {
+                    context.metrics.request_answered(err.status(), started.elapsed());
+                }
                 answer_error(&mut respond, &err);
             }
         }

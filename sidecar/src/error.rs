@@ -6,6 +6,7 @@
 use std::io;
 use std::time::Duration;
 
+use h2hop::metrics::Culprit;
 use h2hop::translate::TranslateError;
 use h2hop::translate::response::Refusal;
 use h2hop::upgrade::CarriedError;
@@ -88,6 +89,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// Who the failure is blamed on, for the errors metric.
+    pub fn culprit(&self) -> Culprit {
+        match self {
+            Error::AppTimeout { .. } | Error::BodyTimeout(_) => Culprit::Timeout,
+            Error::ConnectApp { .. } | Error::AppHttp { .. } | Error::BadSwitch(_) => Culprit::App,
+            Error::Respond(_) => Culprit::Peer,
+            _ => Culprit::Client,
+        }
+    }
+
     /// The status the front gets: 4xx for the request's own faults, 504
     /// when the app was too slow, 502 when the app failed.
     pub fn status(&self) -> StatusCode {

@@ -25,6 +25,7 @@ pub async fn forward(
     request: Request<RecvStream>,
     respond: &mut SendResponse<Bytes>,
 ) -> Result<(), Error> {
+    let asked = tokio::time::Instant::now();
     let (parts, recv) = request.into_parts();
     let mut app_request = request::h2_to_h1(&parts, None)?.map(|()| H2Body::new(recv));
     // The pool picks its connection by the URI's authority, which is the
@@ -36,6 +37,9 @@ pub async fn forward(
     // S5: a stream the front resets while we wait cancels the request.
     let answer = dispatch::unless_reset(respond, app.send(app_request)).await?;
     let (head, body) = answer.into_parts();
+    context
+        .metrics
+        .request_answered(head.status, asked.elapsed());
     respond_with(respond, &head, body).await
 }
 

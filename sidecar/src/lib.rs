@@ -25,6 +25,7 @@ use std::time::Duration;
 
 pub use app::AppConfig;
 pub use error::Error;
+use h2hop::metrics::Metrics;
 use h2hop::upgrade::Protocols;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +51,8 @@ pub struct Config {
     pub max_tunnels: usize,
     /// App dials one front connection may have pending at once; past it, 503.
     pub max_pending_dials: usize,
+    /// The process's metrics, served on the admin listener.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Which upgrades the sidecar opens, and with what method.
@@ -95,11 +98,26 @@ impl Config {
             tunnel_idle_timeout: Duration::from_secs(3600),
             max_tunnels: 50_000,
             max_pending_dials: 256,
+            metrics: Metrics::new(
+                "HTTP/2 connections from fronts open now",
+                "HTTP/2 streams from fronts open now",
+            ),
         }
     }
 }
 
 /// Serves fronts on `listener` until `shutdown` is cancelled.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) {
-    listener::serve(config, listener, shutdown).await;
+    listener::serve(config, listener, None, shutdown).await;
+}
+
+/// [`run`], and the admin endpoints (`/metrics`, `/healthz`, `/readyz`:
+/// the app accepts a TCP connection) on `admin`.
+pub async fn run_with_admin(
+    config: Config,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: CancellationToken,
+) {
+    listener::serve(config, listener, admin, shutdown).await;
 }

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use h2hop::admin::Readiness;
 use h2hop::drain::{Drain, Drained};
 use h2hop::limit::Limit;
+use h2hop::metrics::Metrics;
 use h2hop::relay::{CONNECTION_WINDOW, STREAM_WINDOW};
 use h2hop::tls;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -21,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::app::App;
+use crate::app::{App, AppConfig};
 use crate::{Config, UpgradePolicy, dispatch};
 
 /// What every stream handler shares.
@@ -38,12 +40,24 @@ pub struct Context {
     pub tunnels: Limit,
     /// App dials one front connection may have pending.
     pub max_pending_dials: usize,
+    /// The process's metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Accepts connections until `shutdown` is cancelled, then drains: each
 /// front connection gets GOAWAY and its streams may finish, for up to the
 /// drain timeout; whatever still runs after that is cut.
-pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) {
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: CancellationToken,
+) {
+    if let Some(admin) = admin {
+        let ready = app_reachable(config.app.clone());
+        let metrics = config.metrics.clone();
+        tokio::spawn(h2hop::admin::serve(admin, metrics, ready, shutdown.clone()));
+    }
     let drain = Drain::new(shutdown);
     let context = Arc::new(Context {
         app: App::new(config.app.clone()),
@@ -52,6 +66,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         tunnel_idle_timeout: config.tunnel_idle_timeout,
         tunnels: Limit::new("tunnels", config.max_tunnels),
         max_pending_dials: config.max_pending_dials,
+        metrics: config.metrics.clone(),
     });
     let acceptor = config.tls.clone().map(TlsAcceptor::from);
     let config = Arc::new(config);
@@ -122,6 +137,9 @@ where
         Ok(Ok(connection)) => connection,
     };
     info!("front connected");
+    let metrics = context.metrics.clone();
+    metrics.connections(1);
+    let _counted = scopeguard(move || metrics.connections(-1));
     let begun = context.drain.begun().clone();
     let mut going_away = false;
     let dials = Limit::new("pending app dials", context.max_pending_dials);
@@ -141,7 +159,10 @@ where
             Ok((request, respond)) => {
                 let stream_context = context.clone();
                 let dials = dials.clone();
+                context.metrics.streams(1);
                 context.drain.spawn(async move {
+                    let metrics = stream_context.metrics.clone();
+                    let _counted = scopeguard(move || metrics.streams(-1));
                     dispatch::dispatch(&stream_context, &dials, request, respond).await;
                 });
             }
@@ -151,4 +172,31 @@ where
         }
     }
     debug!("front disconnected");
+}
+
+/// Runs `undo` when dropped: keeps a gauge right however a task ends.
+fn scopeguard<F: FnOnce()>(undo: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(undo) = self.0.take() {
+                undo();
+            }
+        }
+    }
+    Guard(Some(undo))
+}
+
+/// `/readyz`: the app accepts a TCP connection within the connect timeout.
+fn app_reachable(app: AppConfig) -> Readiness {
+    Arc::new(move || {
+        let app = app.clone();
+        Box::pin(async move {
+            match timeout(app.connect_timeout, TcpStream::connect(app.addr.as_str())).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(err)) => Err(format!("app {} refuses connections: {err}", app.addr)),
+                Err(_) => Err(format!("app {} did not accept in time", app.addr)),
+            }
+        })
+    })
 }

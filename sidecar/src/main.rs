@@ -20,9 +20,17 @@ async fn serve(args: Args, config: h2hop_sidecar::Config) -> anyhow::Result<()> 
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let admin = match args.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (admin)"))?,
+        ),
+        None => None,
+    };
     tracing::info!(listen = %args.listen, app = %args.app, h2c = args.h2c, "h2hop-sidecar ready");
     let shutdown = CancellationToken::new();
     tokio::spawn(h2hop::shutdown::on_signal(shutdown.clone()));
-    h2hop_sidecar::run(config, listener, shutdown).await;
+    h2hop_sidecar::run_with_admin(config, listener, admin, shutdown).await;
     Ok(())
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use h2hop::limit::{Limit, Permit};
-use h2hop::relay;
+use h2hop::metrics::TunnelResult;
+use h2hop::relay::{self, Close};
 use h2hop::translate::request::{self, AppUpgrade};
 use h2hop::translate::response::{self, Refusal};
 use h2hop::upgrade::{self, WEBSOCKET};
@@ -41,6 +42,7 @@ pub async fn open(
 ) -> Result<(), Error> {
     // Held for the tunnel's life.
     let _place = overloaded_unless(context.tunnels.try_take(), &context.tunnels)?;
+    let asked = tokio::time::Instant::now();
     let (parts, mut recv) = request.into_parts();
     // The exchange's state (heads, key, hyper's connection) is gone before
     // the relay starts: only the sockets and streams stay per tunnel. Boxed,
@@ -53,6 +55,8 @@ pub async fn open(
         // connection goes when the body is done: never pooled (S1).
         Exchange::Refused(head, body) => {
             info!(status = head.status.as_u16(), "app refused the upgrade");
+            let refused = TunnelResult::Refused;
+            context.metrics.tunnel_not_opened(protocol, refused);
             let answered = forward::respond_with(respond, &head, body).await;
             // Held until the answer is out: dropping the stream's receive
             // half earlier could reset the stream before the front read it.
@@ -63,6 +67,7 @@ pub async fn open(
     let send = respond
         .send_response(switched.reply, false)
         .map_err(Error::Respond)?;
+    let open = context.metrics.tunnel_opened(protocol, asked.elapsed());
     let started = tokio::time::Instant::now();
     let end = relay::tunnel(
         switched.io,
@@ -80,6 +85,7 @@ pub async fn open(
         duration = ?started.elapsed(),
         "tunnel closed"
     );
+    open.ended(tunnel_result(end.close), end.to_tcp, end.to_stream);
     Ok(())
 }
 
@@ -171,6 +177,15 @@ async fn exchange(
         early,
         reply: response::switched_to_h2(&head),
     }))
+}
+
+/// How a relay's end counts in the metrics.
+pub fn tunnel_result(close: Close) -> TunnelResult {
+    match close {
+        Close::Clean => TunnelResult::Clean,
+        Close::Idle => TunnelResult::Idle,
+        Close::TcpReset | Close::StreamReset => TunnelResult::Reset,
+    }
 }
 
 /// The place, or a 503 naming the limit.

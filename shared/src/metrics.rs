@@ -1,0 +1,328 @@
+//! The Prometheus metrics both binaries keep, served by [`crate::admin`].
+//!
+//! One [`Metrics`] per process, shared by `Arc`. Label values are a few
+//! fixed words (or the configured Upgrade tokens), so every series is known
+//! up front and a hot-path update is one lookup and one atomic add.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// How a tunnel ended, or why it never opened.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum TunnelResult {
+    /// Both directions closed normally.
+    Clean,
+    /// A reset or error on either side.
+    Reset,
+    /// Closed by the tunnel idle timeout.
+    Idle,
+    /// The peer answered the upgrade with something other than a switch.
+    Refused,
+    /// The tunnel could not be set up (unreachable, timeout, bad answer).
+    Failed,
+}
+
+/// Who a failure is blamed on.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Culprit {
+    /// A malformed or refused request, or a limit the client hit.
+    Client,
+    /// The sidecar (at the front) or the front (at the sidecar).
+    Peer,
+    /// The app behind the sidecar.
+    App,
+    /// A bound ran out.
+    Timeout,
+}
+
+/// Bytes' direction: toward the app, or toward the client.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Direction {
+    /// Client → app.
+    Up,
+    /// App → client.
+    Down,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabel {
+    protocol: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TunnelLabels {
+    protocol: String,
+    result: TunnelResult,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: Direction,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CulpritLabel {
+    culprit: Culprit,
+}
+
+/// A process's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    tunnels_active: Family<ProtocolLabel, Gauge>,
+    tunnels: Family<TunnelLabels, Counter>,
+    handshake_seconds: Histogram,
+    tunnel_bytes: Family<DirectionLabel, Counter>,
+    requests: Family<StatusLabel, Counter>,
+    request_seconds: Histogram,
+    errors: Family<CulpritLabel, Counter>,
+    connections: Gauge<i64, AtomicI64>,
+    streams: Gauge<i64, AtomicI64>,
+}
+
+impl Metrics {
+    /// The metrics of one binary; `connections_help` and `streams_help`
+    /// say what its connection and stream gauges count (upstream at the
+    /// front, from fronts at the sidecar).
+    pub fn new(connections_help: &str, streams_help: &str) -> Arc<Self> {
+        let mut registry = Registry::with_prefix("h2hop");
+        let tunnels_active = Family::<ProtocolLabel, Gauge>::default();
+        registry.register(
+            "tunnels_active",
+            "Tunnels open now, by Upgrade protocol",
+            tunnels_active.clone(),
+        );
+        let tunnels = Family::<TunnelLabels, Counter>::default();
+        registry.register(
+            "tunnels",
+            "Tunnels ended or refused, by protocol and result",
+            tunnels.clone(),
+        );
+        // 100 µs to about 26 s.
+        let handshake_seconds = Histogram::new(exponential_buckets(0.0001, 4.0, 10));
+        registry.register(
+            "tunnel_handshake_seconds",
+            "Time from the upgrade request to the tunnel open",
+            handshake_seconds.clone(),
+        );
+        let tunnel_bytes = Family::<DirectionLabel, Counter>::default();
+        registry.register(
+            "tunnel_bytes",
+            "Bytes relayed by ended tunnels, by direction",
+            tunnel_bytes.clone(),
+        );
+        let requests = Family::<StatusLabel, Counter>::default();
+        registry.register(
+            "requests",
+            "Plain requests answered, by status class",
+            requests.clone(),
+        );
+        let request_seconds = Histogram::new(exponential_buckets(0.0001, 4.0, 10));
+        registry.register(
+            "request_duration_seconds",
+            "Time from a plain request to its response head",
+            request_seconds.clone(),
+        );
+        let errors = Family::<CulpritLabel, Counter>::default();
+        registry.register(
+            "errors",
+            "Failed requests and tunnels, by culprit",
+            errors.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register("http2_connections", connections_help, connections.clone());
+        let streams = Gauge::default();
+        registry.register("http2_streams", streams_help, streams.clone());
+        Arc::new(Self {
+            registry,
+            tunnels_active,
+            tunnels,
+            handshake_seconds,
+            tunnel_bytes,
+            requests,
+            request_seconds,
+            errors,
+            connections,
+            streams,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// A tunnel for `protocol` opened after `handshake`; the returned guard
+    /// counts it as active until [`OpenTunnel::ended`] or drop.
+    pub fn tunnel_opened(self: &Arc<Self>, protocol: &str, handshake: Duration) -> OpenTunnel {
+        self.handshake_seconds.observe(handshake.as_secs_f64());
+        let label = ProtocolLabel {
+            protocol: protocol.to_owned(),
+        };
+        self.tunnels_active.get_or_create(&label).inc();
+        OpenTunnel {
+            metrics: self.clone(),
+            protocol: label.protocol,
+            result: TunnelResult::Reset,
+        }
+    }
+
+    /// A tunnel that never opened.
+    pub fn tunnel_not_opened(&self, protocol: &str, result: TunnelResult) {
+        self.count_tunnel(protocol, result);
+    }
+
+    fn count_tunnel(&self, protocol: &str, result: TunnelResult) {
+        let labels = TunnelLabels {
+            protocol: protocol.to_owned(),
+            result,
+        };
+        self.tunnels.get_or_create(&labels).inc();
+    }
+
+    /// A plain request answered with `status` after `elapsed`.
+    pub fn request_answered(&self, status: http::StatusCode, elapsed: Duration) {
+        let class = match status.as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests
+            .get_or_create(&StatusLabel { status: class })
+            .inc();
+        self.request_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// A failure blamed on `culprit`.
+    pub fn error(&self, culprit: Culprit) {
+        self.errors.get_or_create(&CulpritLabel { culprit }).inc();
+    }
+
+    /// An HTTP/2 connection opened (`+1`) or closed (`-1`).
+    pub fn connections(&self, change: i64) {
+        self.connections.inc_by(change);
+    }
+
+    /// An HTTP/2 stream opened (`+1`) or closed (`-1`).
+    pub fn streams(&self, change: i64) {
+        self.streams.inc_by(change);
+    }
+}
+
+/// An open tunnel, as the metrics count it.
+#[derive(Debug)]
+pub struct OpenTunnel {
+    metrics: Arc<Metrics>,
+    protocol: String,
+    result: TunnelResult,
+}
+
+impl OpenTunnel {
+    /// The tunnel ended with `result` after moving these bytes.
+    pub fn ended(mut self, result: TunnelResult, up: u64, down: u64) {
+        let bytes = &self.metrics.tunnel_bytes;
+        bytes
+            .get_or_create(&DirectionLabel {
+                direction: Direction::Up,
+            })
+            .inc_by(up);
+        bytes
+            .get_or_create(&DirectionLabel {
+                direction: Direction::Down,
+            })
+            .inc_by(down);
+        self.result = result;
+    }
+}
+
+impl Drop for OpenTunnel {
+    fn drop(&mut self) {
+        let label = ProtocolLabel {
+            protocol: std::mem::take(&mut self.protocol),
+        };
+        self.metrics.tunnels_active.get_or_create(&label).dec();
+        self.metrics.count_tunnel(&label.protocol, self.result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find(|line| line.starts_with(series))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+    }
+
+    #[test]
+    fn tunnels_requests_and_errors_are_counted() {
+        let metrics = Metrics::new("connections", "streams");
+        let open = metrics.tunnel_opened("websocket", Duration::from_millis(3));
+        let text = metrics.encode();
+        assert_eq!(
+            value(&text, "h2hop_tunnels_active{protocol=\"websocket\"}"),
+            Some(1.0)
+        );
+        open.ended(TunnelResult::Clean, 10, 20);
+        metrics.tunnel_not_opened("websocket", TunnelResult::Refused);
+        metrics.request_answered(http::StatusCode::NOT_FOUND, Duration::from_millis(1));
+        metrics.error(Culprit::App);
+        metrics.connections(1);
+        let text = metrics.encode();
+        assert_eq!(
+            value(&text, "h2hop_tunnels_active{protocol=\"websocket\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "h2hop_tunnels_total{protocol=\"websocket\",result=\"Clean\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "h2hop_tunnels_total{protocol=\"websocket\",result=\"Refused\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "h2hop_tunnel_bytes_total{direction=\"Down\"}"),
+            Some(20.0)
+        );
+        assert_eq!(
+            value(&text, "h2hop_requests_total{status=\"4xx\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "h2hop_errors_total{culprit=\"App\"}"),
+            Some(1.0)
+        );
+        assert_eq!(value(&text, "h2hop_http2_connections"), Some(1.0));
+        assert_eq!(
+            value(&text, "h2hop_tunnel_handshake_seconds_count"),
+            Some(1.0)
+        );
+    }
+}
