@@ -4,6 +4,9 @@
 //! [`DevPki::generate`] builds everything in memory with fresh ECDSA P-256
 //! keys; integration tests hand the DER forms straight to rustls, and the
 //! `h2hop-certs` binary calls [`DevPki::write_to`] to put PEM files on disk.
+//! [`DevPki::generate_with`] also puts URI SANs (workload identities such as
+//! SPIFFE IDs) on the front's certificate, for sidecars that allow fronts by
+//! identity.
 //!
 //! The CA private key is dropped as soon as both leaves are signed: it is never
 //! returned nor written, so nothing can be issued from this CA later. To add a
@@ -47,6 +50,12 @@ pub enum CertsError {
     /// `generate` was called with an empty list of server names.
     #[error("the server certificate needs at least one name")]
     NoServerNames,
+    /// A front URI SAN is not `scheme://...`.
+    #[error("invalid URI SAN {name:?}: expected scheme://... (such as spiffe://domain/path)")]
+    InvalidUriSan {
+        /// The URI as given.
+        name: String,
+    },
     /// A server name is neither an IP address nor a valid DNS name.
     #[error("invalid server name {name:?}: not an IP address nor a DNS name")]
     InvalidSan {
@@ -144,6 +153,17 @@ impl DevPki {
     /// "h2hop-front"; EKU clientAuth). Every call makes fresh ECDSA P-256 keys.
     /// The CA key is discarded before returning.
     pub fn generate(server_sans: &[String]) -> Result<DevPki, CertsError> {
+        Self::generate_with(server_sans, &[])
+    }
+
+    /// [`DevPki::generate`], and the front's client certificate also
+    /// carries each of `front_uri_sans` as a URI SAN (RFC 5280 §4.2.1.6),
+    /// such as the SPIFFE ID `spiffe://trust-domain/front`. Each must be
+    /// `scheme://` followed by something, in ASCII without spaces.
+    pub fn generate_with(
+        server_sans: &[String],
+        front_uri_sans: &[String],
+    ) -> Result<DevPki, CertsError> {
         let (ca_params, ca_key) = ca_params()?;
         let ca_cert = ca_params
             .self_signed(&ca_key)
@@ -154,7 +174,7 @@ impl DevPki {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let server = sign_leaf(server_params(server_sans)?, &issuer, "server")?;
-        let client = sign_leaf(client_params()?, &issuer, "client")?;
+        let client = sign_leaf(client_params(front_uri_sans)?, &issuer, "client")?;
         Ok(DevPki {
             ca_pem: ca_cert.pem(),
             ca_der: ca_cert.der().clone(),
@@ -286,10 +306,14 @@ fn server_params(server_sans: &[String]) -> Result<CertificateParams, CertsError
     Ok(params)
 }
 
-/// Front leaf parameters: CN and DNS SAN "h2hop-front", EKU clientAuth.
-fn client_params() -> Result<CertificateParams, CertsError> {
+/// Front leaf parameters: CN and DNS SAN "h2hop-front", the URI SANs
+/// `uri_sans`, EKU clientAuth.
+fn client_params(uri_sans: &[String]) -> Result<CertificateParams, CertsError> {
     let mut params = CertificateParams::default();
     params.subject_alt_names = vec![parse_san(CLIENT_NAME, "client")?];
+    for uri in uri_sans {
+        params.subject_alt_names.push(uri_san(uri)?);
+    }
     params.distinguished_name = common_name(CLIENT_NAME);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -312,6 +336,25 @@ fn parse_san(name: &str, which: &'static str) -> Result<SanType, CertsError> {
     Ia5String::try_from(name)
         .map(SanType::DnsName)
         .map_err(|source| CertsError::Generate { which, source })
+}
+
+/// A URI SAN: a scheme (RFC 3986 §3.1), `://` and a non-empty rest, in
+/// ASCII without spaces; the same rule by which a sidecar's allow-list
+/// tells a URI from a DNS name.
+fn uri_san(uri: &str) -> Result<SanType, CertsError> {
+    let invalid = || CertsError::InvalidUriSan {
+        name: uri.to_owned(),
+    };
+    let (scheme, rest) = uri.split_once("://").ok_or_else(invalid)?;
+    let mut chars = scheme.chars();
+    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok || rest.is_empty() || uri.contains(char::is_whitespace) {
+        return Err(invalid());
+    }
+    Ia5String::try_from(uri)
+        .map(SanType::URI)
+        .map_err(|_| invalid())
 }
 
 /// A distinguished name holding only a common name.
@@ -496,6 +539,64 @@ mod tests {
         verify_server(&pki, &pki, "sidecar.internal").unwrap();
         verify_server(&pki, &pki, "::1").unwrap();
         assert!(verify_server(&pki, &pki, "localhost").is_err());
+    }
+
+    /// The URI and DNS SANs of a certificate, as a verifier reads them.
+    fn names_of(cert: &CertificateDer<'_>) -> (Vec<String>, Vec<String>) {
+        let parsed = webpki::EndEntityCert::try_from(cert).unwrap();
+        let uris = parsed.valid_uri_names().map(str::to_owned).collect();
+        let dns = parsed.valid_dns_names().map(str::to_owned).collect();
+        (uris, dns)
+    }
+
+    #[test]
+    fn front_certificate_carries_uri_sans() {
+        let uris = vec![
+            "spiffe://test/front".to_owned(),
+            "spiffe://test/other".to_owned(),
+        ];
+        let pki = DevPki::generate_with(&default_sans(), &uris).unwrap();
+        let (found, dns) = names_of(&pki.client_chain()[0]);
+        assert_eq!(found, uris);
+        assert_eq!(dns, [CLIENT_NAME]);
+        // The sidecar's certificate gets none.
+        let (found, _) = names_of(&pki.server_chain()[0]);
+        assert!(found.is_empty());
+        // Still a client certificate the CA vouches for.
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots(&pki), provider())
+            .build()
+            .unwrap();
+        let chain = pki.client_chain();
+        verifier
+            .verify_client_cert(&chain[0], &[], UnixTime::now())
+            .unwrap();
+    }
+
+    #[test]
+    fn front_certificate_without_uri_sans_has_none() {
+        let pki = DevPki::generate(&default_sans()).unwrap();
+        let (uris, dns) = names_of(&pki.client_chain()[0]);
+        assert!(uris.is_empty());
+        assert_eq!(dns, [CLIENT_NAME]);
+    }
+
+    #[test]
+    fn generate_refuses_malformed_uri_san() {
+        for bad in [
+            "spiffe:/x",
+            "no-scheme",
+            "://x",
+            "spiffe://",
+            "spiffe://a b",
+            "1x://y",
+            "spiffe://é",
+        ] {
+            let err = DevPki::generate_with(&default_sans(), &[bad.to_owned()]).unwrap_err();
+            assert!(
+                matches!(&err, CertsError::InvalidUriSan { name } if name == bad),
+                "{bad:?}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -33,6 +33,18 @@ struct Args {
     )]
     sans: Vec<String>,
 
+    /// A URI SAN for the front's client certificate, its workload identity
+    /// (such as `spiffe://trust-domain/front`), for sidecars that allow
+    /// fronts by SAN. Repeat the flag (or comma-separate in the env var)
+    /// for several.
+    #[arg(
+        long = "front-uri-san",
+        value_name = "URI",
+        env = "H2HOP_CERTS_FRONT_URI_SAN",
+        value_delimiter = ','
+    )]
+    front_uri_sans: Vec<String>,
+
     /// Overwrite existing files instead of refusing.
     #[arg(long, env = "H2HOP_CERTS_FORCE")]
     force: bool,
@@ -40,7 +52,8 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let pki = DevPki::generate(&args.sans).context("generating the development PKI")?;
+    let pki = DevPki::generate_with(&args.sans, &args.front_uri_sans)
+        .context("generating the development PKI")?;
     let written = pki
         .write_to(&args.out, args.force)
         .with_context(|| format!("writing certificates to {}", args.out.display()))?;
@@ -54,6 +67,12 @@ fn main() -> anyhow::Result<()> {
         "sidecar certificate valid for: {}; the CA key was not kept",
         args.sans.join(", ")
     );
+    if !args.front_uri_sans.is_empty() {
+        eprintln!(
+            "front certificate identities: {}",
+            args.front_uri_sans.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -72,6 +91,7 @@ mod tests {
     fn san_defaults_to_localhost_and_loopback() {
         let args = Args::try_parse_from(["h2hop-certs", "--out", "x"]).unwrap();
         assert_eq!(args.sans, ["localhost", "127.0.0.1"]);
+        assert!(args.front_uri_sans.is_empty());
         assert!(!args.force);
     }
 
@@ -88,6 +108,24 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(args.sans, ["a", "10.0.0.1"]);
+    }
+
+    #[test]
+    fn front_uri_san_is_repeatable() {
+        let args = Args::try_parse_from([
+            "h2hop-certs",
+            "--out",
+            "x",
+            "--front-uri-san",
+            "spiffe://a/front",
+            "--front-uri-san",
+            "spiffe://b/front",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.front_uri_sans,
+            ["spiffe://a/front", "spiffe://b/front"]
+        );
     }
 
     #[test]

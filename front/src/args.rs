@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use h2hop::telemetry::LogArgs;
-use h2hop::tls::{self, TlsError};
+use h2hop::tls::TlsError;
+use h2hop::tls::reload;
 use h2hop::upgrade::{ProtocolError, Protocols};
 use rustls::pki_types::ServerName;
 
@@ -191,18 +192,19 @@ impl Args {
         config.max_header_size = self.max_header_size as usize;
         config.client_extended_connect = !self.no_client_extended_connect;
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
-            let chain = tls::load_certs(cert)?;
-            config.client_tls = Some(tls::client_facing_config(chain, tls::load_key(key)?, true)?);
+            let tls = reload::client_facing_config_files("client listener", cert, key, true)?;
+            config.client_tls = Some(tls);
         }
         Ok(config)
     }
 
+    /// The TLS files toward the sidecar, loaded now and again on each
+    /// reload (SIGHUP).
     fn tls(&self) -> Result<UpstreamTls, ArgsError> {
         let ca = self.ca.as_deref().ok_or(ArgsError::Missing("ca"))?;
         let cert = self.cert.as_deref().ok_or(ArgsError::Missing("cert"))?;
         let key = self.key.as_deref().ok_or(ArgsError::Missing("key"))?;
-        let identity = (tls::load_certs(cert)?, tls::load_key(key)?);
-        let config = tls::client_config(tls::load_certs(ca)?, Some(identity))?;
+        let config = reload::client_config_files("sidecar connections", ca, cert, key)?;
         let name = match &self.sidecar_name {
             Some(name) => name.clone(),
             None => host_of(&self.sidecar).to_owned(),
@@ -243,6 +245,54 @@ mod tests {
         assert!(config.upstream.tls.is_none());
         assert_eq!(config.upstream.connect_timeout, Duration::from_millis(250));
         assert_eq!(config.protocols, Protocols::default());
+    }
+
+    /// Every TLS file set is reloaded, once each: a `--config` cluster's
+    /// endpoints share theirs, an h2c cluster has none, and the client
+    /// listener's certificate counts too.
+    #[test]
+    fn reloader_covers_each_tls_file_set_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = h2hop_certs::DevPki::generate(&["localhost".to_owned()]).unwrap();
+        pki.write_to(dir.path(), false).unwrap();
+        let config_file = dir.path().join("front.toml");
+        let clusters = r#"
+            [[cluster]]
+            name = "chat"
+            endpoints = ["localhost:1", "localhost:2"]
+            ca = "ca.pem"
+            cert = "front.pem"
+            key = "front-key.pem"
+
+            [[cluster]]
+            name = "web"
+            endpoints = ["localhost:3"]
+            h2c = true
+
+            [[route]]
+            cluster = "chat"
+        "#;
+        std::fs::write(&config_file, clusters).unwrap();
+        let file = |name: &str| dir.path().join(name).display().to_string();
+        let args = Args::try_parse_from([
+            "h2hop-front".to_owned(),
+            "--config".to_owned(),
+            file("front.toml"),
+            "--tls-listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--tls-cert".to_owned(),
+            file("sidecar.pem"),
+            "--tls-key".to_owned(),
+            file("sidecar-key.pem"),
+        ])
+        .unwrap();
+        let config = args.config().unwrap();
+        let reloader = config.reloader();
+        assert_eq!(reloader.len(), 2, "cluster chat and the client listener");
+        let report = reloader.reload();
+        assert_eq!((report.reloaded, report.failed), (2, 0));
+        let h2c = Args::try_parse_from(["h2hop-front", "--h2c"]).unwrap();
+        assert!(h2c.config().unwrap().reloader().is_empty());
     }
 
     #[test]

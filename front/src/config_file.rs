@@ -43,7 +43,8 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use h2hop::tls::{self, TlsError};
+use h2hop::tls::TlsError;
+use h2hop::tls::reload;
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
@@ -334,7 +335,8 @@ fn cluster_of(raw: RawCluster, base_dir: &Path) -> Result<ClusterConfig, ConfigE
 }
 
 /// Loads a TLS cluster's files into an [`UpstreamTls`], as
-/// [`crate::args::Args`] does for `--ca`, `--cert` and `--key`.
+/// [`crate::args::Args`] does for `--ca`, `--cert` and `--key`. A reload
+/// (SIGHUP) reads these files again; the rest of the file is read once.
 fn tls_of(raw: &RawCluster, name: String, base_dir: &Path) -> Result<UpstreamTls, ConfigError> {
     let required = |path: &Option<PathBuf>, key| {
         path.as_deref()
@@ -355,12 +357,8 @@ fn tls_of(raw: &RawCluster, name: String, base_dir: &Path) -> Result<UpstreamTls
         cluster: raw.name.clone(),
         source,
     };
-    let identity = (
-        tls::load_certs(&cert).map_err(tls_failed)?,
-        tls::load_key(&key).map_err(tls_failed)?,
-    );
-    let ca = tls::load_certs(&ca).map_err(tls_failed)?;
-    let config = tls::client_config(ca, Some(identity)).map_err(tls_failed)?;
+    let label = format!("cluster {}", raw.name);
+    let config = reload::client_config_files(&label, &ca, &cert, &key).map_err(tls_failed)?;
     Ok(UpstreamTls {
         config,
         server_name,
@@ -461,7 +459,8 @@ mod tests {
         assert_eq!(chat.max_connections, 8);
         let tls = chat.tls.as_ref().unwrap();
         assert_eq!(tls.server_name.to_str(), "sidecar.internal");
-        assert_eq!(tls.config.alpn_protocols, [b"h2".to_vec()]);
+        assert_eq!(tls.config.current().alpn_protocols, [b"h2".to_vec()]);
+        assert!(tls.config.is_from_files());
         assert_eq!(web.name, "web");
         assert!(web.tls.is_none());
         assert_eq!(web.max_connections, crate::upstream::MAX_CONNECTIONS);

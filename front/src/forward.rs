@@ -4,6 +4,9 @@
 //! response, head translated and body streamed back as it arrives. The
 //! request body streams up in its own task, bounded by the stream window.
 
+use std::sync::Arc;
+
+use h2hop::access::{self, Counted, Direction};
 use h2hop::relay::{self, H2Body};
 use h2hop::translate::request::{self, Kind};
 use h2hop::translate::response;
@@ -16,17 +19,20 @@ use crate::Error;
 use crate::listener::{Context, ResponseBody, answer_version, client_scheme};
 use crate::upstream::Cluster;
 
-/// Forwards one request and returns the response to stream to the client.
+/// Forwards one request and returns the response to stream to the client;
+/// the request body's bytes are counted into `counts`.
 pub async fn forward(
     context: &Context,
     cluster: &Cluster,
     client: Request<Incoming>,
+    counts: Arc<access::Bytes>,
 ) -> Result<Response<ResponseBody>, Error> {
     let (parts, body) = client.into_parts();
     let upstream_request = request::h1_to_h2(&parts, client_scheme(&parts), Kind::Forward)?;
     let end_of_stream = body.is_end_stream();
     let (response, send, slot) = cluster.open_stream(upstream_request, end_of_stream).await?;
     if !end_of_stream {
+        let body = Counted::new(body, counts, Direction::Up);
         let upload = async move {
             if let Err(err) = relay::send_body(body, send).await {
                 debug!(error = %err, "request body not fully sent");

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 pub use error::Error;
 use h2hop::metrics::Metrics;
+use h2hop::tls::reload::{Reloadable, Reloader};
 use h2hop::upgrade::Protocols;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -62,8 +63,9 @@ pub struct Config {
     /// Largest request head, in bytes (at least 8192); past it, 431.
     pub max_header_size: usize,
     /// TLS toward clients (certificate, ALPN `h2` and `http/1.1`), served
-    /// on the TLS listener given to [`run_with_tls`].
-    pub client_tls: Option<Arc<rustls::ServerConfig>>,
+    /// on the TLS listener given to [`run_with_tls`]; each handshake takes
+    /// its current value (see [`Config::reloader`]).
+    pub client_tls: Option<Reloadable<rustls::ServerConfig>>,
     /// Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL to HTTP/2 clients, so
     /// that they open WebSockets (and other tunnels) with RFC 8441.
     pub client_extended_connect: bool,
@@ -103,6 +105,26 @@ impl Config {
                 "HTTP/2 streams to sidecars open now",
             ),
         }
+    }
+}
+
+impl Config {
+    /// What SIGHUP reloads: every TLS configuration read from files (the
+    /// flags' sidecar TLS, each `--config` cluster's, the client-facing
+    /// certificate), each once.
+    pub fn reloader(&self) -> Reloader {
+        let mut reloader = Reloader::new();
+        let clusters = self.routing.iter().flat_map(|routing| &routing.clusters);
+        let endpoints = clusters.flat_map(|(_, endpoints)| endpoints);
+        for upstream in std::iter::once(&self.upstream).chain(endpoints) {
+            if let Some(tls) = &upstream.tls {
+                reloader.add(&tls.config);
+            }
+        }
+        if let Some(tls) = &self.client_tls {
+            reloader.add(tls);
+        }
+        reloader
     }
 }
 

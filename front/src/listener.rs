@@ -14,20 +14,23 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::client::ResponseFuture;
+use h2hop::access::{self, Entry, Logged};
 use h2hop::admin::Readiness;
 use h2hop::drain::{Drain, Drained};
 use h2hop::limit::{Limit, Permit};
 use h2hop::metrics::{Culprit, Metrics, TunnelResult};
 use h2hop::relay::{CONNECTION_WINDOW, H2Body, STREAM_WINDOW};
 use h2hop::tls;
+use h2hop::tls::reload::Reloadable;
 use h2hop::upgrade::Protocols;
-use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, UPGRADE};
 use http::uri::Scheme;
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -35,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::classify::{self, Class, Rejection};
-use crate::routes::RouteTable;
+use crate::routes::{Route, RouteTable};
 use crate::upstream::Cluster;
 use crate::{Config, Error, Listeners, forward, upgrade};
 
@@ -111,10 +114,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         max_header_size: config.max_header_size,
         extended_connect: config.client_extended_connect,
     };
-    let acceptor = config
-        .client_tls
-        .as_ref()
-        .map(|tls| TlsAcceptor::from(tls.clone()));
+    let client_tls = config.client_tls.clone();
     let (clusters, routes) = match config.routing {
         Some(routing) => {
             let clusters = routing.clusters.into_iter();
@@ -149,20 +149,26 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
             drain.begun().clone(),
         ));
     }
-    let accept = |listener: TcpListener, acceptor: Option<TlsAcceptor>| {
+    let accept = |listener: TcpListener, client_tls: Option<Reloadable<ServerConfig>>| {
         let (drain, connections, context) = (&drain, &connections, &context);
         h2hop::accept::until_shutdown(listener, drain, move |stream, peer| {
             let permit = connections.try_take();
             if permit.is_none() {
                 warn!(%peer, max = connections.max(), "client connection limit reached: 503");
             }
-            connection(stream, acceptor.clone(), context.clone(), settings, permit)
+            connection(
+                stream,
+                client_tls.clone(),
+                context.clone(),
+                settings,
+                permit,
+            )
         })
     };
     let plain_loop = accept(plain, None);
     let tls_loop = async {
-        match (tls, acceptor.clone()) {
-            (Some(listener), Some(acceptor)) => accept(listener, Some(acceptor)).await,
+        match (tls, client_tls.clone()) {
+            (Some(listener), Some(client_tls)) => accept(listener, Some(client_tls)).await,
             (Some(_), None) => warn!("a TLS listener without client TLS settings: not served"),
             (None, _) => {}
         }
@@ -189,17 +195,17 @@ struct ClientSettings {
     extended_connect: bool,
 }
 
-/// Serves one client connection: TLS first when `acceptor` is set, then
+/// Serves one client connection: TLS first when `client_tls` is set, then
 /// HTTP/2 if ALPN chose `h2`, else HTTP/1.1. `permit` is its place under
 /// the connection limit; `None` refuses it.
 async fn connection(
     stream: TcpStream,
-    acceptor: Option<TlsAcceptor>,
+    client_tls: Option<Reloadable<ServerConfig>>,
     context: Arc<Context>,
     settings: ClientSettings,
     permit: Option<Permit>,
 ) {
-    let Some(acceptor) = acceptor else {
+    let Some(client_tls) = client_tls else {
         let Some(_permit) = permit else {
             return refuse_connection(stream).await;
         };
@@ -209,6 +215,8 @@ async fn connection(
     // the handshake the limit is there to spare.
     let Some(_permit) = permit else { return };
     let bound = settings.header_timeout;
+    // The certificate as of now: a reload changes the next handshake.
+    let acceptor = TlsAcceptor::from(client_tls.current());
     let tls = match tokio::time::timeout(bound, acceptor.accept(stream)).await {
         Err(_) => return debug!(after = ?bound, "client TLS handshake timed out"),
         Ok(Err(err)) => {
@@ -311,7 +319,9 @@ pub fn answer_version(parts: &http::request::Parts) -> Version {
     }
 }
 
-async fn handle(context: &Context, request: Request<Incoming>) -> Response<ResponseBody> {
+/// Answers one request; its access log line is written when the answer
+/// (or, for a tunnel, the relay) ends.
+async fn handle(context: &Context, request: Request<Incoming>) -> Response<Logged<ResponseBody>> {
     let class = classify::classify(&request, &context.protocols, context.upgrade_body_limit);
     let kind = match class {
         Class::Upgrade(_) => "tunnel",
@@ -330,51 +340,84 @@ async fn handle(context: &Context, request: Request<Incoming>) -> Response<Respo
         })
         .unwrap_or("");
     let route = context.routes.find(authority, request.uri().path());
+    let access_kind = match class {
+        Class::Upgrade(_) => access::Kind::Tunnel,
+        _ => access::Kind::Request,
+    };
+    let mut entry = Some(Entry::new(access_kind, authority, request.uri().path()));
     // Fields are recorded now: the span borrows nothing from the request.
     let version = request.version();
     let span = info_span!("stream", kind, ?version, %authority, path = request.uri().path());
     async move {
-        let started = tokio::time::Instant::now();
-        // A tunnel to open, or `None` for a plain request.
-        let tunnel = match class {
-            Class::Reject(rejection) => {
-                context.metrics.error(Culprit::Client);
-                return rejected(rejection);
-            }
-            Class::Upgrade(tunnel) => Some(tunnel),
-            Class::Plain => None,
-        };
-        let Some(route) = route else {
-            debug!("no route");
-            return text(StatusCode::NOT_FOUND, "no route for this host and path");
-        };
-        let cluster = &context.clusters[route.cluster];
-        let (mut parts, body) = request.into_parts();
-        if let Err(err) = route.rewrite(&mut parts) {
-            warn!(error = %h2hop::telemetry::chain(&err), "route rewrite failed");
-            return text(StatusCode::INTERNAL_SERVER_ERROR, "route rewrite failed");
+        let response = answer(context, class, route, request, &mut entry).await;
+        if let Some(entry) = &mut entry {
+            entry.status(response.status());
         }
-        let request = Request::from_parts(parts, body);
-        let protocol = tunnel.as_ref().map(|tunnel| tunnel.protocol.clone());
-        let result = match tunnel {
-            Some(tunnel) => upgrade::open(context, cluster, request, tunnel).await,
-            None => forward::forward(context, cluster, request).await,
-        };
-        let response = result.unwrap_or_else(|err| {
-            warn!(status = err.status().as_u16(), error = %h2hop::telemetry::chain(&err), "request failed");
-            context.metrics.error(err.culprit());
-            if let Some(protocol) = &protocol {
-                context.metrics.tunnel_not_opened(protocol, TunnelResult::Failed);
-            }
-            text(err.status(), &h2hop::telemetry::chain(&err))
-        });
-        if protocol.is_none() {
-            context.metrics.request_answered(response.status(), started.elapsed());
-        }
-        response
+        let length = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse().ok());
+        response.map(|body| Logged::new(body, entry, length))
     }
     .instrument(span)
     .await
+}
+
+/// The answer to one request. A tunnel that opens takes the access log
+/// `entry` into its relay.
+async fn answer(
+    context: &Context,
+    class: Class,
+    route: Option<&Route>,
+    request: Request<Incoming>,
+    entry: &mut Option<Entry>,
+) -> Response<ResponseBody> {
+    let started = tokio::time::Instant::now();
+    // A tunnel to open, or `None` for a plain request.
+    let tunnel = match class {
+        Class::Reject(rejection) => {
+            context.metrics.error(Culprit::Client);
+            return rejected(rejection);
+        }
+        Class::Upgrade(tunnel) => Some(tunnel),
+        Class::Plain => None,
+    };
+    let Some(route) = route else {
+        debug!("no route");
+        return text(StatusCode::NOT_FOUND, "no route for this host and path");
+    };
+    let cluster = &context.clusters[route.cluster];
+    if let Some(entry) = entry {
+        entry.route(cluster.shared_name());
+    }
+    let (mut parts, body) = request.into_parts();
+    if let Err(err) = route.rewrite(&mut parts) {
+        warn!(error = %h2hop::telemetry::chain(&err), "route rewrite failed");
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "route rewrite failed");
+    }
+    let request = Request::from_parts(parts, body);
+    let protocol = tunnel.as_ref().map(|tunnel| tunnel.protocol.clone());
+    let result = match tunnel {
+        Some(tunnel) => upgrade::open(context, cluster, request, tunnel, entry).await,
+        None => {
+            let counts = entry.as_ref().map(Entry::bytes).unwrap_or_default();
+            forward::forward(context, cluster, request, counts).await
+        }
+    };
+    let response = result.unwrap_or_else(|err| {
+        warn!(status = err.status().as_u16(), error = %h2hop::telemetry::chain(&err), "request failed");
+        context.metrics.error(err.culprit());
+        if let Some(protocol) = &protocol {
+            context.metrics.tunnel_not_opened(protocol, TunnelResult::Failed);
+        }
+        text(err.status(), &h2hop::telemetry::chain(&err))
+    });
+    if protocol.is_none() {
+        context
+            .metrics
+            .request_answered(response.status(), started.elapsed());
+    }
+    response
 }
 
 /// Past the connection limit: a 503 without reading the request, then

@@ -1,4 +1,5 @@
-//! `h2hop-front` binary: flags → config → logging → bind → [`h2hop_front::run`].
+//! `h2hop-front` binary: flags → config → logging → bind → [`h2hop_front::run`];
+//! SIGTERM/SIGINT shut it down, SIGHUP reloads its certificates.
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -49,6 +50,9 @@ async fn serve(args: Args, config: h2hop_front::Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listen = listener
+        .local_addr()
+        .context("reading the listen address")?;
     let tls_listener = match args.tls_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -65,9 +69,21 @@ async fn serve(args: Args, config: h2hop_front::Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let tls_listen = args.tls_listen.map(|addr| addr.to_string());
+    let tls_listen = match &tls_listener {
+        Some(listener) => Some(
+            listener
+                .local_addr()
+                .context("reading the TLS listen address")?,
+        ),
+        None => None,
+    };
+    let tls_listen = tls_listen.map(|addr| addr.to_string());
+    // SIGHUP reloads the TLS files; watched from before "ready" on.
+    let reloads =
+        h2hop::tls::reload::on_hangup(config.reloader()).context("cannot watch SIGHUP")?;
+    tokio::spawn(reloads);
     tracing::info!(
-        listen = %args.listen,
+        %listen,
         tls_listen = tls_listen.as_deref().unwrap_or("-"),
         sidecar = %args.sidecar,
         h2c = args.h2c,

@@ -27,6 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::{Instrument as _, Span, debug, info, warn};
 
+use h2hop::access::Entry;
 use h2hop::limit::Permit;
 use h2hop::metrics::{OpenTunnel, TunnelResult};
 
@@ -41,11 +42,13 @@ use crate::{Error, listener};
 /// Only a `200` opens the tunnel (RFC 8441 §5 (N13): h2hop takes exactly
 /// 200, like hyper's client); every other status is relayed with its body
 /// and no byte of the client's is tunnelled (RFC 6455 §4.1 (N45), S1).
+/// A tunnel that opens takes the access log `entry` into its relay.
 pub async fn open(
     context: &Context,
     cluster: &Cluster,
     mut client: Request<Incoming>,
     upgrade: Upgrade,
+    entry: &mut Option<Entry>,
 ) -> Result<Response<ResponseBody>, Error> {
     // Taken before the request is consumed: hyper resolves it only after
     // our 101 has been written (crate notes, pitfall 2).
@@ -58,6 +61,10 @@ pub async fn open(
     })?;
     let (parts, body) = client.into_parts();
     let protocol = upgrade.protocol.as_str();
+    if let Some(entry) = entry {
+        entry.protocol(protocol);
+        entry.add_bytes(upgrade.body_length, 0);
+    }
     // Read whole before the stream opens: classify bounded its length.
     let body = if upgrade.body_length > 0 {
         read_body(context, body).await?
@@ -105,6 +112,10 @@ pub async fn open(
         let key = upgrade.key.as_ref().map(HeaderValue::as_bytes);
         response::switched_to_h1(&head, protocol, key)
     };
+    let entry = entry.take().map(|mut entry| {
+        entry.status(switched.status());
+        entry
+    });
     // Tracked by the drain: on shutdown the tunnel may run out its drain
     // period, then it is closed.
     context.drain.spawn(
@@ -115,6 +126,7 @@ pub async fn open(
             (slot, permit),
             context.metrics.tunnel_opened(protocol, asked.elapsed()),
             context.tunnel_idle_timeout,
+            entry,
         )
         .instrument(Span::current()),
     );
@@ -142,6 +154,8 @@ async fn relay_when_upgraded(
     _places: (StreamSlot, Permit),
     open: OpenTunnel,
     idle_timeout: Duration,
+    // Written when the tunnel ends, however it ends.
+    entry: Option<Entry>,
 ) {
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
@@ -167,13 +181,11 @@ async fn relay_when_upgraded(
             relay::tunnel_io(io, Bytes::new(), Bytes::new(), send, recv, idle_timeout).await
         }
     };
-    info!(
-        bytes_up = end.to_stream,
-        bytes_down = end.to_tcp,
-        close = ?end.close,
-        duration = ?started.elapsed(),
-        "tunnel closed"
-    );
+    debug!(duration = ?started.elapsed(), "tunnel closed");
+    if let Some(mut entry) = entry {
+        entry.add_bytes(end.to_stream, end.to_tcp);
+        entry.close(end.close.into());
+    }
     let result = match end.close {
         Close::Clean => TunnelResult::Clean,
         Close::Idle => TunnelResult::Idle,

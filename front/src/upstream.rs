@@ -16,6 +16,7 @@ use h2::client::{ResponseFuture, SendRequest};
 use h2hop::metrics::Metrics;
 use h2hop::relay::{CONNECTION_WINDOW, STREAM_WINDOW};
 use h2hop::tls;
+use h2hop::tls::reload::Reloadable;
 use http::Request;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -50,8 +51,10 @@ pub struct UpstreamConfig {
 /// TLS settings toward the sidecar.
 #[derive(Debug, Clone)]
 pub struct UpstreamTls {
-    /// Client configuration: roots, our certificate, ALPN `h2`.
-    pub config: Arc<rustls::ClientConfig>,
+    /// Client configuration: roots, our certificate, ALPN `h2`. Each new
+    /// connection takes its current value: a reload changes the next
+    /// connection, and those open (with their tunnels) stay as they are.
+    pub config: Reloadable<rustls::ClientConfig>,
     /// The name the sidecar's certificate must carry.
     pub server_name: ServerName<'static>,
 }
@@ -326,7 +329,7 @@ impl Upstream {
         let Some(tls) = &self.config.tls else {
             return self.handshake(tcp).await;
         };
-        let connector = TlsConnector::from(tls.config.clone());
+        let connector = TlsConnector::from(tls.config.current());
         let tls_bound = self.config.tls_timeout;
         let stream = timeout(tls_bound, connector.connect(tls.server_name.clone(), tcp))
             .await
@@ -433,14 +436,14 @@ impl Upstream {
 /// open streams among those not backing off after a failed dial; a sidecar
 /// that cannot be reached is skipped for the next.
 pub struct Cluster {
-    name: String,
+    name: Arc<str>,
     endpoints: Vec<Upstream>,
 }
 
 impl Cluster {
     /// A cluster of `endpoints` (at least one); nothing connects yet.
     pub fn new(
-        name: impl Into<String>,
+        name: impl Into<Arc<str>>,
         endpoints: Vec<UpstreamConfig>,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -456,6 +459,11 @@ impl Cluster {
     /// The cluster's name, for logs and errors.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The cluster's name, shared (for access log entries).
+    pub fn shared_name(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     /// The sidecars, in configuration order.
@@ -494,7 +502,7 @@ impl Cluster {
             }
         }
         Err(last_failure.unwrap_or_else(|| Error::NoEndpoint {
-            cluster: self.name.clone(),
+            cluster: self.name.to_string(),
         }))
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use h2hop::tls::identity::AllowedSans;
 use h2hop::upgrade::Protocols;
 use h2hop_certs::DevPki;
 use h2hop_front::UpstreamTls;
@@ -55,6 +56,8 @@ pub struct PairBuilder {
     sidecar_config: Option<fn(&mut h2hop_sidecar::Config)>,
     client_tls: bool,
     admin: bool,
+    front_uri_sans: Vec<String>,
+    allow_front_sans: Vec<String>,
 }
 
 /// Timeouts for both front and sidecar, from [`PairBuilder::timeouts`].
@@ -99,6 +102,8 @@ impl Default for PairBuilder {
             sidecar_config: None,
             client_tls: false,
             admin: false,
+            front_uri_sans: Vec::new(),
+            allow_front_sans: Vec::new(),
         }
     }
 }
@@ -187,6 +192,20 @@ impl PairBuilder {
         self
     }
 
+    /// URI SANs on the front's client certificate (its workload identity,
+    /// such as `spiffe://test/front`).
+    pub fn front_uri_sans(mut self, uris: &[&str]) -> Self {
+        self.front_uri_sans = uris.iter().map(|uri| (*uri).to_owned()).collect();
+        self
+    }
+
+    /// The sidecar's `--allow-front-san` list: the SANs a front's
+    /// certificate must carry one of.
+    pub fn allow_front_sans(mut self, sans: &[&str]) -> Self {
+        self.allow_front_sans = sans.iter().map(|san| (*san).to_owned()).collect();
+        self
+    }
+
     /// Changes the front's configuration last, for settings without a knob.
     pub fn front_config(mut self, change: fn(&mut h2hop_front::Config)) -> Self {
         self.front_config = Some(change);
@@ -226,7 +245,8 @@ impl PairBuilder {
         } else {
             self.app_at.unwrap_or(app.addr)
         };
-        let pki = DevPki::generate(&["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        let server_sans = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let pki = DevPki::generate_with(&server_sans, &self.front_uri_sans)?;
         let sidecar_listener = loopback().await?;
         let mut sidecar_addr = sidecar_listener.local_addr()?;
         let extended_connects = Arc::new(AtomicUsize::new(0));
@@ -240,10 +260,11 @@ impl PairBuilder {
                 let tls = if self.h2c {
                     None
                 } else {
-                    Some(h2hop::tls::server_config(
+                    Some(h2hop::tls::server_config_allowing(
                         pki.server_chain(),
                         pki.server_key(),
                         vec![pki.ca_der()],
+                        &AllowedSans::new(&self.allow_front_sans)?,
                     )?)
                 };
                 let mut config = h2hop_sidecar::Config::new(app_addr.to_string(), tls);
@@ -329,11 +350,10 @@ impl PairBuilder {
         let tls_listener = if self.client_tls {
             let listener = loopback().await?;
             front_tls = Some(listener.local_addr()?);
-            config.client_tls = Some(h2hop::tls::client_facing_config(
-                pki.server_chain(),
-                pki.server_key(),
-                true,
-            )?);
+            config.client_tls = Some(
+                h2hop::tls::client_facing_config(pki.server_chain(), pki.server_key(), true)?
+                    .into(),
+            );
             Some(listener)
         } else {
             None
@@ -382,7 +402,7 @@ impl PairBuilder {
             }
         };
         Ok(UpstreamTls {
-            config: h2hop::tls::client_config(vec![pki.ca_der()], identity)?,
+            config: h2hop::tls::client_config(vec![pki.ca_der()], identity)?.into(),
             server_name: ServerName::try_from("localhost")?,
         })
     }

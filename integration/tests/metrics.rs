@@ -68,31 +68,31 @@ async fn metrics_move_with_traffic_and_readiness_follows_the_app() {
         let mut text = String::new();
         for _ in 0..100 {
             text = admin(front, "/metrics").await.1;
-            if value(&text, "h2hop_tunnels_total{protocol=\"websocket\",result=\"Clean\"}") == 1.0 {
+            if value(&text, "h2hop_tunnels_total{protocol=\"websocket\",result=\"clean\"}") == 1.0 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         for (series, expected) in [
             ("h2hop_tunnels_active{protocol=\"websocket\"}", 0.0),
-            ("h2hop_tunnels_total{protocol=\"websocket\",result=\"Clean\"}", 1.0),
-            ("h2hop_tunnels_total{protocol=\"websocket\",result=\"Refused\"}", 1.0),
+            ("h2hop_tunnels_total{protocol=\"websocket\",result=\"clean\"}", 1.0),
+            ("h2hop_tunnels_total{protocol=\"websocket\",result=\"refused\"}", 1.0),
             ("h2hop_requests_total{status=\"2xx\"}", 1.0),
             ("h2hop_requests_total{status=\"4xx\"}", 1.0),
-            ("h2hop_errors_total{culprit=\"Client\"}", 1.0),
+            ("h2hop_errors_total{culprit=\"client\"}", 1.0),
             ("h2hop_tunnel_handshake_seconds_count", 1.0),
             ("h2hop_http2_streams", 0.0),
         ] {
             assert_eq!(value(&text, series), expected, "{series}\n{text}");
         }
         // A 10-byte message went up (masked frame: 16 bytes) and came back.
-        assert!(value(&text, "h2hop_tunnel_bytes_total{direction=\"Up\"}") >= 16.0, "{text}");
-        assert!(value(&text, "h2hop_tunnel_bytes_total{direction=\"Down\"}") >= 12.0, "{text}");
+        assert!(value(&text, "h2hop_tunnel_bytes_total{direction=\"up\"}") >= 16.0, "{text}");
+        assert!(value(&text, "h2hop_tunnel_bytes_total{direction=\"down\"}") >= 12.0, "{text}");
 
         let (_, text) = admin(sidecar, "/metrics").await;
         assert_eq!(value(&text, "h2hop_requests_total{status=\"2xx\"}"), 1.0, "{text}");
         assert_eq!(value(&text, "h2hop_http2_connections"), 1.0, "{text}");
-        assert!(value(&text, "h2hop_tunnels_total{protocol=\"websocket\",result=\"Clean\"}") >= 1.0, "{text}");
+        assert!(value(&text, "h2hop_tunnels_total{protocol=\"websocket\",result=\"clean\"}") >= 1.0, "{text}");
     })
     .await;
 }

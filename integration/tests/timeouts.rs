@@ -127,7 +127,8 @@ async fn a_mute_sidecar_times_out_the_tls_handshake() {
                 vec![pki.ca_der()],
                 Some((pki.client_chain(), pki.client_key())),
             )
-            .unwrap(),
+            .unwrap()
+            .into(),
             server_name: rustls::pki_types::ServerName::try_from("localhost").unwrap(),
         };
         let mut config = h2hop_front::Config::new(addr.to_string(), Some(tls));

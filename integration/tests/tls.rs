@@ -3,99 +3,26 @@
 //! certificate for another name) ends in a 502 for the client and a log line
 //! on each side that says why.
 //!
-//! Log capture: each test runs on tokio's current-thread runtime, so every
-//! task the pair spawns runs on the test thread, where
-//! `tracing::subscriber::set_default` makes our capturing subscriber the
-//! default. Parallel tests keep their logs apart.
+//! Log capture ([`h2hop_integration::logs`]): each test runs on tokio's
+//! current-thread runtime, so every task the pair spawns runs on the test
+//! thread, where the capturing subscriber is the default. Parallel tests
+//! keep their logs apart.
 
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use h2hop_certs::DevPki;
 use h2hop_front::UpstreamTls;
 use h2hop_integration::app::TestApp;
 use h2hop_integration::client;
-use h2hop_integration::harness::{self, FrontIdentity, Pair, loopback, within};
+use h2hop_integration::harness::{FrontIdentity, Pair, loopback, within};
+use h2hop_integration::logs::Captured;
 use http::{Method, StatusCode};
 use rustls::pki_types::ServerName;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use tracing::subscriber::DefaultGuard;
-use tracing_subscriber::fmt::MakeWriter;
-
-/// Log output of this thread, appended in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    /// Captures every event at DEBUG and above on this thread until the
-    /// guard drops.
-    fn install() -> (Captured, DefaultGuard) {
-        let captured = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(captured.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        (captured, guard)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// The captured lines that contain every one of `needles`.
-    fn lines_with(&self, needles: &[&str]) -> Vec<String> {
-        self.text()
-            .lines()
-            .filter(|line| needles.iter().all(|needle| line.contains(needle)))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Waits until a line contains every one of `needles`: the two sides log
-    /// from their own tasks, in no fixed order relative to the client's
-    /// answer. Fails, showing the logs, after half the test's time limit.
-    async fn wait_for(&self, needles: &[&str]) -> String {
-        let deadline = tokio::time::Instant::now() + harness::TEST_LIMIT / 2;
-        loop {
-            if let Some(line) = self.lines_with(needles).into_iter().next() {
-                return line;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no log line with {needles:?} in:\n{}",
-                self.text()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 /// A WebSocket handshake through the front: status and body.
 async fn websocket_status(front: SocketAddr) -> (u16, String) {
@@ -228,7 +155,8 @@ async fn front_refuses_sidecar_certificate_for_another_name() {
                 vec![pki.ca_der()],
                 Some((pki.client_chain(), pki.client_key())),
             )
-            .unwrap(),
+            .unwrap()
+            .into(),
             server_name: ServerName::try_from("other.example").unwrap(),
         };
         let front_config = h2hop_front::Config::new(sidecar.to_string(), Some(front_tls));
@@ -295,6 +223,70 @@ async fn h2c_carries_websocket_and_plain_requests() {
         let (status, body) = get(pair.front, "/status/404").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body, "app says 404");
+    })
+    .await;
+}
+
+/// Workload identity: a front whose certificate carries the URI SAN
+/// `spiffe://test/front` gets through a sidecar that allows that SAN, and
+/// its tunnel echoes.
+#[tokio::test]
+async fn sidecar_accepts_front_with_an_allowed_uri_san() {
+    let (logs, _guard) = Captured::install();
+    within(async {
+        let pair = Pair::builder()
+            .front_uri_sans(&["spiffe://test/front"])
+            .allow_front_sans(&["spiffe://test/other", "spiffe://test/front"])
+            .start()
+            .await
+            .unwrap();
+        let (mut ws, response) = client::ws_connect(pair.front, "/ws", &[]).await.unwrap();
+        assert_eq!(response.status(), 101);
+        let echoed = client::echo_roundtrip(&mut ws, Message::text("allowed"))
+            .await
+            .unwrap();
+        assert_eq!(echoed, Message::text("allowed"));
+        let (status, _) = get(pair.front, "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            logs.lines_with(&["TLS handshake refused"]).is_empty(),
+            "{}",
+            logs.text()
+        );
+    })
+    .await;
+}
+
+/// The same front, when the sidecar allows only another SAN, is refused in
+/// the TLS handshake: its clients get 502, nothing reaches the app, and
+/// the sidecar's log line names the identity the front presented.
+#[tokio::test]
+async fn sidecar_refuses_front_without_an_allowed_san() {
+    let (logs, _guard) = Captured::install();
+    within(async {
+        let pair = Pair::builder()
+            .front_uri_sans(&["spiffe://test/front"])
+            .allow_front_sans(&["spiffe://test/other"])
+            .start()
+            .await
+            .unwrap();
+        let front_lines = assert_refused(&pair, &logs, "identity not allowed").await;
+        let refusal = logs
+            .wait_for(&["TLS handshake refused", "identity not allowed"])
+            .await;
+        assert!(refusal.contains("spiffe://test/front"), "{refusal}");
+        assert!(refusal.contains("h2hop-front"), "{refusal}");
+        assert!(refusal.contains("WARN"), "{refusal}");
+        // The front hears of it as a rejected certificate (the alert is
+        // certificate_unknown, RFC 8446 §6.2), in rustls' words or h2hop's.
+        for line in front_lines {
+            assert!(
+                ["CertificateUnknown", "rejected our certificate"]
+                    .iter()
+                    .any(|reason| line.contains(reason)),
+                "{line}"
+            );
+        }
     })
     .await;
 }

@@ -6,14 +6,17 @@
 //! - [`websocket`]: the RFC 6455 key and accept each HTTP/1.1 leg computes.
 //! - [`relay`]: tunnels and bodies across an HTTP/2 stream, bounded by flow control.
 //! - [`runtime`]: the tokio runtime sized by `--workers`.
-//! - [`tls`]: rustls configurations for the mutually authenticated hop.
+//! - [`tls`]: rustls configurations for the mutually authenticated hop, the
+//!   front identities a sidecar accepts, and certificate reloads.
 //! - [`accept`]: the accept loop both listeners run; [`drain`]: graceful
 //!   shutdown of what they spawned; [`limit`]: counted limits.
 //! - [`metrics`] and [`admin`]: Prometheus metrics, health and readiness.
+//! - [`access`]: the access log, one line per tunnel or request when it ends.
 //! - [`telemetry`]: tracing set-up shared by the binaries' `main`, writing
 //!   through [`batch_writer`].
 
 pub mod accept;
+pub mod access;
 pub mod admin;
 pub mod batch_writer;
 pub mod drain;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,7 +16,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// How a tunnel ended, or why it never opened.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum TunnelResult {
     /// Both directions closed normally.
     Clean,
@@ -31,7 +31,7 @@ pub enum TunnelResult {
 }
 
 /// Who a failure is blamed on.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Culprit {
     /// A malformed or refused request, or a limit the client hit.
     Client,
@@ -44,13 +44,31 @@ pub enum Culprit {
 }
 
 /// Bytes' direction: toward the app, or toward the client.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Direction {
     /// Client → app.
     Up,
     /// App → client.
     Down,
 }
+
+/// Label values are lower case, as Prometheus conventions have them.
+macro_rules! label_values {
+    ($type:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl EncodeLabelValue for $type {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+                use std::fmt::Write as _;
+                encoder.write_str(match self {
+                    $(Self::$variant => $text),+
+                })
+            }
+        }
+    };
+}
+
+label_values!(TunnelResult { Clean => "clean", Reset => "reset", Idle => "idle", Refused => "refused", Failed => "failed" });
+label_values!(Culprit { Client => "client", Peer => "peer", App => "app", Timeout => "timeout" });
+label_values!(Direction { Up => "up", Down => "down" });
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProtocolLabel {
@@ -296,19 +314,19 @@ mod tests {
         assert_eq!(
             value(
                 &text,
-                "h2hop_tunnels_total{protocol=\"websocket\",result=\"Clean\"}"
+                "h2hop_tunnels_total{protocol=\"websocket\",result=\"clean\"}"
             ),
             Some(1.0)
         );
         assert_eq!(
             value(
                 &text,
-                "h2hop_tunnels_total{protocol=\"websocket\",result=\"Refused\"}"
+                "h2hop_tunnels_total{protocol=\"websocket\",result=\"refused\"}"
             ),
             Some(1.0)
         );
         assert_eq!(
-            value(&text, "h2hop_tunnel_bytes_total{direction=\"Down\"}"),
+            value(&text, "h2hop_tunnel_bytes_total{direction=\"down\"}"),
             Some(20.0)
         );
         assert_eq!(
@@ -316,7 +334,7 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(
-            value(&text, "h2hop_errors_total{culprit=\"App\"}"),
+            value(&text, "h2hop_errors_total{culprit=\"app\"}"),
             Some(1.0)
         );
         assert_eq!(value(&text, "h2hop_http2_connections"), Some(1.0));

@@ -10,6 +10,10 @@
 //! Every configuration is built with the ring provider explicitly, never
 //! rustls' process-wide default: with two providers compiled in,
 //! `ServerConfig::builder()` panics.
+//!
+//! Two concerns have modules of their own: [`identity`], the sidecar's
+//! allow-list of front certificate SANs ([`server_config_allowing`]), and
+//! [`reload`], configurations read from files that SIGHUP builds again.
 
 use std::error::Error as StdError;
 use std::io;
@@ -23,6 +27,11 @@ use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls::{
     AlertDescription, CertificateError, ClientConfig, InvalidMessage, RootCertStore, ServerConfig,
 };
+
+pub mod identity;
+pub mod reload;
+
+use identity::{AllowedSans, SanVerifier};
 
 /// ALPN id for the hop between front and sidecar.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -81,6 +90,13 @@ pub enum TlsError {
     /// The client certificate verifier could not be built.
     #[error("building the client certificate verifier")]
     Verifier(#[source] VerifierBuilderError),
+    /// A value for the allowed client certificate SANs is neither a URI
+    /// (`scheme://...`) nor a DNS name.
+    #[error("allowed SAN {value:?} is neither a URI (scheme://...) nor a DNS name")]
+    AllowedSan {
+        /// The value as given.
+        value: String,
+    },
     /// The handshake finished without agreeing on `h2`.
     #[error("peer negotiated ALPN {got} instead of h2")]
     Alpn {
@@ -144,11 +160,27 @@ pub fn server_config(
     key: PrivateKeyDer<'static>,
     client_ca: Vec<CertificateDer<'static>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_allowing(chain, key, client_ca, &AllowedSans::any())
+}
+
+/// [`server_config`], and the client certificate must also carry one of
+/// the `allowed` SANs (none listed: any certificate from `client_ca`). A
+/// certificate without one is refused in the handshake with
+/// [`identity::IdentityRefused`], after the chain check.
+pub fn server_config_allowing(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_ca: Vec<CertificateDer<'static>>,
+    allowed: &AllowedSans,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let verifier =
+    let mut verifier =
         WebPkiClientVerifier::builder_with_provider(root_store(client_ca)?, provider.clone())
             .build()
             .map_err(TlsError::Verifier)?;
+    if !allowed.is_empty() {
+        verifier = Arc::new(SanVerifier::new(verifier, allowed.clone()));
+    }
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(PROTOCOL_VERSIONS)
         .map_err(TlsError::Config)?
@@ -294,6 +326,7 @@ fn describe_certificate(err: &CertificateError) -> Option<String> {
             "certificate not issued for this use (extended key usage)"
         }
         C::Revoked => "certificate revoked",
+        C::Other(_) => return identity::refusal_of(err).map(ToString::to_string),
         _ => return None,
     };
     Some(reason.to_owned())
@@ -441,6 +474,65 @@ mod tests {
             client_reason.contains("rejected our certificate"),
             "{client_reason}"
         );
+    }
+
+    /// A sidecar that allows `allowed` SANs, with `pki`'s certificates.
+    fn sidecar_allowing(pki: &DevPki, allowed: &[&str]) -> Arc<ServerConfig> {
+        let allowed = AllowedSans::new(allowed).unwrap();
+        server_config_allowing(
+            pki.server_chain(),
+            pki.server_key(),
+            vec![pki.ca_der()],
+            &allowed,
+        )
+        .unwrap()
+    }
+
+    fn pki_with_front_uri(uri: &str) -> DevPki {
+        let sans: Vec<String> = DEFAULT_SERVER_SANS.iter().map(|s| s.to_string()).collect();
+        DevPki::generate_with(&sans, &[uri.to_owned()]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn sidecar_accepts_client_certificate_with_an_allowed_san() {
+        let pki = pki_with_front_uri("spiffe://test/front");
+        for allowed in [
+            &["spiffe://test/other", "spiffe://test/front"][..],
+            &["H2HOP-FRONT"],
+            &[],
+        ] {
+            let server = sidecar_allowing(&pki, allowed);
+            let (server, client) = exchange(server, front(&pki, Some(&pki)), "localhost").await;
+            server.unwrap();
+            client.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn sidecar_refuses_client_certificate_without_an_allowed_san() {
+        let pki = pki_with_front_uri("spiffe://test/front");
+        let server = sidecar_allowing(&pki, &["spiffe://test/other", "other-front"]);
+        let (server, client) = exchange(server, front(&pki, Some(&pki)), "localhost").await;
+        assert_eq!(
+            reason(server),
+            "client certificate identity not allowed: it has URI SANs [spiffe://test/front], \
+             DNS SANs [h2hop-front], none of them allowed"
+        );
+        let client_reason = reason(client);
+        assert!(
+            client_reason.contains("rejected our certificate"),
+            "{client_reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn san_allow_list_checks_the_chain_first() {
+        let pki = pki_with_front_uri("spiffe://test/front");
+        let stranger = pki_with_front_uri("spiffe://test/front");
+        let server = sidecar_allowing(&pki, &["spiffe://test/front"]);
+        let (server, _) = exchange(server, front(&pki, Some(&stranger)), "localhost").await;
+        let server_reason = reason(server);
+        assert!(server_reason.contains("unknown CA"), "{server_reason}");
     }
 
     #[tokio::test]

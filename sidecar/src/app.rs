@@ -9,6 +9,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
+use h2hop::access::Counted;
 use h2hop::relay::H2Body;
 use http::{Request, Response};
 use http_body_util::Full;
@@ -40,7 +41,7 @@ pub struct AppConfig {
 /// The app: dedicated connections for tunnels, a pool for plain requests.
 pub struct App {
     config: AppConfig,
-    pool: Client<HttpConnector, H2Body>,
+    pool: Client<HttpConnector, Counted<H2Body>>,
 }
 
 impl App {
@@ -66,7 +67,10 @@ impl App {
 
     /// Sends a plain request on the keep-alive pool and waits for the
     /// response head within the response timeout.
-    pub async fn send(&self, request: Request<H2Body>) -> Result<Response<Incoming>, Error> {
+    pub async fn send(
+        &self,
+        request: Request<Counted<H2Body>>,
+    ) -> Result<Response<Incoming>, Error> {
         let addr = &self.config.addr;
         let bound = self.config.response_timeout;
         match timeout(bound, self.pool.request(request)).await {

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use h2hop::telemetry::LogArgs;
-use h2hop::tls::{self, TlsError};
+use h2hop::tls::TlsError;
+use h2hop::tls::identity::AllowedSans;
+use h2hop::tls::reload::{self, Reloadable};
 use h2hop::upgrade::{ProtocolError, Protocols};
 
 use crate::{Config, UpgradePolicy};
@@ -37,6 +39,19 @@ pub struct Args {
     /// CA certificate (PEM) that fronts' client certificates must chain to.
     #[arg(long, env = "H2HOP_SIDECAR_CLIENT_CA", required_unless_present = "h2c")]
     pub client_ca: Option<PathBuf>,
+    /// A SAN the front's client certificate must carry: a URI such as
+    /// `spiffe://trust-domain/front` (has `://`, compared exactly) or a DNS
+    /// name (compared ignoring case). Repeatable, or comma-separated; a
+    /// front with none of them is refused in the TLS handshake. Unset: any
+    /// certificate from --client-ca.
+    #[arg(
+        long = "allow-front-san",
+        value_name = "SAN",
+        env = "H2HOP_SIDECAR_ALLOW_FRONT_SANS",
+        value_delimiter = ',',
+        conflicts_with = "h2c"
+    )]
+    pub allow_front_sans: Vec<String>,
     /// SETTINGS_MAX_CONCURRENT_STREAMS per front connection: the most
     /// tunnels and requests one front connection may have open.
     #[arg(long, env = "H2HOP_SIDECAR_MAX_STREAMS", default_value_t = 1000)]
@@ -104,6 +119,9 @@ pub enum ArgsError {
     /// A TLS file could not be used.
     #[error("TLS set-up failed")]
     Tls(#[from] TlsError),
+    /// An --allow-front-san value is neither a URI nor a DNS name.
+    #[error("--allow-front-san")]
+    AllowedSans(#[source] TlsError),
     /// A TLS flag is missing (clap enforces this; kept for library callers).
     #[error("--{0} is required unless --h2c is set")]
     Missing(&'static str),
@@ -121,8 +139,10 @@ impl Args {
         if self.max_streams == 0 {
             return Err(ArgsError::MaxStreams);
         }
-        let tls = if self.h2c { None } else { Some(self.tls()?) };
-        let mut config = Config::new(self.app.clone(), tls);
+        let mut config = Config::new(self.app.clone(), None);
+        if !self.h2c {
+            config.tls = Some(self.tls()?);
+        }
         config.app.connect_timeout = self.connect_timeout;
         config.app.response_timeout = self.response_timeout;
         config.app.upgrade_timeout = self.upgrade_timeout;
@@ -140,17 +160,21 @@ impl Args {
         Ok(config)
     }
 
-    fn tls(&self) -> Result<std::sync::Arc<rustls::ServerConfig>, ArgsError> {
+    /// The TLS files, loaded now and again on each reload (SIGHUP).
+    fn tls(&self) -> Result<Reloadable<rustls::ServerConfig>, ArgsError> {
         let cert = self.cert.as_deref().ok_or(ArgsError::Missing("cert"))?;
         let key = self.key.as_deref().ok_or(ArgsError::Missing("key"))?;
         let client_ca = self
             .client_ca
             .as_deref()
             .ok_or(ArgsError::Missing("client-ca"))?;
-        Ok(tls::server_config(
-            tls::load_certs(cert)?,
-            tls::load_key(key)?,
-            tls::load_certs(client_ca)?,
+        let allowed = AllowedSans::new(&self.allow_front_sans).map_err(ArgsError::AllowedSans)?;
+        Ok(reload::server_config_files(
+            "front connections",
+            cert,
+            key,
+            client_ca,
+            allowed,
         )?)
     }
 }
@@ -192,6 +216,69 @@ mod tests {
             args.config(),
             Err(ArgsError::Protocols(ProtocolError::Forbidden(_)))
         ));
+    }
+
+    /// A sidecar's PEM files in a fresh directory, and the flags naming them.
+    fn tls_flags(dir: &std::path::Path) -> Vec<String> {
+        let pki = h2hop_certs::DevPki::generate(&["localhost".to_owned()]).unwrap();
+        pki.write_to(dir, false).unwrap();
+        let file = |name: &str| dir.join(name).display().to_string();
+        vec![
+            "--cert".to_owned(),
+            file("sidecar.pem"),
+            "--key".to_owned(),
+            file("sidecar-key.pem"),
+            "--client-ca".to_owned(),
+            file("ca.pem"),
+        ]
+    }
+
+    #[test]
+    fn allow_front_san_is_repeatable_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut argv = vec!["h2hop-sidecar".to_owned()];
+        argv.extend(tls_flags(dir.path()));
+        let with = |extra: &[&str]| {
+            let mut argv = argv.clone();
+            argv.extend(extra.iter().map(|s| s.to_string()));
+            Args::try_parse_from(argv).unwrap()
+        };
+        let args = with(&[
+            "--allow-front-san",
+            "spiffe://test/front,front.internal",
+            "--allow-front-san",
+            "spiffe://test/other",
+        ]);
+        assert_eq!(
+            args.allow_front_sans,
+            [
+                "spiffe://test/front",
+                "front.internal",
+                "spiffe://test/other"
+            ]
+        );
+        let config = args.config().unwrap();
+        assert!(config.tls.as_ref().unwrap().is_from_files());
+        assert_eq!(config.reloader().len(), 1);
+
+        let err = with(&["--allow-front-san", "spiffe:/typo"])
+            .config()
+            .unwrap_err();
+        assert!(matches!(err, ArgsError::AllowedSans(_)), "{err:?}");
+        assert!(
+            h2hop::telemetry::chain(&err).contains("\"spiffe:/typo\""),
+            "{err}"
+        );
+        // Without TLS there is no certificate to check.
+        assert!(
+            Args::try_parse_from(["h2hop-sidecar", "--h2c", "--allow-front-san", "x"]).is_err()
+        );
+    }
+
+    #[test]
+    fn h2c_has_nothing_to_reload() {
+        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c"]).unwrap();
+        assert!(args.config().unwrap().reloader().is_empty());
     }
 
     #[test]

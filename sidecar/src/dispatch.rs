@@ -11,6 +11,7 @@ use std::future::poll_fn;
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
+use h2hop::access::{self, Entry};
 use h2hop::limit::Limit;
 use h2hop::translate::TranslateError;
 use http::header::{CONTENT_TYPE, HeaderValue};
@@ -41,6 +42,15 @@ pub async fn dispatch(
     // Fields are recorded now: the span borrows nothing from the request.
     let span = info_span!("stream", kind, %authority, path = request.uri().path());
     let started = tokio::time::Instant::now();
+    let access_kind = match protocol {
+        Some(_) => access::Kind::Tunnel,
+        None => access::Kind::Request,
+    };
+    // Written when this task ends, however the stream ended.
+    let mut entry = Entry::new(access_kind, authority, request.uri().path());
+    if let Some(protocol) = &protocol {
+        entry.protocol(protocol);
+    }
     async move {
         let result = match protocol {
             // h2 itself refuses :protocol on anything but CONNECT (RFC 8441 §4 (N6)).
@@ -49,7 +59,8 @@ pub async fn dispatch(
             }
             Some(protocol) => match context.upgrades.protocols.find(&protocol) {
                 Some(allowed) => {
-                    let result = tunnel::open(context, dials, request, allowed, &mut respond).await;
+                    let opened = tunnel::open(context, dials, request, allowed, &mut respond, &mut entry);
+                    let result = opened.await;
                     if result.is_err() {
                         let failed = h2hop::metrics::TunnelResult::Failed;
                         context.metrics.tunnel_not_opened(allowed, failed);
@@ -61,7 +72,7 @@ pub async fn dispatch(
             None if kind == "connect" => Err(Error::PlainConnect),
             // Boxed: a task's allocation is sized for its largest state, and
             // this one must not weigh on every long-lived tunnel task.
-            None => Box::pin(forward::forward(context, request, &mut respond)).await,
+            None => Box::pin(forward::forward(context, request, &mut respond, &mut entry)).await,
         };
         match result {
             Ok(()) => {}
@@ -72,7 +83,10 @@ pub async fn dispatch(
                 if kind != "tunnel" {
                     context.metrics.request_answered(err.status(), started.elapsed());
                 }
-                answer_error(&mut respond, &err);
+                if answer_error(&mut respond, &err) {
+                    entry.status(err.status());
+                    entry.close(access::Close::Done);
+                }
             }
         }
     }
@@ -92,10 +106,11 @@ pub async fn unless_reset<T>(
     }
 }
 
-/// Answers a failed stream, if it was not answered yet.
-fn answer_error(respond: &mut SendResponse<Bytes>, err: &Error) {
+/// Answers a failed stream, if it was not answered yet; says whether the
+/// answer went out.
+fn answer_error(respond: &mut SendResponse<Bytes>, err: &Error) -> bool {
     if matches!(err, Error::Respond(_) | Error::Reset(_)) {
-        return;
+        return false;
     }
     let body = Bytes::from(format!("h2hop-sidecar: {}\n", h2hop::telemetry::chain(err)));
     let mut response = Response::new(());
@@ -105,7 +120,8 @@ fn answer_error(respond: &mut SendResponse<Bytes>, err: &Error) {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     // Errors here mean the stream is already gone: nothing more to tell.
-    if let Ok(mut send) = respond.send_response(response, false) {
-        let _ = send.send_data(body, true);
+    match respond.send_response(response, false) {
+        Ok(mut send) => send.send_data(body, true).is_ok(),
+        Err(_) => false,
     }
 }

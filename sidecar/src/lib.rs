@@ -1,7 +1,9 @@
 //! `h2hop-sidecar`: HTTP/2 from fronts in, HTTP/1.1 to the local app out.
 //!
 //! The path of a stream, stage by stage:
-//! 1. [`listener`]: accept, TLS with a required client certificate (or h2c),
+//! 1. [`listener`]: accept, TLS with a required client certificate (from the
+//!    client CA, and carrying an allowed SAN when `--allow-front-san` is set;
+//!    reloaded on SIGHUP) or h2c,
 //!    HTTP/2 with SETTINGS_ENABLE_CONNECT_PROTOCOL, one task per stream;
 //! 2. [`dispatch`]: tunnel, ordinary request, or an error answered here;
 //! 3. [`tunnel`]: an Upgrade to the app with the front's method and body (a
@@ -26,6 +28,7 @@ use std::time::Duration;
 pub use app::AppConfig;
 pub use error::Error;
 use h2hop::metrics::Metrics;
+use h2hop::tls::reload::{Reloadable, Reloader};
 use h2hop::upgrade::Protocols;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -36,7 +39,9 @@ pub struct Config {
     /// How to reach the app.
     pub app: AppConfig,
     /// TLS for fronts (client certificate required), or `None` for h2c.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Each handshake takes its current value, so a reload (see
+    /// [`Config::reloader`]) changes new connections only.
+    pub tls: Option<Reloadable<rustls::ServerConfig>>,
     /// SETTINGS_MAX_CONCURRENT_STREAMS per front connection.
     pub max_concurrent_streams: u32,
     /// Bound on a front's TLS and HTTP/2 handshakes.
@@ -53,6 +58,17 @@ pub struct Config {
     pub max_pending_dials: usize,
     /// The process's metrics, served on the admin listener.
     pub metrics: Arc<Metrics>,
+}
+
+impl Config {
+    /// What SIGHUP reloads: the TLS files, when TLS comes from files.
+    pub fn reloader(&self) -> Reloader {
+        let mut reloader = Reloader::new();
+        if let Some(tls) = &self.tls {
+            reloader.add(tls);
+        }
+        reloader
+    }
 }
 
 /// Which upgrades the sidecar opens, and with what method.
@@ -81,7 +97,8 @@ impl Default for UpgradePolicy {
 
 impl Config {
     /// A configuration with the documented defaults for everything but the
-    /// app address and TLS.
+    /// app address and TLS (fixed: set [`Config::tls`] to a file-backed
+    /// one to reload it).
     pub fn new(app: String, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         Self {
             app: AppConfig {
@@ -90,7 +107,7 @@ impl Config {
                 response_timeout: Duration::from_secs(30),
                 upgrade_timeout: Duration::from_secs(30),
             },
-            tls,
+            tls: tls.map(Reloadable::from),
             max_concurrent_streams: 1000,
             handshake_timeout: Duration::from_secs(10),
             upgrades: UpgradePolicy::default(),

@@ -1,6 +1,8 @@
 //! Listener stage: accepts fronts' connections and serves HTTP/2 on each.
 //!
 //! Per connection: TLS with a required client certificate (unless h2c),
+//! with the certificates current at accept time (a reload changes the next
+//! connection, never an open one),
 //! then an HTTP/2 server that advertises SETTINGS_ENABLE_CONNECT_PROTOCOL
 //! (RFC 8441 §3 (N1)), then one task per accepted stream, handed to
 //! [`crate::dispatch`].
@@ -16,6 +18,7 @@ use h2hop::limit::Limit;
 use h2hop::metrics::Metrics;
 use h2hop::relay::{CONNECTION_WINDOW, STREAM_WINDOW};
 use h2hop::tls;
+use h2hop::tls::reload::Reloadable;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -68,16 +71,10 @@ pub async fn serve(
         max_pending_dials: config.max_pending_dials,
         metrics: config.metrics.clone(),
     });
-    let acceptor = config.tls.clone().map(TlsAcceptor::from);
+    let tls = config.tls.clone();
     let config = Arc::new(config);
     h2hop::accept::until_shutdown(listener, &drain, |stream, peer| {
-        connection(
-            stream,
-            peer,
-            acceptor.clone(),
-            config.clone(),
-            context.clone(),
-        )
+        connection(stream, peer, tls.clone(), config.clone(), context.clone())
     })
     .await;
     info!(
@@ -95,18 +92,22 @@ pub async fn serve(
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    acceptor: Option<TlsAcceptor>,
+    tls: Option<Reloadable<rustls::ServerConfig>>,
     config: Arc<Config>,
     context: Arc<Context>,
 ) {
-    let Some(acceptor) = acceptor else {
+    let Some(tls) = tls else {
         return serve_h2(stream, &config, context).await;
     };
+    // The certificates as of now: a reload changes the next handshake, not
+    // this connection.
+    let acceptor = TlsAcceptor::from(tls.current());
     let bound = config.handshake_timeout;
     let tls = match timeout(bound, acceptor.accept(stream)).await {
         Err(_) => return warn!(after = ?bound, "TLS handshake timed out"),
         Ok(Err(err)) => {
-            // A front with no certificate, or one from another CA, ends here.
+            // A front with no certificate, one from another CA, or one
+            // without an allowed SAN (named in the reason) ends here.
             return warn!(%peer, reason = %tls::describe_failure(&err), "TLS handshake refused");
         }
         Ok(Ok(tls)) => tls,

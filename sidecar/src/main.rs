@@ -1,4 +1,5 @@
-//! `h2hop-sidecar` binary: flags → config → logging → bind → [`h2hop_sidecar::run`].
+//! `h2hop-sidecar` binary: flags → config → logging → bind → [`h2hop_sidecar::run`];
+//! SIGTERM/SIGINT shut it down, SIGHUP reloads its certificates.
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -20,6 +21,9 @@ async fn serve(args: Args, config: h2hop_sidecar::Config) -> anyhow::Result<()> 
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listen = listener
+        .local_addr()
+        .context("reading the listen address")?;
     let admin = match args.admin_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -28,7 +32,15 @@ async fn serve(args: Args, config: h2hop_sidecar::Config) -> anyhow::Result<()> 
         ),
         None => None,
     };
-    tracing::info!(listen = %args.listen, app = %args.app, h2c = args.h2c, "h2hop-sidecar ready");
+    // SIGHUP reloads the TLS files; watched from before "ready" on.
+    let reloads =
+        h2hop::tls::reload::on_hangup(config.reloader()).context("cannot watch SIGHUP")?;
+    tokio::spawn(reloads);
+    let allow_front_sans = match args.allow_front_sans.as_slice() {
+        [] => "any".to_owned(),
+        sans => sans.join(","),
+    };
+    tracing::info!(%listen, app = %args.app, h2c = args.h2c, %allow_front_sans, "h2hop-sidecar ready");
     let shutdown = CancellationToken::new();
     tokio::spawn(h2hop::shutdown::on_signal(shutdown.clone()));
     h2hop_sidecar::run_with_admin(config, listener, admin, shutdown).await;

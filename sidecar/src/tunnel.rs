@@ -14,6 +14,7 @@ use h2::server::SendResponse;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use h2hop::access::Entry;
 use h2hop::limit::{Limit, Permit};
 use h2hop::metrics::TunnelResult;
 use h2hop::relay::{self, Close};
@@ -26,19 +27,21 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::dispatch;
 use crate::listener::Context;
 use crate::{Error, forward};
 
-/// Opens the tunnel and relays it until both sides close.
+/// Opens the tunnel and relays it until both sides close; the access log
+/// `entry` gets the status, the bytes each way and how it ended.
 pub async fn open(
     context: &Context,
     dials: &Limit,
     request: Request<RecvStream>,
     protocol: &str,
     respond: &mut SendResponse<Bytes>,
+    entry: &mut Entry,
 ) -> Result<(), Error> {
     // Held for the tunnel's life.
     let _place = overloaded_unless(context.tunnels.try_take(), &context.tunnels)?;
@@ -57,13 +60,14 @@ pub async fn open(
             info!(status = head.status.as_u16(), "app refused the upgrade");
             let refused = TunnelResult::Refused;
             context.metrics.tunnel_not_opened(protocol, refused);
-            let answered = forward::respond_with(respond, &head, body).await;
+            let answered = forward::respond_with(respond, &head, body, entry).await;
             // Held until the answer is out: dropping the stream's receive
             // half earlier could reset the stream before the front read it.
             drop(recv);
             return answered;
         }
     };
+    entry.status(switched.reply.status());
     let send = respond
         .send_response(switched.reply, false)
         .map_err(Error::Respond)?;
@@ -78,13 +82,9 @@ pub async fn open(
         context.tunnel_idle_timeout,
     )
     .await;
-    info!(
-        bytes_up = end.to_tcp,
-        bytes_down = end.to_stream,
-        close = ?end.close,
-        duration = ?started.elapsed(),
-        "tunnel closed"
-    );
+    debug!(duration = ?started.elapsed(), "tunnel closed");
+    entry.add_bytes(end.to_tcp, end.to_stream);
+    entry.close(end.close.into());
     open.ended(tunnel_result(end.close), end.to_tcp, end.to_stream);
     Ok(())
 }

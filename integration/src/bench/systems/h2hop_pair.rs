@@ -14,10 +14,10 @@ use h2hop_certs::DevPki;
 use super::process::{Scratch, free_port};
 use super::{Binaries, Evidence, Plan};
 
-/// What the sidecar logs for each RFC 8441 stream: its `stream` span with
-/// `kind="tunnel"` (set in `h2hop_sidecar::dispatch` only when the request
-/// carried `:protocol`), on the "tunnel closed" event.
-const TUNNEL_MARKS: &[&str] = &["kind=\"tunnel\""];
+/// What the sidecar logs for each RFC 8441 stream: its access line with
+/// `kind="tunnel"` and the `:protocol` (`h2hop_sidecar::dispatch` makes a
+/// tunnel entry only when the request carried `:protocol`).
+const TUNNEL_MARKS: &[&str] = &["h2hop::access", "kind=\"tunnel\"", "protocol=\"websocket\""];
 
 /// How the front and the sidecar secure the middle hop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

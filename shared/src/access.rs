@@ -1,0 +1,356 @@
+//! Access log: one structured line per tunnel or plain request, when it ends.
+//!
+//! The stage that accepts a request makes an [`Entry`]; whoever holds the
+//! request last (a relay task, or the response body hyper writes) fills in
+//! the outcome, and the entry writes its line when it is dropped, so a
+//! request that ends in any way, aborted ones included, logs exactly once.
+//! Lines are `info` events with the target [`TARGET`], formatted like every
+//! other line (`--log-format text|json`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use bytes::Buf as _;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::Instant;
+
+use crate::relay;
+
+/// The `tracing` target of access lines, to filter or route them.
+pub const TARGET: &str = "h2hop::access";
+
+/// What kind of exchange a line is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An upgrade, tunnelled or refused.
+    Tunnel,
+    /// A plain request.
+    Request,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Tunnel => "tunnel",
+            Kind::Request => "request",
+        }
+    }
+}
+
+/// How an exchange ended: the line's `close` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The response (body and all) was delivered; or a tunnel ended with
+    /// FIN / END_STREAM both ways.
+    Done,
+    /// Cut short before its end: the client left, the far side reset the
+    /// stream, or a shutdown's drain period ran out.
+    Aborted,
+    /// A tunnel's TCP peer reset the connection.
+    TcpReset,
+    /// A tunnel's HTTP/2 stream was reset by the peer.
+    StreamReset,
+    /// A tunnel was closed after its idle timeout.
+    Idle,
+}
+
+impl Close {
+    fn as_str(self) -> &'static str {
+        match self {
+            Close::Done => "done",
+            Close::Aborted => "aborted",
+            Close::TcpReset => "tcp_reset",
+            Close::StreamReset => "stream_reset",
+            Close::Idle => "idle",
+        }
+    }
+}
+
+impl From<relay::Close> for Close {
+    fn from(close: relay::Close) -> Self {
+        match close {
+            relay::Close::Clean => Close::Done,
+            relay::Close::TcpReset => Close::TcpReset,
+            relay::Close::StreamReset => Close::StreamReset,
+            relay::Close::Idle => Close::Idle,
+        }
+    }
+}
+
+/// Byte counts that a body in another task adds to.
+#[derive(Debug, Default)]
+pub struct Bytes {
+    up: AtomicU64,
+    down: AtomicU64,
+}
+
+/// One exchange's line, written when the entry is dropped.
+#[derive(Debug)]
+pub struct Entry {
+    kind: Kind,
+    route: Option<Arc<str>>,
+    authority: Box<str>,
+    path: Box<str>,
+    protocol: Option<Box<str>>,
+    status: u16,
+    close: Close,
+    started: Instant,
+    bytes: Arc<Bytes>,
+}
+
+impl Entry {
+    /// A new entry; its clock starts now. Until told otherwise it logs
+    /// status 0 (no answer was given) and [`Close::Aborted`].
+    pub fn new(kind: Kind, authority: &str, path: &str) -> Self {
+        Self {
+            kind,
+            route: None,
+            authority: authority.into(),
+            path: path.into(),
+            protocol: None,
+            status: 0,
+            close: Close::Aborted,
+            started: Instant::now(),
+            bytes: Arc::default(),
+        }
+    }
+
+    /// Names the route (on the front: the cluster it went to).
+    pub fn route(&mut self, route: Arc<str>) {
+        self.route = Some(route);
+    }
+
+    /// Names the Upgrade protocol of a tunnel.
+    pub fn protocol(&mut self, protocol: &str) {
+        self.protocol = Some(protocol.into());
+    }
+
+    /// The status answered (for a tunnel: the status the far side chose,
+    /// 101 or 200 when it opened).
+    pub fn status(&mut self, status: http::StatusCode) {
+        self.status = status.as_u16();
+    }
+
+    /// How it ended.
+    pub fn close(&mut self, close: Close) {
+        self.close = close;
+    }
+
+    /// Adds to the bytes moved toward the app (`up`) and the client (`down`).
+    pub fn add_bytes(&self, up: u64, down: u64) {
+        self.bytes.up.fetch_add(up, Ordering::Relaxed);
+        self.bytes.down.fetch_add(down, Ordering::Relaxed);
+    }
+
+    /// The counts, for a body that moves in another task ([`Counted`]).
+    pub fn bytes(&self) -> Arc<Bytes> {
+        self.bytes.clone()
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        tracing::info!(
+            target: TARGET,
+            kind = self.kind.as_str(),
+            route = self.route.as_deref().unwrap_or("-"),
+            authority = &*self.authority,
+            path = &*self.path,
+            protocol = self.protocol.as_deref().unwrap_or("-"),
+            status = self.status,
+            duration_ms = self.started.elapsed().as_secs_f64() * 1e3,
+            bytes_up = self.bytes.up.load(Ordering::Relaxed),
+            bytes_down = self.bytes.down.load(Ordering::Relaxed),
+            close = self.close.as_str(),
+            "access"
+        );
+    }
+}
+
+/// Which way a [`Counted`] body moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Toward the app.
+    Up,
+    /// Toward the client.
+    Down,
+}
+
+/// A body that adds the length of its data to an entry's counts.
+#[derive(Debug)]
+pub struct Counted<B> {
+    body: B,
+    bytes: Arc<Bytes>,
+    direction: Direction,
+}
+
+impl<B> Counted<B> {
+    /// Counts `body`'s data into `bytes`, as moving `direction`.
+    pub fn new(body: B, bytes: Arc<Bytes>, direction: Direction) -> Self {
+        Self {
+            body,
+            bytes,
+            direction,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Counted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        if let Some(Ok(frame)) = &frame {
+            let len = frame.data_ref().map_or(0, |data| data.remaining() as u64);
+            let counter = match self.direction {
+                Direction::Up => &self.bytes.up,
+                Direction::Down => &self.bytes.down,
+            };
+            counter.fetch_add(len, Ordering::Relaxed);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A response body that owns its exchange's [`Entry`]: it counts what it
+/// delivers toward the client and logs when hyper drops it, as
+/// [`Close::Done`] if it reached its end and [`Close::Aborted`] if not.
+/// Without an entry (a tunnel's 101, whose relay logs) it only passes
+/// frames on.
+#[derive(Debug)]
+pub struct Logged<B> {
+    body: B,
+    entry: Option<Entry>,
+    delivered: u64,
+    // A response's Content-Length: HTTP/1.1 writers stop polling once that
+    // much went out, so reaching it is the end.
+    length: Option<u64>,
+}
+
+impl<B: Body> Logged<B> {
+    /// Wraps `body`, which is `length` bytes long if that is known;
+    /// `entry` already carries the status.
+    pub fn new(body: B, mut entry: Option<Entry>, length: Option<u64>) -> Self {
+        if let Some(entry) = &mut entry
+            && (body.is_end_stream() || length == Some(0))
+        {
+            entry.close(Close::Done);
+        }
+        Self {
+            body,
+            entry,
+            delivered: 0,
+            length,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Logged<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
+        if let Some(entry) = &mut this.entry {
+            match &frame {
+                Some(Ok(frame)) => {
+                    let len = frame.data_ref().map_or(0, |data| data.remaining() as u64);
+                    entry.add_bytes(0, len);
+                    this.delivered += len;
+                    if this.body.is_end_stream() || this.length == Some(this.delivered) {
+                        entry.close(Close::Done);
+                    }
+                }
+                Some(Err(_)) => entry.close(Close::Aborted),
+                None => entry.close(Close::Done),
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt as _, Full, StreamBody};
+
+    #[tokio::test]
+    async fn counted_adds_data_lengths() {
+        let entry = Entry::new(Kind::Request, "a", "/");
+        let body = Full::new(bytes::Bytes::from_static(b"hello"));
+        let counted = Counted::new(body, entry.bytes(), Direction::Up);
+        let collected = counted.collect().await.unwrap().to_bytes();
+        assert_eq!(collected, "hello");
+        assert_eq!(entry.bytes.up.load(Ordering::Relaxed), 5);
+        assert_eq!(entry.bytes.down.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn logged_is_done_only_at_the_end_of_the_body() {
+        let chunks = vec![
+            Ok::<_, std::convert::Infallible>(Frame::data(bytes::Bytes::from_static(b"ab"))),
+            Ok(Frame::data(bytes::Bytes::from_static(b"cde"))),
+        ];
+        let body = StreamBody::new(futures_util::stream::iter(chunks));
+        let entry = Entry::new(Kind::Request, "a", "/");
+        let mut logged = Logged::new(body, Some(entry), None);
+        let first = logged.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "ab");
+        let close = |logged: &Logged<_>| logged.entry.as_ref().unwrap().close;
+        assert_eq!(close(&logged), Close::Aborted, "not at the end yet");
+        let _ = logged.frame().await.unwrap().unwrap();
+        assert!(logged.frame().await.is_none());
+        assert_eq!(close(&logged), Close::Done);
+        let bytes = logged.entry.as_ref().unwrap().bytes();
+        assert_eq!(bytes.down.load(Ordering::Relaxed), 5);
+    }
+
+    #[tokio::test]
+    async fn logged_is_done_once_the_content_length_went_out() {
+        let chunks = vec![
+            Ok::<_, std::convert::Infallible>(Frame::data(bytes::Bytes::from_static(b"ab"))),
+            Ok(Frame::data(bytes::Bytes::from_static(b"cde"))),
+        ];
+        let body = StreamBody::new(futures_util::stream::iter(chunks));
+        let entry = Entry::new(Kind::Request, "a", "/");
+        let mut logged = Logged::new(body, Some(entry), Some(5));
+        let _ = logged.frame().await.unwrap().unwrap();
+        assert_eq!(logged.entry.as_ref().unwrap().close, Close::Aborted);
+        let _ = logged.frame().await.unwrap().unwrap();
+        // Not polled to its end, as hyper does with a Content-Length.
+        assert_eq!(logged.entry.unwrap().close, Close::Done);
+    }
+
+    #[test]
+    fn an_empty_body_is_done_at_once() {
+        let entry = Entry::new(Kind::Request, "a", "/");
+        let logged = Logged::new(Full::new(bytes::Bytes::new()), Some(entry), None);
+        assert_eq!(logged.entry.unwrap().close, Close::Done);
+    }
+}
