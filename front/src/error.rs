@@ -66,8 +66,9 @@ pub enum Error {
         /// The sidecar address.
         addr: String,
     },
-    /// The client's upgrade body could not be read.
-    #[error("cannot read the upgrade request body")]
+    /// The client's request body (of an upgrade or a plain request) could
+    /// not be read.
+    #[error("cannot read the request body")]
     ClientBody(#[source] hyper::Error),
     /// The client's upgrade body did not arrive in time.
     #[error("upgrade request body not received within {0:?}")]

@@ -4,6 +4,7 @@
 //! response, head translated and body streamed back as it arrives. The
 //! request body streams up in its own task, bounded by the stream window.
 
+use std::io;
 use std::sync::Arc;
 
 use h2hop::access::{self, Counted, Direction};
@@ -12,7 +13,9 @@ use h2hop::translate::request::{self, Kind};
 use h2hop::translate::response;
 use http::{Request, Response};
 use http_body::Body as _;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
+use tokio::sync::oneshot;
 use tracing::{Instrument as _, Span, debug};
 
 use crate::Error;
@@ -31,7 +34,17 @@ pub async fn forward(
     let upstream_request = request::h1_to_h2(&parts, client_scheme(&parts), Kind::Forward)?;
     let end_of_stream = body.is_end_stream();
     let (response, send, slot) = cluster.open_stream(upstream_request, end_of_stream).await?;
+    // A client body that breaks (bad chunking, a cut connection) resets the
+    // stream, which fails the response below; this says it was the client.
+    let (body_failed, mut body_failure) = oneshot::channel();
     if !end_of_stream {
+        let mut body_failed = Some(body_failed);
+        let body = body.map_err(move |err| {
+            if let Some(failed) = body_failed.take() {
+                let _ = failed.send(err);
+            }
+            io::Error::other("client request body failed")
+        });
         let body = Counted::new(body, counts, Direction::Up);
         let upload = async move {
             if let Err(err) = relay::send_body(body, send).await {
@@ -42,7 +55,11 @@ pub async fn forward(
     }
     let response = context
         .await_response(response, context.response_timeout, cluster)
-        .await?;
+        .await
+        .map_err(|err| match body_failure.try_recv() {
+            Ok(body_err) => Error::ClientBody(body_err),
+            Err(_) => err,
+        })?;
     let (head, recv) = response.into_parts();
     let relayed = response::relay(&head, answer_version(&parts));
     Ok(relayed.map(|()| crate::listener::streamed(H2Body::with_guard(recv, slot))))

@@ -11,7 +11,7 @@ use h2hop::relay::{self, H2Body};
 use h2hop::translate::request;
 use h2hop::translate::response;
 use http::response::Parts;
-use http::uri::{PathAndQuery, Uri};
+use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{Request, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -36,7 +36,13 @@ pub async fn forward(
     // app's address; Host already carries the stream's :authority.
     let app = &context.app;
     let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-    *app_request.uri_mut() = Uri::try_from(format!("http://{}{path}", app.config().addr))
+    // Built from parts, so that no path (`*` included) can change the
+    // authority the pool dials.
+    *app_request.uri_mut() = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(app.config().addr.as_str())
+        .path_and_query(path)
+        .build()
         .map_err(|_| h2hop::translate::TranslateError::Invalid { what: "path" })?;
     // S5: a stream the front resets while we wait cancels the request.
     let answer = dispatch::unless_reset(respond, app.send(app_request)).await?;

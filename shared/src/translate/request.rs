@@ -52,6 +52,10 @@ pub fn h1_to_h2(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // RFC 9112 §3.2.4: the asterisk form is for OPTIONS only.
+    if path.as_str() == "*" && parts.method != Method::OPTIONS {
+        return Err(TranslateError::Invalid { what: "target" });
+    }
     let uri = Uri::builder()
         .scheme(scheme)
         .authority(authority)
@@ -108,14 +112,27 @@ pub fn h1_to_h2(
 /// The request's authority: the absolute-form target's, else the `Host`
 /// field's (RFC 9112 §3.2.2).
 fn client_authority(parts: &Parts) -> Result<Authority, TranslateError> {
-    if let Some(authority) = parts.uri.authority() {
-        return Ok(authority.clone());
+    let authority = match parts.uri.authority() {
+        // RFC 9112 §3.2.3: the authority form is for CONNECT only.
+        Some(_) if parts.uri.scheme().is_none() && parts.method != Method::CONNECT => {
+            return Err(TranslateError::Invalid { what: "target" });
+        }
+        Some(authority) => authority.clone(),
+        None => {
+            let host = parts
+                .headers
+                .get(HOST)
+                .ok_or(TranslateError::MissingAuthority)?;
+            Authority::try_from(host.as_bytes())
+                .map_err(|_| TranslateError::Invalid { what: "host" })?
+        }
+    };
+    // RFC 9110 §4.2.4 and §7.2: no userinfo in an http(s) authority or in
+    // Host; RFC 9112 §3.2 answers an invalid Host with 400.
+    if authority.as_str().contains('@') {
+        return Err(TranslateError::Invalid { what: "host" });
     }
-    let host = parts
-        .headers
-        .get(HOST)
-        .ok_or(TranslateError::MissingAuthority)?;
-    Authority::try_from(host.as_bytes()).map_err(|_| TranslateError::Invalid { what: "host" })
+    Ok(authority)
 }
 
 /// How the sidecar asks the app for a tunnel.
@@ -196,6 +213,14 @@ pub fn h2_to_h1(
         None => parts.method.clone(),
     };
     for (name, value) in copied.iter() {
+        // RFC 9113 §8.2.1 (N22): a value with leading or trailing SP or HTAB
+        // makes the request malformed; the h2 crate leaves this check to us,
+        // and a malformed request is never forwarded (§8.1.1).
+        if has_surrounding_whitespace(value.as_bytes()) {
+            return Err(TranslateError::Invalid {
+                what: "field value",
+            });
+        }
         headers.append(name.clone(), value.clone());
     }
 
@@ -207,9 +232,43 @@ pub fn h2_to_h1(
     Ok(request)
 }
 
+/// Whether a field value starts or ends with SP or HTAB.
+fn has_surrounding_whitespace(value: &[u8]) -> bool {
+    let blank = |byte: &u8| matches!(byte, b' ' | b'\t');
+    value.first().is_some_and(blank) || value.last().is_some_and(blank)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 9113 §8.2.1 (N22): a value with surrounding whitespace is refused.
+    #[test]
+    fn h2_to_h1_refuses_values_with_surrounding_whitespace() {
+        for value in [" a", "a\t", "\ta b "] {
+            let request = Request::builder()
+                .uri("http://example.com/x")
+                .header("x-test", value)
+                .body(())
+                .unwrap();
+            let (parts, ()) = request.into_parts();
+            assert!(
+                matches!(
+                    h2_to_h1(&parts, None),
+                    Err(TranslateError::Invalid {
+                        what: "field value"
+                    })
+                ),
+                "{value:?}"
+            );
+        }
+        let request = Request::builder()
+            .uri("http://example.com/x")
+            .header("x-test", "a b")
+            .body(())
+            .unwrap();
+        assert!(h2_to_h1(&request.into_parts().0, None).is_ok());
+    }
 
     fn h1(method: &str, target: &str, headers: &[(&str, &str)]) -> Parts {
         let mut builder = Request::builder().method(method).uri(target);
