@@ -101,6 +101,7 @@ impl Config {
             client_tls: None,
             client_extended_connect: true,
             metrics: Metrics::new(
+                "sidecar",
                 "HTTP/2 connections to sidecars open now",
                 "HTTP/2 streams to sidecars open now",
             ),

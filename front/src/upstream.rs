@@ -587,7 +587,7 @@ mod tests {
     }
 
     fn metrics() -> Arc<Metrics> {
-        Metrics::new("connections", "streams")
+        Metrics::new("sidecar", "connections", "streams")
     }
 
     fn get() -> Request<()> {

@@ -35,7 +35,8 @@ pub enum TunnelResult {
 pub enum Culprit {
     /// A malformed or refused request, or a limit the client hit.
     Client,
-    /// The sidecar (at the front) or the front (at the sidecar).
+    /// The other h2hop hop: counted as `sidecar` at the front and as
+    /// `front` at the sidecar.
     Peer,
     /// The app behind the sidecar.
     App,
@@ -67,7 +68,6 @@ macro_rules! label_values {
 }
 
 label_values!(TunnelResult { Clean => "clean", Reset => "reset", Idle => "idle", Refused => "refused", Failed => "failed" });
-label_values!(Culprit { Client => "client", Peer => "peer", App => "app", Timeout => "timeout" });
 label_values!(Direction { Up => "up", Down => "down" });
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -93,7 +93,7 @@ struct StatusLabel {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CulpritLabel {
-    culprit: Culprit,
+    culprit: &'static str,
 }
 
 /// A process's metrics.
@@ -109,13 +109,16 @@ pub struct Metrics {
     errors: Family<CulpritLabel, Counter>,
     connections: Gauge<i64, AtomicI64>,
     streams: Gauge<i64, AtomicI64>,
+    /// The `culprit` label of [`Culprit::Peer`]: `sidecar` or `front`.
+    peer: &'static str,
 }
 
 impl Metrics {
-    /// The metrics of one binary; `connections_help` and `streams_help`
+    /// The metrics of one binary; `peer` names the other hop in the
+    /// `culprit` label (`sidecar` at the front); `connections_help` and `streams_help`
     /// say what its connection and stream gauges count (upstream at the
     /// front, from fronts at the sidecar).
-    pub fn new(connections_help: &str, streams_help: &str) -> Arc<Self> {
+    pub fn new(peer: &'static str, connections_help: &str, streams_help: &str) -> Arc<Self> {
         let mut registry = Registry::with_prefix("h2hop");
         let tunnels_active = Family::<ProtocolLabel, Gauge>::default();
         registry.register(
@@ -175,6 +178,7 @@ impl Metrics {
             errors,
             connections,
             streams,
+            peer,
         })
     }
 
@@ -231,6 +235,12 @@ impl Metrics {
 
     /// A failure blamed on `culprit`.
     pub fn error(&self, culprit: Culprit) {
+        let culprit = match culprit {
+            Culprit::Client => "client",
+            Culprit::Peer => self.peer,
+            Culprit::App => "app",
+            Culprit::Timeout => "timeout",
+        };
         self.errors.get_or_create(&CulpritLabel { culprit }).inc();
     }
 
@@ -294,7 +304,7 @@ mod tests {
 
     #[test]
     fn tunnels_requests_and_errors_are_counted() {
-        let metrics = Metrics::new("connections", "streams");
+        let metrics = Metrics::new("front", "connections", "streams");
         let open = metrics.tunnel_opened("websocket", Duration::from_millis(3));
         let text = metrics.encode();
         assert_eq!(
@@ -342,5 +352,18 @@ mod tests {
             value(&text, "h2hop_tunnel_handshake_seconds_count"),
             Some(1.0)
         );
+    }
+
+    #[test]
+    fn the_peer_culprit_is_named_after_the_other_hop() {
+        let metrics = Metrics::new("sidecar", "connections", "streams");
+        metrics.error(Culprit::Peer);
+        metrics.error(Culprit::Peer);
+        let text = metrics.encode();
+        assert_eq!(
+            value(&text, "h2hop_errors_total{culprit=\"sidecar\"}"),
+            Some(2.0)
+        );
+        assert_eq!(value(&text, "h2hop_errors_total{culprit=\"peer\"}"), None);
     }
 }

@@ -116,6 +116,7 @@ impl Config {
             max_tunnels: 50_000,
             max_pending_dials: 256,
             metrics: Metrics::new(
+                "front",
                 "HTTP/2 connections from fronts open now",
                 "HTTP/2 streams from fronts open now",
             ),
