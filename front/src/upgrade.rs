@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tracing::{Instrument as _, Span, debug, info, warn};
+use tracing::{Instrument as _, Span, debug, warn};
 
 use h2hop::access::Entry;
 use h2hop::limit::Permit;
@@ -86,7 +86,7 @@ pub async fn open(
     let (head, recv) = response.into_parts();
 
     if head.status != StatusCode::OK {
-        info!(status = head.status.as_u16(), "sidecar refused the tunnel");
+        debug!(status = head.status.as_u16(), "sidecar refused the tunnel");
         let refused = TunnelResult::Refused;
         context.metrics.tunnel_not_opened(protocol, refused);
         // We have nothing to send on a stream that will not tunnel.

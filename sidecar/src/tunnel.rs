@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::dispatch;
 use crate::listener::Context;
@@ -57,7 +57,7 @@ pub async fn open(
         // RFC 6455 §4.1 (N45): a 401, 403, 426... goes back as it is. The app
         // connection goes when the body is done: never pooled (S1).
         Exchange::Refused(head, body) => {
-            info!(status = head.status.as_u16(), "app refused the upgrade");
+            debug!(status = head.status.as_u16(), "app refused the upgrade");
             let refused = TunnelResult::Refused;
             context.metrics.tunnel_not_opened(protocol, refused);
             let answered = forward::respond_with(respond, &head, body, entry).await;
