@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tracing::{Instrument as _, Span, debug, warn};
+use tracing::{Instrument as _, Span, debug, debug_span, warn};
 
 use h2hop::access::Entry;
 use h2hop::limit::Permit;
@@ -117,7 +117,10 @@ pub async fn open(
         entry
     });
     // Tracked by the drain: on shutdown the tunnel may run out its drain
-    // period, then it is closed.
+    // period, then it is closed. Its span is a debug one: a tunnel that
+    // kept the connection's span alive held its fields for its whole life,
+    // a few hundred bytes, and the access line names the tunnel anyway.
+    let span = debug_span!(parent: Span::current(), "tunnel");
     context.drain.spawn(
         relay_when_upgraded(
             on_upgrade,
@@ -128,7 +131,7 @@ pub async fn open(
             context.tunnel_idle_timeout,
             entry,
         )
-        .instrument(Span::current()),
+        .instrument(span),
     );
     Ok(switched.map(|()| listener::empty()))
 }
@@ -144,52 +147,62 @@ async fn read_body(context: &Context, body: Incoming) -> Result<Bytes, Error> {
 }
 
 /// Waits for hyper to hand over the client connection after our 101, then
-/// relays it with the stream until both sides close.
-async fn relay_when_upgraded(
+/// relays it with the stream until both sides close. Not an `async fn`, so
+/// that its arguments are kept once for the tunnel's life, not twice (see
+/// [`h2hop::relay`]).
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice"
+)]
+fn relay_when_upgraded(
     on_upgrade: OnUpgrade,
     mut send: SendStream<Bytes>,
     recv: RecvStream,
     // Held for the tunnel's life: its place on the upstream connection and
     // under the tunnel limit.
-    _places: (StreamSlot, Permit),
+    places: (StreamSlot, Permit),
     open: OpenTunnel,
     idle_timeout: Duration,
     // Written when the tunnel ends, however it ends.
     entry: Option<Entry>,
-) {
-    let upgraded = match on_upgrade.await {
-        Ok(upgraded) => upgraded,
-        Err(err) => {
-            send.send_reset(Reason::CANCEL);
-            warn!(error = %err, "client connection was not upgraded");
-            return;
+) -> impl Future<Output = ()> {
+    async move {
+        // Captured by the block (a borrow is a use) and dropped at its end.
+        let _places = &places;
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                send.send_reset(Reason::CANCEL);
+                warn!(error = %err, "client connection was not upgraded");
+                return;
+            }
+        };
+        debug!("tunnel open");
+        let started = tokio::time::Instant::now();
+        let end = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            // A plain TCP client: the relay can reset it, and skips a layer.
+            // read_buf: bytes the client sent right behind its handshake. They
+            // go out only now, after the app's 101 (RFC 6455 §4.1 (N46), S2).
+            Ok(parts) => {
+                let io = parts.io.into_inner();
+                relay::tunnel(io, parts.read_buf, Bytes::new(), send, recv, idle_timeout).await
+            }
+            // TLS, or the client's own HTTP/2 stream.
+            Err(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                relay::tunnel_io(io, Bytes::new(), Bytes::new(), send, recv, idle_timeout).await
+            }
+        };
+        debug!(duration = ?started.elapsed(), "tunnel closed");
+        if let Some(mut entry) = entry {
+            entry.add_bytes(end.to_stream, end.to_tcp);
+            entry.close(end.close.into());
         }
-    };
-    debug!("tunnel open");
-    let started = tokio::time::Instant::now();
-    let end = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        // A plain TCP client: the relay can reset it, and skips a layer.
-        // read_buf: bytes the client sent right behind its handshake. They
-        // go out only now, after the app's 101 (RFC 6455 §4.1 (N46), S2).
-        Ok(parts) => {
-            let io = parts.io.into_inner();
-            relay::tunnel(io, parts.read_buf, Bytes::new(), send, recv, idle_timeout).await
-        }
-        // TLS, or the client's own HTTP/2 stream.
-        Err(upgraded) => {
-            let io = TokioIo::new(upgraded);
-            relay::tunnel_io(io, Bytes::new(), Bytes::new(), send, recv, idle_timeout).await
-        }
-    };
-    debug!(duration = ?started.elapsed(), "tunnel closed");
-    if let Some(mut entry) = entry {
-        entry.add_bytes(end.to_stream, end.to_tcp);
-        entry.close(end.close.into());
+        let result = match end.close {
+            Close::Clean => TunnelResult::Clean,
+            Close::Idle => TunnelResult::Idle,
+            Close::TcpReset | Close::StreamReset => TunnelResult::Reset,
+        };
+        open.ended(result, end.to_stream, end.to_tcp);
     }
-    let result = match end.close {
-        Close::Clean => TunnelResult::Clean,
-        Close::Idle => TunnelResult::Idle,
-        Close::TcpReset | Close::StreamReset => TunnelResult::Reset,
-    };
-    open.ended(result, end.to_stream, end.to_tcp);
 }

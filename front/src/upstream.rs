@@ -188,7 +188,7 @@ impl Upstream {
                 wait,
             });
         }
-        match self.connect().await {
+        match Box::pin(self.connect()).await {
             Ok(session) => {
                 self.dial_succeeded();
                 sessions.push(session);
@@ -254,7 +254,7 @@ impl Upstream {
                 wait,
             });
         }
-        let session = match self.connect().await {
+        let session = match Box::pin(self.connect()).await {
             Ok(session) => {
                 self.dial_succeeded();
                 session
@@ -315,6 +315,9 @@ impl Upstream {
         }
     }
 
+    /// Dials, secures and handshakes a new connection. Callers box it: its
+    /// state (the TLS handshake's above all) is kilobytes, and every
+    /// request's future would otherwise be sized for it and copied whole.
     async fn connect(&self) -> Result<Session, Error> {
         let addr = &self.config.addr;
         let bound = self.config.connect_timeout;

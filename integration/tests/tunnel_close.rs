@@ -12,7 +12,7 @@ use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
-use h2hop_integration::app::RawOutcome;
+use h2hop_integration::app::{LAST_WORDS, RawOutcome};
 use h2hop_integration::client;
 use h2hop_integration::harness::{Pair, within};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -169,6 +169,41 @@ async fn app_reset_reaches_client_as_connection_reset() {
         match read {
             Err(err) => assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}"),
             Ok(n) => panic!("read returned {n} bytes (0 = clean EOF) instead of a reset"),
+        }
+    })
+    .await;
+}
+
+/// Nothing lost to a reset: what the app wrote right before its RST reaches
+/// the client whole, then the reset does, as it would directly. The
+/// sidecar reads both at once, so the RST_STREAM must wait for the DATA
+/// already queued on the stream (an explicit reset in h2 drops the queue).
+#[tokio::test]
+async fn app_reply_right_before_its_reset_reaches_the_client() {
+    within(async {
+        let pair = Pair::start().await.unwrap();
+        for round in 0..5 {
+            let (mut stream, mut got) = open_raw(&pair, "/raw/reply-reset").await;
+            stream.write_all(b"x").await.unwrap();
+            let mut buf = [0u8; 4096];
+            let err = loop {
+                match tokio::time::timeout(RESET_WITHIN, stream.read(&mut buf))
+                    .await
+                    .expect("the reset did not reach the client")
+                {
+                    Ok(0) => panic!("round {round}: clean EOF, not a reset"),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(err) => break err,
+                }
+            };
+            assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+            assert_eq!(
+                first_difference(&got, &LAST_WORDS),
+                None,
+                "round {round}: {} of {} bytes before the reset",
+                got.len(),
+                LAST_WORDS.len()
+            );
         }
     })
     .await;

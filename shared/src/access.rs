@@ -7,6 +7,7 @@
 //! Lines are `info` events with the target [`TARGET`], formatted like every
 //! other line (`--log-format text|json`).
 
+use std::cell::OnceCell;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,18 +87,24 @@ pub struct Bytes {
     down: AtomicU64,
 }
 
-/// One exchange's line, written when the entry is dropped.
+/// One exchange's line, written when the entry is dropped. A tunnel keeps
+/// its entry for its whole life, so it is kept small: one allocation for
+/// the authority and path, and shared counters only once a body in another
+/// task asks for them.
 #[derive(Debug)]
 pub struct Entry {
     kind: Kind,
     route: Option<Arc<str>>,
-    authority: Box<str>,
-    path: Box<str>,
+    /// The authority, then the path.
+    target: Box<str>,
+    authority_len: usize,
     protocol: Option<Box<str>>,
     status: u16,
     close: Close,
     started: Instant,
-    bytes: Arc<Bytes>,
+    up: u64,
+    down: u64,
+    shared: OnceCell<Arc<Bytes>>,
 }
 
 impl Entry {
@@ -107,13 +114,15 @@ impl Entry {
         Self {
             kind,
             route: None,
-            authority: authority.into(),
-            path: path.into(),
+            target: [authority, path].concat().into(),
+            authority_len: authority.len(),
             protocol: None,
             status: 0,
             close: Close::Aborted,
             started: Instant::now(),
-            bytes: Arc::default(),
+            up: 0,
+            down: 0,
+            shared: OnceCell::new(),
         }
     }
 
@@ -139,30 +148,44 @@ impl Entry {
     }
 
     /// Adds to the bytes moved toward the app (`up`) and the client (`down`).
-    pub fn add_bytes(&self, up: u64, down: u64) {
-        self.bytes.up.fetch_add(up, Ordering::Relaxed);
-        self.bytes.down.fetch_add(down, Ordering::Relaxed);
+    pub fn add_bytes(&mut self, up: u64, down: u64) {
+        self.up += up;
+        self.down += down;
     }
 
-    /// The counts, for a body that moves in another task ([`Counted`]).
+    /// Counts for a body that moves in another task ([`Counted`]); they
+    /// add to [`Entry::add_bytes`]'s.
     pub fn bytes(&self) -> Arc<Bytes> {
-        self.bytes.clone()
+        self.shared.get_or_init(Arc::default).clone()
+    }
+
+    /// Bytes up and down, from both kinds of counting.
+    fn totals(&self) -> (u64, u64) {
+        let (up, down) = self.shared.get().map_or((0, 0), |shared| {
+            (
+                shared.up.load(Ordering::Relaxed),
+                shared.down.load(Ordering::Relaxed),
+            )
+        });
+        (self.up + up, self.down + down)
     }
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
+        let (authority, path) = self.target.split_at(self.authority_len);
+        let (bytes_up, bytes_down) = self.totals();
         tracing::info!(
             target: TARGET,
             kind = self.kind.as_str(),
             route = self.route.as_deref().unwrap_or("-"),
-            authority = &*self.authority,
-            path = &*self.path,
+            authority,
+            path,
             protocol = self.protocol.as_deref().unwrap_or("-"),
             status = self.status,
             duration_ms = self.started.elapsed().as_secs_f64() * 1e3,
-            bytes_up = self.bytes.up.load(Ordering::Relaxed),
-            bytes_down = self.bytes.down.load(Ordering::Relaxed),
+            bytes_up,
+            bytes_down,
             close = self.close.as_str(),
             "access"
         );
@@ -307,8 +330,18 @@ mod tests {
         let counted = Counted::new(body, entry.bytes(), Direction::Up);
         let collected = counted.collect().await.unwrap().to_bytes();
         assert_eq!(collected, "hello");
-        assert_eq!(entry.bytes.up.load(Ordering::Relaxed), 5);
-        assert_eq!(entry.bytes.down.load(Ordering::Relaxed), 0);
+        assert_eq!(entry.totals(), (5, 0));
+    }
+
+    #[test]
+    fn direct_and_shared_counts_add_up() {
+        let mut entry = Entry::new(Kind::Tunnel, "host:1", "/ws");
+        entry.add_bytes(3, 4);
+        assert_eq!(entry.totals(), (3, 4));
+        entry.bytes().down.fetch_add(10, Ordering::Relaxed);
+        assert_eq!(entry.totals(), (3, 14));
+        let (authority, path) = entry.target.split_at(entry.authority_len);
+        assert_eq!((authority, path), ("host:1", "/ws"));
     }
 
     #[tokio::test]
@@ -327,8 +360,7 @@ mod tests {
         let _ = logged.frame().await.unwrap().unwrap();
         assert!(logged.frame().await.is_none());
         assert_eq!(close(&logged), Close::Done);
-        let bytes = logged.entry.as_ref().unwrap().bytes();
-        assert_eq!(bytes.down.load(Ordering::Relaxed), 5);
+        assert_eq!(logged.entry.as_ref().unwrap().totals(), (0, 5));
     }
 
     #[tokio::test]

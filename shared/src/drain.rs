@@ -8,10 +8,12 @@
 //! work for the drain period and cancels whatever is still running. A
 //! cancelled tunnel closes its TCP side (FIN) and resets its stream.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
 /// Bound on the wait for cancelled work to stop once the drain period ran
@@ -25,6 +27,47 @@ pub struct Drain {
     begin: CancellationToken,
     force: CancellationToken,
     tracker: TaskTracker,
+}
+
+pin_project_lite::pin_project! {
+    /// `work` until it ends or the drain period runs out. A struct, not an
+    /// `async` block around `select!`: such a block keeps both the captured
+    /// future and the one it polls, which doubled the size of every task
+    /// (a tunnel's among them, for as long as it lives).
+    ///
+    /// The force token is polled once, to register the task's waker: every
+    /// later poll of a waiting `Notified` takes the token's mutex, which all
+    /// tasks share, and this runs on every wake-up of every relay. The
+    /// waker of a spawned task's own future never changes, so the one
+    /// registration stands, and later polls only read the token's flag.
+    struct UntilForced<F> {
+        #[pin]
+        work: F,
+        #[pin]
+        force: WaitForCancellationFutureOwned,
+        token: CancellationToken,
+        registered: bool,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for UntilForced<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.work.poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if *this.registered {
+            return if this.token.is_cancelled() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
+        }
+        *this.registered = true;
+        this.force.poll(cx)
+    }
 }
 
 /// How a drain ended.
@@ -58,12 +101,11 @@ impl Drain {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let force = self.force.clone();
-        self.tracker.spawn(async move {
-            tokio::select! {
-                () = work => {}
-                () = force.cancelled() => {}
-            }
+        self.tracker.spawn(UntilForced {
+            work,
+            force: self.force.clone().cancelled_owned(),
+            token: self.force.clone(),
+            registered: false,
         })
     }
 
@@ -121,6 +163,32 @@ mod tests {
         assert_eq!(drain.finish(Duration::from_secs(3)).await, Drained::Cut(1));
         assert_eq!(started.elapsed(), Duration::from_secs(3));
         assert!(dropped_rx.await.is_err(), "the cut task was dropped");
+        assert_eq!(drain.running(), 0);
+    }
+
+    /// A task woken many times before the period runs out (a busy relay)
+    /// is still cut: later polls read the force token's flag instead of
+    /// polling it again.
+    #[tokio::test(start_paused = true)]
+    async fn busy_work_past_the_period_is_cancelled() {
+        let drain = Drain::new(CancellationToken::new());
+        let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel::<()>();
+        let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = polls.clone();
+        drain.spawn(async move {
+            let _dropped = dropped_tx;
+            loop {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        assert_eq!(drain.finish(Duration::from_secs(2)).await, Drained::Cut(1));
+        let dropped = tokio::time::timeout(Duration::from_secs(5), dropped_rx).await;
+        assert!(
+            dropped.is_ok_and(|sent| sent.is_err()),
+            "the cut task was dropped"
+        );
+        assert!(polls.load(std::sync::atomic::Ordering::Relaxed) >= 10);
         assert_eq!(drain.running(), 0);
     }
 }

@@ -9,6 +9,11 @@
 //! Memory per stream stays bounded: received DATA is released to the peer's
 //! window only after it was written onward, and we send only what the peer's
 //! window grants (RFC 9113 §5.2).
+//!
+//! The tunnel's functions return `async move` blocks instead of being
+//! `async fn`s: an `async fn` keeps its arguments twice in its state (once
+//! as arguments, once as the locals they are moved into), and these states
+//! live as long as their tunnels, in every idle one.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -77,45 +82,57 @@ pub struct TunnelEnd {
 /// END_STREAM, END_STREAM → TCP shutdown (FIN). A TCP error, or the idle
 /// timeout, sends RST_STREAM(CANCEL); a stream reset resets the TCP
 /// connection (RFC 8441 §5 (N14), RFC 9113 §8.5 (N27)).
-pub async fn tunnel(
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice (module doc)"
+)]
+pub fn tunnel(
     io: TcpStream,
     prefix: Bytes,
     early: Bytes,
     send: SendStream<Bytes>,
     recv: RecvStream,
     idle_timeout: Duration,
-) -> TunnelEnd {
-    let (reader, writer) = io.into_split();
-    let halves = Halves { reader, writer };
-    let (end, halves) = relay(halves, prefix, early, send, recv, idle_timeout).await;
-    if end.close == Close::StreamReset {
-        // SO_LINGER 0 makes close() send RST instead of FIN. If it fails
-        // the peer sees a FIN, which still ends the tunnel.
-        if let Ok(io) = halves.reader.reunite(halves.writer) {
-            let _ = io.set_zero_linger();
+) -> impl Future<Output = TunnelEnd> {
+    async move {
+        let (reader, writer) = io.into_split();
+        let halves = Halves { reader, writer };
+        let (end, halves) = relay(halves, prefix, early, send, recv, idle_timeout).await;
+        if end.close == Close::StreamReset {
+            // SO_LINGER 0 makes close() send RST instead of FIN. If it fails
+            // the peer sees a FIN, which still ends the tunnel.
+            if let Ok(io) = halves.reader.reunite(halves.writer) {
+                let _ = io.set_zero_linger();
+            }
         }
+        end
     }
-    end
 }
 
 /// [`tunnel`] for any byte stream: a client's TLS connection, or a client's
 /// own HTTP/2 stream. A stream reset closes it (there is no RST to send).
-pub async fn tunnel_io<T>(
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice (module doc)"
+)]
+pub fn tunnel_io<T>(
     io: T,
     prefix: Bytes,
     early: Bytes,
     send: SendStream<Bytes>,
     recv: RecvStream,
     idle_timeout: Duration,
-) -> TunnelEnd
+) -> impl Future<Output = TunnelEnd>
 where
     T: AsyncRead + AsyncWrite + Send,
 {
-    let (reader, writer) = tokio::io::split(io);
-    let halves = Halves { reader, writer };
-    relay(halves, prefix, early, send, recv, idle_timeout)
-        .await
-        .0
+    async move {
+        let (reader, writer) = tokio::io::split(io);
+        let halves = Halves { reader, writer };
+        relay(halves, prefix, early, send, recv, idle_timeout)
+            .await
+            .0
+    }
 }
 
 /// The two halves of the byte stream a tunnel relays.
@@ -125,71 +142,86 @@ struct Halves<R, W> {
 }
 
 /// The tunnel itself; returns the halves so that [`tunnel`] can reset TCP.
-async fn relay<R, W>(
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice (module doc)"
+)]
+fn relay<R, W>(
     mut halves: Halves<R, W>,
     prefix: Bytes,
     early: Bytes,
     mut send: SendStream<Bytes>,
     mut recv: RecvStream,
     idle_timeout: Duration,
-) -> (TunnelEnd, Halves<R, W>)
+) -> impl Future<Output = (TunnelEnd, Halves<R, W>)>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut end = TunnelEnd {
-        to_stream: 0,
-        to_tcp: 0,
-        close: Close::Clean,
-    };
-    {
-        // Both directions run in this one task and stamp it on each chunk;
-        // the idle timer re-arms from the last stamp until one is too old.
-        let last_moved = Activity::new();
-        let up = tcp_to_stream(
-            &mut halves.reader,
-            prefix,
-            &mut send,
-            &mut end.to_stream,
-            &last_moved,
-        );
-        let down = stream_to_tcp(
-            early,
-            &mut recv,
-            &mut halves.writer,
-            &mut end.to_tcp,
-            &last_moved,
-        );
-        let idle = tokio::time::sleep(idle_timeout);
-        tokio::pin!(up, down, idle);
-        let (mut up_done, mut down_done) = (false, false);
-        while !(up_done && down_done) {
-            let outcome = tokio::select! {
-                outcome = &mut up, if !up_done => { up_done = true; outcome }
-                outcome = &mut down, if !down_done => { down_done = true; outcome }
-                () = &mut idle => match last_moved.last().checked_add(idle_timeout) {
-                    Some(deadline) if deadline <= Instant::now() => Err(Close::Idle),
-                    Some(deadline) => {
-                        idle.as_mut().reset(deadline);
-                        Ok(())
-                    }
-                    // A timeout past the clock's range never ends a tunnel.
-                    None => {
-                        idle.as_mut().reset(Instant::now() + Duration::from_secs(86_400 * 365));
-                        Ok(())
-                    }
-                },
-            };
-            if let Err(close) = outcome {
-                end.close = close;
-                break;
+    async move {
+        let mut end = TunnelEnd {
+            to_stream: 0,
+            to_tcp: 0,
+            close: Close::Clean,
+        };
+        {
+            // Both directions run in this one task and stamp it on each chunk;
+            // the idle timer re-arms from the last stamp until one is too old.
+            let last_moved = Activity::new();
+            let up = tcp_to_stream(
+                &mut halves.reader,
+                prefix,
+                &mut send,
+                &mut end.to_stream,
+                &last_moved,
+            );
+            let down = stream_to_tcp(
+                early,
+                &mut recv,
+                &mut halves.writer,
+                &mut end.to_tcp,
+                &last_moved,
+            );
+            let idle = tokio::time::sleep(idle_timeout);
+            tokio::pin!(up, down, idle);
+            let (mut up_done, mut down_done) = (false, false);
+            while !(up_done && down_done) {
+                let outcome = tokio::select! {
+                    outcome = &mut up, if !up_done => { up_done = true; outcome }
+                    outcome = &mut down, if !down_done => { down_done = true; outcome }
+                    () = &mut idle => match last_moved.last().checked_add(idle_timeout) {
+                        Some(deadline) if deadline <= Instant::now() => Err(Close::Idle),
+                        Some(deadline) => {
+                            idle.as_mut().reset(deadline);
+                            Ok(())
+                        }
+                        // A timeout past the clock's range never ends a tunnel.
+                        None => {
+                            idle.as_mut().reset(Instant::now() + Duration::from_secs(86_400 * 365));
+                            Ok(())
+                        }
+                    },
+                };
+                if let Err(close) = outcome {
+                    end.close = close;
+                    break;
+                }
             }
         }
+        if end.close == Close::TcpReset {
+            // What was read just before the TCP error may still wait in h2's
+            // send queue, and a CANCEL reset (explicit or implicit) drops the
+            // queue. One turn of the scheduler lets the connection task write
+            // it first, so the peer gets the bytes sent before the reset, as
+            // it would directly (the connection task was woken when the data
+            // was queued, so it runs before this task is polled again).
+            tokio::task::yield_now().await;
+        }
+        if matches!(end.close, Close::TcpReset | Close::Idle) {
+            send.send_reset(Reason::CANCEL);
+        }
+        (end, halves)
     }
-    if matches!(end.close, Close::TcpReset | Close::Idle) {
-        send.send_reset(Reason::CANCEL);
-    }
-    (end, halves)
 }
 
 /// When a tunnel last moved a byte, stamped by both directions (which run
@@ -221,26 +253,32 @@ impl Activity {
 /// TCP → stream: read, wait for window, send; EOF ends the stream. Reads go
 /// into this thread's [`SCRATCH`], so the tunnel holds no read buffer of its
 /// own (idle memory is a per-tunnel cost times many tunnels).
-async fn tcp_to_stream<R: AsyncRead + Unpin>(
-    reader: &mut R,
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice (module doc)"
+)]
+fn tcp_to_stream<'a, R: AsyncRead + Unpin>(
+    reader: &'a mut R,
     prefix: Bytes,
-    send: &mut SendStream<Bytes>,
-    sent: &mut u64,
-    last_moved: &Activity,
-) -> Result<(), Close> {
-    send_data(send, prefix, sent).await?;
-    loop {
-        match poll_fn(|cx| poll_read_shared(Pin::new(&mut *reader), cx)).await {
-            Ok(chunk) if chunk.is_empty() => {
-                return send
-                    .send_data(Bytes::new(), true)
-                    .map_err(|_| Close::StreamReset);
+    send: &'a mut SendStream<Bytes>,
+    sent: &'a mut u64,
+    last_moved: &'a Activity,
+) -> impl Future<Output = Result<(), Close>> + 'a {
+    async move {
+        send_data(send, prefix, sent).await?;
+        loop {
+            match poll_fn(|cx| poll_read_shared(Pin::new(&mut *reader), cx)).await {
+                Ok(chunk) if chunk.is_empty() => {
+                    return send
+                        .send_data(Bytes::new(), true)
+                        .map_err(|_| Close::StreamReset);
+                }
+                Ok(chunk) => {
+                    last_moved.touch();
+                    send_data(send, chunk, sent).await?;
+                }
+                Err(_) => return Err(Close::TcpReset),
             }
-            Ok(chunk) => {
-                last_moved.touch();
-                send_data(send, chunk, sent).await?;
-            }
-            Err(_) => return Err(Close::TcpReset),
         }
     }
 }
@@ -263,51 +301,59 @@ fn poll_read_shared<R: AsyncRead>(
 
 /// Stream → TCP: write each DATA frame, then give its window back; END_STREAM
 /// shuts the TCP write side down.
-async fn stream_to_tcp<W: AsyncWrite + Unpin>(
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice (module doc)"
+)]
+fn stream_to_tcp<'a, W: AsyncWrite + Unpin>(
     early: Bytes,
-    recv: &mut RecvStream,
-    writer: &mut W,
-    written: &mut u64,
-    last_moved: &Activity,
-) -> Result<(), Close> {
-    if !early.is_empty() {
-        writer
-            .write_all(&early)
-            .await
-            .map_err(|_| Close::TcpReset)?;
-        *written += early.len() as u64;
-    }
-    let mut batch = Batch::default();
-    let mut ended = false;
-    while !ended {
-        match recv.data().await {
-            Some(chunk) => batch.push(chunk.map_err(|_| Close::StreamReset)?),
-            None => break,
+    recv: &'a mut RecvStream,
+    writer: &'a mut W,
+    written: &'a mut u64,
+    last_moved: &'a Activity,
+) -> impl Future<Output = Result<(), Close>> + 'a {
+    async move {
+        if !early.is_empty() {
+            writer
+                .write_all(&early)
+                .await
+                .map_err(|_| Close::TcpReset)?;
+            *written += early.len() as u64;
         }
-        // Frames that already arrived go out in the same writev: a 64 KiB
-        // message is four 16 KiB DATA frames, and one syscall, not four.
-        while batch.len() < MAX_BATCH {
-            match recv.data().now_or_never() {
-                Some(Some(chunk)) => batch.push(chunk.map_err(|_| Close::StreamReset)?),
-                Some(None) => {
-                    ended = true;
-                    break;
-                }
+        // Set once the stream ends: by END_STREAM, or by a reset, which may
+        // come right behind DATA that must still be written first.
+        let mut ended: Option<Result<(), Close>> = None;
+        while ended.is_none() {
+            // A new batch each time: an idle tunnel keeps no deque.
+            let mut batch = Batch::default();
+            match recv.data().await {
+                Some(chunk) => batch.push(chunk.map_err(|_| Close::StreamReset)?),
                 None => break,
             }
+            // Frames that already arrived go out in the same writev: a 64 KiB
+            // message is four 16 KiB DATA frames, and one syscall, not four.
+            while batch.len() < MAX_BATCH && ended.is_none() {
+                match recv.data().now_or_never() {
+                    Some(Some(Ok(chunk))) => batch.push(chunk),
+                    Some(Some(Err(_))) => ended = Some(Err(Close::StreamReset)),
+                    Some(None) => ended = Some(Ok(())),
+                    None => break,
+                }
+            }
+            let len = batch.remaining();
+            last_moved.touch();
+            writer
+                .write_all_buf(&mut batch)
+                .await
+                .map_err(|_| Close::TcpReset)?;
+            *written += len as u64;
+            // Released only now, after the write: a slow TCP reader stops the
+            // HTTP/2 sender instead of growing a buffer here.
+            let _ = recv.flow_control().release_capacity(len);
         }
-        let len = batch.remaining();
-        last_moved.touch();
-        writer
-            .write_all_buf(&mut batch)
-            .await
-            .map_err(|_| Close::TcpReset)?;
-        *written += len as u64;
-        // Released only now, after the write: a slow TCP reader stops the
-        // HTTP/2 sender instead of growing a buffer here.
-        let _ = recv.flow_control().release_capacity(len);
+        ended.unwrap_or(Ok(()))?;
+        writer.shutdown().await.map_err(|_| Close::TcpReset)
     }
-    writer.shutdown().await.map_err(|_| Close::TcpReset)
 }
 
 /// Most DATA frames gathered into one write.
@@ -366,24 +412,30 @@ impl Buf for Batch {
 }
 
 /// Sends `data` as the peer's window allows, never buffering beyond it.
-pub async fn send_data(
-    send: &mut SendStream<Bytes>,
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice (module doc)"
+)]
+pub fn send_data<'a>(
+    send: &'a mut SendStream<Bytes>,
     mut data: Bytes,
-    sent: &mut u64,
-) -> Result<(), Close> {
-    while !data.is_empty() {
-        send.reserve_capacity(data.len());
-        let granted = match poll_fn(|cx| send.poll_capacity(cx)).await {
-            Some(Ok(0)) => continue,
-            Some(Ok(granted)) => granted,
-            Some(Err(_)) | None => return Err(Close::StreamReset),
-        };
-        let chunk = data.split_to(granted.min(data.len()));
-        *sent += chunk.len() as u64;
-        send.send_data(chunk, false)
-            .map_err(|_| Close::StreamReset)?;
+    sent: &'a mut u64,
+) -> impl Future<Output = Result<(), Close>> + 'a {
+    async move {
+        while !data.is_empty() {
+            send.reserve_capacity(data.len());
+            let granted = match poll_fn(|cx| send.poll_capacity(cx)).await {
+                Some(Ok(0)) => continue,
+                Some(Ok(granted)) => granted,
+                Some(Err(_)) | None => return Err(Close::StreamReset),
+            };
+            let chunk = data.split_to(granted.min(data.len()));
+            *sent += chunk.len() as u64;
+            send.send_data(chunk, false)
+                .map_err(|_| Close::StreamReset)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Writes `body` onto `send`: data within the window, then trailers or an

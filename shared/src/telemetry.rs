@@ -14,6 +14,8 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::batch_writer::BatchWriter;
 
+mod text;
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -70,10 +72,17 @@ pub fn init(args: &LogArgs) -> Result<LogGuard, InitError> {
     let (writer, guard) = BatchWriter::spawn(std::io::stderr())?;
     let registry = tracing_subscriber::registry().with(filter);
     match args.log_format {
+        // A terminal gets the default, coloured fields; anything else gets
+        // the same text written more cheaply.
+        LogFormat::Text if ansi => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(writer))
+            .try_init()?,
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_ansi(ansi)
+                    .with_ansi(false)
+                    .fmt_fields(text::Fields)
+                    .with_timer(text::Clock)
                     .with_writer(writer),
             )
             .try_init()?,

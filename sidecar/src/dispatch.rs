@@ -16,19 +16,21 @@ use h2hop::limit::Limit;
 use h2hop::translate::TranslateError;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response};
-use tracing::{Instrument as _, debug, info_span, warn};
+use tracing::{Instrument as _, debug, debug_span, warn};
 
 use crate::listener::Context;
 use crate::{Error, forward, tunnel};
 
-/// Serves one stream to its end; `dials` bounds the app dials its HTTP/2
-/// connection has pending.
+/// Serves one stream; `dials` bounds the app dials its HTTP/2 connection
+/// has pending. A tunnel that opens comes back with its access entry, to
+/// be relayed once this state is gone ([`tunnel::Opened::relay`]); every
+/// other stream is answered here to its end.
 pub async fn dispatch(
     context: &Context,
     dials: &Limit,
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-) {
+) -> Option<(tunnel::Opened, Entry)> {
     let protocol = request
         .extensions()
         .get::<h2::ext::Protocol>()
@@ -40,7 +42,8 @@ pub async fn dispatch(
     };
     let authority = request.uri().authority().map_or("", |a| a.as_str());
     // Fields are recorded now: the span borrows nothing from the request.
-    let span = info_span!("stream", kind, %authority, path = request.uri().path());
+    // Debug level, as at the front: the access line says all this at info.
+    let span = debug_span!("stream", kind, %authority, path = request.uri().path());
     let started = tokio::time::Instant::now();
     let access_kind = match protocol {
         Some(_) => access::Kind::Tunnel,
@@ -70,12 +73,13 @@ pub async fn dispatch(
                 None => Err(Error::UnsupportedProtocol(protocol)),
             },
             None if kind == "connect" => Err(Error::PlainConnect),
-            // Boxed: a task's allocation is sized for its largest state, and
-            // this one must not weigh on every long-lived tunnel task.
-            None => Box::pin(forward::forward(context, request, &mut respond, &mut entry)).await,
+            None => {
+                let forwarded = forward::forward(context, request, &mut respond, &mut entry);
+                Box::pin(forwarded).await.map(|()| None)
+            }
         };
         match result {
-            Ok(()) => {}
+            Ok(opened) => return opened.map(|opened| (opened, entry)),
             Err(Error::Reset(reason)) => debug!(?reason, "front reset the stream"),
             Err(err) => {
                 warn!(status = err.status().as_u16(), error = %h2hop::telemetry::chain(&err), "stream failed");
@@ -89,9 +93,10 @@ pub async fn dispatch(
                 }
             }
         }
+        None
     }
     .instrument(span)
-    .await;
+    .await
 }
 
 /// Runs `work` unless the front resets the stream first, so an abandoned

@@ -158,13 +158,23 @@ where
         let Some(accepted) = accepted else { break };
         match accepted {
             Ok((request, respond)) => {
-                let stream_context = context.clone();
-                let dials = dials.clone();
                 context.metrics.streams(1);
+                let counted = stream_counted(context.metrics.clone());
+                // Boxed, with all it needs: the dispatch state is kilobytes
+                // (the request among it), moved a few times while the task
+                // is spawned, and freed before a tunnel's relay starts. The
+                // relay is all a tunnel's task keeps for its life.
+                let (stream_context, dials) = (context.clone(), dials.clone());
+                let dispatch = Box::pin(async move {
+                    dispatch::dispatch(&stream_context, &dials, request, respond).await
+                });
                 context.drain.spawn(async move {
-                    let metrics = stream_context.metrics.clone();
-                    let _counted = scopeguard(move || metrics.streams(-1));
-                    dispatch::dispatch(&stream_context, &dials, request, respond).await;
+                    let _counted = counted;
+                    let relay = match dispatch.await {
+                        Some((tunnel, entry)) => tunnel.relay(entry),
+                        None => return,
+                    };
+                    relay.await;
                 });
             }
             Err(err) => {
@@ -173,6 +183,12 @@ where
         }
     }
     debug!("front disconnected");
+}
+
+/// Takes one off the open streams gauge when dropped, however the stream's
+/// task ends.
+fn stream_counted(metrics: Arc<h2hop::metrics::Metrics>) -> impl Drop {
+    scopeguard(move || metrics.streams(-1))
 }
 
 /// Runs `undo` when dropped: keeps a gauge right however a task ends.

@@ -9,14 +9,14 @@
 //! app connection closes. Stream bytes behind the body wait until the 101.
 
 use bytes::Bytes;
-use h2::RecvStream;
 use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use h2hop::access::Entry;
 use h2hop::limit::{Limit, Permit};
-use h2hop::metrics::TunnelResult;
+use h2hop::metrics::{OpenTunnel, TunnelResult};
 use h2hop::relay::{self, Close};
 use h2hop::translate::request::{self, AppUpgrade};
 use h2hop::translate::response::{self, Refusal};
@@ -33,8 +33,10 @@ use crate::dispatch;
 use crate::listener::Context;
 use crate::{Error, forward};
 
-/// Opens the tunnel and relays it until both sides close; the access log
-/// `entry` gets the status, the bytes each way and how it ended.
+/// Opens the tunnel: the app's `101` checked and the stream answered `200`.
+/// Returns what the relay needs, or `None` when the app refused the
+/// upgrade and its answer was relayed instead (`entry` gets its status and
+/// body).
 pub async fn open(
     context: &Context,
     dials: &Limit,
@@ -42,15 +44,13 @@ pub async fn open(
     protocol: &str,
     respond: &mut SendResponse<Bytes>,
     entry: &mut Entry,
-) -> Result<(), Error> {
+) -> Result<Option<Opened>, Error> {
     // Held for the tunnel's life.
-    let _place = overloaded_unless(context.tunnels.try_take(), &context.tunnels)?;
+    let place = overloaded_unless(context.tunnels.try_take(), &context.tunnels)?;
     let asked = tokio::time::Instant::now();
     let (parts, mut recv) = request.into_parts();
-    // The exchange's state (heads, key, hyper's connection) is gone before
-    // the relay starts: only the sockets and streams stay per tunnel. Boxed,
-    // because a task's allocation is sized for its largest state, and the
-    // exchange's is far larger than the relay's.
+    // Boxed: the exchange's state (heads, key, hyper's connection) is far
+    // larger than anything else here, and is gone once it has run.
     let exchange = exchange(context, dials, parts, &mut recv, protocol, respond);
     let switched = match Box::pin(exchange).await? {
         Exchange::Switched(switched) => switched,
@@ -60,33 +60,74 @@ pub async fn open(
             debug!(status = head.status.as_u16(), "app refused the upgrade");
             let refused = TunnelResult::Refused;
             context.metrics.tunnel_not_opened(protocol, refused);
-            let answered = forward::respond_with(respond, &head, body, entry).await;
+            forward::respond_with(respond, &head, body, entry).await?;
             // Held until the answer is out: dropping the stream's receive
             // half earlier could reset the stream before the front read it.
             drop(recv);
-            return answered;
+            return Ok(None);
         }
     };
     entry.status(switched.reply.status());
     let send = respond
         .send_response(switched.reply, false)
         .map_err(Error::Respond)?;
-    let open = context.metrics.tunnel_opened(protocol, asked.elapsed());
-    let started = tokio::time::Instant::now();
-    let end = relay::tunnel(
-        switched.io,
-        switched.prefix,
-        switched.early,
+    Ok(Some(Opened {
+        io: switched.io,
+        prefix: switched.prefix,
+        early: switched.early,
         send,
         recv,
-        context.tunnel_idle_timeout,
-    )
-    .await;
-    debug!(duration = ?started.elapsed(), "tunnel closed");
-    entry.add_bytes(end.to_tcp, end.to_stream);
-    entry.close(end.close.into());
-    open.ended(tunnel_result(end.close), end.to_tcp, end.to_stream);
-    Ok(())
+        idle_timeout: context.tunnel_idle_timeout,
+        metrics: context.metrics.tunnel_opened(protocol, asked.elapsed()),
+        _place: place,
+    }))
+}
+
+/// An open tunnel, ready to relay. It is relayed after the stream's
+/// dispatch has returned, so that a tunnel's task keeps only this for its
+/// whole life, not the state of everything that opened it.
+pub struct Opened {
+    io: TcpStream,
+    prefix: Bytes,
+    early: Bytes,
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    idle_timeout: Duration,
+    metrics: OpenTunnel,
+    _place: Permit,
+}
+
+impl Opened {
+    /// Relays until both sides close; `entry` gets the bytes each way and
+    /// how it ended, and writes its line when this returns. Not an `async
+    /// fn`, so that nothing is kept twice for the tunnel's life (see
+    /// [`h2hop::relay`]).
+    pub fn relay(self, mut entry: Entry) -> impl Future<Output = ()> {
+        let Self {
+            io,
+            prefix,
+            early,
+            send,
+            recv,
+            idle_timeout,
+            metrics,
+            _place: place,
+        } = self;
+        // The relay's future is made inside the block: one made outside
+        // would be kept twice, as the block's capture and as what it awaits.
+        async move {
+            // Its place under the tunnel limit, held to the end (a borrow
+            // makes the block keep it).
+            let _place = &place;
+            let started = tokio::time::Instant::now();
+            let end = relay::tunnel(io, prefix, early, send, recv, idle_timeout).await;
+            debug!(duration = ?started.elapsed(), "tunnel closed");
+            entry.add_bytes(end.to_tcp, end.to_stream);
+            entry.close(end.close.into());
+            let result = tunnel_result(end.close);
+            metrics.ended(result, end.to_tcp, end.to_stream);
+        }
+    }
 }
 
 /// How the app answered the upgrade.

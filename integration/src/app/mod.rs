@@ -9,9 +9,11 @@
 //!
 //! This module owns the listener, the connections and the records;
 //! `routes` picks a response for each request head, and `tunnel` runs
-//! what follows a 101 on the upgraded connection.
+//! what follows a 101 on the upgraded connection; [`soak`] is the tunnel of
+//! the soak route, with the message scripts the soak test replays.
 
 mod routes;
+pub mod soak;
 #[cfg(test)]
 mod tests;
 mod tunnel;
@@ -30,13 +32,28 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// What `/raw/reply-reset` writes right before its reset: 24 KiB counting
+/// modulo 251 (a prime), so a lost or shifted chunk cannot go unnoticed.
+pub static LAST_WORDS: [u8; 24 * 1024] = {
+    let mut words = [0u8; 24 * 1024];
+    let mut i = 0;
+    while i < words.len() {
+        words[i] = (i % 251) as u8;
+        i += 1;
+    }
+    words
+};
+
 /// A running test app; see the module docs. Routes, for requests carrying
 /// `Upgrade: websocket` and `Connection: upgrade`:
 /// `/status/NNN` (that status, no upgrade), `/bad-accept` (wrong accept),
-/// `/wrong-token` (`Upgrade: foo`), `/raw/echo`, `/raw/reset`, `/raw/hold`
+/// `/wrong-token` (`Upgrade: foo`), `/raw/echo`, `/raw/reset`,
+/// `/raw/reply-reset` ([`LAST_WORDS`], then a reset), `/raw/hold`
 /// (raw bytes after the 101), `/ws/server-close?code=&reason=`,
 /// `/ws/hop-fields` (WebSocket echo whose 101 also carries hop-by-hop
-/// fields) and any other path (WebSocket echo). An Upgrade to any other
+/// fields), `/ws/soak?seed=&bytes=` (sends a seeded [`soak::Script`],
+/// answers the client's Close with a [`soak::Tally`] of what it received)
+/// and any other path (WebSocket echo). An Upgrade to any other
 /// token, any method: the body is read, the 101 names the same token, and
 /// the upgraded stream starts with `METHOD LENGTH\n` and that body, then
 /// echoes raw bytes (`/status/NNN` answers that status). Plain requests: `GET /`

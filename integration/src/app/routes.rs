@@ -19,8 +19,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use super::soak::{self, MAX_SCRIPT_BYTES};
 use super::tunnel::{drain, raw_echo, raw_hold, raw_reset, ws_echo, ws_server_close};
-use super::{Ctx, Recorded, State, lock};
+use super::{Ctx, LAST_WORDS, Recorded, State, lock};
 
 /// Subprotocols the app supports, for `Sec-WebSocket-Protocol` negotiation.
 const SUBPROTOCOLS: [&str; 2] = ["chat.v2", "echo"];
@@ -193,7 +194,11 @@ fn route_upgrade(mut req: Request<Incoming>, ctx: &Ctx) -> Response<AppBody> {
             switching("websocket", &accept)
         }
         "/raw/reset" => {
-            after_upgrade(&mut req, ctx, |io, _| raw_reset(io));
+            after_upgrade(&mut req, ctx, |io, _| raw_reset(io, b""));
+            switching("websocket", &accept)
+        }
+        "/raw/reply-reset" => {
+            after_upgrade(&mut req, ctx, |io, _| raw_reset(io, &LAST_WORDS));
             switching("websocket", &accept)
         }
         "/raw/hold" => {
@@ -203,6 +208,13 @@ fn route_upgrade(mut req: Request<Incoming>, ctx: &Ctx) -> Response<AppBody> {
         "/ws/server-close" => {
             let frame = close_frame_from_query(req.uri().query().unwrap_or(""));
             after_upgrade(&mut req, ctx, |io, _| ws_server_close(io, frame));
+            ws_switching(req.headers(), &accept)
+        }
+        "/ws/soak" => {
+            let Some((seed, bytes)) = soak_from_query(req.uri().query().unwrap_or("")) else {
+                return text(StatusCode::BAD_REQUEST, "bad soak query");
+            };
+            after_upgrade(&mut req, ctx, move |io, _| soak::ws_soak(io, seed, bytes));
             ws_switching(req.headers(), &accept)
         }
         "/ws/hop-fields" => {
@@ -383,4 +395,18 @@ fn close_frame_from_query(query: &str) -> CloseFrame {
         }
     }
     frame
+}
+
+/// Parses `seed=S&bytes=N` (both required, `N` at most
+/// [`MAX_SCRIPT_BYTES`]).
+fn soak_from_query(query: &str) -> Option<(u64, u64)> {
+    let (mut seed, mut bytes) = (None, None);
+    for (key, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+        match key {
+            "seed" => seed = value.parse::<u64>().ok(),
+            "bytes" => bytes = value.parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    Some((seed?, bytes.filter(|n| *n <= MAX_SCRIPT_BYTES)?))
 }

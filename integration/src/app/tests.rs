@@ -239,6 +239,28 @@ async fn raw_reset_gives_client_connection_reset() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn raw_reply_reset_sends_its_reply_before_the_reset() -> anyhow::Result<()> {
+    within(async {
+        let (app, _guard) = start().await?;
+        let mut up = upgrade(&app, "/raw/reply-reset", &[]).await?;
+        up.stream.write_all(b"x").await?;
+        let mut got = up.leftover;
+        let mut buf = [0u8; 4096];
+        let err = loop {
+            match up.stream.read(&mut buf).await {
+                Ok(0) => anyhow::bail!("clean EOF after {} bytes, not a reset", got.len()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(err) => break err,
+            }
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+        assert!(got == super::LAST_WORDS, "got {} bytes", got.len());
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
 async fn raw_hold_records_reset_when_client_aborts() -> anyhow::Result<()> {
     within(async {
         let (app, _guard) = start().await?;

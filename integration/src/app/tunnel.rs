@@ -100,9 +100,10 @@ fn outcome_of(result: std::io::Result<u64>) -> RawOutcome {
     }
 }
 
-/// `/raw/reset`: waits for at least one byte, then closes with zero linger
-/// so the peer sees a TCP RST instead of a FIN.
-pub(super) async fn raw_reset(io: TokioIo<Upgraded>) {
+/// `/raw/reset` and `/raw/reply-reset`: waits for at least one byte, writes
+/// `reply`, then closes with zero linger so the peer sees a TCP RST instead
+/// of a FIN (right behind the reply, which the kernel has already sent).
+pub(super) async fn raw_reset(io: TokioIo<Upgraded>, reply: &[u8]) {
     // Zero linger needs the socket itself, not hyper's wrapper around it.
     let Ok(parts) = io.into_inner().downcast::<TokioIo<TcpStream>>() else {
         tracing::warn!("app upgraded io is not a TcpStream");
@@ -114,6 +115,9 @@ pub(super) async fn raw_reset(io: TokioIo<Upgraded>) {
         if let Err(err) = stream.read(&mut buf).await {
             tracing::debug!(error = %err, "app raw reset read failed");
         }
+    }
+    if let Err(err) = stream.write_all(reply).await {
+        tracing::debug!(error = %err, "app raw reset reply failed");
     }
     if let Err(err) = stream.set_zero_linger() {
         tracing::warn!(error = %err, "app set_zero_linger failed");

@@ -10,13 +10,14 @@ use http::header::{CONNECTION, HeaderName, TE, TRANSFER_ENCODING, UPGRADE};
 
 /// Fields that are hop-by-hop whether or not `Connection` names them
 /// (RFC 9110 §7.6.1 (N30); RFC 9113 §8.2.2 (N17) forbids them on HTTP/2).
-const ALWAYS: [&str; 6] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "transfer-encoding",
-    "upgrade",
+/// Kept as parsed names: removing by `&str` parses the name every time.
+static ALWAYS: [HeaderName; 6] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
 /// Removes `Connection`, every field it names, and the fields that are
@@ -25,24 +26,31 @@ const ALWAYS: [&str; 6] = [
 /// `Connection` is parsed before anything is removed, so a field named there
 /// goes even if it is also an end-to-end-looking name such as `X-Foo`.
 pub fn strip(headers: &mut HeaderMap) {
+    // Most messages carry none of these: one pass over the names is much
+    // cheaper than six lookups (and `Connection` is among them, so nothing
+    // is named either).
+    if !headers.keys().any(is_always_hop_by_hop) {
+        return;
+    }
+    // Split as bytes, not text: an element that is no token (obs-text) must
+    // not keep the value's other elements from naming their fields.
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    for name in ALWAYS {
+    for name in &ALWAYS {
         headers.remove(name);
     }
 }
 
 /// True when `name` is a field that never crosses a hop on its own.
 pub fn is_always_hop_by_hop(name: &HeaderName) -> bool {
-    ALWAYS.contains(&name.as_str())
+    ALWAYS.contains(name)
 }
 
 /// True when any comma-separated element of any `name` field equals `token`,
@@ -142,6 +150,22 @@ mod tests {
         ]);
         strip(&mut headers);
         assert!(headers.is_empty());
+    }
+
+    /// A `Connection` element that is not text (found by the `hop_by_hop`
+    /// and `h1_to_h2` fuzz targets) does not hide the fields the others name.
+    #[test]
+    fn strip_honours_connection_beside_a_non_text_element() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONNECTION,
+            HeaderValue::from_bytes(b"cl\xff\xff, X-Hop").unwrap(),
+        );
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert("cookie", HeaderValue::from_static("a=b"));
+        strip(&mut headers);
+        assert!(!headers.contains_key("x-hop"));
+        assert_eq!(headers.len(), 1);
     }
 
     /// RFC 6455 §4.1 (N39): tokens match in any case and position.

@@ -74,11 +74,14 @@ pub fn h1_to_h2(
                 headers.remove(name);
             }
             // CONNECT carries no content (RFC 9110 §9.3.6 (N37)): the
-            // upgrade's own body length travels in a field of ours.
-            if let Some(length) = headers.remove(CONTENT_LENGTH)
+            // upgrade's own body length travels in a field of ours. It is
+            // the client's, read before stripping: hyper framed the body by
+            // it even when `Connection` named it.
+            headers.remove(CONTENT_LENGTH);
+            if let Some(length) = parts.headers.get(CONTENT_LENGTH)
                 && length != "0"
             {
-                headers.insert(upgrade::BODY_LENGTH_FIELD, length);
+                headers.insert(upgrade::BODY_LENGTH_FIELD, length.clone());
             }
             // A client's own extended CONNECT (HTTP/2) is a GET upgrade.
             if parts.method != Method::GET && parts.method != Method::CONNECT {
@@ -164,19 +167,42 @@ pub fn h2_to_h1(
 ) -> Result<Request<()>, TranslateError> {
     // RFC 9113 §8.3.1: an intermediary converting an HTTP/1.1 request may
     // keep `Host` instead of sending `:authority` (nghttpx and HAProxy do).
-    let host = match (parts.uri.authority(), parts.headers.get(HOST)) {
-        (Some(authority), _) => HeaderValue::from_str(authority.as_str())
-            .map_err(|_| TranslateError::Invalid { what: ":authority" })?,
-        (None, Some(host)) if parts.headers.get_all(HOST).iter().count() == 1 => host.clone(),
+    let (host, what) = match (parts.uri.authority(), parts.headers.get(HOST)) {
+        (Some(authority), _) => (
+            HeaderValue::from_str(authority.as_str())
+                .map_err(|_| TranslateError::Invalid { what: ":authority" })?,
+            ":authority",
+        ),
+        // The front checks a client's Host the same way (`client_authority`).
+        (None, Some(host))
+            if parts.headers.get_all(HOST).iter().count() == 1
+                && Authority::try_from(host.as_bytes()).is_ok() =>
+        {
+            (host.clone(), "host")
+        }
         (None, Some(_)) => return Err(TranslateError::Invalid { what: "host" }),
         (None, None) => return Err(TranslateError::MissingH2Authority),
     };
+    // RFC 9113 §8.3.1: no userinfo in an http(s) `:authority`, and none fits
+    // in Host (RFC 9110 §7.2); the front refuses it too.
+    if host.as_bytes().contains(&b'@') {
+        return Err(TranslateError::Invalid { what });
+    }
     let target: Uri = parts
         .uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"))
         .into();
+    // An empty path (a `:path` that was only a `#fragment`, or none on a
+    // stream without `:authority`, both of which h2 lets through) would be
+    // written as nothing, `GET  HTTP/1.1`; an empty path is sent as "/"
+    // (RFC 9112 §3.2.1).
+    let target = if target.path().is_empty() {
+        Uri::from_static("/")
+    } else {
+        target
+    };
 
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 5);
     headers.insert(HOST, host);
@@ -420,6 +446,26 @@ mod tests {
         assert!(!request.headers().contains_key(upgrade::BODY_LENGTH_FIELD));
     }
 
+    /// A body length that `Connection` names still crosses: the front sends
+    /// the body, so the sidecar must know where it ends (found by the
+    /// `h1_to_h2` fuzz target).
+    #[test]
+    fn upgrade_body_length_crosses_even_when_connection_names_it() {
+        let parts = h1(
+            "POST",
+            "/x",
+            &[
+                ("host", "h"),
+                ("connection", "Upgrade, Content-Length"),
+                ("upgrade", "my-proto"),
+                ("content-length", "5"),
+            ],
+        );
+        let request = h1_to_h2(&parts, Scheme::HTTP, Kind::Tunnel("my-proto")).unwrap();
+        assert_eq!(request.headers()[upgrade::BODY_LENGTH_FIELD], "5");
+        assert!(!request.headers().contains_key("content-length"));
+    }
+
     /// The sidecar's side: the app sees the method, a Content-Length for
     /// the body, the token as Upgrade, and no h2hop field.
     #[test]
@@ -483,6 +529,58 @@ mod tests {
         assert_eq!(err, TranslateError::MissingH2Authority);
         let two = h2("GET", "/p", &[("host", "a"), ("host", "b")]);
         assert!(h2_to_h1(&two, None).is_err());
+    }
+
+    /// RFC 9113 §8.3.1: userinfo in `:authority` (or the `host` standing
+    /// in for it) never becomes the app's Host (found by the `h2_to_h1` fuzz
+    /// target).
+    #[test]
+    fn userinfo_never_reaches_the_app() {
+        let parts = h2("GET", "http://user@example.com/p", &[]);
+        let err = h2_to_h1(&parts, None).unwrap_err();
+        assert_eq!(err, TranslateError::Invalid { what: ":authority" });
+        let parts = h2("GET", "/p", &[("host", "user:pw@example.com")]);
+        let err = h2_to_h1(&parts, None).unwrap_err();
+        assert_eq!(err, TranslateError::Invalid { what: "host" });
+    }
+
+    /// A `host` standing in for `:authority` must be one: surrounding
+    /// blanks (RFC 9113 §8.2.1) or a path are refused (found by the
+    /// `h2_to_h1` fuzz target).
+    #[test]
+    fn host_standing_in_must_be_an_authority() {
+        for host in [" svc.local", "svc.local/x", "a b"] {
+            let parts = h2("GET", "/p", &[("host", host)]);
+            let err = h2_to_h1(&parts, None).unwrap_err();
+            assert_eq!(err, TranslateError::Invalid { what: "host" }, "{host:?}");
+        }
+    }
+
+    /// A stream whose path is empty, without `:path` or `:authority` or
+    /// with a `:path` that is only a fragment (h2 takes both), reaches the
+    /// app as `/`, never with an empty request target (found by the
+    /// `h2_to_h1` fuzz target).
+    #[test]
+    fn empty_path_targets_the_root() {
+        let mut request = Request::new(());
+        *request.uri_mut() = Uri::from_parts(http::uri::Parts::default()).unwrap();
+        request
+            .headers_mut()
+            .insert(HOST, HeaderValue::from_static("svc.local"));
+        let (parts, ()) = request.into_parts();
+        assert_eq!(parts.uri.to_string(), "");
+        let request = h2_to_h1(&parts, None).unwrap();
+        assert_eq!(request.uri().to_string(), "/");
+
+        let parts = h2("CONNECT", "https://app.example#chat", &[]);
+        let upgrade = AppUpgrade {
+            protocol: "my-proto",
+            method: Method::GET,
+            body_length: 0,
+            key: None,
+        };
+        let request = h2_to_h1(&parts, Some(&upgrade)).unwrap();
+        assert_eq!(request.uri().to_string(), "/");
     }
 
     /// RFC 9113 §8.3.1: a converting intermediary may send `host` instead
