@@ -19,7 +19,7 @@ use h2hop::admin::Readiness;
 use h2hop::drain::{Drain, Drained};
 use h2hop::limit::{Limit, Permit};
 use h2hop::metrics::{Culprit, Metrics, TunnelResult};
-use h2hop::relay::{CONNECTION_WINDOW, H2Body, STREAM_WINDOW};
+use h2hop::relay::{CONNECTION_WINDOW, H2Body, MAX_FRAME_SIZE, STREAM_WINDOW};
 use h2hop::tls;
 use h2hop::tls::reload::Reloadable;
 use h2hop::upgrade::Protocols;
@@ -297,6 +297,7 @@ where
         .timer(TokioTimer::new())
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
         .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
     if settings.extended_connect {
         builder.enable_connect_protocol();

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use h2::SendStream;
 use h2::client::{ResponseFuture, SendRequest};
 use h2hop::metrics::Metrics;
-use h2hop::relay::{CONNECTION_WINDOW, STREAM_WINDOW};
+use h2hop::relay::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW};
 use h2hop::tls;
 use h2hop::tls::reload::Reloadable;
 use http::Request;
@@ -367,6 +367,7 @@ impl Upstream {
             .enable_push(false)
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME_SIZE)
             .handshake::<_, Bytes>(io)
             .await
             .map_err(h2_error)?;

@@ -576,6 +576,11 @@ pub const STREAM_WINDOW: u32 = 1024 * 1024;
 /// HTTP/2 receive window per connection, shared by all its streams.
 pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
+/// Largest frame payload each end of the hop accepts (SETTINGS_MAX_FRAME_SIZE,
+/// RFC 9113 §6.5.2): a relay read of up to 64 KiB goes out as one
+/// DATA frame instead of four of the default 16 KiB.
+pub const MAX_FRAME_SIZE: u32 = 64 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use h2hop::admin::Readiness;
 use h2hop::drain::{Drain, Drained};
 use h2hop::limit::Limit;
 use h2hop::metrics::Metrics;
-use h2hop::relay::{CONNECTION_WINDOW, STREAM_WINDOW};
+use h2hop::relay::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW};
 use h2hop::tls;
 use h2hop::tls::reload::Reloadable;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -128,6 +128,7 @@ where
         .enable_connect_protocol()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
         .max_concurrent_streams(config.max_concurrent_streams)
         .handshake::<_, Bytes>(io);
     let mut connection = match timeout(config.handshake_timeout, handshake).await {
