@@ -20,6 +20,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::CipherSuite;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -105,9 +106,16 @@ pub enum TlsError {
     },
 }
 
-/// The one crypto provider h2hop uses.
+/// The one crypto provider h2hop uses: ring's suites, with AES-128-GCM
+/// ahead of AES-256-GCM (as BoringSSL and so Envoy order them): four fewer
+/// AES rounds for every tunnelled byte, at a strength TLS 1.3 requires
+/// every implementation to offer (RFC 8446 §9.1).
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite.suite() != CipherSuite::TLS13_AES_128_GCM_SHA256);
+    Arc::new(provider)
 }
 
 /// A root store holding exactly `certs`; empty is an error, because a store
@@ -432,6 +440,20 @@ mod tests {
         assert_eq!(server.unwrap().as_deref(), Some(ALPN_H2));
         let alpn = client.unwrap();
         require_h2_alpn(alpn.as_deref()).unwrap();
+    }
+
+    #[test]
+    fn both_ends_offer_aes_128_gcm_first_and_keep_every_ring_suite() {
+        let pki = new_pki();
+        let ring = rustls::crypto::ring::default_provider().cipher_suites;
+        for suites in [
+            &sidecar(&pki, &pki).crypto_provider().cipher_suites,
+            &front(&pki, Some(&pki)).crypto_provider().cipher_suites,
+        ] {
+            assert_eq!(suites[0].suite(), CipherSuite::TLS13_AES_128_GCM_SHA256);
+            assert_eq!(suites.len(), ring.len());
+            assert!(ring.iter().all(|suite| suites.contains(suite)));
+        }
     }
 
     #[tokio::test]
