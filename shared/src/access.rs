@@ -183,7 +183,9 @@ impl Drop for Entry {
             path,
             protocol = self.protocol.as_deref().unwrap_or("-"),
             status = self.status,
-            duration_ms = self.started.elapsed().as_secs_f64() * 1e3,
+            // Whole microseconds, so that the line shows `3.58`, not
+            // `3.5796370000000004`.
+            duration_ms = self.started.elapsed().as_micros() as f64 / 1e3,
             bytes_up,
             bytes_down,
             close = self.close.as_str(),
