@@ -447,7 +447,9 @@ async fn refuse_connection(mut stream: TcpStream) {
     if stream.write_all(ANSWER).await.is_err() || stream.shutdown().await.is_err() {
         return;
     }
-    let mut sink = [0u8; 4096];
+    // On the heap: an array here would make every connection's future
+    // (which holds this one's state) 4 KiB bigger, refused or not.
+    let mut sink = vec![0u8; 4096];
     let drain = async {
         let mut left: usize = 64 * 1024;
         while left > 0 {
