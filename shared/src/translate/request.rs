@@ -5,18 +5,21 @@
 //! the result on an upstream HTTP/2 connection; the sidecar calls
 //! [`h2_to_h1`] on each accepted stream and sends the result to the app.
 
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderValue, TE, UPGRADE};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue, SEC_WEBSOCKET_ACCEPT,
+    SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, TE, UPGRADE,
+};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{HeaderMap, Method, Request, Version};
 
 use super::TranslateError;
-use super::hop_by_hop;
+use super::hop_by_hop::{self, HopByHop};
 use crate::{upgrade, websocket};
 
 /// Fields of the RFC 6455 handshake that stay on their own HTTP/1.1 leg
 /// (RFC 8441 §5 (N11)): each leg computes its own key and accept.
-const HANDSHAKE_ONLY: [&str; 2] = ["sec-websocket-key", "sec-websocket-accept"];
+const HANDSHAKE_ONLY: [HeaderName; 2] = [SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_ACCEPT];
 
 /// What an HTTP/2 stream carries: an RFC 8441 tunnel for an Upgrade
 /// protocol, or an ordinary request.
@@ -64,20 +67,25 @@ pub fn h1_to_h2(
         .map_err(|_| TranslateError::Invalid { what: "target" })?;
 
     let trailers = hop_by_hop::wants_trailers(&parts.headers);
-    let mut headers = parts.headers.clone();
-    hop_by_hop::strip(&mut headers);
-    upgrade::strip_reserved(&mut headers);
-    headers.remove(HOST);
+    let tunnel = matches!(kind, Kind::Tunnel(_));
+    let hop = HopByHop::of(&parts.headers);
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 2);
+    for (name, value) in &parts.headers {
+        // CONNECT carries no content (RFC 9110 §9.3.6 (N37)): a tunnel's
+        // `Content-Length` is replaced below.
+        let left_out = hop.contains(name)
+            || upgrade::is_reserved(name)
+            || name == HOST
+            || (tunnel && (HANDSHAKE_ONLY.contains(name) || name == CONTENT_LENGTH));
+        if !left_out {
+            headers.append(name.clone(), value.clone());
+        }
+    }
     let method = match kind {
         Kind::Tunnel(_) => {
-            for name in HANDSHAKE_ONLY {
-                headers.remove(name);
-            }
-            // CONNECT carries no content (RFC 9110 §9.3.6 (N37)): the
-            // upgrade's own body length travels in a field of ours. It is
-            // the client's, read before stripping: hyper framed the body by
-            // it even when `Connection` named it.
-            headers.remove(CONTENT_LENGTH);
+            // The upgrade's own body length travels in a field of ours. It
+            // is the client's, whatever `Connection` names: hyper framed the
+            // body by it.
             if let Some(length) = parts.headers.get(CONTENT_LENGTH)
                 && length != "0"
             {
@@ -206,16 +214,8 @@ pub fn h2_to_h1(
 
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 5);
     headers.insert(HOST, host);
-    let mut copied = parts.headers.clone();
-    hop_by_hop::strip(&mut copied);
-    upgrade::strip_reserved(&mut copied);
-    copied.remove(HOST);
     let method = match upgrade {
         Some(upgrade) => {
-            for name in HANDSHAKE_ONLY {
-                copied.remove(name);
-            }
-            copied.remove(CONTENT_LENGTH);
             let token = HeaderValue::from_str(upgrade.protocol)
                 .ok()
                 .filter(|_| upgrade::is_token(upgrade.protocol))
@@ -225,9 +225,9 @@ pub fn h2_to_h1(
             if let Some(key) = upgrade.key {
                 let key = HeaderValue::from_str(key)
                     .map_err(|_| TranslateError::Invalid { what: "key" })?;
-                headers.insert("sec-websocket-key", key);
-                copied.insert(
-                    "sec-websocket-version",
+                headers.insert(SEC_WEBSOCKET_KEY, key);
+                headers.insert(
+                    SEC_WEBSOCKET_VERSION,
                     HeaderValue::from_static(websocket::VERSION),
                 );
             }
@@ -238,7 +238,23 @@ pub fn h2_to_h1(
         }
         None => parts.method.clone(),
     };
-    for (name, value) in copied.iter() {
+    // The stream's own fields, but hop-by-hop ones (which h2 refuses on a
+    // stream anyway), `h2hop-…` ones, Host, and for an upgrade whatever was
+    // set above from this leg's own handshake.
+    let hop = HopByHop::of(&parts.headers);
+    let own_handshake = |name: &HeaderName| {
+        HANDSHAKE_ONLY.contains(name)
+            || name == CONTENT_LENGTH
+            || (name == SEC_WEBSOCKET_VERSION && upgrade.is_some_and(|up| up.key.is_some()))
+    };
+    for (name, value) in &parts.headers {
+        if hop.contains(name)
+            || upgrade::is_reserved(name)
+            || name == HOST
+            || (upgrade.is_some() && own_handshake(name))
+        {
+            continue;
+        }
         // RFC 9113 §8.2.1 (N22): a value with leading or trailing SP or HTAB
         // makes the request malformed; the h2 crate leaves this check to us,
         // and a malformed request is never forwarded (§8.1.1).

@@ -5,20 +5,19 @@
 //! and forward stage ([`relay`]), and by the front's upgrade stage
 //! ([`switched_to_h1`]) and forward stage ([`relay`]).
 
-use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, UPGRADE};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    UPGRADE,
+};
 use http::response::Parts;
 use http::{HeaderMap, Response, StatusCode, Version};
 
-use super::hop_by_hop;
+use super::hop_by_hop::{self, HopByHop};
 use crate::websocket;
 
 /// Fields that belong to one leg's handshake, or to framing that the
 /// switch ends, and never cross with an accepted tunnel.
-const SWITCH_ONLY: [&str; 3] = [
-    "sec-websocket-accept",
-    "sec-websocket-key",
-    "content-length",
-];
+const SWITCH_ONLY: [HeaderName; 3] = [SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, CONTENT_LENGTH];
 
 /// Why an app's answer to an upgrade does not open a tunnel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,7 +61,7 @@ pub fn check_switch(parts: &Parts, protocol: &str, key: Option<&str>) -> Result<
     }
     if let Some(key) = key {
         let expected = websocket::accept_for(key.as_bytes());
-        let accept = parts.headers.get("sec-websocket-accept");
+        let accept = parts.headers.get(SEC_WEBSOCKET_ACCEPT);
         if accept.is_none_or(|value| value.as_bytes() != expected.as_bytes()) {
             return Err(Refusal::WrongAccept);
         }
@@ -75,7 +74,9 @@ pub fn check_switch(parts: &Parts, protocol: &str, key: Option<&str>) -> Result<
 /// such as `Sec-WebSocket-Protocol` and `Set-Cookie` (N12).
 pub fn switched_to_h2(app: &Parts) -> Response<()> {
     let mut response = Response::new(());
-    *response.headers_mut() = end_to_end(&app.headers, &SWITCH_ONLY);
+    let headers = response.headers_mut();
+    headers.reserve(app.headers.len());
+    copy_end_to_end(&app.headers, &SWITCH_ONLY, headers);
     response
 }
 
@@ -93,11 +94,9 @@ pub fn switched_to_h1(sidecar: &Parts, protocol: &str, client_key: Option<&[u8]>
     if let Some(accept) =
         client_key.and_then(|key| HeaderValue::from_str(&websocket::accept_for(key)).ok())
     {
-        headers.insert("sec-websocket-accept", accept);
+        headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
     }
-    for (name, value) in end_to_end(&sidecar.headers, &SWITCH_ONLY).iter() {
-        headers.append(name.clone(), value.clone());
-    }
+    copy_end_to_end(&sidecar.headers, &SWITCH_ONLY, &mut headers);
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *response.version_mut() = Version::HTTP_11;
@@ -112,18 +111,20 @@ pub fn relay(parts: &Parts, version: Version) -> Response<()> {
     let mut response = Response::new(());
     *response.status_mut() = parts.status;
     *response.version_mut() = version;
-    *response.headers_mut() = end_to_end(&parts.headers, &[]);
+    let headers = response.headers_mut();
+    headers.reserve(parts.headers.len());
+    copy_end_to_end(&parts.headers, &[], headers);
     response
 }
 
-/// Copies `headers` without hop-by-hop fields and without `also`.
-fn end_to_end(headers: &HeaderMap, also: &[&str]) -> HeaderMap {
-    let mut copied = headers.clone();
-    hop_by_hop::strip(&mut copied);
-    for name in also {
-        copied.remove(*name);
+/// Appends `from`'s fields to `to`, but hop-by-hop ones and `also`.
+fn copy_end_to_end(from: &HeaderMap, also: &[HeaderName], to: &mut HeaderMap) {
+    let hop = HopByHop::of(from);
+    for (name, value) in from {
+        if !hop.contains(name) && !also.contains(name) {
+            to.append(name.clone(), value.clone());
+        }
     }
-    copied
 }
 
 /// True when a response head promises no body: HEAD requests aside, 204, 304
