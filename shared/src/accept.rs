@@ -2,11 +2,13 @@
 //!
 //! Accepts until shutdown begins, runs each connection in a task of its own
 //! (tracked by the [`Drain`]) inside a `conn{peer}` span, and pauses briefly
-//! when accept fails (out of descriptors, say) rather than spinning.
+//! when accept fails (out of descriptors, say) rather than spinning. Every
+//! accepted connection gets `TCP_NODELAY` and TCP keep-alive ([`KEEPALIVE`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{Instrument as _, info_span, warn};
 
@@ -14,6 +16,17 @@ use crate::drain::Drain;
 
 /// How long to wait after a failed accept before the next one.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// TCP keep-alive on accepted connections: a peer gone without a FIN or an
+/// RST (power lost, a NAT or firewall that forgot the flow) is found about
+/// two minutes after its last packet (60 s quiet, then 6 probes 10 s apart)
+/// and its connection and tunnels closed, instead of at the tunnel idle
+/// timeout (1 h by default). Probes are answered by the peer's kernel, so a
+/// live but quiet client (an idle WebSocket) is never cut by them.
+pub const KEEPALIVE: TcpKeepalive = TcpKeepalive::new()
+    .with_time(Duration::from_secs(60))
+    .with_interval(Duration::from_secs(10))
+    .with_retries(6);
 
 /// Accepts connections on `listener` until shutdown begins, and spawns
 /// `serve(stream, peer)` for each through `drain`. The listener is closed
@@ -32,6 +45,9 @@ where
             Ok((stream, peer)) => {
                 // Fewer, larger segments matter less than latency here.
                 let _ = stream.set_nodelay(true);
+                if let Err(err) = SockRef::from(&stream).set_tcp_keepalive(&KEEPALIVE) {
+                    warn!(%peer, error = %err, "cannot set TCP keep-alive");
+                }
                 let span = info_span!("conn", %peer);
                 drain.spawn(serve(stream, peer).instrument(span));
             }
@@ -40,5 +56,59 @@ where
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+    use tokio_util::sync::CancellationToken;
+
+    /// What an accepted socket is set to: NODELAY, and keep-alive with its
+    /// idle time, probe interval and probe count.
+    type Options = (bool, bool, Duration, Duration, u32);
+
+    fn options(stream: &TcpStream) -> io::Result<Options> {
+        let socket = SockRef::from(stream);
+        Ok((
+            stream.nodelay()?,
+            socket.keepalive()?,
+            socket.tcp_keepalive_time()?,
+            socket.tcp_keepalive_interval()?,
+            socket.tcp_keepalive_retries()?,
+        ))
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_get_nodelay_and_keepalive() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let drain = Drain::new(shutdown.clone());
+        let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+        let mut seen_tx = Some(seen_tx);
+        let accepting = until_shutdown(listener, &drain, move |stream, _| {
+            if let Some(tx) = seen_tx.take() {
+                let _ = tx.send(options(&stream).map_err(|err| err.to_string()));
+            }
+            async move { drop(stream) }
+        });
+        let client = async {
+            let _client = TcpStream::connect(addr).await.unwrap();
+            let seen = seen_rx.await.unwrap();
+            shutdown.cancel();
+            seen
+        };
+        let ((), seen) = tokio::join!(accepting, client);
+        let expected = (
+            true,
+            true,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            6,
+        );
+        assert_eq!(seen.unwrap(), expected);
     }
 }
