@@ -1,11 +1,16 @@
 //! App stage: HTTP/1.1 toward the local app.
 //!
-//! Tunnels each get a dedicated connection ([`App::dial`]) that is never
+//! Input: a plain request from [`crate::forward`], or an upgrade from
+//! [`crate::tunnel`]; output: the app's response head, its body streaming.
+//!
+//! Tunnels each get a dedicated connection ([`App::upgrade`]) that is never
 //! pooled, because a connection that saw an upgrade attempt cannot be
-//! trusted for another request (S2). Plain requests share a keep-alive pool
-//! ([`App::pool`]).
+//! trusted for another request (S2). Plain requests ([`App::send`]) share a
+//! keep-alive pool ([`crate::pool`]).
 
+use std::error::Error as StdError;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,15 +19,14 @@ use h2hop::relay::H2Body;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tracing::debug;
 
 use crate::Error;
+use crate::pool::Pool;
 
 /// How the sidecar reaches its app.
 #[derive(Debug, Clone)]
@@ -41,23 +45,16 @@ pub struct AppConfig {
 /// The app: dedicated connections for tunnels, a pool for plain requests.
 pub struct App {
     config: AppConfig,
-    pool: Client<HttpConnector, Counted<H2Body>>,
+    pool: Arc<Pool<Counted<H2Body>>>,
 }
 
 impl App {
-    /// Sets up the pool; nothing connects yet.
+    /// Sets up an empty pool; nothing connects yet.
     pub fn new(config: AppConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        let pool = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            // Our Host field carries the stream's :authority; the URI's
-            // authority only says where the app listens.
-            .set_host(false)
-            .build(connector);
-        Self { config, pool }
+        Self {
+            config,
+            pool: Arc::new(Pool::default()),
+        }
     }
 
     /// The configuration.
@@ -65,32 +62,21 @@ impl App {
         &self.config
     }
 
-    /// Sends a plain request on the keep-alive pool and waits for the
-    /// response head within the response timeout.
+    /// Sends a plain request (origin-form target, `Host` set) on a pooled
+    /// connection and waits for the response head within the response
+    /// timeout, which also bounds getting a connection.
     pub async fn send(
         &self,
         request: Request<Counted<H2Body>>,
     ) -> Result<Response<Incoming>, Error> {
-        let addr = &self.config.addr;
         let bound = self.config.response_timeout;
-        match timeout(bound, self.pool.request(request)).await {
-            Err(_) => Err(Error::AppTimeout {
+        timeout(bound, self.pool.send(&self.config, request))
+            .await
+            .map_err(|_| Error::AppTimeout {
                 step: "response",
-                addr: addr.clone(),
+                addr: self.config.addr.clone(),
                 after: bound,
-            }),
-            // Same wording as a tunnel's failed dial: the culprit is the
-            // app's listener, not HTTP.
-            Ok(Err(err)) if err.is_connect() => Err(Error::ConnectApp {
-                addr: addr.clone(),
-                source: io::Error::other(err),
-            }),
-            Ok(Err(err)) => Err(Error::AppHttp {
-                addr: addr.clone(),
-                source: Box::new(err),
-            }),
-            Ok(Ok(response)) => Ok(response),
-        }
+            })?
     }
 
     /// Sends an upgrade request with its body on a connection of its own
@@ -102,8 +88,7 @@ impl App {
         body: Bytes,
     ) -> Result<Response<Incoming>, Error> {
         let stream = self.dial().await?;
-        let handshake =
-            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream));
+        let handshake = http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream));
         let bound = self.config.upgrade_timeout;
         let (mut sender, connection) = self.await_response(handshake, bound).await?;
         tokio::spawn(async move {
@@ -121,20 +106,19 @@ impl App {
     /// A fresh connection for one tunnel attempt.
     async fn dial(&self) -> Result<TcpStream, Error> {
         let addr = &self.config.addr;
-        let bound = self.config.connect_timeout;
-        let stream = timeout(bound, TcpStream::connect(addr.as_str()))
+        connect(&self.config)
             .await
-            .map_err(|_| Error::AppTimeout {
-                step: "connect",
-                addr: addr.clone(),
-                after: bound,
-            })?
-            .map_err(|source| Error::ConnectApp {
-                addr: addr.clone(),
-                source,
-            })?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+            .map_err(|failure| match failure {
+                None => Error::AppTimeout {
+                    step: "connect",
+                    addr: addr.clone(),
+                    after: self.config.connect_timeout,
+                },
+                Some(source) => Error::ConnectApp {
+                    addr: addr.clone(),
+                    source,
+                },
+            })
     }
 
     /// Waits for `response` within `bound`.
@@ -144,19 +128,37 @@ impl App {
         bound: Duration,
     ) -> Result<T, Error>
     where
-        E: std::error::Error + Send + Sync + 'static,
+        E: StdError + Send + Sync + 'static,
     {
-        let addr = &self.config.addr;
         timeout(bound, response)
             .await
             .map_err(|_| Error::AppTimeout {
                 step: "response",
-                addr: addr.clone(),
+                addr: self.config.addr.clone(),
                 after: bound,
             })?
-            .map_err(|source| Error::AppHttp {
-                addr: addr.clone(),
-                source: Box::new(source),
-            })
+            .map_err(|source| app_http(&self.config, source))
+    }
+}
+
+/// TCP to the app within the connect timeout, with TCP_NODELAY;
+/// `Err(None)` when the timeout ran out.
+pub(crate) async fn connect(config: &AppConfig) -> Result<TcpStream, Option<io::Error>> {
+    let connecting = TcpStream::connect(config.addr.as_str());
+    let stream = timeout(config.connect_timeout, connecting)
+        .await
+        .map_err(|_| None)?
+        .map_err(Some)?;
+    // Small requests and answers go out at once instead of waiting for ACKs.
+    if let Err(err) = stream.set_nodelay(true) {
+        debug!(error = %err, "cannot set TCP_NODELAY toward the app");
+    }
+    Ok(stream)
+}
+
+pub(crate) fn app_http(config: &AppConfig, source: impl StdError + Send + Sync + 'static) -> Error {
+    Error::AppHttp {
+        addr: config.addr.clone(),
+        source: Box::new(source),
     }
 }

@@ -11,7 +11,6 @@ use h2hop::relay::{self, H2Body};
 use h2hop::translate::request;
 use h2hop::translate::response;
 use http::response::Parts;
-use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{Request, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -31,21 +30,11 @@ pub async fn forward(
     let asked = tokio::time::Instant::now();
     let (parts, recv) = request.into_parts();
     let body = Counted::new(H2Body::new(recv), entry.bytes(), Direction::Up);
-    let mut app_request = request::h2_to_h1(&parts, None)?.map(|()| body);
-    // The pool picks its connection by the URI's authority, which is the
-    // app's address; Host already carries the stream's :authority.
-    let app = &context.app;
-    let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-    // Built from parts, so that no path (`*` included) can change the
-    // authority the pool dials.
-    *app_request.uri_mut() = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(app.config().addr.as_str())
-        .path_and_query(path)
-        .build()
-        .map_err(|_| h2hop::translate::TranslateError::Invalid { what: "path" })?;
+    // The target is in origin form and Host carries the stream's
+    // :authority; the pool has one address to dial, whatever they say.
+    let app_request = request::h2_to_h1(&parts, None)?.map(|()| body);
     // S5: a stream the front resets while we wait cancels the request.
-    let answer = dispatch::unless_reset(respond, app.send(app_request)).await?;
+    let answer = dispatch::unless_reset(respond, context.app.send(app_request)).await?;
     let (head, body) = answer.into_parts();
     context
         .metrics

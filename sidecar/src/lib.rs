@@ -20,6 +20,7 @@ pub mod dispatch;
 mod error;
 pub mod forward;
 pub mod listener;
+mod pool;
 pub mod tunnel;
 
 use std::sync::Arc;
