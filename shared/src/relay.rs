@@ -211,10 +211,13 @@ where
         if end.close == Close::TcpReset {
             // What was read just before the TCP error may still wait in h2's
             // send queue, and a CANCEL reset (explicit or implicit) drops the
-            // queue. One turn of the scheduler lets the connection task write
-            // it first, so the peer gets the bytes sent before the reset, as
-            // it would directly (the connection task was woken when the data
-            // was queued, so it runs before this task is polled again).
+            // queue (h2 has no way to wait for it to drain). One turn of the
+            // scheduler lets the connection task write it first, so the peer
+            // gets the bytes sent before the reset, as it would directly.
+            // That task was woken when the data was queued, into this
+            // worker's next slot, so it runs before this one is polled again,
+            // unless another worker was running it already (then it is
+            // writing meanwhile): best effort with several workers.
             tokio::task::yield_now().await;
         }
         if matches!(end.close, Close::TcpReset | Close::Idle) {
