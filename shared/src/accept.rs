@@ -22,7 +22,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// two minutes after its last packet (60 s quiet, then 6 probes 10 s apart)
 /// and its connection and tunnels closed, instead of at the tunnel idle
 /// timeout (1 h by default). Probes are answered by the peer's kernel, so a
-/// live but quiet client (an idle WebSocket) is never cut by them.
+/// live but quiet client (an idle WebSocket) is never cut by them. RFC 9293
+/// §3.8.4 leaves keep-alive off by default in TCP and to the application to
+/// turn on, with a threshold the application chooses (here 60 s, as
+/// proxies commonly set it; not yet a flag).
 pub const KEEPALIVE: TcpKeepalive = TcpKeepalive::new()
     .with_time(Duration::from_secs(60))
     .with_interval(Duration::from_secs(10))
