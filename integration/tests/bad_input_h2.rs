@@ -371,6 +371,45 @@ async fn raw_frames_well_formed_get_is_served() {
     .await;
 }
 
+/// RFC 9113 §6.5.2: the sidecar advertises SETTINGS_MAX_FRAME_SIZE 64 KiB
+/// (`relay::MAX_FRAME_SIZE`), and a DATA frame above the 16 KiB default
+/// reaches the app whole instead of ending the connection with
+/// FRAME_SIZE_ERROR (§4.2).
+#[tokio::test]
+async fn data_frames_above_16_kib_are_accepted() {
+    const MAX_FRAME_SIZE: u16 = 0x5;
+    // Above the 16 KiB default, within the 65,535-byte initial connection
+    // window.
+    const BODY: usize = 60_000;
+    let _serial = SERIAL.lock().await;
+    within(async {
+        let pair = pair().await;
+        let mut raw = Raw::connect(pair.sidecar).await;
+        assert_eq!(raw.settings.get(&MAX_FRAME_SIZE), Some(&(64 * 1024)));
+        let length = BODY.to_string();
+        let mut fields = get("/echo");
+        fields[0] = (":method", "POST");
+        fields.push(("content-length", &length));
+        raw.send(&frame(HEADERS, END_HEADERS, 1, &block(&fields)))
+            .await;
+        raw.send(&frame(DATA, END_STREAM, 1, &[b'x'; BODY])).await;
+        assert_eq!(raw.answer(1).await, Answer::Status(200));
+        let mut echoed = 0;
+        loop {
+            let frame = raw.next_frame().await.expect("the echoed body");
+            assert_ne!(frame.kind, GOAWAY, "{:?}", frame.payload);
+            if frame.kind == DATA && frame.stream == 1 {
+                echoed += frame.payload.len();
+                if frame.flags & END_STREAM != 0 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(echoed, BODY);
+    })
+    .await;
+}
+
 /// A refusal the sidecar may give a malformed request: the stream reset
 /// with PROTOCOL_ERROR (RFC 9113 §8.1.1), the connection closed with an
 /// error (stricter, allowed), or a 400 of its own.
