@@ -17,11 +17,22 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// CPU seconds (user + system) used so far by `pid`, from fields 14
 /// (`utime`) and 15 (`stime`) of `/proc/PID/stat`.
 pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let (user, system) = parse_stat_ticks(&stat).with_context(|| format!("parsing {path}"))?;
+    let (user, system) = cpu_ticks(pid)?;
     // Ticks stay far below 2^53, so the conversion to f64 is exact.
     Ok((user + system) as f64 / TICKS_PER_SECOND)
+}
+
+/// CPU seconds spent in the kernel (`stime` alone) so far by `pid`: how
+/// much of [`cpu_seconds`] went to system calls and the network stack.
+pub fn kernel_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let (_, system) = cpu_ticks(pid)?;
+    Ok(system as f64 / TICKS_PER_SECOND)
+}
+
+fn cpu_ticks(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_stat_ticks(&stat).with_context(|| format!("parsing {path}"))
 }
 
 /// Resident set size of `pid` in KiB, from the `VmRSS` line of
@@ -35,6 +46,11 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 /// Sum of [`cpu_seconds`] over `pids`; an error if any process is gone.
 pub fn total_cpu_seconds(pids: &[u32]) -> anyhow::Result<f64> {
     pids.iter().map(|&pid| cpu_seconds(pid)).sum()
+}
+
+/// Sum of [`kernel_cpu_seconds`] over `pids`; an error if any process is gone.
+pub fn total_kernel_cpu_seconds(pids: &[u32]) -> anyhow::Result<f64> {
+    pids.iter().map(|&pid| kernel_cpu_seconds(pid)).sum()
 }
 
 /// Sum of [`rss_kib`] over `pids`; an error if any process is gone.
@@ -136,6 +152,7 @@ mod tests {
             after > before,
             "cpu seconds {before} -> {after} after {spins} spins"
         );
+        assert!(kernel_cpu_seconds(pid).unwrap() <= after);
     }
 
     #[test]

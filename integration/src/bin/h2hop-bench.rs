@@ -34,11 +34,13 @@ struct Args {
     /// Seconds per timed workload.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Systems to measure, comma-separated: direct, h2hop-h2c, h2hop-mtls, nghttpx, haproxy.
+    /// Systems to measure, comma-separated: direct, h2hop-h2c, h2hop-mtls,
+    /// nghttpx, haproxy, tcp-relay (two HAProxy processes in TCP mode: not
+    /// a peer but the floor of any two-process chain).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,h2hop-h2c,h2hop-mtls,nghttpx,haproxy"
+        default_value = "direct,h2hop-h2c,h2hop-mtls,nghttpx,haproxy,tcp-relay"
     )]
     systems: Vec<String>,
     /// Worker threads of every proxy process (and of the app).
@@ -127,6 +129,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     let bins = Binaries::beside_current_exe()?;
     let (mut app, app_addr) = start_app(args.workers).await?;
+    // The load generator (this process) and the app: their CPU per
+    // handshake or request bounds what any proxy pair can reach on a
+    // machine whose cores they share.
+    let load_pids = [std::process::id(), app.id().context("app pid")?];
     let mut results = Results::default();
     let mut evidence = Vec::new();
     for round in 1..=args.rounds {
@@ -134,8 +140,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         for &kind in &kinds {
             say(&format!("round {round}/{}: {}", args.rounds, kind.name()))?;
             let running = systems::start(kind, app_addr, &bins, args.workers).await?;
-            measure(&running.target, &args, &mut results).await?;
-            if round == 1 && kind != Kind::Direct {
+            measure(&running.target, &load_pids, &args, &mut results).await?;
+            if round == 1 && kind.has_http2_hop() {
                 evidence.push((kind.name(), middle_hop(&running)));
             }
         }
@@ -217,73 +223,110 @@ const LAT1_CPU: Figure = Figure {
     label: "proxy CPU per round trip, 1 tunnel",
     unit: "CPU-µs",
 };
-const LAT16_P50: Figure = Figure {
+const LAT1_KERNEL: Figure = Figure {
     order: 8,
+    label: "of which in the kernel, per round trip",
+    unit: "CPU-µs",
+};
+const LAT16_P50: Figure = Figure {
+    order: 9,
     label: "round trip p50, 16 tunnels",
     unit: "µs",
 };
 const LAT16_P99: Figure = Figure {
-    order: 9,
+    order: 10,
     label: "round trip p99, 16 tunnels",
     unit: "µs",
 };
 const LAT16_P999: Figure = Figure {
-    order: 10,
+    order: 11,
     label: "round trip p99.9, 16 tunnels",
     unit: "µs",
 };
 const LAT16_RATE: Figure = Figure {
-    order: 11,
+    order: 12,
     label: "round trips, 16 tunnels",
     unit: "round trips/s",
 };
 const LAT16_CPU: Figure = Figure {
-    order: 12,
+    order: 13,
     label: "proxy CPU per round trip, 16 tunnels",
     unit: "CPU-µs",
 };
 const IDLE_KIB: Figure = Figure {
-    order: 13,
+    order: 14,
     label: "memory per idle tunnel, front + sidecar",
     unit: "KiB",
 };
 const IDLE_ECHO: Figure = Figure {
-    order: 14,
+    order: 15,
     label: "idle tunnels still echoing after the hold",
     unit: "tunnels",
 };
 const HANDSHAKES: Figure = Figure {
-    order: 15,
+    order: 16,
     label: "handshakes (open, echo, close), 32 in flight",
     unit: "conn/s",
 };
 const HANDSHAKE_FAIL: Figure = Figure {
-    order: 16,
+    order: 17,
     label: "handshake failures",
     unit: "count",
 };
 const HANDSHAKE_CPU: Figure = Figure {
-    order: 17,
+    order: 18,
     label: "proxy CPU per handshake",
     unit: "CPU-µs",
 };
+const HANDSHAKE_LOAD: Figure = Figure {
+    order: 20,
+    label: "client + app CPU per handshake",
+    unit: "CPU-µs",
+};
+const HANDSHAKE_KERNEL: Figure = Figure {
+    order: 19,
+    label: "of which in the kernel, per handshake",
+    unit: "CPU-µs",
+};
 const PLAIN_RATE: Figure = Figure {
-    order: 18,
+    order: 21,
     label: "plain GETs, 8 keep-alive connections",
     unit: "req/s",
 };
 const PLAIN_P99: Figure = Figure {
-    order: 19,
+    order: 22,
     label: "plain GET p99",
     unit: "µs",
 };
+const PLAIN_CPU: Figure = Figure {
+    order: 23,
+    label: "proxy CPU per plain GET",
+    unit: "CPU-µs",
+};
+const PLAIN_LOAD: Figure = Figure {
+    order: 25,
+    label: "client + app CPU per plain GET",
+    unit: "CPU-µs",
+};
+const PLAIN_KERNEL: Figure = Figure {
+    order: 24,
+    label: "of which in the kernel, per plain GET",
+    unit: "CPU-µs",
+};
 
-/// Runs every workload against `target` and records its figures.
-async fn measure(target: &Target, args: &Args, results: &mut Results) -> anyhow::Result<()> {
+/// Runs every workload against `target` and records its figures;
+/// `load_pids` are the client's and the app's processes.
+async fn measure(
+    target: &Target,
+    load_pids: &[u32],
+    args: &Args,
+    results: &mut Results,
+) -> anyhow::Result<()> {
     let name = target.name.as_str();
     let duration = Duration::from_secs_f64(args.seconds);
     let proxied = !target.proxy_pids.is_empty();
     let cpu = |pids: &[u32]| procstat::total_cpu_seconds(pids).unwrap_or(0.0);
+    let kernel = |pids: &[u32]| procstat::total_kernel_cpu_seconds(pids).unwrap_or(0.0);
     let wanted = |workload: &str| args.workloads.iter().any(|w| w == workload);
 
     if wanted("throughput") {
@@ -297,26 +340,36 @@ async fn measure(target: &Target, args: &Args, results: &mut Results) -> anyhow:
 
     let latencies = if wanted("latency") {
         vec![
-            (1, [LAT1_P50, LAT1_P99, LAT1_P999, LAT1_RATE, LAT1_CPU]),
+            (
+                1,
+                [LAT1_P50, LAT1_P99, LAT1_P999, LAT1_RATE, LAT1_CPU],
+                Some(LAT1_KERNEL),
+            ),
             (
                 16,
                 [LAT16_P50, LAT16_P99, LAT16_P999, LAT16_RATE, LAT16_CPU],
+                None,
             ),
         ]
     } else {
         Vec::new()
     };
-    for (tunnels, figures) in latencies {
+    for (tunnels, figures, kernel_figure) in latencies {
         let before = cpu(&target.proxy_pids);
+        let kernel_before = kernel(&target.proxy_pids);
         let latency = workloads::latency(target.addr, tunnels, duration).await?;
         let spent = cpu(&target.proxy_pids) - before;
+        let in_kernel = kernel(&target.proxy_pids) - kernel_before;
         let [p50, p99, p999, rate, per] = figures;
         results.record(p50, name, Some(latency.p50_us));
         results.record(p99, name, Some(latency.p99_us));
         results.record(p999, name, Some(latency.p999_us));
         results.record(rate, name, Some(latency.round_trips_per_s()));
-        let per_trip = spent * 1e6 / latency.round_trips.max(1) as f64;
-        results.record(per, name, proxied.then_some(per_trip));
+        let per_trip = 1e6 / latency.round_trips.max(1) as f64;
+        results.record(per, name, proxied.then_some(spent * per_trip));
+        if let Some(figure) = kernel_figure {
+            results.record(figure, name, proxied.then_some(in_kernel * per_trip));
+        }
     }
 
     if wanted("memory") {
@@ -334,18 +387,46 @@ async fn measure(target: &Target, args: &Args, results: &mut Results) -> anyhow:
 
     if wanted("handshakes") {
         let before = cpu(&target.proxy_pids);
+        let kernel_before = kernel(&target.proxy_pids);
+        let load_before = cpu(load_pids);
         let handshakes = workloads::handshakes(target.addr, 32, duration).await?;
         let spent = cpu(&target.proxy_pids) - before;
+        let load = cpu(load_pids) - load_before;
         results.record(HANDSHAKES, name, Some(handshakes.per_s()));
         results.record(HANDSHAKE_FAIL, name, Some(handshakes.failures as f64));
-        let per_handshake = spent * 1e6 / handshakes.completed.max(1) as f64;
-        results.record(HANDSHAKE_CPU, name, proxied.then_some(per_handshake));
+        let in_kernel = kernel(&target.proxy_pids) - kernel_before;
+        let per_handshake = 1e6 / handshakes.completed.max(1) as f64;
+        results.record(HANDSHAKE_LOAD, name, Some(load * per_handshake));
+        results.record(
+            HANDSHAKE_CPU,
+            name,
+            proxied.then_some(spent * per_handshake),
+        );
+        results.record(
+            HANDSHAKE_KERNEL,
+            name,
+            proxied.then_some(in_kernel * per_handshake),
+        );
     }
 
     if wanted("plain") {
+        let before = cpu(&target.proxy_pids);
+        let kernel_before = kernel(&target.proxy_pids);
+        let load_before = cpu(load_pids);
         let plain = workloads::plain(target.addr, 8, duration).await?;
+        let spent = cpu(&target.proxy_pids) - before;
+        let load = cpu(load_pids) - load_before;
+        let in_kernel = kernel(&target.proxy_pids) - kernel_before;
         results.record(PLAIN_RATE, name, Some(plain.per_s()));
         results.record(PLAIN_P99, name, Some(plain.p99_us));
+        let per_request = 1e6 / plain.requests.max(1) as f64;
+        results.record(PLAIN_LOAD, name, Some(load * per_request));
+        results.record(PLAIN_CPU, name, proxied.then_some(spent * per_request));
+        results.record(
+            PLAIN_KERNEL,
+            name,
+            proxied.then_some(in_kernel * per_request),
+        );
     }
     Ok(())
 }

@@ -73,10 +73,10 @@ pub(super) fn plan(
         sidecar_addr,
         front,
         front_addr,
-        evidence: Evidence {
+        evidence: Some(Evidence {
             log: scratch.path("sidecar.log"),
             marks: TUNNEL_MARKS,
-        },
+        }),
     })
 }
 

@@ -108,10 +108,63 @@ pub(super) fn plan(app: SocketAddr, workers: usize, scratch: &Scratch) -> anyhow
         sidecar_addr,
         front,
         front_addr,
-        evidence: Evidence {
+        evidence: Some(Evidence {
             log: scratch.path("sidecar.out.log"),
             marks: CONNECT_MARKS,
-        },
+        }),
+    })
+}
+
+/// The TCP relay's two processes (see [`super::Kind::TcpRelay`]): the same
+/// global settings, but `mode tcp` with no log line, and the client side's
+/// timeouts long enough for the idle hold.
+const TCP_RELAY: &str = r#"global
+    nbthread {workers}
+    maxconn 100000
+    no strict-limits
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+
+listen relay
+    bind {listen}
+    server next {next}
+"#;
+
+/// Picks ports, writes `front.cfg` and `sidecar.cfg` for the TCP relay
+/// (front → sidecar → app, one TCP connection per client connection at
+/// each hop) and builds `haproxy -db -f CFG` for each.
+pub(super) fn plan_tcp_relay(
+    app: SocketAddr,
+    workers: usize,
+    scratch: &Scratch,
+) -> anyhow::Result<Plan> {
+    let program = find_program("haproxy").context("haproxy is not installed")?;
+    let sidecar_addr = free_port()?;
+    let front_addr = free_port()?;
+    let config = |listen: SocketAddr, next: SocketAddr| {
+        TCP_RELAY
+            .replace("{workers}", &workers.to_string())
+            .replace("{listen}", &listen.to_string())
+            .replace("{next}", &next.to_string())
+    };
+    let sidecar = command(
+        &program,
+        &scratch.write("sidecar.cfg", &config(sidecar_addr, app))?,
+    );
+    let front = command(
+        &program,
+        &scratch.write("front.cfg", &config(front_addr, sidecar_addr))?,
+    );
+    Ok(Plan {
+        sidecar,
+        sidecar_addr,
+        front,
+        front_addr,
+        evidence: None,
     })
 }
 

@@ -89,6 +89,11 @@ pub enum Kind {
     Nghttpx,
     /// HAProxy → cleartext HTTP/2 → HAProxy.
     Haproxy,
+    /// Two HAProxy processes in TCP mode, one TCP connection per client
+    /// connection at each hop: no HTTP is parsed and nothing is
+    /// multiplexed. Not a peer but a floor: what two relaying processes in
+    /// the chain cost on this machine before any HTTP work.
+    TcpRelay,
 }
 
 impl Kind {
@@ -100,17 +105,25 @@ impl Kind {
             Kind::H2hopMtls => "h2hop-mtls",
             Kind::Nghttpx => "nghttpx",
             Kind::Haproxy => "haproxy",
+            Kind::TcpRelay => "tcp-relay",
         }
     }
 
+    /// Whether the kind has an HTTP/2 middle hop whose log shows extended
+    /// CONNECT (every pair but the TCP relay).
+    pub fn has_http2_hop(self) -> bool {
+        !matches!(self, Kind::Direct | Kind::TcpRelay)
+    }
+
     /// Every kind, direct first (ratios are taken against it).
-    pub fn all() -> [Kind; 5] {
+    pub fn all() -> [Kind; 6] {
         [
             Kind::Direct,
             Kind::H2hopH2c,
             Kind::H2hopMtls,
             Kind::Nghttpx,
             Kind::Haproxy,
+            Kind::TcpRelay,
         ]
     }
 
@@ -134,8 +147,9 @@ struct Plan {
     front: Command,
     /// Where the front accepts clients.
     front_addr: SocketAddr,
-    /// Where the sidecar logs its streams, and what a tunnel line contains.
-    evidence: Evidence,
+    /// Where the sidecar logs its streams, and what a tunnel line
+    /// contains; `None` for the TCP relay, which has no HTTP/2 hop.
+    evidence: Option<Evidence>,
 }
 
 /// A log file and the substrings that together mark an RFC 8441 stream.
@@ -153,7 +167,7 @@ pub struct Running {
     pub target: Target,
     /// Front first, then sidecar; empty for direct.
     children: Vec<Child>,
-    /// `None` for direct.
+    /// `None` for direct and the TCP relay.
     evidence: Option<Evidence>,
     /// Configs, certificates and logs; `None` for direct. Declared after
     /// `children` only for clarity: [`Drop`] kills them before any field drops.
@@ -167,10 +181,10 @@ impl Running {
     /// stream, logged when the tunnel closes; nghttpx: `"CONNECT ... HTTP/2"`
     /// with a WebSocket version; HAProxy: `HTTP/2.0 ... upgrade=websocket`,
     /// see `haproxy::CONNECT_MARKS`). An error for direct, or if no line
-    /// matches yet.
+    /// matches yet, and for the TCP relay.
     pub fn middle_hop_evidence(&self) -> anyhow::Result<Vec<String>> {
         let Some(evidence) = &self.evidence else {
-            bail!("{} has no middle hop", self.target.name);
+            bail!("{} has no HTTP/2 middle hop", self.target.name);
         };
         let file = File::open(&evidence.log)
             .with_context(|| format!("opening {}", evidence.log.display()))?;
@@ -243,6 +257,7 @@ pub async fn start(
         Kind::H2hopMtls => h2hop_pair::plan(app, bins, workers, Security::Mtls, &scratch)?,
         Kind::Nghttpx => nghttpx::plan(app, workers, &scratch)?,
         Kind::Haproxy => haproxy::plan(app, workers, &scratch)?,
+        Kind::TcpRelay => haproxy::plan_tcp_relay(app, workers, &scratch)?,
         Kind::Direct => bail!("direct has no processes"),
     };
     launch(kind, scratch, plan).await
@@ -266,7 +281,7 @@ async fn launch(kind: Kind, scratch: Scratch, plan: Plan) -> anyhow::Result<Runn
             proxy_pids: Vec::new(),
         },
         children: Vec::new(),
-        evidence: Some(evidence),
+        evidence,
         scratch: None,
     };
     let sidecar = process::spawn(sidecar, &scratch, "sidecar")?;

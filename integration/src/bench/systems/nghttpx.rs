@@ -68,10 +68,10 @@ pub(super) fn plan(app: SocketAddr, workers: usize, scratch: &Scratch) -> anyhow
         sidecar_addr,
         front,
         front_addr,
-        evidence: Evidence {
+        evidence: Some(Evidence {
             log: scratch.path("sidecar-access.log"),
             marks: CONNECT_MARKS,
-        },
+        }),
     })
 }
 

@@ -68,7 +68,7 @@ fn binaries_for(kind: Kind) -> Option<Binaries> {
         Kind::Direct => Some(unused()),
         Kind::H2hopH2c | Kind::H2hopMtls => profile_binaries(),
         Kind::Nghttpx => peer_installed("nghttpx").then(unused),
-        Kind::Haproxy => peer_installed("haproxy").then(unused),
+        Kind::Haproxy | Kind::TcpRelay => peer_installed("haproxy").then(unused),
     }
 }
 
@@ -113,6 +113,9 @@ async fn echo_through(kind: Kind, workers: usize) {
     if kind == Kind::Direct {
         assert!(running.target.proxy_pids.is_empty());
         assert!(running.middle_hop_evidence().is_err());
+    } else if !kind.has_http2_hop() {
+        assert_eq!(running.target.proxy_pids.len(), 2);
+        assert!(running.middle_hop_evidence().is_err());
     } else {
         assert_eq!(running.target.proxy_pids.len(), 2);
         let lines = evidence(&running).await;
@@ -155,6 +158,11 @@ async fn nghttpx_pair_echoes_and_sidecar_logs_extended_connect() {
 #[tokio::test]
 async fn haproxy_pair_echoes_and_sidecar_logs_websocket_over_h2() {
     bounded(Kind::Haproxy).await;
+}
+
+#[tokio::test]
+async fn tcp_relay_echoes_through_two_processes() {
+    bounded(Kind::TcpRelay).await;
 }
 
 #[tokio::test]
