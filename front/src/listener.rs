@@ -8,6 +8,7 @@
 //! and are logged here, once.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,6 +159,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
             }
             connection(
                 stream,
+                peer,
                 client_tls.clone(),
                 context.clone(),
                 settings,
@@ -200,6 +202,7 @@ struct ClientSettings {
 /// the connection limit; `None` refuses it.
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     client_tls: Option<Reloadable<ServerConfig>>,
     context: Arc<Context>,
     settings: ClientSettings,
@@ -209,19 +212,20 @@ async fn connection(
         let Some(_permit) = permit else {
             return refuse_connection(stream).await;
         };
-        return serve_h1(stream, Scheme::HTTP, context, settings).await;
+        return serve_h1(stream, peer, Scheme::HTTP, context, settings).await;
     };
     // Over the limit, a TLS client is simply closed: an answer would cost
     // the handshake the limit is there to spare.
     let Some(_permit) = permit else { return };
     // Boxed: the TLS handshake's state is kilobytes that a cleartext
     // connection's task need not be sized for.
-    Box::pin(serve_tls(stream, client_tls, context, settings)).await;
+    Box::pin(serve_tls(stream, peer, client_tls, context, settings)).await;
 }
 
 /// TLS, then HTTP/2 if ALPN chose `h2`, else HTTP/1.1.
 async fn serve_tls(
     stream: TcpStream,
+    peer: SocketAddr,
     client_tls: Reloadable<ServerConfig>,
     context: Arc<Context>,
     settings: ClientSettings,
@@ -237,17 +241,22 @@ async fn serve_tls(
         Ok(Ok(tls)) => tls,
     };
     if tls.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2) {
-        serve_h2(tls, context, settings).await;
+        serve_h2(tls, peer, context, settings).await;
     } else {
-        serve_h1(tls, Scheme::HTTPS, context, settings).await;
+        serve_h1(tls, peer, Scheme::HTTPS, context, settings).await;
     }
 }
 
 /// HTTP/1.1 with upgrades. Once shutdown begins it finishes the request in
 /// flight and closes instead of waiting for another (an upgraded connection
 /// has left hyper by then and drains as a tunnel).
-async fn serve_h1<T>(io: T, scheme: Scheme, context: Arc<Context>, settings: ClientSettings)
-where
+async fn serve_h1<T>(
+    io: T,
+    peer: SocketAddr,
+    scheme: Scheme,
+    context: Arc<Context>,
+    settings: ClientSettings,
+) where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let begun = context.drain.begun().clone();
@@ -257,7 +266,7 @@ where
         // Boxed: hyper moves the future it is given several times, and
         // this one is kilobytes (callgrind: a fifth of a plain GET's work
         // was those copies).
-        Box::pin(async move { Ok::<_, Infallible>(handle(&context, request).await) })
+        Box::pin(async move { Ok::<_, Infallible>(handle(&context, peer, request).await) })
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -282,7 +291,7 @@ where
 /// HTTP/2 from a client (ALPN `h2`): ordinary requests, and RFC 8441
 /// extended CONNECT when advertised. Shutdown sends GOAWAY and lets the
 /// open streams finish.
-async fn serve_h2<T>(io: T, context: Arc<Context>, settings: ClientSettings)
+async fn serve_h2<T>(io: T, peer: SocketAddr, context: Arc<Context>, settings: ClientSettings)
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -290,7 +299,7 @@ where
     let service = service_fn(move |request: Request<Incoming>| {
         let context = context.clone();
         // Boxed, as for HTTP/1.1.
-        Box::pin(async move { Ok::<_, Infallible>(handle(&context, request).await) })
+        Box::pin(async move { Ok::<_, Infallible>(handle(&context, peer, request).await) })
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -338,7 +347,11 @@ pub fn answer_version(parts: &http::request::Parts) -> Version {
 
 /// Answers one request; its access log line is written when the answer
 /// (or, for a tunnel, the relay) ends.
-async fn handle(context: &Context, request: Request<Incoming>) -> Response<Logged<ResponseBody>> {
+async fn handle(
+    context: &Context,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Logged<ResponseBody>> {
     let class = classify::classify(&request, &context.protocols, context.upgrade_body_limit);
     let kind = match class {
         Class::Upgrade(_) => "tunnel",
@@ -361,7 +374,12 @@ async fn handle(context: &Context, request: Request<Incoming>) -> Response<Logge
         Class::Upgrade(_) => access::Kind::Tunnel,
         _ => access::Kind::Request,
     };
-    let mut entry = Some(Entry::new(access_kind, authority, request.uri().path()));
+    let mut entry = Some(Entry::new(
+        access_kind,
+        peer,
+        authority,
+        request.uri().path(),
+    ));
     // Fields are recorded now: the span borrows nothing from the request.
     // Debug level: at info the access line already says all this, and a
     // span per request cost about a twentieth of a plain GET's work.

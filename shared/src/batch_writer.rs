@@ -82,8 +82,10 @@ impl BatchWriter {
     }
 }
 
-impl Write for BatchWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+impl BatchWriter {
+    /// Appends `buf` (whole lines) to what the writer thread writes next;
+    /// waits only while [`CAPACITY`] bytes are already waiting.
+    pub fn append(&self, buf: &[u8]) {
         let mut pending = self.shared.lock();
         while pending.bytes.len() >= CAPACITY && !pending.closing {
             self.shared.to_writer.notify_one();
@@ -100,6 +102,12 @@ impl Write for BatchWriter {
         if was_empty || pending.bytes.len() >= FLUSH_AT {
             self.shared.to_writer.notify_one();
         }
+    }
+}
+
+impl Write for BatchWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.append(buf);
         Ok(buf.len())
     }
 

@@ -14,7 +14,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::batch_writer::BatchWriter;
 
-mod text;
+pub(crate) mod text;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -77,15 +77,21 @@ pub fn init(args: &LogArgs) -> Result<LogGuard, InitError> {
         LogFormat::Text if ansi => registry
             .with(tracing_subscriber::fmt::layer().with_writer(writer))
             .try_init()?,
-        LogFormat::Text => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(false)
-                    .fmt_fields(text::Fields)
-                    .with_timer(text::Clock)
-                    .with_writer(writer),
-            )
-            .try_init()?,
+        LogFormat::Text => {
+            // At debug and trace, lines keep their span context.
+            if args.log_level == LevelFilter::INFO {
+                crate::access::write_directly(writer.clone());
+            }
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(false)
+                        .fmt_fields(text::Fields)
+                        .with_timer(text::Clock)
+                        .with_writer(writer),
+                )
+                .try_init()?
+        }
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json().with_writer(writer))
             .try_init()?,

@@ -7,6 +7,7 @@
 //! [`crate::forward`]. Failures are answered and logged here, once.
 
 use std::future::poll_fn;
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use h2::RecvStream;
@@ -21,13 +22,14 @@ use tracing::{Instrument as _, debug, debug_span, warn};
 use crate::listener::Context;
 use crate::{Error, forward, tunnel};
 
-/// Serves one stream; `dials` bounds the app dials its HTTP/2 connection
-/// has pending. A tunnel that opens comes back with its access entry, to
+/// Serves one stream from the front at `peer`; `dials` bounds the app
+/// dials its HTTP/2 connection has pending. A tunnel that opens comes back with its access entry, to
 /// be relayed once this state is gone ([`tunnel::Opened::relay`]); every
 /// other stream is answered here to its end.
 pub async fn dispatch(
     context: &Context,
     dials: &Limit,
+    peer: SocketAddr,
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) -> Option<(tunnel::Opened, Entry)> {
@@ -50,7 +52,7 @@ pub async fn dispatch(
         None => access::Kind::Request,
     };
     // Written when this task ends, however the stream ended.
-    let mut entry = Entry::new(access_kind, authority, request.uri().path());
+    let mut entry = Entry::new(access_kind, peer, authority, request.uri().path());
     if let Some(protocol) = &protocol {
         entry.protocol(protocol);
     }

@@ -97,7 +97,7 @@ async fn connection(
     context: Arc<Context>,
 ) {
     let Some(tls) = tls else {
-        return serve_h2(stream, &config, context).await;
+        return serve_h2(stream, peer, &config, context).await;
     };
     // The certificates as of now: a reload changes the next handshake, not
     // this connection.
@@ -115,12 +115,12 @@ async fn connection(
     if let Err(err) = tls::require_h2_alpn(tls.get_ref().1.alpn_protocol()) {
         return warn!(error = %err, "TLS peer did not negotiate h2");
     }
-    serve_h2(tls, &config, context).await;
+    serve_h2(tls, peer, &config, context).await;
 }
 
 /// Runs one HTTP/2 connection: the accept loop also drives its I/O, so it
 /// only spawns and never waits on a stream.
-async fn serve_h2<T>(io: T, config: &Config, context: Arc<Context>)
+async fn serve_h2<T>(io: T, peer: SocketAddr, config: &Config, context: Arc<Context>)
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
@@ -167,7 +167,7 @@ where
                 // relay is all a tunnel's task keeps for its life.
                 let (stream_context, dials) = (context.clone(), dials.clone());
                 let dispatch = Box::pin(async move {
-                    dispatch::dispatch(&stream_context, &dials, request, respond).await
+                    dispatch::dispatch(&stream_context, &dials, peer, request, respond).await
                 });
                 context.drain.spawn(async move {
                     let _counted = counted;

@@ -129,7 +129,7 @@ impl VisitOutput<fmt::Result> for Visitor<'_> {
 /// Writes `value` in double quotes exactly as `str`'s `Debug` does: as it
 /// is when it is printable ASCII without `"` or `\`, through `Debug`
 /// otherwise.
-fn write_quoted(out: &mut Writer<'_>, value: &str) -> fmt::Result {
+pub(crate) fn write_quoted(out: &mut impl fmt::Write, value: &str) -> fmt::Result {
     let plain = value
         .bytes()
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
@@ -174,21 +174,35 @@ pub struct Clock;
 
 impl FormatTime for Clock {
     fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        w.write_str(&rfc3339(since_epoch.as_secs(), since_epoch.subsec_micros()))
+        let mut now = String::with_capacity(27);
+        push_now(&mut now);
+        w.write_str(&now)
     }
+}
+
+/// Appends the wall clock as [`Clock`] writes it.
+pub(crate) fn push_now(out: &mut String) {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    push_rfc3339(out, since_epoch.as_secs(), since_epoch.subsec_micros());
 }
 
 /// `secs` since the Unix epoch and `micros` within that second, as
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (years after 9999 are not written right;
 /// this is a log timestamp).
+#[cfg(test)]
 fn rfc3339(secs: u64, micros: u32) -> String {
+    let mut out = String::with_capacity(27);
+    push_rfc3339(&mut out, secs, micros);
+    out
+}
+
+/// Appends what [`rfc3339`] returns.
+fn push_rfc3339(out: &mut String, secs: u64, micros: u32) {
     let days = secs / 86_400;
     let in_day = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
-    let mut out = String::with_capacity(27);
     for (value, width, after) in [
         (year, 4, '-'),
         (month, 2, '-'),
@@ -198,14 +212,13 @@ fn rfc3339(secs: u64, micros: u32) -> String {
         (in_day % 60, 2, '.'),
         (u64::from(micros), 6, 'Z'),
     ] {
-        push_padded(&mut out, value, width);
+        push_padded(out, value, width);
         out.push(after);
     }
-    out
 }
 
 /// Appends `value` in decimal, with leading zeros up to `width` digits.
-fn push_padded(out: &mut String, value: u64, width: usize) {
+pub(crate) fn push_padded(out: &mut String, value: u64, width: usize) {
     let mut buffer = itoa::Buffer::new();
     let digits = buffer.format(value);
     for _ in digits.len()..width {
