@@ -78,12 +78,37 @@ enum AppCommand {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
+    /// Run one workload against a system already running at `--addr` and
+    /// print what it measured: for profiling a pair started by hand (under
+    /// valgrind or perf, say).
+    Drive {
+        /// Where the system accepts clients.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// handshakes (32 in flight), plain (8 connections) or latency (1 tunnel).
+        #[arg(long)]
+        workload: String,
+        /// How long to run it.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
-    if let Some(AppCommand::App { listen, workers }) = args.app {
-        return h2hop::runtime::build(Some(workers))?.block_on(serve_app(listen));
+    match args.app.take() {
+        Some(AppCommand::App { listen, workers }) => {
+            return h2hop::runtime::build(Some(workers))?.block_on(serve_app(listen));
+        }
+        Some(AppCommand::Drive {
+            addr,
+            workload,
+            seconds,
+        }) => {
+            let duration = Duration::from_secs_f64(seconds);
+            return h2hop::runtime::build(Some(1))?.block_on(drive(addr, &workload, duration));
+        }
+        None => {}
     }
     if args.smoke {
         args.rounds = 1;
@@ -93,6 +118,39 @@ fn main() -> anyhow::Result<()> {
     }
     raise_descriptor_limit(args.idle)?;
     tokio::runtime::Runtime::new()?.block_on(bench(args))
+}
+
+/// Runs one workload against `addr` and prints its figures.
+async fn drive(addr: SocketAddr, workload: &str, duration: Duration) -> anyhow::Result<()> {
+    let line = match workload {
+        "handshakes" => {
+            let done = workloads::handshakes(addr, 32, duration).await?;
+            format!(
+                "handshakes: {} completed, {} failed, {:.0}/s",
+                done.completed,
+                done.failures,
+                done.per_s()
+            )
+        }
+        "plain" => {
+            let done = workloads::plain(addr, 8, duration).await?;
+            format!(
+                "plain: {} requests, {} failed, {:.0}/s",
+                done.requests,
+                done.failures,
+                done.per_s()
+            )
+        }
+        "latency" => {
+            let done = workloads::latency(addr, 1, duration).await?;
+            format!(
+                "latency: {} round trips, p50 {} µs, p99 {} µs",
+                done.round_trips, done.p50_us, done.p99_us
+            )
+        }
+        other => bail!("unknown workload {other:?}: handshakes, plain or latency"),
+    };
+    say(&line)
 }
 
 /// The app process: serves until killed.
