@@ -198,7 +198,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         for &kind in &kinds {
             say(&format!("round {round}/{}: {}", args.rounds, kind.name()))?;
             let running = systems::start(kind, app_addr, &bins, args.workers).await?;
-            measure(&running.target, &load_pids, &args, &mut results).await?;
+            let idle = kind.holds_idle_tunnels();
+            measure(&running.target, &load_pids, idle, &args, &mut results).await?;
             if round == 1 && kind.has_http2_hop() {
                 evidence.push((kind.name(), middle_hop(&running)));
             }
@@ -373,10 +374,12 @@ const PLAIN_KERNEL: Figure = Figure {
 };
 
 /// Runs every workload against `target` and records its figures;
-/// `load_pids` are the client's and the app's processes.
+/// `load_pids` are the client's and the app's processes; `idle` says
+/// whether the idle-memory workload runs.
 async fn measure(
     target: &Target,
     load_pids: &[u32],
+    idle: bool,
     args: &Args,
     results: &mut Results,
 ) -> anyhow::Result<()> {
@@ -430,7 +433,7 @@ async fn measure(
         }
     }
 
-    if wanted("memory") {
+    if wanted("memory") && idle {
         let rss_before = procstat::total_rss_kib(&target.proxy_pids).unwrap_or(0);
         let mut idle = workloads::IdleSet::open(target.addr, args.idle).await?;
         // Let lazily freed buffers settle before reading memory.

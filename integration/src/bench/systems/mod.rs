@@ -109,6 +109,13 @@ impl Kind {
         }
     }
 
+    /// Whether the idle-memory workload runs on it: not on the TCP relay,
+    /// a floor for time rather than memory, whose front holds two
+    /// descriptors per tunnel (10,000 idle tunnels pass a 20,000 limit).
+    pub fn holds_idle_tunnels(self) -> bool {
+        self != Kind::TcpRelay
+    }
+
     /// Whether the kind has an HTTP/2 middle hop whose log shows extended
     /// CONNECT (every pair but the TCP relay).
     pub fn has_http2_hop(self) -> bool {
