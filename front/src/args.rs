@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use h2hop::accept::KeepaliveArgs;
 use h2hop::telemetry::LogArgs;
 use h2hop::tls::TlsError;
 use h2hop::tls::reload;
@@ -126,6 +127,9 @@ pub struct Args {
     /// one thread.
     #[arg(long, env = "H2HOP_FRONT_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
+    /// TCP keep-alive on accepted connections.
+    #[command(flatten)]
+    pub keepalive: KeepaliveArgs,
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,
@@ -183,6 +187,7 @@ impl Args {
         config.response_timeout = self.response_timeout;
         config.upgrade_timeout = self.upgrade_timeout;
         config.tunnel_idle_timeout = self.tunnel_idle_timeout;
+        config.tcp_keepalive = self.keepalive.settings();
         config.header_timeout = self.header_timeout;
         config.protocols = Protocols::new(&self.upgrade_protocols)?;
         config.upgrade_body_limit = self.upgrade_body_limit;
@@ -293,6 +298,16 @@ mod tests {
         assert_eq!((report.reloaded, report.failed), (2, 0));
         let h2c = Args::try_parse_from(["h2hop-front", "--h2c"]).unwrap();
         assert!(h2c.config().unwrap().reloader().is_empty());
+    }
+
+    #[test]
+    fn tcp_keepalive_flags_reach_the_config() {
+        let args = Args::try_parse_from(["h2hop-front", "--h2c"]).unwrap();
+        let default = args.config().unwrap().tcp_keepalive;
+        assert_eq!(default, Some(h2hop::accept::Keepalive::DEFAULT));
+        let args =
+            Args::try_parse_from(["h2hop-front", "--h2c", "--tcp-keepalive-idle", "0s"]).unwrap();
+        assert_eq!(args.config().unwrap().tcp_keepalive, None);
     }
 
     #[test]

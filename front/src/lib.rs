@@ -47,6 +47,8 @@ pub struct Config {
     pub upgrade_timeout: Duration,
     /// A tunnel with no byte moving either way for this long is closed.
     pub tunnel_idle_timeout: Duration,
+    /// TCP keep-alive on accepted connections; `None` turns it off.
+    pub tcp_keepalive: Option<h2hop::accept::Keepalive>,
     /// Bound on reading a client's request head (slowloris).
     pub header_timeout: Duration,
     /// Upgrade tokens tunnelled; others are forwarded without `Upgrade`.
@@ -91,6 +93,7 @@ impl Config {
             response_timeout: Duration::from_secs(30),
             upgrade_timeout: Duration::from_secs(30),
             tunnel_idle_timeout: Duration::from_secs(3600),
+            tcp_keepalive: Some(h2hop::accept::Keepalive::DEFAULT),
             header_timeout: Duration::from_secs(10),
             protocols: Protocols::default(),
             upgrade_body_limit: h2hop::upgrade::DEFAULT_BODY_LIMIT,

@@ -150,9 +150,10 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
             drain.begun().clone(),
         ));
     }
+    let keepalive = config.tcp_keepalive;
     let accept = |listener: TcpListener, client_tls: Option<Reloadable<ServerConfig>>| {
         let (drain, connections, context) = (&drain, &connections, &context);
-        h2hop::accept::until_shutdown(listener, drain, move |stream, peer| {
+        h2hop::accept::until_shutdown(listener, keepalive, drain, move |stream, peer| {
             let permit = connections.try_take();
             if permit.is_none() {
                 warn!(%peer, max = connections.max(), "client connection limit reached: 503");

@@ -3,7 +3,7 @@
 //! Accepts until shutdown begins, runs each connection in a task of its own
 //! (tracked by the [`Drain`]) inside a `conn{peer}` span, and pauses briefly
 //! when accept fails (out of descriptors, say) rather than spinning. Every
-//! accepted connection gets `TCP_NODELAY` and TCP keep-alive ([`KEEPALIVE`]):
+//! accepted connection gets `TCP_NODELAY` and TCP keep-alive ([`Keepalive`]):
 //! set once on the listener, whose accepted sockets inherit them on Linux,
 //! and set on each accepted socket only where the first one showed they
 //! were not inherited. That saves five system calls per connection, about
@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::Args;
 use socket2::{SockRef, Socket, TcpKeepalive};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{Instrument as _, info_span, warn};
@@ -22,35 +23,94 @@ use crate::drain::Drain;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// TCP keep-alive on accepted connections: a peer gone without a FIN or an
-/// RST (power lost, a NAT or firewall that forgot the flow) is found about
-/// two minutes after its last packet (60 s quiet, then 6 probes 10 s apart)
-/// and its connection and tunnels closed, instead of at the tunnel idle
-/// timeout (1 h by default). Probes are answered by the peer's kernel, so a
-/// live but quiet client (an idle WebSocket) is never cut by them. RFC 9293
-/// §3.8.4 leaves keep-alive off by default in TCP and to the application to
-/// turn on, with a threshold the application chooses (here 60 s, as
-/// proxies commonly set it; not yet a flag).
-pub const KEEPALIVE: TcpKeepalive = TcpKeepalive::new()
-    .with_time(KEEPALIVE_TIME)
-    .with_interval(KEEPALIVE_INTERVAL)
-    .with_retries(KEEPALIVE_PROBES);
+/// RST (power lost, a NAT or firewall that forgot the flow) is found
+/// `idle + probes × interval` after its last packet and its connection and
+/// tunnels closed, instead of at the tunnel idle timeout (1 h by default).
+/// Probes are answered by the peer's kernel, so a live but quiet client (an
+/// idle WebSocket) is never cut by them. RFC 9293 §3.8.4 has TCP leave
+/// keep-alive off unless the application turns it on, with a configurable
+/// threshold: [`KeepaliveArgs`] are the flags, [`Keepalive::DEFAULT`] what
+/// proxies commonly set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Quiet time before the first probe.
+    pub idle: Duration,
+    /// Time between unanswered probes.
+    pub interval: Duration,
+    /// Unanswered probes after which the connection is dropped.
+    pub probes: u32,
+}
 
-/// Quiet time before the first keep-alive probe.
-const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
-/// Time between unanswered probes.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-/// Unanswered probes after which the connection is dropped.
-const KEEPALIVE_PROBES: u32 = 6;
+impl Keepalive {
+    /// 60 s quiet, then 6 probes 10 s apart: a vanished peer is found about
+    /// two minutes after its last packet.
+    pub const DEFAULT: Keepalive = Keepalive {
+        idle: Duration::from_secs(60),
+        interval: Duration::from_secs(10),
+        probes: 6,
+    };
+
+    fn tcp(self) -> TcpKeepalive {
+        TcpKeepalive::new()
+            .with_time(self.idle)
+            .with_interval(self.interval)
+            .with_retries(self.probes)
+    }
+}
+
+/// The TCP keep-alive flags both binaries share.
+#[derive(Debug, Clone, Args)]
+pub struct KeepaliveArgs {
+    /// Quiet time on an accepted connection before TCP keep-alive probes
+    /// start, in whole seconds; `0s` turns keep-alive off.
+    #[arg(long, env = "H2HOP_TCP_KEEPALIVE_IDLE", default_value = "60s", value_parser = whole_seconds::<0>)]
+    pub tcp_keepalive_idle: Duration,
+    /// Time between unanswered keep-alive probes, in whole seconds.
+    #[arg(long, env = "H2HOP_TCP_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = whole_seconds::<1>)]
+    pub tcp_keepalive_interval: Duration,
+    /// Unanswered probes after which the connection is closed.
+    #[arg(long, env = "H2HOP_TCP_KEEPALIVE_PROBES", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=127))]
+    pub tcp_keepalive_probes: u32,
+}
+
+impl KeepaliveArgs {
+    /// The keep-alive the flags ask for; `None` when it is off.
+    pub fn settings(&self) -> Option<Keepalive> {
+        (!self.tcp_keepalive_idle.is_zero()).then_some(Keepalive {
+            idle: self.tcp_keepalive_idle,
+            interval: self.tcp_keepalive_interval,
+            probes: self.tcp_keepalive_probes,
+        })
+    }
+}
+
+/// A duration of whole seconds from `MIN` to 32767 (Linux's limit for the
+/// keep-alive times), written as `humantime` reads it (`90s`, `2m`).
+fn whole_seconds<const MIN: u64>(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if duration.subsec_nanos() != 0 {
+        return Err("must be whole seconds".into());
+    }
+    if !(MIN..=32_767).contains(&duration.as_secs()) {
+        return Err(format!("must be from {MIN}s to 32767s"));
+    }
+    Ok(duration)
+}
 
 /// Accepts connections on `listener` until shutdown begins, and spawns
-/// `serve(stream, peer)` for each through `drain`. The listener is closed
-/// on return, so new connections are refused from then on.
-pub async fn until_shutdown<F, Fut>(listener: TcpListener, drain: &Drain, mut serve: F)
-where
+/// `serve(stream, peer)` for each through `drain`; each connection gets
+/// `TCP_NODELAY`, and `keepalive` unless it is `None`. The listener is
+/// closed on return, so new connections are refused from then on.
+pub async fn until_shutdown<F, Fut>(
+    listener: TcpListener,
+    keepalive: Option<Keepalive>,
+    drain: &Drain,
+    mut serve: F,
+) where
     F: FnMut(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let listener_set = set_options(&SockRef::from(&listener)).is_ok();
+    let listener_set = set_options(&SockRef::from(&listener), keepalive).is_ok();
     // Known from the first accepted connection on.
     let mut inherited = None;
     loop {
@@ -61,9 +121,9 @@ where
         match accepted {
             Ok((stream, peer)) => {
                 let socket = SockRef::from(&stream);
-                let inherited =
-                    *inherited.get_or_insert_with(|| listener_set && has_options(&socket));
-                if !inherited && let Err(err) = set_options(&socket) {
+                let inherited = *inherited
+                    .get_or_insert_with(|| listener_set && has_options(&socket, keepalive));
+                if !inherited && let Err(err) = set_options(&socket, keepalive) {
                     warn!(%peer, error = %err, "cannot set TCP_NODELAY and keep-alive");
                 }
                 let span = info_span!("conn", %peer);
@@ -78,20 +138,30 @@ where
 }
 
 /// `TCP_NODELAY` (fewer, larger segments matter less than latency here)
-/// and [`KEEPALIVE`].
-fn set_options(socket: &Socket) -> std::io::Result<()> {
+/// and `keepalive` (or keep-alive off).
+fn set_options(socket: &Socket, keepalive: Option<Keepalive>) -> std::io::Result<()> {
     socket.set_tcp_nodelay(true)?;
-    socket.set_tcp_keepalive(&KEEPALIVE)
+    match keepalive {
+        Some(keepalive) => socket.set_tcp_keepalive(&keepalive.tcp()),
+        None => socket.set_keepalive(false),
+    }
 }
 
 /// Whether `socket` already has what [`set_options`] sets.
-fn has_options(socket: &Socket) -> bool {
+fn has_options(socket: &Socket, keepalive: Option<Keepalive>) -> bool {
     let read = || -> std::io::Result<bool> {
-        Ok(socket.tcp_nodelay()?
-            && socket.keepalive()?
-            && socket.tcp_keepalive_time()? == KEEPALIVE_TIME
-            && socket.tcp_keepalive_interval()? == KEEPALIVE_INTERVAL
-            && socket.tcp_keepalive_retries()? == KEEPALIVE_PROBES)
+        if !socket.tcp_nodelay()? {
+            return Ok(false);
+        }
+        Ok(match keepalive {
+            None => !socket.keepalive()?,
+            Some(wanted) => {
+                socket.keepalive()?
+                    && socket.tcp_keepalive_time()? == wanted.idle
+                    && socket.tcp_keepalive_interval()? == wanted.interval
+                    && socket.tcp_keepalive_retries()? == wanted.probes
+            }
+        })
     };
     read().unwrap_or(false)
 }
@@ -118,19 +188,19 @@ mod tests {
         ))
     }
 
-    #[tokio::test]
-    async fn accepted_connections_get_nodelay_and_keepalive() {
+    /// The options of two connections accepted with `keepalive`: the first
+    /// decides whether the listener's options are inherited or set on each
+    /// socket; the second shows the decision holds.
+    async fn accepted_options(keepalive: Option<Keepalive>) -> Vec<Result<Options, String>> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let drain = Drain::new(shutdown.clone());
         let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
-        let accepting = until_shutdown(listener, &drain, move |stream, _| {
+        let accepting = until_shutdown(listener, keepalive, &drain, move |stream, _| {
             let _ = seen_tx.send(options(&stream).map_err(|err| err.to_string()));
             async move { drop(stream) }
         });
-        // The first connection decides whether the options are inherited
-        // or set; the second shows the decision holds.
         let client = async {
             let mut seen = Vec::new();
             for _ in 0..2 {
@@ -140,7 +210,11 @@ mod tests {
             shutdown.cancel();
             seen
         };
-        let ((), seen) = tokio::join!(accepting, client);
+        tokio::join!(accepting, client).1
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_get_nodelay_and_keepalive() {
         let expected = (
             true,
             true,
@@ -148,6 +222,69 @@ mod tests {
             Duration::from_secs(10),
             6,
         );
+        let seen = accepted_options(Some(Keepalive::DEFAULT)).await;
         assert_eq!(seen, vec![Ok(expected), Ok(expected)]);
+    }
+
+    #[tokio::test]
+    async fn keepalive_follows_its_settings_or_stays_off() {
+        let custom = Keepalive {
+            idle: Duration::from_secs(90),
+            interval: Duration::from_secs(7),
+            probes: 3,
+        };
+        for seen in accepted_options(Some(custom)).await {
+            let (nodelay, on, idle, interval, probes) = seen.unwrap();
+            assert!(nodelay && on);
+            assert_eq!((idle, interval, probes), (custom.idle, custom.interval, 3));
+        }
+        for seen in accepted_options(None).await {
+            let (nodelay, on, ..) = seen.unwrap();
+            assert!(nodelay);
+            assert!(!on, "keep-alive is off when turned off");
+        }
+    }
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        keepalive: KeepaliveArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Option<Keepalive>, String> {
+        use clap::Parser as _;
+        let argv = std::iter::once("test").chain(args.iter().copied());
+        Flags::try_parse_from(argv)
+            .map(|flags| flags.keepalive.settings())
+            .map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn keepalive_flags_default_turn_off_and_are_checked() {
+        assert_eq!(parse(&[]), Ok(Some(Keepalive::DEFAULT)));
+        assert_eq!(parse(&["--tcp-keepalive-idle", "0s"]), Ok(None));
+        let custom = parse(&[
+            "--tcp-keepalive-idle",
+            "2m",
+            "--tcp-keepalive-interval",
+            "5s",
+            "--tcp-keepalive-probes",
+            "9",
+        ]);
+        let expected = Keepalive {
+            idle: Duration::from_secs(120),
+            interval: Duration::from_secs(5),
+            probes: 9,
+        };
+        assert_eq!(custom, Ok(Some(expected)));
+        for bad in [
+            ["--tcp-keepalive-idle", "1500ms"],
+            ["--tcp-keepalive-idle", "10h"],
+            ["--tcp-keepalive-interval", "0s"],
+            ["--tcp-keepalive-probes", "0"],
+            ["--tcp-keepalive-probes", "128"],
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use h2hop::accept::KeepaliveArgs;
 use h2hop::telemetry::LogArgs;
 use h2hop::tls::TlsError;
 use h2hop::tls::identity::AllowedSans;
@@ -108,6 +109,9 @@ pub struct Args {
     /// one thread.
     #[arg(long, env = "H2HOP_SIDECAR_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
+    /// TCP keep-alive on accepted connections.
+    #[command(flatten)]
+    pub keepalive: KeepaliveArgs,
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,
@@ -147,6 +151,7 @@ impl Args {
         config.app.response_timeout = self.response_timeout;
         config.app.upgrade_timeout = self.upgrade_timeout;
         config.tunnel_idle_timeout = self.tunnel_idle_timeout;
+        config.tcp_keepalive = self.keepalive.settings();
         config.max_concurrent_streams = self.max_streams;
         config.handshake_timeout = self.handshake_timeout;
         config.drain_timeout = self.drain_timeout;
@@ -192,6 +197,16 @@ mod tests {
         assert!(config.tls.is_none());
         assert_eq!(config.max_concurrent_streams, 7);
         assert_eq!(config.upgrades, UpgradePolicy::default());
+    }
+
+    #[test]
+    fn tcp_keepalive_flags_reach_the_config() {
+        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c"]).unwrap();
+        let default = args.config().unwrap().tcp_keepalive;
+        assert_eq!(default, Some(h2hop::accept::Keepalive::DEFAULT));
+        let argv = ["h2hop-sidecar", "--h2c", "--tcp-keepalive-probes", "3"];
+        let probes = Args::try_parse_from(argv).unwrap().config().unwrap();
+        assert_eq!(probes.tcp_keepalive.map(|k| k.probes), Some(3));
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// A tunnel with no byte moving either way for this long is closed.
     pub tunnel_idle_timeout: Duration,
+    /// TCP keep-alive on accepted connections; `None` turns it off.
+    pub tcp_keepalive: Option<h2hop::accept::Keepalive>,
     /// Tunnels open at once; past it, 503.
     pub max_tunnels: usize,
     /// App dials one front connection may have pending at once; past it, 503.
@@ -114,6 +116,7 @@ impl Config {
             upgrades: UpgradePolicy::default(),
             drain_timeout: Duration::from_secs(20),
             tunnel_idle_timeout: Duration::from_secs(3600),
+            tcp_keepalive: Some(h2hop::accept::Keepalive::DEFAULT),
             max_tunnels: 50_000,
             max_pending_dials: 256,
             metrics: Metrics::new(

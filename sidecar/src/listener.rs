@@ -73,7 +73,7 @@ pub async fn serve(
     });
     let tls = config.tls.clone();
     let config = Arc::new(config);
-    h2hop::accept::until_shutdown(listener, &drain, |stream, peer| {
+    h2hop::accept::until_shutdown(listener, config.tcp_keepalive, &drain, |stream, peer| {
         connection(stream, peer, tls.clone(), config.clone(), context.clone())
     })
     .await;
