@@ -7,7 +7,7 @@
 //! set once on the listener, whose accepted sockets inherit them on Linux,
 //! and set on each accepted socket only where the first one showed they
 //! were not inherited. That saves five system calls per connection, about
-//! a fifth of the front's for a short WebSocket.
+//! a quarter of the front's for a short WebSocket.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -433,6 +433,7 @@ impl<B: Body + Unpin> Body for Logged<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::captured::Captured;
     use http_body_util::{BodyExt as _, Full, StreamBody};
     use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -490,16 +491,16 @@ mod tests {
         let mut direct = String::new();
         entry.push_line(&mut direct, 73_004_200, 5830, 120_334);
 
-        let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let buffer = Captured::default();
         let sink = buffer.clone();
         let layer = tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .fmt_fields(text::Fields)
             .with_timer(text::Clock)
-            .with_writer(move || Sink(sink.clone()));
+            .with_writer(move || sink.clone());
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || entry.emit(73_004_200, 5830, 120_334));
-        let traced = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        let traced = buffer.text();
 
         assert_eq!(after_timestamp(&direct), after_timestamp(&traced));
         assert_eq!(
@@ -510,19 +511,6 @@ mod tests {
         );
         // Both start with a timestamp of the same shape.
         assert_eq!(direct.find(' '), traced.find(' '));
-    }
-
-    #[derive(Clone)]
-    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
     }
 
     #[tokio::test]

@@ -175,20 +175,7 @@ impl Drop for FlushGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A sink the test can read back after the writer stopped.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::captured::Captured;
 
     #[test]
     fn every_line_is_written_in_order_by_the_time_the_guard_drops() {
@@ -201,7 +188,7 @@ mod tests {
             expected.extend_from_slice(text.as_bytes());
         }
         drop(guard);
-        assert_eq!(*sink.0.lock().unwrap(), expected);
+        assert_eq!(sink.bytes(), expected);
     }
 
     #[test]
@@ -210,11 +197,11 @@ mod tests {
         let (mut writer, _guard) = BatchWriter::spawn(sink.clone()).unwrap();
         writer.write_all(b"soon\n").unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while sink.0.lock().unwrap().is_empty() {
+        while sink.bytes().is_empty() {
             assert!(std::time::Instant::now() < deadline, "line never written");
             std::thread::sleep(FLUSH_EVERY);
         }
-        assert_eq!(*sink.0.lock().unwrap(), b"soon\n");
+        assert_eq!(sink.bytes(), b"soon\n");
     }
 
     #[test]
@@ -248,6 +235,6 @@ mod tests {
             logger.join().unwrap();
         }
         drop(guard);
-        assert_eq!(sink.0.lock().unwrap().len(), 4 * 40 * chunk.len());
+        assert_eq!(sink.bytes().len(), 4 * 40 * chunk.len());
     }
 }

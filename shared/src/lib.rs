@@ -30,3 +30,6 @@ pub mod tls;
 pub mod translate;
 pub mod upgrade;
 pub mod websocket;
+
+#[cfg(test)]
+mod captured;

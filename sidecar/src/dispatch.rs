@@ -23,9 +23,10 @@ use crate::listener::Context;
 use crate::{Error, forward, tunnel};
 
 /// Serves one stream from the front at `peer`; `dials` bounds the app
-/// dials its HTTP/2 connection has pending. A tunnel that opens comes back with its access entry, to
-/// be relayed once this state is gone ([`tunnel::Opened::relay`]); every
-/// other stream is answered here to its end.
+/// dials its HTTP/2 connection has pending. A tunnel that opens comes back
+/// with its access entry, to be relayed once this state is gone
+/// ([`tunnel::Opened::relay`]); every other stream is answered here to its
+/// end.
 pub async fn dispatch(
     context: &Context,
     dials: &Limit,

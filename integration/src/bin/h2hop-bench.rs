@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Seconds per timed workload.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
     seconds: f64,
     /// Systems to measure, comma-separated: direct, h2hop-h2c, h2hop-mtls,
     /// nghttpx, haproxy, tcp-relay (two HAProxy processes in TCP mode: not
@@ -88,8 +88,8 @@ enum AppCommand {
         /// handshakes (32 in flight), plain (8 connections) or latency (1 tunnel).
         #[arg(long)]
         workload: String,
-        /// How long to run it.
-        #[arg(long, default_value_t = 5.0)]
+        /// How long to run it, in seconds.
+        #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
         seconds: f64,
     },
 }
@@ -118,6 +118,18 @@ fn main() -> anyhow::Result<()> {
     }
     raise_descriptor_limit(args.idle)?;
     tokio::runtime::Runtime::new()?.block_on(bench(args))
+}
+
+/// A workload's length in seconds: more than 0, at most a day.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if seconds > 0.0 && seconds <= 86_400.0 {
+        Ok(seconds)
+    } else {
+        Err("must be more than 0 and at most 86400".into())
+    }
 }
 
 /// Runs one workload against `addr` and prints its figures.

@@ -251,6 +251,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::captured::Captured;
     use tracing_subscriber::layer::SubscriberExt as _;
 
     #[test]
@@ -287,9 +288,9 @@ mod tests {
     /// with the defaults, and returns both lines without their timestamps.
     fn both_lines(emit: fn()) -> (String, String) {
         let line = |ours: bool| {
-            let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let buffer = Captured::default();
             let sink = buffer.clone();
-            let make = move || Sink(sink.clone());
+            let make = move || sink.clone();
             let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .with_writer(make);
@@ -300,23 +301,10 @@ mod tests {
             } else {
                 tracing::subscriber::with_default(subscriber.with(layer), emit);
             }
-            let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+            let text = buffer.text();
             text.split_once(' ').unwrap().1.to_owned()
         };
         (line(true), line(false))
-    }
-
-    #[derive(Clone)]
-    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
     }
 
     #[test]
