@@ -552,6 +552,39 @@ pub async fn loopback() -> anyhow::Result<TcpListener> {
         .context("bind 127.0.0.1:0")
 }
 
+/// A loopback listener that never accepts, its queue filled so that the
+/// kernel drops new SYNs and a connect to it hangs. Keep what is returned
+/// alive while the address is in use.
+pub async fn unaccepting_listener() -> anyhow::Result<(SocketAddr, UnacceptingListener)> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind("127.0.0.1:0".parse()?)?;
+    let addr = socket.local_addr()?;
+    let listener = socket.listen(1)?;
+    let mut queued = Vec::new();
+    for _ in 0..8 {
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(stream)) => queued.push(stream),
+            _ => break,
+        }
+    }
+    let held = UnacceptingListener {
+        _listener: listener,
+        _queued: queued,
+    };
+    Ok((addr, held))
+}
+
+/// What [`unaccepting_listener`] keeps open.
+pub struct UnacceptingListener {
+    _listener: TcpListener,
+    _queued: Vec<tokio::net::TcpStream>,
+}
+
 /// A loopback port where nothing listens (bound, read, released).
 pub async fn closed_port() -> anyhow::Result<SocketAddr> {
     let listener = loopback().await?;

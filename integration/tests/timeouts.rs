@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use h2hop_integration::client::{raw_request, raw_upgrade, ws_connect};
-use h2hop_integration::harness::{Pair, Timeouts, loopback, within};
+use h2hop_integration::harness::{Pair, Timeouts, loopback, unaccepting_listener, within};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -148,28 +148,40 @@ async fn a_mute_sidecar_times_out_the_tls_handshake() {
     .await;
 }
 
+/// An app whose accept queue is full: a plain request (on the keep-alive
+/// pool) and an upgrade (on a connection of its own) both get 504 naming
+/// the connect step, after the sidecar's app connect timeout.
+#[tokio::test]
+async fn an_app_that_never_accepts_times_out_the_connect() {
+    within(async {
+        let (app, _full) = unaccepting_listener().await.unwrap();
+        let pair = Pair::builder()
+            .h2c()
+            .app_at(app)
+            .sidecar_config(|config| config.app.connect_timeout = Duration::from_millis(300))
+            .start()
+            .await
+            .unwrap();
+        let mut plain = raw_request(pair.front, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            .await
+            .unwrap();
+        let body = String::from_utf8(plain.read_body().await.unwrap()).unwrap();
+        assert_eq!(plain.status, 504, "{body}");
+        assert!(body.contains("connect with app"), "{body}");
+        let upgrade = raw_upgrade(pair.front, "/ws", "Upgrade", &[])
+            .await
+            .unwrap();
+        assert_eq!(upgrade.status, 504);
+    })
+    .await;
+}
+
 /// A sidecar whose accept queue is full drops new SYNs, so connecting
 /// hangs: 504 naming the connect step, after the connect timeout.
 #[tokio::test]
 async fn a_sidecar_that_never_accepts_times_out_the_connect() {
     within(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = socket.local_addr().unwrap();
-        // Never accepted: the queue fills, then the kernel drops SYNs.
-        let _full = socket.listen(1).unwrap();
-        let mut queued = Vec::new();
-        for _ in 0..8 {
-            let attempt = tokio::time::timeout(
-                Duration::from_millis(200),
-                tokio::net::TcpStream::connect(addr),
-            )
-            .await;
-            match attempt {
-                Ok(Ok(stream)) => queued.push(stream),
-                _ => break,
-            }
-        }
+        let (addr, _full) = unaccepting_listener().await.unwrap();
         let mut config = h2hop_front::Config::new(addr.to_string(), None);
         config.upstream.connect_timeout = Duration::from_millis(300);
         let listener = loopback().await.unwrap();

@@ -105,20 +105,7 @@ impl App {
 
     /// A fresh connection for one tunnel attempt.
     async fn dial(&self) -> Result<TcpStream, Error> {
-        let addr = &self.config.addr;
-        connect(&self.config)
-            .await
-            .map_err(|failure| match failure {
-                None => Error::AppTimeout {
-                    step: "connect",
-                    addr: addr.clone(),
-                    after: self.config.connect_timeout,
-                },
-                Some(source) => Error::ConnectApp {
-                    addr: addr.clone(),
-                    source,
-                },
-            })
+        dial(&self.config).await
     }
 
     /// Waits for `response` within `bound`.
@@ -139,6 +126,23 @@ impl App {
             })?
             .map_err(|source| app_http(&self.config, source))
     }
+}
+
+/// [`connect`], its failures as errors: a connect that timed out is
+/// [`Error::AppTimeout`] (504), one the app refused or the network failed
+/// [`Error::ConnectApp`] (502), for tunnels and plain requests alike.
+pub(crate) async fn dial(config: &AppConfig) -> Result<TcpStream, Error> {
+    connect(config).await.map_err(|failure| match failure {
+        None => Error::AppTimeout {
+            step: "connect",
+            addr: config.addr.clone(),
+            after: config.connect_timeout,
+        },
+        Some(source) => Error::ConnectApp {
+            addr: config.addr.clone(),
+            source,
+        },
+    })
 }
 
 /// TCP to the app within the connect timeout, with TCP_NODELAY;

@@ -17,7 +17,6 @@
 //!   connection: not a byte of it went out, so this is safe for any method.
 
 use std::error::Error as StdError;
-use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -30,7 +29,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::Error;
-use crate::app::{AppConfig, app_http, connect};
+use crate::app::{AppConfig, app_http, dial};
 
 /// Idle connections kept. Enough for the worker pool of a typical app;
 /// more would only hold the app's sockets after a burst, since LIFO
@@ -88,8 +87,7 @@ where
 {
     /// Sends `request` on an idle connection, or a new one, and returns the
     /// response head; the connection goes back to the pool once free.
-    /// Connect failures, the connect timeout included, are
-    /// [`Error::ConnectApp`] (the app's listener is at fault); the rest
+    /// Connect failures are as [`crate::app::dial`] says; the rest
     /// [`Error::AppHttp`].
     pub(crate) async fn send(
         self: &Arc<Self>,
@@ -180,16 +178,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let stream = connect(config).await.map_err(|failure| {
-        let after = config.connect_timeout;
-        Error::ConnectApp {
-            addr: config.addr.clone(),
-            source: failure.unwrap_or_else(|| {
-                let message = format!("connect timed out after {after:?}");
-                io::Error::new(io::ErrorKind::TimedOut, message)
-            }),
-        }
-    })?;
+    let stream = dial(config).await?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|err| app_http(config, err))?;
