@@ -30,15 +30,10 @@ fuzz_target!(|fields: Vec<FieldInput>| {
     check_readers(&original);
 });
 
-/// `headers` without what `HopByHop` names, copied the way translations do.
+/// `headers` without what `HopByHop` names, as the translations copy them.
 fn end_to_end(headers: &HeaderMap) -> HeaderMap {
-    let hop = hop_by_hop::HopByHop::of(headers);
     let mut copied = HeaderMap::new();
-    for (name, value) in headers {
-        if !hop.contains(name) {
-            copied.append(name.clone(), value.clone());
-        }
-    }
+    hop_by_hop::copy_end_to_end(headers, &[], &mut copied);
     copied
 }
 

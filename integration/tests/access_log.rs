@@ -70,6 +70,36 @@ async fn plain_requests_log_one_line_on_each_side() {
     .await;
 }
 
+/// Each line names the peer: the client's address at the front, the
+/// front's (its connection to the sidecar) at the sidecar.
+#[tokio::test]
+async fn lines_name_the_peer() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (log, _guard) = Captured::install();
+    within(async {
+        let pair = Pair::builder().h2c().start().await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(pair.front).await.unwrap();
+        let client_addr = client.local_addr().unwrap();
+        client
+            .write_all(b"GET /echo HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+
+        let peer = format!("peer={client_addr} ");
+        log.wait_for(&["h2hop::access", "kind=\"request\"", &peer])
+            .await;
+        let sidecar = log
+            .wait_for(&["h2hop::access", "kind=\"request\"", "route=\"-\""])
+            .await;
+        assert!(sidecar.contains(" peer=127.0.0.1:"), "{sidecar}");
+        assert!(!sidecar.contains(&peer), "{sidecar}");
+    })
+    .await;
+}
+
 /// A WebSocket logs when it closes: 101 on the front, 200 on the sidecar,
 /// the protocol, and the bytes that crossed each way.
 #[tokio::test]

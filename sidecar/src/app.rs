@@ -128,9 +128,10 @@ impl App {
     }
 }
 
-/// [`connect`], its failures as errors: a connect that timed out is
-/// [`Error::AppTimeout`] (504), one the app refused or the network failed
-/// [`Error::ConnectApp`] (502), for tunnels and plain requests alike.
+/// [`connect`], its failures as errors, for tunnels and plain requests
+/// alike: a connect that timed out is [`Error::AppTimeout`] (504: no timely
+/// answer from upstream, RFC 9110 §15.6.5), one the app refused or the
+/// network failed [`Error::ConnectApp`] (502, RFC 9110 §15.6.3).
 pub(crate) async fn dial(config: &AppConfig) -> Result<TcpStream, Error> {
     connect(config).await.map_err(|failure| match failure {
         None => Error::AppTimeout {

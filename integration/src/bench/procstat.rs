@@ -14,25 +14,38 @@ use anyhow::{Context, bail};
 /// no call into libc.
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// CPU seconds (user + system) used so far by `pid`, from fields 14
-/// (`utime`) and 15 (`stime`) of `/proc/PID/stat`.
-pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let (user, system) = cpu_ticks(pid)?;
-    // Ticks stay far below 2^53, so the conversion to f64 is exact.
-    Ok((user + system) as f64 / TICKS_PER_SECOND)
+/// CPU seconds used so far: in all (user + system), and of them in the
+/// kernel (system calls and the network stack).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuTimes {
+    /// `utime` + `stime`.
+    pub total: f64,
+    /// `stime` alone.
+    pub kernel: f64,
 }
 
-/// CPU seconds spent in the kernel (`stime` alone) so far by `pid`: how
-/// much of [`cpu_seconds`] went to system calls and the network stack.
-pub fn kernel_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let (_, system) = cpu_ticks(pid)?;
-    Ok(system as f64 / TICKS_PER_SECOND)
+impl std::ops::Sub for CpuTimes {
+    type Output = CpuTimes;
+
+    fn sub(self, earlier: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            total: self.total - earlier.total,
+            kernel: self.kernel - earlier.kernel,
+        }
+    }
 }
 
-fn cpu_ticks(pid: u32) -> anyhow::Result<(u64, u64)> {
+/// [`CpuTimes`] of `pid`, from fields 14 (`utime`) and 15 (`stime`) of
+/// `/proc/PID/stat`.
+pub fn cpu_times(pid: u32) -> anyhow::Result<CpuTimes> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_stat_ticks(&stat).with_context(|| format!("parsing {path}"))
+    let (user, system) = parse_stat_ticks(&stat).with_context(|| format!("parsing {path}"))?;
+    // Ticks stay far below 2^53, so the conversion to f64 is exact.
+    Ok(CpuTimes {
+        total: (user + system) as f64 / TICKS_PER_SECOND,
+        kernel: system as f64 / TICKS_PER_SECOND,
+    })
 }
 
 /// Resident set size of `pid` in KiB, from the `VmRSS` line of
@@ -43,14 +56,15 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     parse_vm_rss_kib(&status).with_context(|| format!("parsing {path}"))
 }
 
-/// Sum of [`cpu_seconds`] over `pids`; an error if any process is gone.
-pub fn total_cpu_seconds(pids: &[u32]) -> anyhow::Result<f64> {
-    pids.iter().map(|&pid| cpu_seconds(pid)).sum()
-}
-
-/// Sum of [`kernel_cpu_seconds`] over `pids`; an error if any process is gone.
-pub fn total_kernel_cpu_seconds(pids: &[u32]) -> anyhow::Result<f64> {
-    pids.iter().map(|&pid| kernel_cpu_seconds(pid)).sum()
+/// Sum of [`cpu_times`] over `pids`; an error if any process is gone.
+pub fn total_cpu_times(pids: &[u32]) -> anyhow::Result<CpuTimes> {
+    pids.iter().try_fold(CpuTimes::default(), |sum, &pid| {
+        let times = cpu_times(pid)?;
+        Ok(CpuTimes {
+            total: sum.total + times.total,
+            kernel: sum.kernel + times.kernel,
+        })
+    })
 }
 
 /// Sum of [`rss_kib`] over `pids`; an error if any process is gone.
@@ -137,9 +151,9 @@ mod tests {
     }
 
     #[test]
-    fn own_cpu_seconds_grow_after_a_busy_loop() {
+    fn own_cpu_times_grow_after_a_busy_loop() {
         let pid = std::process::id();
-        let before = cpu_seconds(pid).unwrap();
+        let before = cpu_times(pid).unwrap().total;
         // Spin for 300 ms of wall time (the test's own time limit): at
         // 100 ticks per second that is many ticks even on a busy machine.
         let deadline = Instant::now() + Duration::from_millis(300);
@@ -147,12 +161,12 @@ mod tests {
         while Instant::now() < deadline {
             spins = std::hint::black_box(spins.wrapping_add(1));
         }
-        let after = cpu_seconds(pid).unwrap();
+        let after = cpu_times(pid).unwrap().total;
         assert!(
             after > before,
             "cpu seconds {before} -> {after} after {spins} spins"
         );
-        assert!(kernel_cpu_seconds(pid).unwrap() <= after);
+        assert!(cpu_times(pid).unwrap().kernel <= after);
     }
 
     #[test]
@@ -160,14 +174,15 @@ mod tests {
         let pid = std::process::id();
         assert!(rss_kib(pid).unwrap() > 0);
         assert!(total_rss_kib(&[pid, pid]).unwrap() > 0);
-        assert!(total_cpu_seconds(&[pid]).unwrap() >= 0.0);
+        let once = total_cpu_times(&[pid]).unwrap();
+        assert!(total_cpu_times(&[pid, pid]).unwrap().total >= 2.0 * once.total);
         assert_eq!(total_rss_kib(&[]).unwrap(), 0);
     }
 
     #[test]
     fn missing_process_is_an_error() {
         // Above the kernel's PID_MAX_LIMIT (2^22), so never a live pid.
-        assert!(cpu_seconds(u32::MAX).is_err());
+        assert!(cpu_times(u32::MAX).is_err());
         assert!(rss_kib(u32::MAX).is_err());
     }
 }

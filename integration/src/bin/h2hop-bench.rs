@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
 use h2hop_integration::app::TestApp;
+use h2hop_integration::bench::procstat::CpuTimes;
 use h2hop_integration::bench::report::{Figure, Results};
 use h2hop_integration::bench::systems::{self, Binaries, Kind, Running};
 use h2hop_integration::bench::{Target, procstat, workloads};
@@ -398,17 +399,16 @@ async fn measure(
     let name = target.name.as_str();
     let duration = Duration::from_secs_f64(args.seconds);
     let proxied = !target.proxy_pids.is_empty();
-    let cpu = |pids: &[u32]| procstat::total_cpu_seconds(pids).unwrap_or(0.0);
-    let kernel = |pids: &[u32]| procstat::total_kernel_cpu_seconds(pids).unwrap_or(0.0);
+    let meter = || Meter::start(&target.proxy_pids, load_pids);
     let wanted = |workload: &str| args.workloads.iter().any(|w| w == workload);
 
     if wanted("throughput") {
-        let before = cpu(&target.proxy_pids);
+        let meter = meter();
         let throughput = workloads::throughput(target.addr, duration).await?;
-        let spent = cpu(&target.proxy_pids) - before;
+        let (proxies, _) = meter.spent();
         results.record(THROUGHPUT, name, Some(throughput.mb_per_s()));
         let gigabytes = throughput.bytes_each_way as f64 / 1e9;
-        results.record(CPU_PER_GB, name, proxied.then(|| spent / gigabytes));
+        results.record(CPU_PER_GB, name, proxied.then(|| proxies.total / gigabytes));
     }
 
     let latencies = if wanted("latency") {
@@ -428,20 +428,18 @@ async fn measure(
         Vec::new()
     };
     for (tunnels, figures, kernel_figure) in latencies {
-        let before = cpu(&target.proxy_pids);
-        let kernel_before = kernel(&target.proxy_pids);
+        let meter = meter();
         let latency = workloads::latency(target.addr, tunnels, duration).await?;
-        let spent = cpu(&target.proxy_pids) - before;
-        let in_kernel = kernel(&target.proxy_pids) - kernel_before;
+        let (proxies, _) = meter.spent();
         let [p50, p99, p999, rate, per] = figures;
         results.record(p50, name, Some(latency.p50_us));
         results.record(p99, name, Some(latency.p99_us));
         results.record(p999, name, Some(latency.p999_us));
         results.record(rate, name, Some(latency.round_trips_per_s()));
         let per_trip = 1e6 / latency.round_trips.max(1) as f64;
-        results.record(per, name, proxied.then_some(spent * per_trip));
+        results.record(per, name, proxied.then_some(proxies.total * per_trip));
         if let Some(figure) = kernel_figure {
-            results.record(figure, name, proxied.then_some(in_kernel * per_trip));
+            results.record(figure, name, proxied.then_some(proxies.kernel * per_trip));
         }
     }
 
@@ -459,49 +457,65 @@ async fn measure(
     }
 
     if wanted("handshakes") {
-        let before = cpu(&target.proxy_pids);
-        let kernel_before = kernel(&target.proxy_pids);
-        let load_before = cpu(load_pids);
+        let meter = meter();
         let handshakes = workloads::handshakes(target.addr, 32, duration).await?;
-        let spent = cpu(&target.proxy_pids) - before;
-        let load = cpu(load_pids) - load_before;
+        let (proxies, load) = meter.spent();
         results.record(HANDSHAKES, name, Some(handshakes.per_s()));
         results.record(HANDSHAKE_FAIL, name, Some(handshakes.failures as f64));
-        let in_kernel = kernel(&target.proxy_pids) - kernel_before;
-        let per_handshake = 1e6 / handshakes.completed.max(1) as f64;
-        results.record(HANDSHAKE_LOAD, name, Some(load * per_handshake));
-        results.record(
-            HANDSHAKE_CPU,
-            name,
-            proxied.then_some(spent * per_handshake),
-        );
+        let per = 1e6 / handshakes.completed.max(1) as f64;
+        results.record(HANDSHAKE_LOAD, name, Some(load.total * per));
+        results.record(HANDSHAKE_CPU, name, proxied.then_some(proxies.total * per));
         results.record(
             HANDSHAKE_KERNEL,
             name,
-            proxied.then_some(in_kernel * per_handshake),
+            proxied.then_some(proxies.kernel * per),
         );
     }
 
     if wanted("plain") {
-        let before = cpu(&target.proxy_pids);
-        let kernel_before = kernel(&target.proxy_pids);
-        let load_before = cpu(load_pids);
+        let meter = meter();
         let plain = workloads::plain(target.addr, 8, duration).await?;
-        let spent = cpu(&target.proxy_pids) - before;
-        let load = cpu(load_pids) - load_before;
-        let in_kernel = kernel(&target.proxy_pids) - kernel_before;
+        let (proxies, load) = meter.spent();
         results.record(PLAIN_RATE, name, Some(plain.per_s()));
         results.record(PLAIN_P99, name, Some(plain.p99_us));
-        let per_request = 1e6 / plain.requests.max(1) as f64;
-        results.record(PLAIN_LOAD, name, Some(load * per_request));
-        results.record(PLAIN_CPU, name, proxied.then_some(spent * per_request));
-        results.record(
-            PLAIN_KERNEL,
-            name,
-            proxied.then_some(in_kernel * per_request),
-        );
+        let per = 1e6 / plain.requests.max(1) as f64;
+        results.record(PLAIN_LOAD, name, Some(load.total * per));
+        results.record(PLAIN_CPU, name, proxied.then_some(proxies.total * per));
+        results.record(PLAIN_KERNEL, name, proxied.then_some(proxies.kernel * per));
     }
     Ok(())
+}
+
+/// CPU spent by the proxies and by the load (client and app) from
+/// [`Meter::start`] to [`Meter::spent`]; a process gone counts as zero.
+struct Meter<'a> {
+    proxies: &'a [u32],
+    load: &'a [u32],
+    proxies_before: CpuTimes,
+    load_before: CpuTimes,
+}
+
+impl<'a> Meter<'a> {
+    fn start(proxies: &'a [u32], load: &'a [u32]) -> Self {
+        Meter {
+            proxies,
+            load,
+            proxies_before: times(proxies),
+            load_before: times(load),
+        }
+    }
+
+    /// The proxies' and the load's CPU since the start.
+    fn spent(&self) -> (CpuTimes, CpuTimes) {
+        (
+            times(self.proxies) - self.proxies_before,
+            times(self.load) - self.load_before,
+        )
+    }
+}
+
+fn times(pids: &[u32]) -> CpuTimes {
+    procstat::total_cpu_times(pids).unwrap_or_default()
 }
 
 /// Writes results.md and ratios.svg into `--out`, and the table to stdout.

@@ -83,6 +83,17 @@ pub fn tokens<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<It
         .filter(|element| !element.is_empty())
 }
 
+/// Appends `from`'s fields to `to` in one pass, but those [`HopByHop`]
+/// names and `also`: what every response translation copies.
+pub fn copy_end_to_end(from: &HeaderMap, also: &[HeaderName], to: &mut HeaderMap) {
+    let hop = HopByHop::of(from);
+    for (name, value) in from {
+        if !hop.contains(name) && !also.contains(name) {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
 /// The `TE: trailers` case: the one hop-by-hop field value that HTTP/2 allows
 /// on requests (RFC 9113 §8.2.2 (N18)). Callers that forward a request to an
 /// HTTP/2 peer re-add it after leaving out the hop-by-hop fields when the
@@ -119,13 +130,8 @@ mod tests {
 
     /// What a translation copies of `headers`: all but what `HopByHop` names.
     fn strip(headers: &mut HeaderMap) {
-        let hop = HopByHop::of(headers);
         let mut kept = HeaderMap::new();
-        for (name, value) in headers.iter() {
-            if !hop.contains(name) {
-                kept.append(name.clone(), value.clone());
-            }
-        }
+        copy_end_to_end(headers, &[], &mut kept);
         *headers = kept;
     }
 

@@ -12,7 +12,7 @@ use http::header::{
 use http::response::Parts;
 use http::{HeaderMap, Response, StatusCode, Version};
 
-use super::hop_by_hop::{self, HopByHop};
+use super::hop_by_hop::{self, copy_end_to_end};
 use crate::websocket;
 
 /// Fields that belong to one leg's handshake, or to framing that the
@@ -115,16 +115,6 @@ pub fn relay(parts: &Parts, version: Version) -> Response<()> {
     headers.reserve(parts.headers.len());
     copy_end_to_end(&parts.headers, &[], headers);
     response
-}
-
-/// Appends `from`'s fields to `to`, but hop-by-hop ones and `also`.
-fn copy_end_to_end(from: &HeaderMap, also: &[HeaderName], to: &mut HeaderMap) {
-    let hop = HopByHop::of(from);
-    for (name, value) in from {
-        if !hop.contains(name) && !also.contains(name) {
-            to.append(name.clone(), value.clone());
-        }
-    }
 }
 
 /// True when a response head promises no body: HEAD requests aside, 204, 304
