@@ -20,7 +20,7 @@ use h2hop::admin::Readiness;
 use h2hop::drain::{Drain, Drained};
 use h2hop::limit::{Limit, Permit};
 use h2hop::metrics::{Culprit, Metrics, TunnelResult};
-use h2hop::relay::{CONNECTION_WINDOW, H2Body, MAX_FRAME_SIZE, STREAM_WINDOW};
+use h2hop::relay::{CLIENT_CONNECTION_WINDOW, H2Body, MAX_FRAME_SIZE, STREAM_WINDOW};
 use h2hop::tls;
 use h2hop::tls::reload::Reloadable;
 use h2hop::upgrade::Protocols;
@@ -306,7 +306,7 @@ where
     builder
         .timer(TokioTimer::new())
         .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
+        .initial_connection_window_size(CLIENT_CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME_SIZE)
         .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
     if settings.extended_connect {

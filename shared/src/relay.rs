@@ -576,8 +576,22 @@ impl Body for H2Body {
 /// one tunnel direction can hold in flight (RFC 9113 §6.9.2).
 pub const STREAM_WINDOW: u32 = 1024 * 1024;
 
-/// HTTP/2 receive window per connection, shared by all its streams.
-pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// HTTP/2 receive window of each connection on the hop, shared by all its
+/// streams: the largest a window may be (2^31 − 1, RFC 9113 §6.9.1).
+///
+/// A stream never holds more than [`STREAM_WINDOW`], so memory stays
+/// bounded per stream, while the connection's window only has to outlast
+/// every stream stalled at once. A smaller one (16 MiB, before) let 17
+/// clients that stopped reading pin all of it, and every other tunnel and
+/// request on that shared connection stopped both ways (RFC 9113 §5.2.2:
+/// a receiver that stops releasing connection-level credit stalls all
+/// streams). nghttpx uses the same value toward its backends.
+pub const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+
+/// HTTP/2 receive window of a client's connection to the front. A client
+/// owns it alone, so a stalled stream there only slows that client; the
+/// front holds at most this much of one client's uploads.
+pub const CLIENT_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
 /// Largest frame payload each end of the hop accepts (SETTINGS_MAX_FRAME_SIZE,
 /// RFC 9113 §6.5.2): a relay read of up to 64 KiB goes out as one
