@@ -123,6 +123,12 @@ pub struct Args {
     /// off unless set.
     #[arg(long, env = "H2HOP_FRONT_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// Error answers carry their whole cause chain (sidecar addresses, TLS
+    /// and OS failures) instead of a fixed text per 5xx status. For
+    /// development: the log always has the chain, under the request id the
+    /// answer names.
+    #[arg(long, env = "H2HOP_FRONT_ERROR_DETAILS")]
+    pub error_details: bool,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_FRONT_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -196,6 +202,7 @@ impl Args {
         config.max_tunnels = self.max_tunnels as usize;
         config.max_header_size = self.max_header_size as usize;
         config.client_extended_connect = !self.no_client_extended_connect;
+        config.error_details = self.error_details;
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             let tls = reload::client_facing_config_files("client listener", cert, key, true)?;
             config.client_tls = Some(tls);
@@ -308,6 +315,21 @@ mod tests {
         let args =
             Args::try_parse_from(["h2hop-front", "--h2c", "--tcp-keepalive-idle", "0s"]).unwrap();
         assert_eq!(args.config().unwrap().tcp_keepalive, None);
+    }
+
+    /// Off by default; the flag, or its environment variable, turns it on.
+    #[test]
+    fn error_details_are_off_unless_asked_for() {
+        let args = Args::try_parse_from(["h2hop-front", "--h2c"]).unwrap();
+        assert!(!args.config().unwrap().error_details);
+        let args = Args::try_parse_from(["h2hop-front", "--h2c", "--error-details"]).unwrap();
+        assert!(args.config().unwrap().error_details);
+        let command = <Args as clap::CommandFactory>::command();
+        let flag = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "error_details");
+        let env = flag.and_then(|flag| flag.get_env());
+        assert_eq!(env, Some(std::ffi::OsStr::new("H2HOP_FRONT_ERROR_DETAILS")));
     }
 
     #[test]

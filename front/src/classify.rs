@@ -9,6 +9,7 @@ use h2hop::translate::hop_by_hop;
 use h2hop::upgrade::{Protocols, WEBSOCKET};
 use h2hop::websocket;
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderValue, TRANSFER_ENCODING, UPGRADE};
+use http::uri::{Authority, Scheme};
 use http::{Method, Request, StatusCode, Version};
 
 /// What the front does with a request.
@@ -95,7 +96,13 @@ pub fn classify<B>(request: &Request<B>, protocols: &Protocols, body_limit: u64)
     if hosts == 0 && !authority_instead {
         return Class::Reject(Rejection::BadRequest("missing Host field"));
     }
+    if let Err(rejection) = check_scheme(request) {
+        return Class::Reject(rejection);
+    }
     if request.version() == Version::HTTP_2 {
+        if let Err(rejection) = check_host_is_authority(request) {
+            return Class::Reject(rejection);
+        }
         return classify_h2(request, protocols);
     }
     // RFC 9110 §7.8 (N34): Upgrade in an HTTP/1.0 request is ignored.
@@ -123,6 +130,65 @@ pub fn classify<B>(request: &Request<B>, protocols: &Protocols, body_limit: u64)
             over_h2: false,
         }),
         Err(rejection) => Class::Reject(rejection),
+    }
+}
+
+/// The scheme a request names (HTTP/2's `:scheme`, RFC 9113 §8.3.1, or an
+/// absolute-form target's, RFC 9112 §3.2.2) must be its connection's, which
+/// the listener notes in the request's extensions: the scheme goes on to
+/// the app, which must never be told that a cleartext request came over
+/// TLS, or a TLS one in the clear. A request that names none takes the
+/// connection's.
+fn check_scheme<B>(request: &Request<B>) -> Result<(), Rejection> {
+    let claimed = request.uri().scheme();
+    let connection = request.extensions().get::<Scheme>();
+    match (claimed, connection) {
+        (Some(claimed), Some(connection)) if claimed != connection => Err(Rejection::BadRequest(
+            "the request's scheme is not its connection's",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// RFC 9113 §8.3.1: a server should treat as malformed an HTTP/2 request
+/// whose Host field "identifies an entity that differs from the entity in
+/// the `:authority`". Compared as RFC 3986 §6.2.2.1 and §6.2.3 normalise:
+/// the host in any case, a missing port as the scheme's default.
+fn check_host_is_authority<B>(request: &Request<B>) -> Result<(), Rejection> {
+    let (Some(authority), Some(host)) = (request.uri().authority(), request.headers().get(HOST))
+    else {
+        return Ok(());
+    };
+    let default_port = match request.uri().scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    };
+    let host = host
+        .to_str()
+        .ok()
+        .and_then(|host| host.parse::<Authority>().ok());
+    let same = host.is_some_and(|host| {
+        host.host().eq_ignore_ascii_case(authority.host())
+            && port_or_default(&host, default_port)
+                .is_some_and(|port| port_or_default(authority, default_port) == Some(port))
+    });
+    if same {
+        Ok(())
+    } else {
+        Err(Rejection::BadRequest("Host field differs from :authority"))
+    }
+}
+
+/// The port of `authority`, `default` when it has none or an empty one
+/// (RFC 3986 §6.2.3); `None` when the port is not a number.
+fn port_or_default(authority: &Authority, default: Option<u16>) -> Option<Option<u16>> {
+    let text = authority.as_str();
+    let without_userinfo = text.rsplit_once('@').map_or(text, |(_, rest)| rest);
+    let port = without_userinfo.get(authority.host().len()..)?;
+    match port.strip_prefix(':').unwrap_or(port) {
+        "" => Some(default),
+        digits => digits.parse().ok().map(Some),
     }
 }
 
@@ -499,5 +565,74 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(classify(&plain, &allowed(), LIMIT), Class::Plain);
+    }
+
+    /// An HTTP/2 GET for `uri` with a Host field, on a TLS connection.
+    fn h2_get(uri: &str, host: Option<&str>) -> Request<()> {
+        let mut builder = Request::get(uri).version(Version::HTTP_2);
+        if let Some(host) = host {
+            builder = builder.header("host", host);
+        }
+        let mut request = builder.body(()).unwrap();
+        request.extensions_mut().insert(Scheme::HTTPS);
+        request
+    }
+
+    /// RFC 9113 §8.3.1: Host naming another entity than `:authority` is
+    /// malformed; the same one, in another case or with the default port
+    /// spelt out, is not.
+    #[test]
+    fn http2_host_must_name_the_authority() {
+        let uri = "https://example.com/";
+        for same in [
+            None,
+            Some("example.com"),
+            Some("EXAMPLE.com:443"),
+            Some("example.com:"),
+        ] {
+            let class = classify(&h2_get(uri, same), &allowed(), LIMIT);
+            assert_eq!(class, Class::Plain, "{same:?}");
+        }
+        for other in ["other.example", "example.com:8443", "example.com:x", ""] {
+            let class = classify(&h2_get(uri, Some(other)), &allowed(), LIMIT);
+            assert_eq!(
+                class,
+                Class::Reject(Rejection::BadRequest("Host field differs from :authority")),
+                "{other:?}"
+            );
+        }
+        let explicit = classify(
+            &h2_get("https://example.com:8443/", Some("Example.COM:8443")),
+            &allowed(),
+            LIMIT,
+        );
+        assert_eq!(explicit, Class::Plain);
+        let ipv6 = h2_get("https://[::1]:8443/", Some("[::1]:8443"));
+        assert_eq!(classify(&ipv6, &allowed(), LIMIT), Class::Plain);
+        let ipv6 = h2_get("https://[::1]:8443/", Some("[::1]"));
+        assert_ne!(classify(&ipv6, &allowed(), LIMIT), Class::Plain);
+    }
+
+    /// A request naming a scheme other than its connection's is refused:
+    /// `:scheme http` over TLS, or an absolute-form `https://` target in
+    /// the clear.
+    #[test]
+    fn the_scheme_claimed_must_be_the_connections() {
+        let mismatch = Class::Reject(Rejection::BadRequest(
+            "the request's scheme is not its connection's",
+        ));
+        let cleartext_claim = h2_get("http://example.com/", Some("example.com"));
+        assert_eq!(classify(&cleartext_claim, &allowed(), LIMIT), mismatch);
+        let mut h1 = Request::get("https://example.com/")
+            .header("host", "example.com")
+            .body(())
+            .unwrap();
+        h1.extensions_mut().insert(Scheme::HTTP);
+        assert_eq!(classify(&h1, &allowed(), LIMIT), mismatch);
+        h1.extensions_mut().insert(Scheme::HTTPS);
+        assert_eq!(classify(&h1, &allowed(), LIMIT), Class::Plain);
+        let mut connect = h2_connect("websocket", Some("13"));
+        connect.extensions_mut().insert(Scheme::HTTP);
+        assert_eq!(classify(&connect, &allowed(), LIMIT), mismatch);
     }
 }

@@ -1,11 +1,13 @@
 //! The front's one error type, and the HTTP status each failure earns.
 //!
 //! Every stage returns [`Error`]; the listener turns it into a response with
-//! [`Error::status`] and logs it once (style: culprit decides the status).
+//! [`Error::status`] and [`Error::body`], and logs it once (style: culprit
+//! decides the status).
 
 use std::io;
 use std::time::Duration;
 
+use h2hop::error_answer::{self, RequestId};
 use h2hop::metrics::Culprit;
 use h2hop::translate::TranslateError;
 use http::StatusCode;
@@ -150,5 +152,13 @@ impl Error {
             | Error::BackingOff { .. }
             | Error::ClientUpgrade(_) => StatusCode::BAD_GATEWAY,
         }
+    }
+
+    /// The body the client gets, request `id`: a 5xx names no sidecar
+    /// address and no TLS or OS failure unless `details` (`--error-details`)
+    /// is set; those stay in the log line with the same id.
+    pub fn body(&self, id: RequestId, details: bool) -> String {
+        let chain = h2hop::telemetry::chain(self);
+        error_answer::body("h2hop-front", self.status(), &chain, id, details)
     }
 }

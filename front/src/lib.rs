@@ -71,6 +71,10 @@ pub struct Config {
     /// Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL to HTTP/2 clients, so
     /// that they open WebSockets (and other tunnels) with RFC 8441.
     pub client_extended_connect: bool,
+    /// Error answers carry their whole cause chain (sidecar addresses, TLS
+    /// and OS failures) instead of a fixed text per 5xx status; for
+    /// development.
+    pub error_details: bool,
     /// The process's metrics, served on the admin listener.
     pub metrics: Arc<Metrics>,
 }
@@ -103,6 +107,7 @@ impl Config {
             max_header_size: 64 * 1024,
             client_tls: None,
             client_extended_connect: true,
+            error_details: false,
             metrics: Metrics::new(
                 "sidecar",
                 "HTTP/2 connections to sidecars open now",

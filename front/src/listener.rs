@@ -18,6 +18,7 @@ use h2::client::ResponseFuture;
 use h2hop::access::{self, Entry, Logged};
 use h2hop::admin::Readiness;
 use h2hop::drain::{Drain, Drained};
+use h2hop::error_answer::RequestId;
 use h2hop::limit::{Limit, Permit};
 use h2hop::metrics::{Culprit, Metrics, TunnelResult};
 use h2hop::relay::{CLIENT_CONNECTION_WINDOW, H2Body, MAX_FRAME_SIZE, STREAM_WINDOW};
@@ -76,6 +77,8 @@ pub struct Context {
     pub tunnels: Limit,
     /// The process's metrics.
     pub metrics: Arc<Metrics>,
+    /// Error answers carry their cause chain (`--error-details`).
+    error_details: bool,
 }
 
 impl Context {
@@ -140,6 +143,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         drain: drain.clone(),
         tunnels: Limit::new("tunnels", config.max_tunnels),
         metrics: metrics.clone(),
+        error_details: config.error_details,
     });
     if let Some(admin) = admin {
         let ready = sidecar_usable(context.clone());
@@ -297,8 +301,11 @@ where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let begun = context.drain.begun().clone();
-    let service = service_fn(move |request: Request<Incoming>| {
+    let service = service_fn(move |mut request: Request<Incoming>| {
         let context = context.clone();
+        // HTTP/2 is served over TLS only: classify checks the client's
+        // `:scheme` against it.
+        request.extensions_mut().insert(Scheme::HTTPS);
         // Boxed, as for HTTP/1.1.
         Box::pin(async move { Ok::<_, Infallible>(handle(&context, peer, request).await) })
     });
@@ -443,12 +450,15 @@ async fn answer(
         }
     };
     let response = result.unwrap_or_else(|err| {
-        warn!(status = err.status().as_u16(), error = %h2hop::telemetry::chain(&err), "request failed");
+        // The id ties the client's answer to this line, which alone has
+        // the cause.
+        let id = RequestId::next();
+        warn!(status = err.status().as_u16(), request_id = %id, error = %h2hop::telemetry::chain(&err), "request failed");
         context.metrics.error(err.culprit());
         if let Some(protocol) = &protocol {
             context.metrics.tunnel_not_opened(protocol, TunnelResult::Failed);
         }
-        text(err.status(), &h2hop::telemetry::chain(&err))
+        text_body(err.status(), err.body(id, context.error_details))
     });
     if protocol.is_none() {
         context
@@ -500,9 +510,12 @@ fn rejected(rejection: Rejection) -> Response<ResponseBody> {
 
 /// A short plain-text answer from the front itself.
 fn text(status: StatusCode, message: &str) -> Response<ResponseBody> {
-    let mut response = Response::new(Either::Left(Full::new(Bytes::from(format!(
-        "h2hop-front: {message}\n"
-    )))));
+    text_body(status, format!("h2hop-front: {message}\n"))
+}
+
+/// A plain-text answer with `body` as it is.
+fn text_body(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,

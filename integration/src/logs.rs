@@ -82,6 +82,28 @@ impl Captured {
     }
 }
 
+impl Captured {
+    /// Waits for the proxies' log line of the request id that an error
+    /// answer's `body` names, holding every one of `needles` too (the
+    /// cause the body leaves out), and returns it. Fails when `body` names
+    /// no id.
+    pub async fn wait_for_request(&self, body: &str, needles: &[&str]) -> String {
+        let id = request_id(body);
+        assert!(id.is_some(), "no request id in the body {body:?}");
+        let field = format!("request_id={}", id.unwrap_or_default());
+        let mut all = vec![field.as_str()];
+        all.extend_from_slice(needles);
+        self.wait_for(&all).await
+    }
+}
+
+/// The request id an error answer's body names: `… (request id ID)`.
+pub fn request_id(body: &str) -> Option<&str> {
+    let (_, after) = body.rsplit_once("(request id ")?;
+    let (id, _) = after.split_once(')')?;
+    Some(id)
+}
+
 impl io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);

@@ -197,3 +197,53 @@ async fn the_advertisement_can_be_turned_off() {
     })
     .await;
 }
+
+/// The status of an HTTP/2 request to the front, sent without a body.
+async fn h2_status(send: &SendRequest<Bytes>, request: Request<()>) -> StatusCode {
+    let mut ready = send.clone().ready().await.unwrap();
+    let (response, _) = ready.send_request(request, true).unwrap();
+    response.await.unwrap().status()
+}
+
+/// RFC 9113 §8.3.1: a Host field naming another entity than `:authority`
+/// is malformed, and a request over TLS claiming `:scheme http` is refused
+/// (the app must not be told it came in the clear): 400 from the front,
+/// for a plain request and an extended CONNECT alike. The same host in
+/// another case, with its default port, still passes.
+#[tokio::test]
+async fn http2_foreign_host_or_cleartext_scheme_gets_400() {
+    within(async {
+        let pair = pair().await;
+        let send = h2_connect(&pair).await;
+        let foreign_host = Request::get("https://localhost/hello")
+            .header("host", "other.example")
+            .body(())
+            .unwrap();
+        let cleartext = Request::get("http://localhost/hello").body(()).unwrap();
+        let mut connect = extended_connect("websocket");
+        connect
+            .headers_mut()
+            .insert("host", http::HeaderValue::from_static("other.example"));
+        let mut cleartext_connect = extended_connect("websocket");
+        *cleartext_connect.uri_mut() = "http://localhost/ws".parse().unwrap();
+        for (name, request) in [
+            ("foreign Host", foreign_host),
+            (":scheme http", cleartext),
+            ("CONNECT with a foreign Host", connect),
+            ("CONNECT with :scheme http", cleartext_connect),
+        ] {
+            assert_eq!(
+                h2_status(&send, request).await,
+                StatusCode::BAD_REQUEST,
+                "{name}"
+            );
+        }
+        assert!(pair.app.requests().is_empty());
+        let same_host = Request::get("https://localhost/hello")
+            .header("host", "LOCALHOST:443")
+            .body(())
+            .unwrap();
+        assert_eq!(h2_status(&send, same_host).await, StatusCode::OK);
+    })
+    .await;
+}

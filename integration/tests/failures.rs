@@ -1,7 +1,8 @@
 //! Failures end to end: refused and malformed upgrades, a broken app
 //! handshake, and each piece of the chain being down or unable to tunnel.
-//! The client always gets an HTTP answer that names the culprit, and no
-//! refused upgrade ever becomes a tunnel.
+//! The client always gets an HTTP answer from the proxy at fault (which
+//! names it), whose cause is in that proxy's log under the request id the
+//! answer gives, and no refused upgrade ever becomes a tunnel.
 
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use h2hop_integration::client::{self, RawUpgrade};
 use h2hop_integration::harness::{Pair, SidecarKind, within};
+use h2hop_integration::logs::Captured;
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -22,6 +24,15 @@ const WS_FRAME: [u8; 8] = [0x81, 0x82, 0x37, 0xfa, 0x21, 0x3d, b'h' ^ 0x37, b'i'
 /// The body of `raw`'s response as text.
 async fn body_text(raw: &mut RawUpgrade) -> String {
     String::from_utf8(raw.read_body().await.unwrap()).unwrap()
+}
+
+/// A 502 `body` from `who` says "bad gateway" and a request id, nothing of
+/// the cause; the log line of that id has `cause`.
+async fn assert_bad_gateway_logged(logs: &Captured, body: &str, who: &str, cause: &str) {
+    let fixed = format!("{who}: bad gateway (request id ");
+    assert!(body.starts_with(&fixed), "{body}");
+    assert!(!body.contains(cause), "{body}");
+    logs.wait_for_request(body, &["status=502", cause]).await;
 }
 
 /// S1, RFC 6455 §4.1 (N45, N46): after a non-101 the connection still speaks
@@ -156,10 +167,12 @@ async fn other_websocket_version_gets_426_naming_13() {
     .await;
 }
 
-/// With the app down, a WebSocket and a plain GET both get 502 whose body
-/// says the app could not be reached (the culprit decides the status).
+/// With the app down, a WebSocket and a plain GET both get the sidecar's
+/// 502 (the culprit decides the status); its log says the app could not be
+/// reached.
 #[tokio::test]
-async fn app_down_gives_502_naming_the_app() {
+async fn app_down_gives_502_from_the_sidecar_naming_the_app_in_its_log() {
+    let (logs, _guard) = Captured::install();
     within(async {
         let pair = Pair::builder().app_down().start().await.unwrap();
         let mut raw = client::raw_upgrade(pair.front, "/ws", "Upgrade", &[])
@@ -167,22 +180,21 @@ async fn app_down_gives_502_naming_the_app() {
             .unwrap();
         assert_eq!(raw.status, 502);
         let body = body_text(&mut raw).await;
-        assert!(body.starts_with("h2hop-sidecar:"), "{body}");
-        assert!(body.contains("cannot connect to app"), "{body}");
+        assert_bad_gateway_logged(&logs, &body, "h2hop-sidecar", "cannot connect to app").await;
 
         // The pool reports its own connect failure: still the app, by address.
         let (status, body) = get(pair.front, "/").await;
         assert_eq!(status, StatusCode::BAD_GATEWAY);
-        assert!(body.starts_with("h2hop-sidecar:"), "{body}");
-        assert!(body.contains("app 127.0.0.1:"), "{body}");
+        assert_bad_gateway_logged(&logs, &body, "h2hop-sidecar", "app 127.0.0.1:").await;
     })
     .await;
 }
 
-/// With the sidecar down, a WebSocket and a plain GET both get 502 whose
-/// body says the sidecar could not be reached.
+/// With the sidecar down, a WebSocket and a plain GET both get the front's
+/// 502; its log says the sidecar could not be reached.
 #[tokio::test]
-async fn sidecar_down_gives_502_naming_the_sidecar() {
+async fn sidecar_down_gives_502_naming_the_sidecar_in_the_log() {
+    let (logs, _guard) = Captured::install();
     within(async {
         let pair = Pair::builder()
             .sidecar(SidecarKind::Down)
@@ -194,20 +206,23 @@ async fn sidecar_down_gives_502_naming_the_sidecar() {
             .unwrap();
         assert_eq!(raw.status, 502);
         let body = body_text(&mut raw).await;
-        assert!(body.contains("cannot connect to sidecar"), "{body}");
+        let cause = "cannot connect to sidecar";
+        assert_bad_gateway_logged(&logs, &body, "h2hop-front", cause).await;
 
         let (status, body) = get(pair.front, "/").await;
         assert_eq!(status, StatusCode::BAD_GATEWAY);
-        assert!(body.contains("cannot connect to sidecar"), "{body}");
+        assert_bad_gateway_logged(&logs, &body, "h2hop-front", cause).await;
     })
     .await;
 }
 
 /// RFC 8441 §3 (N4): a sidecar that never sent
 /// SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 gets no `:protocol` at all; the
-/// WebSocket client gets a 502 saying why, and plain requests still work.
+/// WebSocket client gets a 502 (the log says why), and plain requests
+/// still work.
 #[tokio::test]
 async fn sidecar_without_extended_connect_gets_no_tunnel_but_plain_works() {
+    let (logs, _guard) = Captured::install();
     within(async {
         let pair = Pair::builder()
             .h2c()
@@ -220,7 +235,8 @@ async fn sidecar_without_extended_connect_gets_no_tunnel_but_plain_works() {
             .unwrap();
         assert_eq!(raw.status, 502);
         let body = body_text(&mut raw).await;
-        assert!(body.contains("does not support extended CONNECT"), "{body}");
+        let cause = "does not support extended CONNECT";
+        assert_bad_gateway_logged(&logs, &body, "h2hop-front", cause).await;
 
         let (status, body) = get(pair.front, "/").await;
         assert_eq!(status, StatusCode::OK);
@@ -235,6 +251,7 @@ async fn sidecar_without_extended_connect_gets_no_tunnel_but_plain_works() {
 /// client gets 502, never a 101.
 #[tokio::test]
 async fn app_101_with_wrong_accept_or_token_gives_502() {
+    let (logs, _guard) = Captured::install();
     within(async {
         let pair = Pair::start().await.unwrap();
         for path in ["/bad-accept", "/wrong-token"] {
@@ -244,7 +261,8 @@ async fn app_101_with_wrong_accept_or_token_gives_502() {
             assert_eq!(raw.status, 502, "{path}");
             assert!(raw.header("sec-websocket-accept").is_none(), "{path}");
             let body = body_text(&mut raw).await;
-            assert!(body.contains("upgrade answer refused"), "{path}: {body}");
+            let cause = "upgrade answer refused";
+            assert_bad_gateway_logged(&logs, &body, "h2hop-sidecar", cause).await;
             assert_not_tunnelled(&mut raw).await;
         }
         assert_eq!(pair.app.requests().len(), 2);

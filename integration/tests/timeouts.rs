@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt as _, StreamExt as _};
 use h2hop_integration::client::{raw_request, raw_upgrade, ws_connect};
 use h2hop_integration::harness::{Pair, Timeouts, loopback, unaccepting_listener, within};
+use h2hop_integration::logs::Captured;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -108,10 +109,11 @@ async fn an_unfinished_request_head_is_closed_after_the_header_timeout() {
     .await;
 }
 
-/// A sidecar that accepts TCP and never speaks TLS: 504 naming the TLS
-/// handshake, after the TLS timeout.
+/// A sidecar that accepts TCP and never speaks TLS: 504 after the TLS
+/// timeout, whose log line names the TLS handshake.
 #[tokio::test]
 async fn a_mute_sidecar_times_out_the_tls_handshake() {
+    let (logs, _guard) = Captured::install();
     within(async {
         let mute = loopback().await.unwrap();
         let addr = mute.local_addr().unwrap();
@@ -143,16 +145,19 @@ async fn a_mute_sidecar_times_out_the_tls_handshake() {
             .unwrap();
         assert_eq!(answer.status, 504);
         let body = String::from_utf8(answer.read_body().await.unwrap()).unwrap();
-        assert!(body.contains("TLS handshake"), "{body}");
+        assert!(body.starts_with("h2hop-front: gateway timeout"), "{body}");
+        logs.wait_for_request(&body, &["status=504", "TLS handshake"])
+            .await;
     })
     .await;
 }
 
 /// An app whose accept queue is full: a plain request (on the keep-alive
-/// pool) and an upgrade (on a connection of its own) both get 504 naming
-/// the connect step, after the sidecar's app connect timeout.
+/// pool) and an upgrade (on a connection of its own) both get 504 after
+/// the sidecar's app connect timeout, whose log line names the connect step.
 #[tokio::test]
 async fn an_app_that_never_accepts_times_out_the_connect() {
+    let (logs, _guard) = Captured::install();
     within(async {
         let (app, _full) = unaccepting_listener().await.unwrap();
         let pair = Pair::builder()
@@ -167,7 +172,9 @@ async fn an_app_that_never_accepts_times_out_the_connect() {
             .unwrap();
         let body = String::from_utf8(plain.read_body().await.unwrap()).unwrap();
         assert_eq!(plain.status, 504, "{body}");
-        assert!(body.contains("connect with app"), "{body}");
+        assert!(body.starts_with("h2hop-sidecar: gateway timeout"), "{body}");
+        logs.wait_for_request(&body, &["status=504", "connect with app"])
+            .await;
         let upgrade = raw_upgrade(pair.front, "/ws", "Upgrade", &[])
             .await
             .unwrap();
@@ -177,9 +184,11 @@ async fn an_app_that_never_accepts_times_out_the_connect() {
 }
 
 /// A sidecar whose accept queue is full drops new SYNs, so connecting
-/// hangs: 504 naming the connect step, after the connect timeout.
+/// hangs: 504 after the connect timeout, whose log line names the connect
+/// step.
 #[tokio::test]
 async fn a_sidecar_that_never_accepts_times_out_the_connect() {
+    let (logs, _guard) = Captured::install();
     within(async {
         let (addr, _full) = unaccepting_listener().await.unwrap();
         let mut config = h2hop_front::Config::new(addr.to_string(), None);
@@ -194,7 +203,9 @@ async fn a_sidecar_that_never_accepts_times_out_the_connect() {
             .unwrap();
         let body = String::from_utf8(answer.read_body().await.unwrap()).unwrap();
         assert_eq!(answer.status, 504, "{body}");
-        assert!(body.contains("connect with sidecar"), "{body}");
+        assert!(body.starts_with("h2hop-front: gateway timeout"), "{body}");
+        logs.wait_for_request(&body, &["status=504", "connect with sidecar"])
+            .await;
     })
     .await;
 }

@@ -2,10 +2,17 @@
 //! `/metrics` (Prometheus text), `/healthz` (the process serves) and
 //! `/readyz` (the binary's own readiness check: a usable sidecar for the
 //! front, a reachable app for the sidecar).
+//!
+//! The listener is bounded like the client-facing ones, so that a scraper
+//! gone wrong or a stray client cannot pin its tasks and sockets: a
+//! connection that does not send a request head in time (or stays idle that
+//! long between requests) is closed, and past a number of connections at
+//! once new ones are closed on accept ([`AdminLimits`]).
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
@@ -13,31 +20,72 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::limit::Limit;
 use crate::metrics::Metrics;
 
 /// A readiness check: `Ok` when ready, else why not.
 pub type Readiness =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// Serves the admin endpoints on `listener` until `shutdown` is cancelled.
+/// What bounds the admin listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Bound on reading a request head, and on the quiet between two
+    /// requests on one connection.
+    pub header_timeout: Duration,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+}
+
+impl Default for AdminLimits {
+    /// 5 s and 64 connections: a Prometheus scrape or a probe sends its
+    /// head at once, and a few of them poll at a time.
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(5),
+            max_connections: 64,
+        }
+    }
+}
+
+/// Serves the admin endpoints on `listener`, within the default
+/// [`AdminLimits`], until `shutdown` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     ready: Readiness,
     shutdown: CancellationToken,
 ) {
+    let limits = AdminLimits::default();
+    serve_within(listener, metrics, ready, shutdown, limits).await;
+}
+
+/// [`serve`] within `limits`.
+pub async fn serve_within(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    ready: Readiness,
+    shutdown: CancellationToken,
+    limits: AdminLimits,
+) {
+    let connections = Limit::new("admin connections", limits.max_connections);
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
-        let Ok((stream, _)) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             warn!("admin accept failed");
+            continue;
+        };
+        // Over the limit: closed at once, unread (dropping the stream).
+        let Some(permit) = connections.try_take() else {
+            debug!(%peer, max = connections.max(), "admin connection limit reached: closed");
             continue;
         };
         let (metrics, ready) = (metrics.clone(), ready.clone());
@@ -46,7 +94,10 @@ pub async fn serve(
             async move { Ok::<_, Infallible>(answer(&request, &metrics, &ready).await) }
         });
         tokio::spawn(async move {
+            let _permit = permit;
             let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
             if let Err(err) = served {
@@ -87,4 +138,107 @@ fn text(status: StatusCode, body: String, content_type: &'static str) -> Respons
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+
+    const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n";
+
+    /// An admin listener on loopback within `limits`; it stops when the
+    /// returned guard drops.
+    async fn admin(limits: AdminLimits) -> (std::net::SocketAddr, tokio_util::sync::DropGuard) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = Metrics::new("peer", "connections", "streams");
+        let ready: Readiness = Arc::new(|| Box::pin(async { Ok(()) }));
+        let shutdown = CancellationToken::new();
+        let guard = shutdown.clone().drop_guard();
+        tokio::spawn(serve_within(listener, metrics, ready, shutdown, limits));
+        (addr, guard)
+    }
+
+    /// What the admin listener writes back to `request` before it closes
+    /// (a reset counts as a close); `None` if it is still open after 10 s.
+    async fn answer_to(addr: std::net::SocketAddr, request: &[u8]) -> Option<Vec<u8>> {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let _ = stream.write_all(request).await;
+        read_until_closed(&mut stream).await
+    }
+
+    async fn read_until_closed(stream: &mut TcpStream) -> Option<Vec<u8>> {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+        match read.await {
+            Err(_) => None,
+            Ok(_) => Some(answer),
+        }
+    }
+
+    /// Slowloris: a head sent one byte every 50 ms never completes, and
+    /// the connection is closed once the header timeout has passed.
+    #[tokio::test]
+    async fn a_head_that_never_completes_is_closed_after_the_header_timeout() {
+        let header_timeout = Duration::from_millis(300);
+        let limits = AdminLimits {
+            header_timeout,
+            ..AdminLimits::default()
+        };
+        let (addr, _stop) = admin(limits).await;
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        let trickle = tokio::spawn(async move {
+            let head = b"GET /metrics HTTP/1.1\r\nHost: admin\r\nX-Slow: ";
+            for byte in head.iter().chain(std::iter::repeat(&b'a')) {
+                if writer.write_all(&[*byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let started = tokio::time::Instant::now();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut answer));
+        let closed = read.await.is_ok();
+        trickle.abort();
+        assert!(closed, "still open after 10 s");
+        assert!(started.elapsed() >= header_timeout);
+        assert!(!answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    }
+
+    /// Past the connection limit a new connection is closed unanswered,
+    /// even with a complete request; once a held one closes, `/healthz`
+    /// answers again.
+    #[tokio::test]
+    async fn connections_past_the_limit_are_closed_until_one_frees_up() {
+        let limits = AdminLimits {
+            header_timeout: Duration::from_secs(20),
+            max_connections: 2,
+        };
+        let (addr, _stop) = admin(limits).await;
+        let ok = answer_to(addr, HEALTHZ).await.unwrap();
+        assert!(ok.starts_with(b"HTTP/1.1 200"), "{ok:?}");
+        let mut held = Vec::new();
+        for _ in 0..limits.max_connections {
+            held.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // The listener accepts in order: these two hold both places when
+        // the next one is accepted.
+        let refused = answer_to(addr, HEALTHZ).await;
+        assert_eq!(refused, Some(Vec::new()), "not refused");
+        drop(held.pop());
+        let mut answered = false;
+        for _ in 0..100 {
+            let answer = answer_to(addr, HEALTHZ).await.unwrap();
+            if answer.starts_with(b"HTTP/1.1 200") {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(answered, "no /healthz answer after a place freed up");
+    }
 }

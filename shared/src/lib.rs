@@ -12,6 +12,7 @@
 //!   shutdown of what they spawned; [`limit`]: counted limits.
 //! - [`metrics`] and [`admin`]: Prometheus metrics, health and readiness.
 //! - [`access`]: the access log, one line per tunnel or request when it ends.
+//! - [`error_answer`]: the body of an error answer and its request id.
 //! - [`telemetry`]: tracing set-up shared by the binaries' `main`, writing
 //!   through [`batch_writer`].
 
@@ -20,6 +21,7 @@ pub mod access;
 pub mod admin;
 pub mod batch_writer;
 pub mod drain;
+pub mod error_answer;
 pub mod limit;
 pub mod metrics;
 pub mod relay;

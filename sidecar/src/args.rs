@@ -105,6 +105,12 @@ pub struct Args {
     /// off unless set.
     #[arg(long, env = "H2HOP_SIDECAR_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// Error answers carry their whole cause chain (app address, OS
+    /// failures) instead of a fixed text per 5xx status; the front relays
+    /// them to its client. For development: the log always has the chain,
+    /// under the request id the answer names.
+    #[arg(long, env = "H2HOP_SIDECAR_ERROR_DETAILS")]
+    pub error_details: bool,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_SIDECAR_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -157,6 +163,7 @@ impl Args {
         config.drain_timeout = self.drain_timeout;
         config.max_tunnels = self.max_tunnels as usize;
         config.max_pending_dials = self.max_pending_dials as usize;
+        config.error_details = self.error_details;
         config.upgrades = UpgradePolicy {
             protocols: Protocols::new(&self.upgrade_protocols)?,
             body_limit: self.upgrade_body_limit,
@@ -287,6 +294,24 @@ mod tests {
         // Without TLS there is no certificate to check.
         assert!(
             Args::try_parse_from(["h2hop-sidecar", "--h2c", "--allow-front-san", "x"]).is_err()
+        );
+    }
+
+    /// Off by default; the flag, or its environment variable, turns it on.
+    #[test]
+    fn error_details_are_off_unless_asked_for() {
+        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c"]).unwrap();
+        assert!(!args.config().unwrap().error_details);
+        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c", "--error-details"]).unwrap();
+        assert!(args.config().unwrap().error_details);
+        let command = <Args as clap::CommandFactory>::command();
+        let flag = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "error_details");
+        let env = flag.and_then(|flag| flag.get_env());
+        assert_eq!(
+            env,
+            Some(std::ffi::OsStr::new("H2HOP_SIDECAR_ERROR_DETAILS"))
         );
     }
 

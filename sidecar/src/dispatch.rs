@@ -13,6 +13,7 @@ use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
 use h2hop::access::{self, Entry};
+use h2hop::error_answer::RequestId;
 use h2hop::limit::Limit;
 use h2hop::translate::TranslateError;
 use http::header::{CONTENT_TYPE, HeaderValue};
@@ -85,12 +86,16 @@ pub async fn dispatch(
             Ok(opened) => return opened.map(|opened| (opened, entry)),
             Err(Error::Reset(reason)) => debug!(?reason, "front reset the stream"),
             Err(err) => {
-                warn!(status = err.status().as_u16(), error = %h2hop::telemetry::chain(&err), "stream failed");
+                // The id ties the answer the front relays to this line,
+                // which alone has the cause.
+                let id = RequestId::next();
+                warn!(status = err.status().as_u16(), request_id = %id, error = %h2hop::telemetry::chain(&err), "stream failed");
                 context.metrics.error(err.culprit());
                 if kind != "tunnel" {
                     context.metrics.request_answered(err.status(), started.elapsed());
                 }
-                if answer_error(&mut respond, &err) {
+                let body = err.body(id, context.error_details);
+                if answer_error(&mut respond, &err, body) {
                     entry.status(err.status());
                     entry.close(access::Close::Done);
                 }
@@ -114,13 +119,13 @@ pub async fn unless_reset<T>(
     }
 }
 
-/// Answers a failed stream, if it was not answered yet; says whether the
-/// answer went out.
-fn answer_error(respond: &mut SendResponse<Bytes>, err: &Error) -> bool {
+/// Answers a failed stream with `body`, if it was not answered yet; says
+/// whether the answer went out.
+fn answer_error(respond: &mut SendResponse<Bytes>, err: &Error, body: String) -> bool {
     if matches!(err, Error::Respond(_) | Error::Reset(_)) {
         return false;
     }
-    let body = Bytes::from(format!("h2hop-sidecar: {}\n", h2hop::telemetry::chain(err)));
+    let body = Bytes::from(body);
     let mut response = Response::new(());
     *response.status_mut() = err.status();
     response.headers_mut().insert(

@@ -1,11 +1,12 @@
 //! The sidecar's one error type, and the HTTP/2 status each failure earns.
 //!
 //! Stream stages return [`Error`]; [`crate::dispatch`] answers the stream
-//! with [`Error::status`] and logs it once.
+//! with [`Error::status`] and [`Error::body`], and logs it once.
 
 use std::io;
 use std::time::Duration;
 
+use h2hop::error_answer::{self, RequestId};
 use h2hop::metrics::Culprit;
 use h2hop::translate::TranslateError;
 use h2hop::translate::response::Refusal;
@@ -119,5 +120,14 @@ impl Error {
             | Error::BadSwitch(_)
             | Error::Respond(_) => StatusCode::BAD_GATEWAY,
         }
+    }
+
+    /// The body the front relays to its client, request `id`: a 5xx names
+    /// no app address and no OS failure unless `details`
+    /// (`--error-details`) is set; those stay in the log line with the
+    /// same id.
+    pub fn body(&self, id: RequestId, details: bool) -> String {
+        let chain = h2hop::telemetry::chain(self);
+        error_answer::body("h2hop-sidecar", self.status(), &chain, id, details)
     }
 }

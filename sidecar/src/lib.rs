@@ -59,6 +59,9 @@ pub struct Config {
     pub max_tunnels: usize,
     /// App dials one front connection may have pending at once; past it, 503.
     pub max_pending_dials: usize,
+    /// Error answers carry their whole cause chain (app address, OS
+    /// failures) instead of a fixed text per 5xx status; for development.
+    pub error_details: bool,
     /// The process's metrics, served on the admin listener.
     pub metrics: Arc<Metrics>,
 }
@@ -119,6 +122,7 @@ impl Config {
             tcp_keepalive: Some(h2hop::accept::Keepalive::DEFAULT),
             max_tunnels: 50_000,
             max_pending_dials: 256,
+            error_details: false,
             metrics: Metrics::new(
                 "front",
                 "HTTP/2 connections from fronts open now",

@@ -43,6 +43,8 @@ pub struct Context {
     pub tunnels: Limit,
     /// App dials one front connection may have pending.
     pub max_pending_dials: usize,
+    /// Error answers carry their cause chain (`--error-details`).
+    pub error_details: bool,
     /// The process's metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -69,6 +71,7 @@ pub async fn serve(
         tunnel_idle_timeout: config.tunnel_idle_timeout,
         tunnels: Limit::new("tunnels", config.max_tunnels),
         max_pending_dials: config.max_pending_dials,
+        error_details: config.error_details,
         metrics: config.metrics.clone(),
     });
     let tls = config.tls.clone();
