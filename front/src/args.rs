@@ -91,6 +91,26 @@ pub struct Args {
     /// Bound on reading a client's request head.
     #[arg(long, env = "H2HOP_FRONT_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
+    /// A client connection with no request or tunnel in flight for this
+    /// long is closed; HTTP/2 gets GOAWAY first. (HTTP/1.1 also closes a
+    /// connection whose next request head takes --header-timeout.)
+    #[arg(long, env = "H2HOP_FRONT_CLIENT_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub client_idle_timeout: Duration,
+    /// Once a tunnel's far side has ended and the client was told
+    /// (END_STREAM on HTTP/2, FIN on HTTP/1.1), the client must end its
+    /// half within this much quiet, or the tunnel is reset and its HTTP/2
+    /// stream freed (as HAProxy's `timeout client-fin`).
+    #[arg(long, env = "H2HOP_FRONT_CLIENT_FIN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub client_fin_timeout: Duration,
+    /// Streams one HTTP/2 client connection may have open at once
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused (REFUSED_STREAM).
+    #[arg(long, env = "H2HOP_FRONT_CLIENT_MAX_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub client_max_streams: u32,
+    /// Client connections one IP address may have served at once
+    /// (upgraded ones count as tunnels instead); past it a new connection
+    /// from that address is refused like one past --max-connections.
+    #[arg(long, env = "H2HOP_FRONT_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_client: u32,
     /// Upgrade protocol to tunnel (repeatable, or comma-separated); others
     /// are forwarded as plain HTTP without their Upgrade. h2c and h2 are
     /// refused.
@@ -195,6 +215,10 @@ impl Args {
         config.tunnel_idle_timeout = self.tunnel_idle_timeout;
         config.tcp_keepalive = self.keepalive.settings();
         config.header_timeout = self.header_timeout;
+        config.client_idle_timeout = self.client_idle_timeout;
+        config.client_fin_timeout = self.client_fin_timeout;
+        config.client_max_streams = self.client_max_streams;
+        config.max_connections_per_client = self.max_connections_per_client as usize;
         config.protocols = Protocols::new(&self.upgrade_protocols)?;
         config.upgrade_body_limit = self.upgrade_body_limit;
         config.drain_timeout = self.drain_timeout;
@@ -330,6 +354,41 @@ mod tests {
             .find(|arg| arg.get_id() == "error_details");
         let env = flag.and_then(|flag| flag.get_env());
         assert_eq!(env, Some(std::ffi::OsStr::new("H2HOP_FRONT_ERROR_DETAILS")));
+    }
+
+    /// The client-facing bounds: documented defaults, and each flag
+    /// reaches the configuration.
+    #[test]
+    fn client_bounds_have_defaults_and_flags() {
+        let config = Args::try_parse_from(["h2hop-front", "--h2c"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!(config.client_idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.client_fin_timeout, Duration::from_secs(5));
+        assert_eq!(config.client_max_streams, 128);
+        assert_eq!(config.max_connections_per_client, 1000);
+        let args = Args::try_parse_from([
+            "h2hop-front",
+            "--h2c",
+            "--client-idle-timeout",
+            "3s",
+            "--client-fin-timeout",
+            "250ms",
+            "--client-max-streams",
+            "7",
+            "--max-connections-per-client",
+            "9",
+        ])
+        .unwrap();
+        let config = args.config().unwrap();
+        assert_eq!(config.client_idle_timeout, Duration::from_secs(3));
+        assert_eq!(config.client_fin_timeout, Duration::from_millis(250));
+        assert_eq!(config.client_max_streams, 7);
+        assert_eq!(config.max_connections_per_client, 9);
+        assert!(
+            Args::try_parse_from(["h2hop-front", "--h2c", "--client-max-streams", "0"]).is_err()
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! (one connection, and more only when the sidecar's stream limit is reached).
 //!
 //! The path of a request, stage by stage:
-//! 1. [`listener`]: accept, serve HTTP/1.1 with upgrades, one task per connection;
+//! 1. [`listener`]: accept, serve HTTP/1.1 with upgrades, one task per connection,
+//!    each bounded by [`client_limits`] (places per address, idle timeout);
 //! 2. [`classify`]: allowed upgrade, plain request, or a 400/413/426 answered here;
 //! 3. [`upgrade`]: extended CONNECT (RFC 8441) with the upgrade's method and
 //!    body, the rebuilt 101, then the relay;
@@ -14,6 +15,7 @@
 
 pub mod args;
 pub mod classify;
+pub mod client_limits;
 pub mod config_file;
 mod error;
 pub mod forward;
@@ -49,8 +51,24 @@ pub struct Config {
     pub tunnel_idle_timeout: Duration,
     /// TCP keep-alive on accepted connections; `None` turns it off.
     pub tcp_keepalive: Option<h2hop::accept::Keepalive>,
-    /// Bound on reading a client's request head (slowloris).
+    /// Bound on reading a client's request head (slowloris); also the
+    /// bound on a new connection's first request (on HTTP/2, that covers
+    /// the preface and SETTINGS).
     pub header_timeout: Duration,
+    /// A client connection with no request or tunnel in flight for this
+    /// long is closed (HTTP/2: GOAWAY first).
+    pub client_idle_timeout: Duration,
+    /// Once a tunnel's sidecar side has ended and the client was told
+    /// (END_STREAM, or FIN), the client must end its half within this
+    /// much quiet, or the tunnel is reset and its stream freed.
+    pub client_fin_timeout: Duration,
+    /// Streams one HTTP/2 client connection may have open at once
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS); past it, REFUSED_STREAM.
+    pub client_max_streams: u32,
+    /// Client connections one IP address may have served at once (an
+    /// upgraded one counts as a tunnel instead); past it, like
+    /// [`Config::max_connections`].
+    pub max_connections_per_client: usize,
     /// Upgrade tokens tunnelled; others are forwarded without `Upgrade`.
     pub protocols: Protocols,
     /// Largest upgrade request body, in bytes (larger: 413).
@@ -99,6 +117,10 @@ impl Config {
             tunnel_idle_timeout: Duration::from_secs(3600),
             tcp_keepalive: Some(h2hop::accept::Keepalive::DEFAULT),
             header_timeout: Duration::from_secs(10),
+            client_idle_timeout: Duration::from_secs(60),
+            client_fin_timeout: Duration::from_secs(5),
+            client_max_streams: 128,
+            max_connections_per_client: 1000,
             protocols: Protocols::default(),
             upgrade_body_limit: h2hop::upgrade::DEFAULT_BODY_LIMIT,
             drain_timeout: Duration::from_secs(20),

@@ -10,6 +10,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,8 +21,8 @@ use h2hop::admin::Readiness;
 use h2hop::drain::{Drain, Drained};
 use h2hop::error_answer::RequestId;
 use h2hop::limit::{Limit, Permit};
-use h2hop::metrics::{Culprit, Metrics, TunnelResult};
-use h2hop::relay::{CLIENT_CONNECTION_WINDOW, H2Body, MAX_FRAME_SIZE, STREAM_WINDOW};
+use h2hop::metrics::{Culprit, LimitKind, Metrics, TunnelResult};
+use h2hop::relay::{self, CLIENT_CONNECTION_WINDOW, H2Body, MAX_FRAME_SIZE, STREAM_WINDOW};
 use h2hop::tls;
 use h2hop::tls::reload::Reloadable;
 use h2hop::upgrade::Protocols;
@@ -40,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, debug_span, info, warn};
 
 use crate::classify::{self, Class, Rejection};
+use crate::client_limits::{Activity, AddressPlace, InFlight, PerAddress, Resets};
 use crate::routes::{Route, RouteTable};
 use crate::upstream::Cluster;
 use crate::{Config, Error, Listeners, forward, upgrade};
@@ -67,8 +69,9 @@ pub struct Context {
     pub response_timeout: Duration,
     /// Bound on the sidecar's answer to an upgrade, and on an upgrade body.
     pub upgrade_timeout: Duration,
-    /// Closes a tunnel where nothing moved for this long.
-    pub tunnel_idle_timeout: Duration,
+    /// Close a tunnel where nothing moved for this long, or where the
+    /// client left its half open after the sidecar's side ended.
+    pub tunnel_timeouts: relay::Timeouts,
     protocols: Protocols,
     upgrade_body_limit: u64,
     /// Shutdown: tunnels are spawned through it so that they drain.
@@ -112,11 +115,14 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
     let Listeners { plain, tls, admin } = listeners;
     let metrics = config.metrics.clone();
     let connections = Limit::new("client connections", config.max_connections);
+    let per_address = PerAddress::new(config.max_connections_per_client);
     let drain = Drain::new(shutdown);
     let settings = ClientSettings {
         header_timeout: config.header_timeout,
         max_header_size: config.max_header_size,
         extended_connect: config.client_extended_connect,
+        idle_timeout: config.client_idle_timeout,
+        max_streams: config.client_max_streams,
     };
     let client_tls = config.client_tls.clone();
     let (clusters, routes) = match config.routing {
@@ -137,7 +143,10 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         routes,
         response_timeout: config.response_timeout,
         upgrade_timeout: config.upgrade_timeout,
-        tunnel_idle_timeout: config.tunnel_idle_timeout,
+        tunnel_timeouts: relay::Timeouts {
+            idle: config.tunnel_idle_timeout,
+            fin: config.client_fin_timeout,
+        },
         protocols: config.protocols,
         upgrade_body_limit: config.upgrade_body_limit,
         drain: drain.clone(),
@@ -156,12 +165,10 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
     }
     let keepalive = config.tcp_keepalive;
     let accept = |listener: TcpListener, client_tls: Option<Reloadable<ServerConfig>>| {
-        let (drain, connections, context) = (&drain, &connections, &context);
+        let (drain, context) = (&drain, &context);
+        let (connections, per_address) = (&connections, &per_address);
         h2hop::accept::until_shutdown(listener, keepalive, drain, move |stream, peer| {
-            let permit = connections.try_take();
-            if permit.is_none() {
-                warn!(%peer, max = connections.max(), "client connection limit reached: 503");
-            }
+            let permit = places(connections, per_address, peer, &context.metrics);
             connection(
                 stream,
                 peer,
@@ -193,6 +200,35 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
     }
 }
 
+/// A new connection's places under the connection limit and under its
+/// address's; `None`, logged, when either is full.
+fn places(
+    connections: &Limit,
+    per_address: &PerAddress,
+    peer: SocketAddr,
+    metrics: &Metrics,
+) -> Option<(Permit, AddressPlace)> {
+    let Some(permit) = connections.try_take() else {
+        warn!(%peer, max = connections.max(), "client connection limit reached: refused");
+        metrics.limit_reached(LimitKind::ClientConnections);
+        return None;
+    };
+    let Some(place) = per_address.try_take(peer.ip()) else {
+        warn!(%peer, max = per_address.max(), "connection limit of this client address reached: refused");
+        metrics.limit_reached(LimitKind::ClientAddress);
+        return None;
+    };
+    Some((permit, place))
+}
+
+/// How long a connection closed for resetting most of its streams may
+/// finish what it has in flight after its GOAWAY.
+const ABUSIVE_GRACE: Duration = Duration::from_secs(1);
+
+/// Streams a client may reset before the front accepted them, at once,
+/// before it gets GOAWAY ENHANCE_YOUR_CALM.
+const CLIENT_PENDING_RESETS: usize = 20;
+
 /// What bounds and shapes one client connection.
 #[derive(Debug, Clone, Copy)]
 struct ClientSettings {
@@ -200,18 +236,22 @@ struct ClientSettings {
     max_header_size: usize,
     /// Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL to HTTP/2 clients.
     extended_connect: bool,
+    /// Nothing in flight for this long closes the connection.
+    idle_timeout: Duration,
+    /// Streams open at once on an HTTP/2 connection.
+    max_streams: u32,
 }
 
 /// Serves one client connection: TLS first when `client_tls` is set, then
 /// HTTP/2 if ALPN chose `h2`, else HTTP/1.1. `permit` is its place under
-/// the connection limit; `None` refuses it.
+/// the connection limits; `None` refuses it.
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     client_tls: Option<Reloadable<ServerConfig>>,
     context: Arc<Context>,
     settings: ClientSettings,
-    permit: Option<Permit>,
+    permit: Option<(Permit, AddressPlace)>,
 ) {
     let Some(client_tls) = client_tls else {
         let Some(_permit) = permit else {
@@ -265,13 +305,18 @@ async fn serve_h1<T>(
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let begun = context.drain.begun().clone();
+    let activity = Activity::default();
+    let in_flight = activity.clone();
     let service = service_fn(move |mut request: Request<Incoming>| {
         let context = context.clone();
+        let exchange = in_flight.begin();
         request.extensions_mut().insert(scheme.clone());
         // Boxed: hyper moves the future it is given several times, and
         // this one is kilobytes (callgrind: a fifth of a plain GET's work
         // was those copies).
-        Box::pin(async move { Ok::<_, Infallible>(handle(&context, peer, request).await) })
+        Box::pin(
+            async move { Ok::<_, Infallible>(handle(&context, peer, request, exchange).await) },
+        )
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -281,11 +326,17 @@ async fn serve_h1<T>(
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(served);
+    let idle = activity.idle(settings.header_timeout, settings.idle_timeout);
     let result = tokio::select! {
         result = served.as_mut() => result,
         () = begun.cancelled() => {
             served.as_mut().graceful_shutdown();
             served.await
+        }
+        () = idle => {
+            debug!(after = ?settings.idle_timeout, "client connection idle: closed");
+            served.as_mut().graceful_shutdown();
+            close_within(settings.header_timeout, served).await
         }
     };
     if let Err(err) = result {
@@ -301,13 +352,35 @@ where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let begun = context.drain.begun().clone();
+    let activity = Activity::default();
+    let in_flight = activity.clone();
+    let max_streams = settings.max_streams;
+    let at_limit_logged = AtomicBool::new(false);
+    let resets = Resets::default();
+    let counted = resets.clone();
+    let metrics = context.metrics.clone();
     let service = service_fn(move |mut request: Request<Incoming>| {
         let context = context.clone();
+        let exchange = in_flight.begin();
+        let unanswered = counted.opened();
+        // h2 refuses streams past the limit without telling us: say when
+        // this connection reaches it, once (a browser that keeps streams
+        // half open, or a client holding them, shows here).
+        if in_flight.in_flight() >= max_streams as usize
+            && !at_limit_logged.swap(true, Ordering::Relaxed)
+        {
+            warn!(%peer, max_streams, "HTTP/2 client reached its stream limit: further streams are refused (REFUSED_STREAM)");
+            context.metrics.limit_reached(LimitKind::ClientStreams);
+        }
         // HTTP/2 is served over TLS only: classify checks the client's
         // `:scheme` against it.
         request.extensions_mut().insert(Scheme::HTTPS);
         // Boxed, as for HTTP/1.1.
-        Box::pin(async move { Ok::<_, Infallible>(handle(&context, peer, request).await) })
+        Box::pin(async move {
+            let response = handle(&context, peer, request, exchange).await;
+            unanswered.answered();
+            Ok::<_, Infallible>(response)
+        })
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -315,22 +388,51 @@ where
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CLIENT_CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME_SIZE)
+        .max_concurrent_streams(settings.max_streams)
+        // The rapid-reset limit stays here, with the client (RFC 9113
+        // §10.5): past 20 streams reset before they were accepted, GOAWAY
+        // ENHANCE_YOUR_CALM (h2's default, stated so it stays). The
+        // sidecar takes the resets it is then sent from us as they come.
+        .max_pending_accept_reset_streams(Some(CLIENT_PENDING_RESETS))
         .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
     if settings.extended_connect {
         builder.enable_connect_protocol();
     }
     let served = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(served);
+    // Before the first stream this bounds the preface and SETTINGS too.
+    let idle = activity.idle(settings.header_timeout, settings.idle_timeout);
     let result = tokio::select! {
         result = served.as_mut() => result,
         () = begun.cancelled() => {
             served.as_mut().graceful_shutdown();
             served.await
         }
+        () = idle => {
+            debug!(after = ?settings.idle_timeout, "client HTTP/2 connection idle: GOAWAY");
+            served.as_mut().graceful_shutdown();
+            close_within(settings.header_timeout, served).await
+        }
+        () = resets.abusive() => {
+            warn!(%peer, "client reset most of its streams before their answer: connection closed");
+            metrics.error(Culprit::Client);
+            served.as_mut().graceful_shutdown();
+            close_within(ABUSIVE_GRACE, served).await
+        }
     };
     if let Err(err) = result {
         debug!(error = %err, "client HTTP/2 connection ended with an error");
     }
+}
+
+/// Lets an idle connection that was told to close (GOAWAY) finish, within
+/// `bound`: one that never completed its HTTP/2 preface would otherwise
+/// wait for it forever. Past the bound it is dropped, which closes it.
+async fn close_within<F, E>(bound: Duration, served: F) -> Result<(), E>
+where
+    F: Future<Output = Result<(), E>>,
+{
+    tokio::time::timeout(bound, served).await.unwrap_or(Ok(()))
 }
 
 /// The scheme the client used: HTTP/2 carries it, HTTP/1.1 connections
@@ -359,6 +461,7 @@ async fn handle(
     context: &Context,
     peer: SocketAddr,
     request: Request<Incoming>,
+    exchange: InFlight,
 ) -> Response<Logged<ResponseBody>> {
     let class = classify::classify(&request, &context.protocols, context.upgrade_body_limit);
     let kind = match class {
@@ -382,12 +485,10 @@ async fn handle(
         Class::Upgrade(_) => access::Kind::Tunnel,
         _ => access::Kind::Request,
     };
-    let mut entry = Some(Entry::new(
-        access_kind,
-        peer,
-        authority,
-        request.uri().path(),
-    ));
+    let mut entry = Entry::new(access_kind, peer, authority, request.uri().path());
+    // In flight on its connection for as long as the exchange lasts.
+    entry.hold(exchange);
+    let mut entry = Some(entry);
     // Fields are recorded now: the span borrows nothing from the request.
     // Debug level: at info the access line already says all this, and a
     // span per request cost about a twentieth of a plain GET's work.

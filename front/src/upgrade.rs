@@ -11,11 +11,9 @@
 //! stays in hyper's buffer until our 101, so it reaches the app only after
 //! the app's 101 (RFC 6455 §4.1 (N46), S2).
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use h2::{Reason, RecvStream, SendStream};
-use h2hop::relay::{self, Close, H2Body};
+use h2hop::relay::{self, H2Body};
 use h2hop::translate::request::{self, Kind};
 use h2hop::translate::response;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
@@ -128,7 +126,7 @@ pub async fn open(
             recv,
             (slot, permit),
             context.metrics.tunnel_opened(protocol, asked.elapsed()),
-            context.tunnel_idle_timeout,
+            context.tunnel_timeouts,
             entry,
         )
         .instrument(span),
@@ -162,7 +160,7 @@ fn relay_when_upgraded(
     // under the tunnel limit.
     places: (StreamSlot, Permit),
     open: OpenTunnel,
-    idle_timeout: Duration,
+    timeouts: relay::Timeouts,
     // Written when the tunnel ends, however it ends.
     entry: Option<Entry>,
 ) -> impl Future<Output = ()> {
@@ -185,12 +183,12 @@ fn relay_when_upgraded(
             // go out only now, after the app's 101 (RFC 6455 §4.1 (N46), S2).
             Ok(parts) => {
                 let io = parts.io.into_inner();
-                relay::tunnel(io, parts.read_buf, Bytes::new(), send, recv, idle_timeout).await
+                relay::tunnel(io, parts.read_buf, Bytes::new(), send, recv, timeouts).await
             }
             // TLS, or the client's own HTTP/2 stream.
             Err(upgraded) => {
                 let io = TokioIo::new(upgraded);
-                relay::tunnel_io(io, Bytes::new(), Bytes::new(), send, recv, idle_timeout).await
+                relay::tunnel_io(io, Bytes::new(), Bytes::new(), send, recv, timeouts).await
             }
         };
         debug!(duration = ?started.elapsed(), "tunnel closed");
@@ -198,11 +196,7 @@ fn relay_when_upgraded(
             entry.add_bytes(end.to_stream, end.to_tcp);
             entry.close(end.close.into());
         }
-        let result = match end.close {
-            Close::Clean => TunnelResult::Clean,
-            Close::Idle => TunnelResult::Idle,
-            Close::TcpReset | Close::StreamReset => TunnelResult::Reset,
-        };
+        let result = end.close.into();
         open.ended(result, end.to_stream, end.to_tcp);
     }
 }

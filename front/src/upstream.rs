@@ -14,7 +14,7 @@ use bytes::Bytes;
 use h2::SendStream;
 use h2::client::{ResponseFuture, SendRequest};
 use h2hop::metrics::Metrics;
-use h2hop::relay::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW};
+use h2hop::relay::{CONNECTION_WINDOW, MAX_FRAME_SIZE, REMEMBERED_RESETS, STREAM_WINDOW};
 use h2hop::tls;
 use h2hop::tls::reload::Reloadable;
 use http::Request;
@@ -368,6 +368,14 @@ impl Upstream {
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(MAX_FRAME_SIZE)
+            // Clients reset their streams at will, and each such reset
+            // resets a stream here. Frames the sidecar had in flight for
+            // them are dropped quietly while remembered; h2's limit on
+            // resets of its own counts over the connection's whole life,
+            // and would one day end this shared connection for every
+            // client (GOAWAY ENHANCE_YOUR_CALM): the sidecar is trusted.
+            .max_concurrent_reset_streams(REMEMBERED_RESETS)
+            .max_local_error_reset_streams(None)
             .handshake::<_, Bytes>(io)
             .await
             .map_err(h2_error)?;

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod bench;
 pub mod client;
+pub mod h2_client;
 pub mod harness;
 pub mod interop;
 pub mod logs;

@@ -24,6 +24,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
 use crate::batch_writer::BatchWriter;
+use crate::line_budget::{LineBudget, Verdict};
 use crate::relay;
 use crate::telemetry::text;
 
@@ -76,6 +77,9 @@ pub enum Close {
     StreamReset,
     /// A tunnel was closed after its idle timeout.
     Idle,
+    /// A tunnel's far side had ended, and its near side (the client, at the
+    /// front) did not end its half within the fin timeout.
+    FinTimeout,
 }
 
 impl Close {
@@ -86,6 +90,7 @@ impl Close {
             Close::TcpReset => "tcp_reset",
             Close::StreamReset => "stream_reset",
             Close::Idle => "idle",
+            Close::FinTimeout => "fin_timeout",
         }
     }
 }
@@ -97,6 +102,7 @@ impl From<relay::Close> for Close {
             relay::Close::TcpReset => Close::TcpReset,
             relay::Close::StreamReset => Close::StreamReset,
             relay::Close::Idle => Close::Idle,
+            relay::Close::FinTimeout => Close::FinTimeout,
         }
     }
 }
@@ -128,6 +134,9 @@ pub struct Entry {
     up: u64,
     down: u64,
     shared: OnceCell<Arc<Bytes>>,
+    /// Kept until the line is written: whatever must live exactly as long
+    /// as the exchange (a connection's count of what it has in flight).
+    held: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Entry {
@@ -148,7 +157,14 @@ impl Entry {
             up: 0,
             down: 0,
             shared: OnceCell::new(),
+            held: None,
         }
+    }
+
+    /// Keeps `thing` until the line is written, that is for as long as the
+    /// exchange lasts (a tunnel's whole life).
+    pub fn hold(&mut self, thing: impl std::any::Any + Send + Sync) {
+        self.held = Some(Box::new(thing));
     }
 
     /// Names the route (on the front: the cluster it went to).
@@ -255,8 +271,41 @@ impl Entry {
     }
 }
 
+/// Access lines per second of exchanges that ended before any answer (a
+/// client's reset, mostly); past it they are counted, and the count is
+/// written with the next one that fits.
+const UNANSWERED_LINES_PER_SECOND: u32 = 100;
+
+static UNANSWERED_LINES: LineBudget = LineBudget::new(UNANSWERED_LINES_PER_SECOND);
+
+/// Whether an unanswered exchange's line may be written now; says first
+/// how many were left out before it.
+fn unanswered_line_fits() -> bool {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    let second = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs();
+    match UNANSWERED_LINES.take(second) {
+        Verdict::LeaveOut => false,
+        Verdict::Write { left_out_before: 0 } => true,
+        Verdict::Write { left_out_before } => {
+            tracing::warn!(
+                target: TARGET,
+                left_out = left_out_before,
+                per_second = UNANSWERED_LINES_PER_SECOND,
+                "access lines of exchanges ended before any answer were left out"
+            );
+            true
+        }
+    }
+}
+
 impl Drop for Entry {
     fn drop(&mut self) {
+        if self.status == 0 && self.close == Close::Aborted && !unanswered_line_fits() {
+            return;
+        }
         let (bytes_up, bytes_down) = self.totals();
         let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         match DIRECT.get() {

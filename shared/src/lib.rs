@@ -23,6 +23,7 @@ pub mod batch_writer;
 pub mod drain;
 pub mod error_answer;
 pub mod limit;
+pub mod line_budget;
 pub mod metrics;
 pub mod relay;
 pub mod runtime;

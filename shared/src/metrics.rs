@@ -24,10 +24,38 @@ pub enum TunnelResult {
     Reset,
     /// Closed by the tunnel idle timeout.
     Idle,
+    /// Closed because the near side left its half open past the fin
+    /// timeout after the far side ended.
+    FinTimeout,
     /// The peer answered the upgrade with something other than a switch.
     Refused,
     /// The tunnel could not be set up (unreachable, timeout, bad answer).
     Failed,
+}
+
+impl From<crate::relay::Close> for TunnelResult {
+    fn from(close: crate::relay::Close) -> Self {
+        use crate::relay::Close;
+        match close {
+            Close::Clean => TunnelResult::Clean,
+            Close::Idle => TunnelResult::Idle,
+            Close::FinTimeout => TunnelResult::FinTimeout,
+            Close::TcpReset | Close::StreamReset => TunnelResult::Reset,
+        }
+    }
+}
+
+/// A limit that refused work, for the `limit_reached` counter.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum LimitKind {
+    /// Client connections served at once (`--max-connections`).
+    ClientConnections,
+    /// Client connections from one address (`--max-connections-per-client`).
+    ClientAddress,
+    /// A client's HTTP/2 connection reached its stream limit: h2 refuses
+    /// further streams (REFUSED_STREAM) without telling, so this counts
+    /// connections that reached it.
+    ClientStreams,
 }
 
 /// Who a failure is blamed on.
@@ -67,8 +95,9 @@ macro_rules! label_values {
     };
 }
 
-label_values!(TunnelResult { Clean => "clean", Reset => "reset", Idle => "idle", Refused => "refused", Failed => "failed" });
+label_values!(TunnelResult { Clean => "clean", Reset => "reset", Idle => "idle", FinTimeout => "fin_timeout", Refused => "refused", Failed => "failed" });
 label_values!(Direction { Up => "up", Down => "down" });
+label_values!(LimitKind { ClientConnections => "client_connections", ClientAddress => "client_address", ClientStreams => "client_streams" });
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProtocolLabel {
@@ -92,6 +121,11 @@ struct StatusLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: LimitKind,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CulpritLabel {
     culprit: &'static str,
 }
@@ -107,6 +141,7 @@ pub struct Metrics {
     requests: Family<StatusLabel, Counter>,
     request_seconds: Histogram,
     errors: Family<CulpritLabel, Counter>,
+    limits_reached: Family<LimitLabel, Counter>,
     connections: Gauge<i64, AtomicI64>,
     streams: Gauge<i64, AtomicI64>,
     /// The `culprit` label of [`Culprit::Peer`]: `sidecar` or `front`.
@@ -163,6 +198,12 @@ impl Metrics {
             "Failed requests and tunnels, by culprit",
             errors.clone(),
         );
+        let limits_reached = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "limit_reached",
+            "Connections refused by a limit, or that reached one, by limit",
+            limits_reached.clone(),
+        );
         let connections = Gauge::default();
         registry.register("http2_connections", connections_help, connections.clone());
         let streams = Gauge::default();
@@ -176,10 +217,18 @@ impl Metrics {
             requests,
             request_seconds,
             errors,
+            limits_reached,
             connections,
             streams,
             peer,
         })
+    }
+
+    /// Counts one refusal by `limit` (or one connection reaching it).
+    pub fn limit_reached(&self, limit: LimitKind) {
+        self.limits_reached
+            .get_or_create(&LimitLabel { limit })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -59,6 +59,23 @@ pub enum Close {
     /// No byte moved either way for the idle timeout: we sent
     /// RST_STREAM(CANCEL) and closed the TCP connection.
     Idle,
+    /// The stream had ended (END_STREAM passed on as a shutdown), and the
+    /// byte-stream side did not end its half within the fin timeout: we
+    /// sent RST_STREAM(CANCEL) and closed it.
+    FinTimeout,
+}
+
+/// The bounds on a quiet tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Nothing moved either way for this long: the tunnel is closed.
+    pub idle: Duration,
+    /// Once the stream has ended, the byte-stream side must end its half
+    /// within this much quiet (HAProxy's `timeout client-fin`). Firefox,
+    /// for one, never ends its half of an RFC 8441 WebSocket stream after
+    /// the server ended: without this bound each such stream would hold a
+    /// place under the connection's stream limit for the idle timeout.
+    pub fin: Duration,
 }
 
 /// What [`tunnel`] moved and how it ended.
@@ -73,13 +90,14 @@ pub struct TunnelEnd {
 }
 
 /// Relays `io` ⇄ the stream `(send, recv)` until both directions end, or
-/// until nothing moved either way for `idle_timeout`.
+/// until nothing moved either way for `timeouts.idle`, or `io` left its
+/// half open for `timeouts.fin` after the stream ended.
 ///
 /// `prefix` holds bytes already read from `io` (hyper's read buffer after an
 /// upgrade); they go onto the stream first. `early` holds bytes already
 /// taken off the stream (what followed an upgrade's body); they go to `io`
 /// first. Each direction half-closes on its own: TCP EOF → empty DATA with
-/// END_STREAM, END_STREAM → TCP shutdown (FIN). A TCP error, or the idle
+/// END_STREAM, END_STREAM → TCP shutdown (FIN). A TCP error, or either
 /// timeout, sends RST_STREAM(CANCEL); a stream reset resets the TCP
 /// connection (RFC 8441 §5 (N14), RFC 9113 §8.5 (N27)).
 #[expect(
@@ -92,12 +110,12 @@ pub fn tunnel(
     early: Bytes,
     send: SendStream<Bytes>,
     recv: RecvStream,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
 ) -> impl Future<Output = TunnelEnd> {
     async move {
         let (reader, writer) = io.into_split();
         let halves = Halves { reader, writer };
-        let (end, halves) = relay(halves, prefix, early, send, recv, idle_timeout).await;
+        let (end, halves) = relay(halves, prefix, early, send, recv, timeouts).await;
         if end.close == Close::StreamReset {
             // SO_LINGER 0 makes close() send RST instead of FIN. If it fails
             // the peer sees a FIN, which still ends the tunnel.
@@ -121,7 +139,7 @@ pub fn tunnel_io<T>(
     early: Bytes,
     send: SendStream<Bytes>,
     recv: RecvStream,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
 ) -> impl Future<Output = TunnelEnd>
 where
     T: AsyncRead + AsyncWrite + Send,
@@ -129,9 +147,7 @@ where
     async move {
         let (reader, writer) = tokio::io::split(io);
         let halves = Halves { reader, writer };
-        relay(halves, prefix, early, send, recv, idle_timeout)
-            .await
-            .0
+        relay(halves, prefix, early, send, recv, timeouts).await.0
     }
 }
 
@@ -152,7 +168,7 @@ fn relay<R, W>(
     early: Bytes,
     mut send: SendStream<Bytes>,
     mut recv: RecvStream,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
 ) -> impl Future<Output = (TunnelEnd, Halves<R, W>)>
 where
     R: AsyncRead + Unpin,
@@ -182,15 +198,27 @@ where
                 &mut end.to_tcp,
                 &last_moved,
             );
-            let idle = tokio::time::sleep(idle_timeout);
+            // The quiet allowed: the idle timeout, then, once the stream
+            // has ended toward `io`, the fin timeout if that is shorter.
+            let (mut quiet, mut quiet_close) = (timeouts.idle, Close::Idle);
+            let idle = tokio::time::sleep(quiet);
             tokio::pin!(up, down, idle);
             let (mut up_done, mut down_done) = (false, false);
             while !(up_done && down_done) {
                 let outcome = tokio::select! {
                     outcome = &mut up, if !up_done => { up_done = true; outcome }
-                    outcome = &mut down, if !down_done => { down_done = true; outcome }
-                    () = &mut idle => match last_moved.last().checked_add(idle_timeout) {
-                        Some(deadline) if deadline <= Instant::now() => Err(Close::Idle),
+                    outcome = &mut down, if !down_done => {
+                        down_done = true;
+                        if outcome.is_ok() && timeouts.fin < quiet {
+                            (quiet, quiet_close) = (timeouts.fin, Close::FinTimeout);
+                            // The fin timeout counts from this shutdown.
+                            last_moved.touch();
+                            idle.as_mut().reset(Instant::now() + quiet);
+                        }
+                        outcome
+                    }
+                    () = &mut idle => match last_moved.last().checked_add(quiet) {
+                        Some(deadline) if deadline <= Instant::now() => Err(quiet_close),
                         Some(deadline) => {
                             idle.as_mut().reset(deadline);
                             Ok(())
@@ -220,7 +248,7 @@ where
             // writing meanwhile): best effort with several workers.
             tokio::task::yield_now().await;
         }
-        if matches!(end.close, Close::TcpReset | Close::Idle) {
+        if matches!(end.close, Close::TcpReset | Close::Idle | Close::FinTimeout) {
             send.send_reset(Reason::CANCEL);
         }
         (end, halves)
@@ -592,6 +620,12 @@ pub const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 /// owns it alone, so a stalled stream there only slows that client; the
 /// front holds at most this much of one client's uploads.
 pub const CLIENT_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
+/// Locally reset streams each end of the hop remembers (h2 forgets the
+/// oldest past this, default 50): frames already in flight for a stream
+/// we reset are then dropped quietly, not answered with a reset of their
+/// own, which h2 counts toward its limit on self-made resets.
+pub const REMEMBERED_RESETS: usize = 10_000;
 
 /// Largest frame payload each end of the hop accepts (SETTINGS_MAX_FRAME_SIZE,
 /// RFC 9113 §6.5.2): a relay read of up to 64 KiB goes out as one

@@ -16,7 +16,7 @@ use h2hop::admin::Readiness;
 use h2hop::drain::{Drain, Drained};
 use h2hop::limit::Limit;
 use h2hop::metrics::Metrics;
-use h2hop::relay::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW};
+use h2hop::relay::{CONNECTION_WINDOW, MAX_FRAME_SIZE, REMEMBERED_RESETS, STREAM_WINDOW};
 use h2hop::tls;
 use h2hop::tls::reload::Reloadable;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -133,6 +133,16 @@ where
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME_SIZE)
         .max_concurrent_streams(config.max_concurrent_streams)
+        // The front is this connection's one peer, authenticated, and
+        // the one that applies rapid-reset limits to its own clients
+        // (RFC 9113 §10.5). Each reset it sends here is some client's,
+        // and one client's burst must not end every other client's
+        // streams, which h2's defaults would: GOAWAY ENHANCE_YOUR_CALM
+        // after 20 resets of streams not yet accepted, and after 1,024
+        // resets of its own over the connection's whole life.
+        .max_pending_accept_reset_streams(pending_reset_limit(config.max_concurrent_streams))
+        .max_local_error_reset_streams(None)
+        .max_concurrent_reset_streams(REMEMBERED_RESETS)
         .handshake::<_, Bytes>(io);
     let mut connection = match timeout(config.handshake_timeout, handshake).await {
         Err(_) => return warn!("HTTP/2 handshake timed out"),
@@ -187,6 +197,16 @@ where
         }
     }
     debug!("front disconnected");
+}
+
+/// Streams the front may reset before this connection accepted them, at
+/// once: ten times the stream limit, so that every client of the front
+/// can drop all its streams in the same instant. It still bounds the
+/// queue h2 keeps of them.
+fn pending_reset_limit(max_concurrent_streams: u32) -> usize {
+    usize::try_from(max_concurrent_streams)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(10)
 }
 
 /// Takes one off the open streams gauge when dropped, however the stream's

@@ -17,7 +17,7 @@ use bytes::BytesMut;
 use h2hop::access::Entry;
 use h2hop::limit::{Limit, Permit};
 use h2hop::metrics::{OpenTunnel, TunnelResult};
-use h2hop::relay::{self, Close};
+use h2hop::relay;
 use h2hop::translate::request::{self, AppUpgrade};
 use h2hop::translate::response::{self, Refusal};
 use h2hop::upgrade::{self, WEBSOCKET};
@@ -77,7 +77,11 @@ pub async fn open(
         early: switched.early,
         send,
         recv,
-        idle_timeout: context.tunnel_idle_timeout,
+        // The app is trusted to end its half: no fin timeout of its own.
+        timeouts: relay::Timeouts {
+            idle: context.tunnel_idle_timeout,
+            fin: context.tunnel_idle_timeout,
+        },
         metrics: context.metrics.tunnel_opened(protocol, asked.elapsed()),
         _place: place,
     }))
@@ -92,7 +96,7 @@ pub struct Opened {
     early: Bytes,
     send: SendStream<Bytes>,
     recv: RecvStream,
-    idle_timeout: Duration,
+    timeouts: relay::Timeouts,
     metrics: OpenTunnel,
     _place: Permit,
 }
@@ -109,7 +113,7 @@ impl Opened {
             early,
             send,
             recv,
-            idle_timeout,
+            timeouts,
             metrics,
             _place: place,
         } = self;
@@ -120,11 +124,11 @@ impl Opened {
             // makes the block keep it).
             let _place = &place;
             let started = tokio::time::Instant::now();
-            let end = relay::tunnel(io, prefix, early, send, recv, idle_timeout).await;
+            let end = relay::tunnel(io, prefix, early, send, recv, timeouts).await;
             debug!(duration = ?started.elapsed(), "tunnel closed");
             entry.add_bytes(end.to_tcp, end.to_stream);
             entry.close(end.close.into());
-            let result = tunnel_result(end.close);
+            let result = end.close.into();
             metrics.ended(result, end.to_tcp, end.to_stream);
         }
     }
@@ -218,15 +222,6 @@ async fn exchange(
         early,
         reply: response::switched_to_h2(&head),
     }))
-}
-
-/// How a relay's end counts in the metrics.
-pub fn tunnel_result(close: Close) -> TunnelResult {
-    match close {
-        Close::Clean => TunnelResult::Clean,
-        Close::Idle => TunnelResult::Idle,
-        Close::TcpReset | Close::StreamReset => TunnelResult::Reset,
-    }
 }
 
 /// The place, or a 503 naming the limit.

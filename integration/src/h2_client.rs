@@ -1,0 +1,53 @@
+//! An HTTP/2 client of the front's TLS listener, as a browser connects:
+//! TLS trusting the pair's CA with ALPN `h2`, then the `h2` crate's client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use h2::client::SendRequest;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::harness::Pair;
+
+/// A TLS connection to the front trusting the pair's CA, offering `alpn`.
+pub async fn tls_connect(pair: &Pair, alpn: &[&[u8]]) -> anyhow::Result<TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pair.pki.ca_der())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
+    let addr: SocketAddr = pair
+        .front_tls
+        .context("the pair has no client TLS listener")?;
+    let tcp = TcpStream::connect(addr).await?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    Ok(tls)
+}
+
+/// An HTTP/2 connection over TLS whose SETTINGS from the front are in
+/// effect (the front sends them before it can ACK our PING). The
+/// connection runs in a task of its own until it ends.
+pub async fn h2_connect(pair: &Pair) -> anyhow::Result<SendRequest<Bytes>> {
+    let tls = tls_connect(pair, &[b"h2"]).await?;
+    anyhow::ensure!(
+        tls.get_ref().1.alpn_protocol() == Some(&b"h2"[..]),
+        "the front did not choose h2"
+    );
+    let (send, mut connection) = h2::client::handshake(tls).await?;
+    let mut ping_pong = connection.ping_pong().context("PING handle taken")?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    ping_pong.ping(h2::Ping::opaque()).await?;
+    Ok(send)
+}
