@@ -56,11 +56,13 @@ pub static LAST_WORDS: [u8; 24 * 1024] = {
 /// and any other path (WebSocket echo). An Upgrade to any other
 /// token, any method: the body is read, the 101 names the same token, and
 /// the upgraded stream starts with `METHOD LENGTH\n` and that body, then
-/// echoes raw bytes (`/status/NNN` answers that status). Plain requests: `GET /`
-/// (demo page), `/echo`, `/bytes/N`, `/status/NNN`, `GET /hop-fields`
-/// (hop-by-hop response fields), anything else `hello from app`. A request
+/// echoes raw bytes (`/status/NNN` answers that status). Plain requests:
+/// `GET /` (demo page), `GET /ws-cycle?n=N` (a page cycling N WebSockets),
+/// `/echo`, `/bytes/N`, `/status/NNN`, `GET /hop-fields` (hop-by-hop
+/// response fields), anything else `hello from app`. A request
 /// (plain or upgrade) for `/slow` gets its answer only at shutdown, one for
-/// `/delay/MS` after MS milliseconds.
+/// `/delay/MS` after MS milliseconds; a plain request for `/after-request`
+/// gets `hello from app` only once its body has ended.
 pub struct TestApp {
     /// The address the app listens on.
     pub addr: SocketAddr,
@@ -261,6 +263,9 @@ async fn serve_connection(stream: TcpStream, ctx: Ctx) {
             }
             let response = match routes::other_upgrade(req.headers()) {
                 Some(token) => routes::other_protocol(req, &ctx, token).await,
+                None if req.uri().path() == "/after-request" => {
+                    routes::after_request(req, &ctx).await
+                }
                 None => routes::route(req, &ctx),
             };
             if slow {

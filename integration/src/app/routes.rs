@@ -34,6 +34,10 @@ type AppBody = BoxBody<Bytes, hyper::Error>;
 /// same origin and shows the echoes.
 const DEMO_PAGE: &str = include_str!("../page.html");
 
+/// The page served on `GET /ws-cycle?n=N`: opens, echoes on and closes N
+/// WebSockets in turn, then reports a tally on the console (see the page).
+const WS_CYCLE_PAGE: &str = include_str!("../ws_cycle.html");
+
 /// What `GET /hop-fields` adds to its 200: `X-Hop` is hop-by-hop only
 /// because `Connection` names it, `Keep-Alive` is named and hop-by-hop
 /// anyway, `Proxy-Connection` is hop-by-hop though unnamed (RFC 9110 §7.6.1
@@ -135,6 +139,18 @@ pub(super) async fn other_protocol(
     response
 }
 
+/// `/after-request`: reads the request body to its end before answering,
+/// so that the response cannot complete while the client's half of the
+/// stream is still open (a conformance suite's frames after the request
+/// then always meet an open stream).
+pub(super) async fn after_request(req: Request<Incoming>, ctx: &Ctx) -> Response<AppBody> {
+    record(&req, ctx);
+    match req.into_body().collect().await {
+        Ok(_) => text(StatusCode::OK, "hello from app"),
+        Err(_) => text(StatusCode::BAD_REQUEST, "unreadable body"),
+    }
+}
+
 /// Plain (non-upgrade) routes.
 fn route_plain(req: Request<Incoming>) -> Response<AppBody> {
     let path = req.uri().path();
@@ -154,6 +170,9 @@ fn route_plain(req: Request<Incoming>) -> Response<AppBody> {
     match path {
         "/" if req.method() == Method::GET => {
             full(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE)
+        }
+        "/ws-cycle" if req.method() == Method::GET => {
+            full(StatusCode::OK, "text/html; charset=utf-8", WS_CYCLE_PAGE)
         }
         "/hop-fields" if req.method() == Method::GET => {
             with_fields(text(StatusCode::OK, "hop"), &PLAIN_HOP_FIELDS)
