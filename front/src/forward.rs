@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tracing::{Instrument as _, Span, debug};
 
 use crate::Error;
-use crate::listener::{Context, ResponseBody, answer_version, client_scheme};
+use crate::context::{self, Context, ResponseBody, answer_version, client_scheme};
 use crate::upstream::Cluster;
 
 /// Forwards one request and returns the response to stream to the client;
@@ -62,5 +62,5 @@ pub async fn forward(
         })?;
     let (head, recv) = response.into_parts();
     let relayed = response::relay(&head, answer_version(&parts));
-    Ok(relayed.map(|()| crate::listener::streamed(H2Body::with_guard(recv, slot))))
+    Ok(relayed.map(|()| context::streamed(H2Body::with_guard(recv, slot))))
 }

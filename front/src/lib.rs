@@ -2,21 +2,29 @@
 //! (one connection, and more only when the sidecar's stream limit is reached).
 //!
 //! The path of a request, stage by stage:
-//! 1. [`listener`]: accept, serve HTTP/1.1 with upgrades, one task per connection,
-//!    each bounded by [`client_limits`] (places per address, idle timeout);
-//! 2. [`classify`]: allowed upgrade, plain request, or a 400/413/426 answered here;
-//! 3. [`upgrade`]: extended CONNECT (RFC 8441) with the upgrade's method and
+//! 1. [`listener`]: accept on the plain and TLS listeners, one task per
+//!    connection under the connection limits ([`client_limits`]);
+//! 2. [`client_http`]: HTTP/1.1 with upgrades, or HTTP/2 with RFC 8441, each
+//!    within its connection's bounds (idle timeout, streams, early resets);
+//! 3. [`dispatch`]: each request [`classify`]d (allowed upgrade, plain
+//!    request, or a 400/413/426 answered here) and routed ([`routes`]);
+//! 4. [`upgrade`]: extended CONNECT (RFC 8441) with the upgrade's method and
 //!    body, the rebuilt 101, then the relay;
 //!    or [`forward`]: an ordinary HTTP/2 stream, bodies streamed both ways;
-//! 4. [`upstream`]: the HTTP/2 connections, TLS with ALPN `h2` or h2c.
+//! 5. [`upstream`]: the HTTP/2 connections, TLS with ALPN `h2` or h2c.
+//!
+//! [`context`] holds what the request stages share; it calls none of them.
 //!
 //! [`run`] takes an already-bound listener and a cancellation token; only
 //! `main` binds, reads signals and picks the exit code.
 
 pub mod args;
 pub mod classify;
+pub mod client_http;
 pub mod client_limits;
 pub mod config_file;
+pub mod context;
+pub mod dispatch;
 mod error;
 pub mod forward;
 pub mod listener;

@@ -29,10 +29,10 @@ use h2hop::access::Entry;
 use h2hop::limit::Permit;
 use h2hop::metrics::{OpenTunnel, TunnelResult};
 
+use crate::Error;
 use crate::classify::Upgrade;
-use crate::listener::{Context, ResponseBody, answer_version, client_scheme};
+use crate::context::{self, Context, ResponseBody, answer_version, client_scheme};
 use crate::upstream::{Cluster, StreamSlot};
-use crate::{Error, listener};
 
 /// Sends the extended CONNECT (and the upgrade's body) and answers the
 /// client with what came back.
@@ -100,7 +100,7 @@ pub async fn open(
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("Upgrade"));
         }
-        return Ok(relayed.map(|()| listener::streamed(H2Body::with_guard(recv, slot))));
+        return Ok(relayed.map(|()| context::streamed(H2Body::with_guard(recv, slot))));
     }
 
     // HTTP/2 clients get the sidecar's 200 as it is (RFC 8441 §5 (N13)).
@@ -131,7 +131,7 @@ pub async fn open(
         )
         .instrument(span),
     );
-    Ok(switched.map(|()| listener::empty()))
+    Ok(switched.map(|()| context::empty()))
 }
 
 /// The upgrade's body, within the response timeout.

@@ -22,6 +22,7 @@ pub mod admin;
 pub mod batch_writer;
 pub mod drain;
 pub mod error_answer;
+pub mod h2_settings;
 pub mod limit;
 pub mod line_budget;
 pub mod metrics;

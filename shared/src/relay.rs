@@ -59,9 +59,8 @@ pub enum Close {
     /// No byte moved either way for the idle timeout: we sent
     /// RST_STREAM(CANCEL) and closed the TCP connection.
     Idle,
-    /// The stream had ended (END_STREAM passed on as a shutdown), and the
-    /// byte-stream side did not end its half within the fin timeout: we
-    /// sent RST_STREAM(CANCEL) and closed it.
+    /// The stream had ended, and the byte-stream side did not end its half
+    /// within the fin timeout: we sent RST_STREAM(CANCEL) and closed it.
     FinTimeout,
 }
 
@@ -71,10 +70,9 @@ pub struct Timeouts {
     /// Nothing moved either way for this long: the tunnel is closed.
     pub idle: Duration,
     /// Once the stream has ended, the byte-stream side must end its half
-    /// within this much quiet (HAProxy's `timeout client-fin`). Firefox,
-    /// for one, never ends its half of an RFC 8441 WebSocket stream after
-    /// the server ended: without this bound each such stream would hold a
-    /// place under the connection's stream limit for the idle timeout.
+    /// within this much quiet (HAProxy's `timeout client-fin`): Firefox
+    /// never ends its half of an RFC 8441 stream the server ended, which
+    /// would hold a stream slot for the idle timeout.
     pub fin: Duration,
 }
 
@@ -599,38 +597,6 @@ impl Body for H2Body {
         SizeHint::default()
     }
 }
-
-/// HTTP/2 receive window per stream, set on both ends of the hop: the most
-/// one tunnel direction can hold in flight (RFC 9113 §6.9.2).
-pub const STREAM_WINDOW: u32 = 1024 * 1024;
-
-/// HTTP/2 receive window of each connection on the hop, shared by all its
-/// streams: the largest a window may be (2^31 − 1, RFC 9113 §6.9.1).
-///
-/// A stream never holds more than [`STREAM_WINDOW`], so memory stays
-/// bounded per stream, while the connection's window only has to outlast
-/// every stream stalled at once. A smaller one (16 MiB, before) let 17
-/// clients that stopped reading pin all of it, and every other tunnel and
-/// request on that shared connection stopped both ways (RFC 9113 §5.2.2:
-/// a receiver that stops releasing connection-level credit stalls all
-/// streams). nghttpx uses the same value toward its backends.
-pub const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
-
-/// HTTP/2 receive window of a client's connection to the front. A client
-/// owns it alone, so a stalled stream there only slows that client; the
-/// front holds at most this much of one client's uploads.
-pub const CLIENT_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
-
-/// Locally reset streams each end of the hop remembers (h2 forgets the
-/// oldest past this, default 50): frames already in flight for a stream
-/// we reset are then dropped quietly, not answered with a reset of their
-/// own, which h2 counts toward its limit on self-made resets.
-pub const REMEMBERED_RESETS: usize = 10_000;
-
-/// Largest frame payload each end of the hop accepts (SETTINGS_MAX_FRAME_SIZE,
-/// RFC 9113 §6.5.2): a relay read of up to 64 KiB goes out as one
-/// DATA frame instead of four of the default 16 KiB.
-pub const MAX_FRAME_SIZE: u32 = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
