@@ -100,11 +100,11 @@ pub struct Args {
     /// (END_STREAM on HTTP/2, FIN on HTTP/1.1), the client must end its
     /// half within this much quiet, or the tunnel is reset and its HTTP/2
     /// stream freed (as HAProxy's `timeout client-fin`).
-    #[arg(long, env = "H2HOP_FRONT_CLIENT_FIN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "H2HOP_FRONT_CLIENT_FIN_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub client_fin_timeout: Duration,
     /// Streams one HTTP/2 client connection may have open at once
     /// (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused (REFUSED_STREAM).
-    #[arg(long, env = "H2HOP_FRONT_CLIENT_MAX_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "H2HOP_FRONT_CLIENT_MAX_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub client_max_streams: u32,
     /// Client connections one IP address may have served at once
     /// (upgraded ones count as tunnels instead); past it a new connection
@@ -365,8 +365,8 @@ mod tests {
             .config()
             .unwrap();
         assert_eq!(config.client_idle_timeout, Duration::from_secs(60));
-        assert_eq!(config.client_fin_timeout, Duration::from_secs(5));
-        assert_eq!(config.client_max_streams, 128);
+        assert_eq!(config.client_fin_timeout, Duration::from_secs(1));
+        assert_eq!(config.client_max_streams, 256);
         assert_eq!(config.max_connections_per_client, 1000);
         let args = Args::try_parse_from([
             "h2hop-front",
