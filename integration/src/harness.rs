@@ -703,6 +703,31 @@ impl Process {
         Ok(process)
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The address logged as `name=ADDR` on its "ready" line (`listen` is
+    /// also [`Process::listen`]).
+    pub fn ready_addr(&self, name: &str) -> anyhow::Result<SocketAddr> {
+        let lines = self.lines();
+        let ready = lines
+            .iter()
+            .find(|line| line.contains("ready"))
+            .context("no ready line")?;
+        let prefix = format!("{name}=");
+        let value = ready
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix(prefix.as_str()))
+            .with_context(|| format!("no {name}= in {ready:?}"))?;
+        // A string field is logged quoted.
+        value
+            .trim_matches('"')
+            .parse()
+            .with_context(|| format!("bad {name}= in {ready:?}"))
+    }
+
     /// The log lines so far.
     pub fn lines(&self) -> Vec<String> {
         let lines = self.lines.lock();

@@ -1,11 +1,15 @@
 //! End-to-end support for h2hop: the in-process test app behind the sidecar,
 //! the test clients in front of the front, and nghttpx as either half for
-//! the interoperability tests, and log capture.
+//! the interoperability tests, and log capture; for the abuse tests, raw
+//! HTTP/2 frames, bystander clients and the front as a child process.
 
 pub mod app;
 pub mod bench;
+pub mod bystander;
 pub mod client;
+pub mod front_process;
 pub mod h2_client;
 pub mod harness;
 pub mod interop;
 pub mod logs;
+pub mod raw_h2;

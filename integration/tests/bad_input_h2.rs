@@ -23,8 +23,12 @@ use bytes::Bytes;
 use h2::Reason;
 use h2::client::SendRequest;
 use h2hop_integration::harness::{Pair, within};
+use h2hop_integration::raw_h2::{
+    Answer, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PROTOCOL_ERROR,
+    REFUSED_STREAM, Raw, block, frame, literal,
+};
 use http::{Method, Request, StatusCode};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::time::{Instant, sleep, timeout};
@@ -36,23 +40,6 @@ const MIB: u64 = 1024 * 1024;
 
 /// The growth a flood may cause before it counts as unbounded.
 const RSS_BOUND: u64 = 64 * MIB;
-
-/// HTTP/2 frame types (RFC 9113 §6).
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const GOAWAY: u8 = 0x7;
-const CONTINUATION: u8 = 0x9;
-
-/// Frame flags.
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-
-/// Error codes (RFC 9113 §7).
-const PROTOCOL_ERROR: u32 = 0x1;
-const REFUSED_STREAM: u32 = 0x7;
 
 /// This process's resident set size, from `/proc/self/status`.
 fn rss() -> u64 {
@@ -79,196 +66,6 @@ async fn pair() -> Pair {
 }
 
 // ----- raw frames -----
-
-/// An HPACK integer with an `prefix`-bit prefix, `flags` in the first
-/// byte's high bits (RFC 7541 §5.1).
-fn hpack_int(out: &mut Vec<u8>, prefix: u32, flags: u8, mut value: usize) {
-    let max = (1usize << prefix) - 1;
-    if value < max {
-        out.push(flags | value as u8);
-        return;
-    }
-    out.push(flags | max as u8);
-    value -= max;
-    while value >= 128 {
-        out.push((value % 128) as u8 | 0x80);
-        value /= 128;
-    }
-    out.push(value as u8);
-}
-
-/// Literal field without indexing, new name, no Huffman (RFC 7541
-/// §6.2.2): the bytes go on the wire exactly as given, so a field `h2`
-/// would refuse to encode can be sent.
-fn literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.push(0x00);
-    hpack_int(out, 7, 0, name.len());
-    out.extend_from_slice(name);
-    hpack_int(out, 7, 0, value.len());
-    out.extend_from_slice(value);
-}
-
-fn block(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, value) in fields {
-        literal(&mut out, name.as_bytes(), value.as_bytes());
-    }
-    out
-}
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).unwrap();
-    let mut out = len.to_be_bytes()[1..].to_vec();
-    out.push(kind);
-    out.push(flags);
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// One frame as read.
-struct Frame {
-    kind: u8,
-    flags: u8,
-    stream: u32,
-    payload: Vec<u8>,
-}
-
-/// How the sidecar answered one raw stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Answer {
-    /// A response HEADERS with a status from HPACK's static table.
-    Status(u16),
-    /// A response HEADERS whose `:status` is not a static-table entry.
-    OtherHeaders(Vec<u8>),
-    /// RST_STREAM with this error code.
-    Reset(u32),
-    /// GOAWAY with this error code.
-    GoAway(u32),
-    /// The connection ended without either.
-    Closed,
-}
-
-/// A raw h2c connection to the sidecar, past the SETTINGS exchange.
-struct Raw {
-    tcp: TcpStream,
-    buf: Vec<u8>,
-    /// The sidecar's SETTINGS, by identifier.
-    settings: HashMap<u16, u32>,
-}
-
-impl Raw {
-    /// Preface and an empty SETTINGS, then waits for the sidecar's
-    /// SETTINGS and ACKs them (RFC 9113 §3.4).
-    async fn connect(addr: SocketAddr) -> Raw {
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        hello.extend(frame(SETTINGS, 0, 0, &[]));
-        tcp.write_all(&hello).await.unwrap();
-        let mut raw = Raw {
-            tcp,
-            buf: Vec::new(),
-            settings: HashMap::new(),
-        };
-        loop {
-            let frame = raw.next_frame().await.expect("the sidecar's SETTINGS");
-            if frame.kind == SETTINGS && frame.flags & ACK == 0 {
-                for setting in frame.payload.chunks_exact(6) {
-                    let id = u16::from_be_bytes([setting[0], setting[1]]);
-                    let value = u32::from_be_bytes(setting[2..6].try_into().unwrap());
-                    raw.settings.insert(id, value);
-                }
-                raw.send(&frame_ack()).await;
-                return raw;
-            }
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.tcp.write_all(bytes).await.unwrap();
-    }
-
-    /// Sends a request HEADERS (END_HEADERS | END_STREAM) on `stream`.
-    async fn request(&mut self, stream: u32, fields: &[(&str, &str)]) {
-        let headers = frame(HEADERS, END_HEADERS | END_STREAM, stream, &block(fields));
-        self.send(&headers).await;
-    }
-
-    /// The next frame, or `None` when the connection ended; fails after
-    /// 5 s of silence.
-    async fn next_frame(&mut self) -> Option<Frame> {
-        loop {
-            if self.buf.len() >= 9 {
-                let len = u32::from_be_bytes([0, self.buf[0], self.buf[1], self.buf[2]]) as usize;
-                if self.buf.len() >= 9 + len {
-                    let head: Vec<u8> = self.buf.drain(..9).collect();
-                    let payload = self.buf.drain(..len).collect();
-                    let stream = u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff;
-                    return Some(Frame {
-                        kind: head[3],
-                        flags: head[4],
-                        stream,
-                        payload,
-                    });
-                }
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let read = timeout(Duration::from_secs(5), self.tcp.read(&mut chunk))
-                .await
-                .expect("the sidecar answers within 5 s");
-            match read {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    /// Reads until something decides `stream`: its response HEADERS, its
-    /// RST_STREAM, a GOAWAY or the end of the connection.
-    async fn answer(&mut self, stream: u32) -> Answer {
-        loop {
-            let Some(frame) = self.next_frame().await else {
-                return Answer::Closed;
-            };
-            if let Some(answer) = frame.answer_for(stream) {
-                return answer;
-            }
-        }
-    }
-}
-
-fn frame_ack() -> Vec<u8> {
-    frame(SETTINGS, ACK, 0, &[])
-}
-
-impl Frame {
-    fn error_code(&self, at: usize) -> u32 {
-        u32::from_be_bytes(self.payload[at..at + 4].try_into().unwrap())
-    }
-
-    /// What this frame says about `stream`, if anything.
-    fn answer_for(&self, stream: u32) -> Option<Answer> {
-        match self.kind {
-            GOAWAY => Some(Answer::GoAway(self.error_code(4))),
-            RST_STREAM if self.stream == stream => Some(Answer::Reset(self.error_code(0))),
-            HEADERS if self.stream == stream => Some(status(&self.payload)),
-            _ => None,
-        }
-    }
-}
-
-/// `:status` from the first field of a response block, when h2 encoded it
-/// as a static-table index (RFC 7541 Appendix A, entries 8 to 14).
-fn status(block: &[u8]) -> Answer {
-    const STATIC: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
-    match block.first() {
-        Some(&byte) if byte & 0x80 != 0 && (8..=14).contains(&(byte & 0x7f)) => {
-            Answer::Status(STATIC[usize::from(byte & 0x7f) - 8])
-        }
-        _ => Answer::OtherHeaders(block.iter().take(8).copied().collect()),
-    }
-}
 
 /// The pseudo-header fields of a well-formed `GET path`.
 fn get(path: &'static str) -> Vec<(&'static str, &'static str)> {
@@ -348,8 +145,8 @@ async fn works(send: &SendRequest<Bytes>, len: usize) {
 /// Sends `fields` as stream 1 of a fresh raw connection and returns the
 /// sidecar's answer.
 async fn answer_to(addr: SocketAddr, fields: &[(&str, &str)]) -> Answer {
-    let mut raw = Raw::connect(addr).await;
-    raw.request(1, fields).await;
+    let mut raw = Raw::connect(addr).await.unwrap();
+    raw.request(1, fields).await.unwrap();
     raw.answer(1).await
 }
 
@@ -384,15 +181,18 @@ async fn data_frames_above_16_kib_are_accepted() {
     let _serial = SERIAL.lock().await;
     within(async {
         let pair = pair().await;
-        let mut raw = Raw::connect(pair.sidecar).await;
+        let mut raw = Raw::connect(pair.sidecar).await.unwrap();
         assert_eq!(raw.settings.get(&MAX_FRAME_SIZE), Some(&(64 * 1024)));
         let length = BODY.to_string();
         let mut fields = get("/echo");
         fields[0] = (":method", "POST");
         fields.push(("content-length", &length));
         raw.send(&frame(HEADERS, END_HEADERS, 1, &block(&fields)))
-            .await;
-        raw.send(&frame(DATA, END_STREAM, 1, &[b'x'; BODY])).await;
+            .await
+            .unwrap();
+        raw.send(&frame(DATA, END_STREAM, 1, &[b'x'; BODY]))
+            .await
+            .unwrap();
         assert_eq!(raw.answer(1).await, Answer::Status(200));
         let mut echoed = 0;
         loop {
@@ -711,16 +511,17 @@ async fn rapid_reset_is_absorbed_with_bounded_memory() {
         }
         let after = rss();
         eprintln!(
-            "rapid reset: {reset} streams on {connections} connections; {} of them reached the app, {} app connections still open beside the pooled one; RSS before {:.1} MiB, after {:.1} MiB, growth {:.1} MiB",
+            "rapid reset: {reset} streams on {connections} connections; {} of them reached the app; app connections open before {open_before}, after {}; RSS before {:.1} MiB, after {:.1} MiB, growth {:.1} MiB",
             pair.app.requests().len() - seen_before,
-            open() - open_before,
+            open(),
             mib(before),
             mib(after),
             mib(after.saturating_sub(before)),
         );
-        assert_eq!(
-            open(),
-            open_before,
+        // The pooled connection may have been closed meanwhile; none of
+        // the reset streams' may stay.
+        assert!(
+            open() <= open_before,
             "app requests of reset streams were not cancelled"
         );
         assert!(after.saturating_sub(before) < RSS_BOUND);
@@ -775,9 +576,8 @@ async fn continuation_flood_ends_the_connection_with_bounded_memory() {
         works(&bystander, 1000).await;
         let seen_before = pair.app.requests().len();
         let before = rss();
-        let raw = Raw::connect(pair.sidecar).await;
-        let Raw { tcp, buf, .. } = raw;
-        let (mut reader, mut writer) = tcp.into_split();
+        let raw = Raw::connect(pair.sidecar).await.unwrap();
+        let (mut reader, mut writer) = raw.into_split();
         let frames = tokio::spawn(async move {
             let first = block(&get("/flood"));
             let head = frame(HEADERS, END_STREAM, 1, &first);
@@ -795,29 +595,7 @@ async fn continuation_flood_ends_the_connection_with_bounded_memory() {
             10_000
         });
         // Read until GOAWAY or the end of the connection.
-        let mut ended = None;
-        let mut bytes = buf;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while ended.is_none() && Instant::now() < deadline {
-            while bytes.len() >= 9 {
-                let len = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
-                if bytes.len() < 9 + len {
-                    break;
-                }
-                if bytes[3] == GOAWAY {
-                    ended = Some(Answer::GoAway(u32::from_be_bytes(
-                        bytes[13..17].try_into().unwrap(),
-                    )));
-                }
-                bytes.drain(..9 + len);
-            }
-            let mut chunk = [0u8; 4096];
-            match timeout(Duration::from_secs(1), reader.read(&mut chunk)).await {
-                Err(_) => {}
-                Ok(Ok(0) | Err(_)) => ended = ended.or(Some(Answer::Closed)),
-                Ok(Ok(n)) => bytes.extend_from_slice(&chunk[..n]),
-            }
-        }
+        let ended = reader.ending(Duration::from_secs(20)).await;
         drop(reader);
         let sent = timeout(Duration::from_secs(5), frames)
             .await
@@ -850,7 +628,7 @@ async fn streams_over_the_limit_are_refused() {
     let _serial = SERIAL.lock().await;
     within(async {
         let pair = Pair::builder().h2c().max_streams(4).start().await.unwrap();
-        let mut raw = Raw::connect(pair.sidecar).await;
+        let mut raw = Raw::connect(pair.sidecar).await.unwrap();
         assert_eq!(
             raw.settings.get(&0x3),
             Some(&4),
@@ -861,7 +639,7 @@ async fn streams_over_the_limit_are_refused() {
             let fields = block(&get("/delay/300"));
             burst.extend(frame(HEADERS, END_HEADERS | END_STREAM, stream, &fields));
         }
-        raw.send(&burst).await;
+        raw.send(&burst).await.unwrap();
         // Answers, and the served streams' ends (END_STREAM on DATA), which
         // may come in the same read as the last answers.
         let mut answers = HashMap::new();
@@ -892,7 +670,7 @@ async fn streams_over_the_limit_are_refused() {
         assert_eq!((served, refused), (4, 6), "{streams:?}");
         assert_eq!(pair.app.requests().len(), 4);
         // The served streams have ended: one more fits.
-        raw.request(21, &get("/echo")).await;
+        raw.request(21, &get("/echo")).await.unwrap();
         assert_eq!(raw.answer(21).await, Answer::Status(200));
     })
     .await;
