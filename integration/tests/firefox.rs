@@ -284,7 +284,7 @@ async fn firefox_cycles_300_websockets_on_one_http2_connection() {
     tokio::time::timeout(LIMIT, async {
         // Firefox never ends its half of a WebSocket's stream, so each
         // closed one holds a place under the client stream limit until the
-        // front's client-fin timeout frees it: with the defaults (1 s, 128
+        // front's client-fin timeout frees it: with the defaults (1 s, 256
         // streams) a page may cycle over a hundred a second.
         let pair = Pair::builder().h2c().client_tls().start().await.unwrap();
         let url = format!(

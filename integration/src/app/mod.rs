@@ -61,8 +61,7 @@ pub static LAST_WORDS: [u8; 24 * 1024] = {
 /// `/echo`, `/bytes/N`, `/status/NNN`, `GET /hop-fields` (hop-by-hop
 /// response fields), anything else `hello from app`. A request
 /// (plain or upgrade) for `/slow` gets its answer only at shutdown, one for
-/// `/delay/MS` after MS milliseconds; a plain request for `/after-request`
-/// gets `hello from app` only once its body has ended.
+/// `/delay/MS` after MS milliseconds.
 pub struct TestApp {
     /// The address the app listens on.
     pub addr: SocketAddr,
@@ -263,9 +262,6 @@ async fn serve_connection(stream: TcpStream, ctx: Ctx) {
             }
             let response = match routes::other_upgrade(req.headers()) {
                 Some(token) => routes::other_protocol(req, &ctx, token).await,
-                None if req.uri().path() == "/after-request" => {
-                    routes::after_request(req, &ctx).await
-                }
                 None => routes::route(req, &ctx),
             };
             if slow {

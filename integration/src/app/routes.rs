@@ -139,18 +139,6 @@ pub(super) async fn other_protocol(
     response
 }
 
-/// `/after-request`: reads the request body to its end before answering,
-/// so that the response cannot complete while the client's half of the
-/// stream is still open (a conformance suite's frames after the request
-/// then always meet an open stream).
-pub(super) async fn after_request(req: Request<Incoming>, ctx: &Ctx) -> Response<AppBody> {
-    record(&req, ctx);
-    match req.into_body().collect().await {
-        Ok(_) => text(StatusCode::OK, "hello from app"),
-        Err(_) => text(StatusCode::BAD_REQUEST, "unreadable body"),
-    }
-}
-
 /// Plain (non-upgrade) routes.
 fn route_plain(req: Request<Incoming>) -> Response<AppBody> {
     let path = req.uri().path();
