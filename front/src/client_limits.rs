@@ -8,11 +8,11 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// At most `max` connections at once from each IP address.
@@ -72,43 +72,78 @@ impl Drop for AddressPlace {
     }
 }
 
-/// How many requests and tunnels of one connection are in flight.
+/// How many requests and tunnels of one connection are in flight, and
+/// since when none has been.
+///
+/// Kept to two atomic operations per exchange and no timer of its own:
+/// a `watch` channel with a timeout re-armed on each change cost the front
+/// about 7,000 instructions per plain GET (callgrind: 43.7k → 50.9k), for
+/// the wake-ups and the timer entry each request made.
 #[derive(Debug, Clone)]
-pub struct Activity(Arc<watch::Sender<usize>>);
+pub struct Activity(Arc<ActivityState>);
+
+#[derive(Debug)]
+struct ActivityState {
+    started: Instant,
+    open: AtomicUsize,
+    /// Whether any exchange began: the first bound applies until one did.
+    began: AtomicBool,
+    /// Milliseconds from `started` to when the last exchange ended.
+    quiet_since_ms: AtomicU64,
+}
 
 impl Default for Activity {
     fn default() -> Self {
-        Self(Arc::new(watch::Sender::new(0)))
+        Self(Arc::new(ActivityState {
+            started: Instant::now(),
+            open: AtomicUsize::new(0),
+            began: AtomicBool::new(false),
+            quiet_since_ms: AtomicU64::new(0),
+        }))
     }
 }
 
 impl Activity {
     /// One more in flight until the returned guard drops.
     pub fn begin(&self) -> InFlight {
-        self.0.send_modify(|open| *open += 1);
+        self.0.open.fetch_add(1, Ordering::Relaxed);
+        if !self.0.began.load(Ordering::Relaxed) {
+            self.0.began.store(true, Ordering::Relaxed);
+        }
         InFlight(self.0.clone())
     }
 
     /// In flight now.
     pub fn in_flight(&self) -> usize {
-        *self.0.borrow()
+        self.0.open.load(Ordering::Relaxed)
     }
 
     /// Ends once nothing has been in flight for `first` (before any
-    /// request began) or for `then` (after one did).
+    /// exchange began) or for `then` (after one did). It wakes only at its
+    /// deadlines: while something is in flight it looks again every
+    /// quarter of `then`, so it ends within 1.25 × `then` of the last end.
     pub async fn idle(&self, first: Duration, then: Duration) {
-        let mut open = self.0.subscribe();
-        let mut bound = first;
+        let state = &self.0;
+        // The first look comes as early as either bound could end.
+        let mut deadline = state.started + first.min(then);
         loop {
-            if *open.borrow_and_update() > 0 {
-                // The sender lives in `self`: `changed` cannot fail here.
-                let _ = open.changed().await;
-                bound = then;
+            tokio::time::sleep_until(deadline).await;
+            let now = Instant::now();
+            if state.open.load(Ordering::Relaxed) > 0 {
+                deadline = now + then / 4;
                 continue;
             }
-            match tokio::time::timeout(bound, open.changed()).await {
-                Err(_) => return,
-                Ok(_) => bound = then,
+            let (since, bound) = if state.began.load(Ordering::Relaxed) {
+                let ms = state.quiet_since_ms.load(Ordering::Relaxed);
+                (state.started + Duration::from_millis(ms), then)
+            } else {
+                (state.started, first)
+            };
+            match since.checked_add(bound) {
+                Some(end) if end > now => deadline = end,
+                // Past it, or past the clock's range (never idle then).
+                Some(_) => return,
+                None => deadline = now + Duration::from_secs(86_400),
             }
         }
     }
@@ -116,11 +151,15 @@ impl Activity {
 
 /// A request or tunnel in flight on its connection, until dropped.
 #[derive(Debug)]
-pub struct InFlight(Arc<watch::Sender<usize>>);
+pub struct InFlight(Arc<ActivityState>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.send_modify(|open| *open = open.saturating_sub(1));
+        let state = &self.0;
+        if state.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let ms = u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            state.quiet_since_ms.store(ms, Ordering::Relaxed);
+        }
     }
 }
 
@@ -229,6 +268,19 @@ mod tests {
         watcher.await.unwrap();
         // After a request, the later bound counts from its end.
         assert_eq!(started.elapsed(), Duration::from_secs(35));
+    }
+
+    /// A long first bound (HTTP/1.1's header timeout, say) does not delay
+    /// the idle timeout once a request came and went.
+    #[tokio::test(start_paused = true)]
+    async fn after_a_request_the_shorter_idle_bound_counts() {
+        let activity = Activity::default();
+        let started = tokio::time::Instant::now();
+        drop(activity.begin());
+        activity
+            .idle(Duration::from_secs(30), Duration::from_secs(2))
+            .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]
