@@ -37,7 +37,9 @@ pub const ACK: u8 = 0x1;
 /// Flag END_HEADERS (HEADERS, CONTINUATION).
 pub const END_HEADERS: u8 = 0x4;
 
-/// Error code PROTOCOL_ERROR (RFC 9113 §7).
+/// Error code NO_ERROR (RFC 9113 §7).
+pub const NO_ERROR: u32 = 0x0;
+/// PROTOCOL_ERROR.
 pub const PROTOCOL_ERROR: u32 = 0x1;
 /// FLOW_CONTROL_ERROR.
 pub const FLOW_CONTROL_ERROR: u32 = 0x3;
