@@ -127,6 +127,9 @@ impl Error {
     /// (`--error-details`) is set; those stay in the log line with the
     /// same id.
     pub fn body(&self, id: RequestId, details: bool) -> String {
+        // A 501 names only the client's own `:protocol`, which it needs to
+        // know was refused (RFC 9220 §3): nothing of ours to hide.
+        let details = details || matches!(self, Error::UnsupportedProtocol(_));
         let chain = h2hop::telemetry::chain(self);
         error_answer::body("h2hop-sidecar", self.status(), &chain, id, details)
     }
