@@ -13,6 +13,20 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use crate::harness;
 
+/// Sets, once per process, a global subscriber that takes every event and
+/// writes none. `tracing` caches whether a call site is enabled when it is
+/// first hit, from the subscribers alive then: a test thread without a
+/// capture could otherwise hit a `warn!` first and leave it disabled for a
+/// capturing test running beside it (seen: a missing `request failed` line
+/// in 3 runs of 4). With this one always interested, no call site is
+/// cached as disabled.
+fn keep_callsites_enabled() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
+}
+
 /// Log output of this thread, appended in memory.
 #[derive(Clone, Default)]
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -21,6 +35,7 @@ impl Captured {
     /// Captures every event at DEBUG and above on this thread, as text
     /// lines, until the guard drops.
     pub fn install() -> (Captured, DefaultGuard) {
+        keep_callsites_enabled();
         let captured = Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(captured.clone())
@@ -35,6 +50,7 @@ impl Captured {
 
     /// As [`Captured::install`], one JSON object per line (`--log-format json`).
     pub fn install_json() -> (Captured, DefaultGuard) {
+        keep_callsites_enabled();
         let captured = Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .json()
