@@ -6,7 +6,6 @@
 //! 405 (RFC 8441 §4 (N8)); anything else is an ordinary request for
 //! [`crate::forward`]. Failures are answered and logged here, once.
 
-use std::future::poll_fn;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -20,7 +19,7 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response};
 use tracing::{Instrument as _, debug, debug_span, warn};
 
-use crate::listener::Context;
+use crate::context::Context;
 use crate::{Error, forward, tunnel};
 
 /// Serves one stream from the front at `peer`; `dials` bounds the app
@@ -105,18 +104,6 @@ pub async fn dispatch(
     }
     .instrument(span)
     .await
-}
-
-/// Runs `work` unless the front resets the stream first, so an abandoned
-/// request stops holding an app connection or dial (S5).
-pub async fn unless_reset<T>(
-    respond: &mut SendResponse<Bytes>,
-    work: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    tokio::select! {
-        result = work => result,
-        reset = poll_fn(|cx| respond.poll_reset(cx)) => Err(Error::Reset(reset.ok())),
-    }
 }
 
 /// Answers a failed stream with `body`, if it was not answered yet; says

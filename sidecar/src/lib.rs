@@ -8,19 +8,26 @@
 //! 2. [`dispatch`]: tunnel, ordinary request, or an error answered here;
 //! 3. [`tunnel`]: an Upgrade to the app with the front's method and body (a
 //!    WebSocket with a fresh key), `200` on its 101, then the relay; or
-//!    [`forward`]: the app's keep-alive pool;
-//! 4. [`app`]: connections to the app.
+//!    [`forward`]: the app's keep-alive pool; both answer through
+//!    [`respond`];
+//! 4. [`app`]: connections to the app (dedicated for tunnels, pooled for
+//!    requests), each reached by `dial`.
+//!
+//! [`context`] holds what the stream stages share; it calls none of them.
 //!
 //! [`run`] takes an already-bound listener and a cancellation token; only
 //! `main` binds, reads signals and picks the exit code.
 
 pub mod app;
 pub mod args;
+pub mod context;
+mod dial;
 pub mod dispatch;
 mod error;
 pub mod forward;
 pub mod listener;
 mod pool;
+pub mod respond;
 pub mod tunnel;
 
 use std::sync::Arc;

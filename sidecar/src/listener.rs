@@ -9,14 +9,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use h2hop::admin::Readiness;
 use h2hop::drain::{Drain, Drained};
 use h2hop::h2_settings::{CONNECTION_WINDOW, MAX_FRAME_SIZE, REMEMBERED_RESETS, STREAM_WINDOW};
 use h2hop::limit::Limit;
-use h2hop::metrics::Metrics;
 use h2hop::tls;
 use h2hop::tls::reload::Reloadable;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -27,27 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::app::{App, AppConfig};
-use crate::{Config, UpgradePolicy, dispatch};
-
-/// What every stream handler shares.
-pub struct Context {
-    /// The app behind the sidecar.
-    pub app: App,
-    /// How upgrades reach the app.
-    pub upgrades: UpgradePolicy,
-    /// Shutdown: streams are spawned through it so that they drain.
-    pub drain: Drain,
-    /// Closes a tunnel where nothing moved for this long.
-    pub tunnel_idle_timeout: Duration,
-    /// Tunnels open at once.
-    pub tunnels: Limit,
-    /// App dials one front connection may have pending.
-    pub max_pending_dials: usize,
-    /// Error answers carry their cause chain (`--error-details`).
-    pub error_details: bool,
-    /// The process's metrics.
-    pub metrics: Arc<Metrics>,
-}
+use crate::context::Context;
+use crate::{Config, dispatch};
 
 /// Accepts connections until `shutdown` is cancelled, then drains: each
 /// front connection gets GOAWAY and its streams may finish, for up to the

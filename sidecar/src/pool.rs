@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::Error;
-use crate::app::{AppConfig, app_http, dial};
+use crate::dial::{AppConfig, app_http, dial};
 
 /// Idle connections kept. Enough for the worker pool of a typical app;
 /// more would only hold the app's sockets after a burst, since LIFO
@@ -87,7 +87,7 @@ where
 {
     /// Sends `request` on an idle connection, or a new one, and returns the
     /// response head; the connection goes back to the pool once free.
-    /// Connect failures are as [`crate::app::dial`] says; the rest
+    /// Connect failures are as [`crate::dial::dial`] says; the rest
     /// [`Error::AppHttp`].
     pub(crate) async fn send(
         self: &Arc<Self>,

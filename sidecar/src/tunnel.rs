@@ -29,9 +29,8 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tracing::debug;
 
-use crate::dispatch;
-use crate::listener::Context;
-use crate::{Error, forward};
+use crate::context::Context;
+use crate::{Error, respond};
 
 /// Opens the tunnel: the app's `101` checked and the stream answered `200`.
 /// Returns what the relay needs, or `None` when the app refused the
@@ -60,7 +59,7 @@ pub async fn open(
             debug!(status = head.status.as_u16(), "app refused the upgrade");
             let refused = TunnelResult::Refused;
             context.metrics.tunnel_not_opened(protocol, refused);
-            forward::respond_with(respond, &head, body, entry).await?;
+            respond::respond_with(respond, &head, body, entry).await?;
             // Held until the answer is out: dropping the stream's receive
             // half earlier could reset the stream before the front read it.
             drop(recv);
@@ -172,7 +171,7 @@ async fn exchange(
         carried.body_length,
         context.app.config().upgrade_timeout,
     );
-    let (body, early) = dispatch::unless_reset(respond, read).await?;
+    let (body, early) = respond::unless_reset(respond, read).await?;
     let (method, body) = if policy.as_get {
         (Method::GET, Bytes::new())
     } else {
@@ -191,7 +190,7 @@ async fn exchange(
     // Held from the dial until the app's answer; a reset stream gives it
     // back at once (S5).
     let dialing = overloaded_unless(dials.try_take(), dials)?;
-    let mut answer = dispatch::unless_reset(respond, app.upgrade(app_request, body)).await?;
+    let mut answer = respond::unless_reset(respond, app.upgrade(app_request, body)).await?;
     drop(dialing);
     let on_upgrade = hyper::upgrade::on(&mut answer);
     let (head, body) = answer.into_parts();
