@@ -49,7 +49,7 @@ pub async fn open(
     entry: &mut Option<Entry>,
 ) -> Result<Response<ResponseBody>, Error> {
     // Taken before the request is consumed: hyper resolves it only after
-    // our 101 has been written (crate notes, pitfall 2).
+    // our 101 has been written.
     let asked = tokio::time::Instant::now();
     let on_upgrade = hyper::upgrade::on(&mut client);
     let tunnels = &context.tunnels;

@@ -1,4 +1,4 @@
-//! Bad HTTP/1.1 input at the front (issue 7, point 1): malformed request
+//! Bad HTTP/1.1 input at the front: malformed request
 //! lines, bad field names and values, Host and framing conflicts, invalid
 //! chunking, oversized heads, broken WebSocket handshakes and `Upgrade: h2c`.
 //!

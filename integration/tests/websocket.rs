@@ -349,7 +349,7 @@ async fn two_hundred_websockets_and_plain_gets_share_one_front() {
     .await;
 }
 
-/// Crate notes pitfall 8, S5: streams beyond the sidecar's
+/// S5: streams beyond the sidecar's
 /// MAX_CONCURRENT_STREAMS never queue silently; the front opens another
 /// HTTP/2 connection, and a closed tunnel frees its place for the next.
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Load generator of `h2hop-bench`: the five workloads of issue 3, each run
+//! Load generator of `h2hop-bench`: its five workloads, each run
 //! against one [`super::Target`] address (HTTP/1.1, and WebSocket on `/ws`),
 //! loopback only.
 //!

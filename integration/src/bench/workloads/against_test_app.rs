@@ -1,7 +1,7 @@
 //! The workloads against an in-process [`crate::app::TestApp`] on
 //! 127.0.0.1:0, with short durations: each runs, checks its echoes and
-//! reports sane figures. No timed assertions (issue 3: the benchmark is a
-//! separate command).
+//! reports sane figures. No timed assertions: the benchmark itself is a
+//! separate command.
 
 use std::net::SocketAddr;
 use std::time::Duration;
