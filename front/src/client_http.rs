@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::client_limits::{Activity, Resets};
@@ -80,19 +82,8 @@ pub(crate) async fn serve_h1<T>(
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(served);
-    let idle = activity.idle(settings.header_timeout, settings.idle_timeout);
-    let result = tokio::select! {
-        result = served.as_mut() => result,
-        () = begun.cancelled() => {
-            served.as_mut().graceful_shutdown();
-            served.await
-        }
-        () = idle => {
-            debug!(after = ?settings.idle_timeout, "client connection idle: closed");
-            served.as_mut().graceful_shutdown();
-            close_within(settings.header_timeout, served).await
-        }
-    };
+    let ending = ending(&begun, &activity, std::future::pending(), &settings);
+    let result = run_until(served, ending, |served| served.graceful_shutdown()).await;
     if let Err(err) = result {
         debug!(error = %err, "client connection ended with an error");
     }
@@ -158,37 +149,61 @@ pub(crate) async fn serve_h2<T>(
     }
     let served = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(served);
-    // Before the first stream this bounds the preface and SETTINGS too.
-    let idle = activity.idle(settings.header_timeout, settings.idle_timeout);
-    let result = tokio::select! {
-        result = served.as_mut() => result,
-        () = begun.cancelled() => {
-            served.as_mut().graceful_shutdown();
-            served.await
-        }
-        () = idle => {
-            debug!(after = ?settings.idle_timeout, "client HTTP/2 connection idle: GOAWAY");
-            served.as_mut().graceful_shutdown();
-            close_within(settings.header_timeout, served).await
-        }
-        () = resets.abusive() => {
-            warn!(%peer, "client reset most of its streams before their answer: connection closed");
-            metrics.error(Culprit::Client);
-            served.as_mut().graceful_shutdown();
-            close_within(ABUSIVE_GRACE, served).await
-        }
+    // Before the first stream the idle bound covers the preface and
+    // SETTINGS too.
+    let abusive = async {
+        resets.abusive().await;
+        warn!(%peer, "client reset most of its streams before their answer: connection closed");
+        metrics.error(Culprit::Client);
     };
+    let ending = ending(&begun, &activity, abusive, &settings);
+    let result = run_until(served, ending, |served| served.graceful_shutdown()).await;
     if let Err(err) = result {
         debug!(error = %err, "client HTTP/2 connection ended with an error");
     }
 }
 
-/// Lets an idle connection that was told to close (GOAWAY) finish, within
-/// `bound`: one that never completed its HTTP/2 preface would otherwise
-/// wait for it forever. Past the bound it is dropped, which closes it.
-async fn close_within<F, E>(bound: Duration, served: F) -> Result<(), E>
+/// Why a connection must close before its client is done: ends with how
+/// long it may then take to finish, `None` for as long as it needs (on
+/// shutdown, the drain bounds that). `abusive` ends when the client has
+/// earned a close ([`Resets::abusive`] on HTTP/2).
+async fn ending(
+    begun: &CancellationToken,
+    activity: &Activity,
+    abusive: impl Future<Output = ()>,
+    settings: &ClientSettings,
+) -> Option<Duration> {
+    tokio::select! {
+        () = begun.cancelled() => None,
+        () = activity.idle(settings.header_timeout, settings.idle_timeout) => {
+            debug!(after = ?settings.idle_timeout, "client connection idle: closed");
+            // One that never completed its HTTP/2 preface would wait for
+            // it forever: past the bound it is dropped, which closes it.
+            Some(settings.header_timeout)
+        }
+        () = abusive => Some(ABUSIVE_GRACE),
+    }
+}
+
+/// Runs `served` to its end; once `ending` ends first, asks it to close
+/// with `graceful` (GOAWAY on HTTP/2; on HTTP/1.1, after the request in
+/// flight) and lets it finish, within the bound `ending` gave.
+async fn run_until<F, E>(
+    mut served: Pin<&mut F>,
+    ending: impl Future<Output = Option<Duration>>,
+    graceful: impl FnOnce(Pin<&mut F>),
+) -> Result<(), E>
 where
     F: Future<Output = Result<(), E>>,
 {
-    tokio::time::timeout(bound, served).await.unwrap_or(Ok(()))
+    tokio::select! {
+        result = served.as_mut() => result,
+        bound = ending => {
+            graceful(served.as_mut());
+            match bound {
+                None => served.await,
+                Some(bound) => tokio::time::timeout(bound, served).await.unwrap_or(Ok(())),
+            }
+        }
+    }
 }
