@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use bytes::Bytes;
 use h2::client::SendRequest;
+use http::{Method, Request};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -50,4 +51,19 @@ pub async fn h2_connect(pair: &Pair) -> anyhow::Result<SendRequest<Bytes>> {
     });
     ping_pong.ping(h2::Ping::opaque()).await?;
     Ok(send)
+}
+
+/// An RFC 8441 extended CONNECT for `protocol` on `path`, as a browser
+/// opens a WebSocket on HTTP/2 (with `Origin` and version 13).
+pub fn extended_connect(protocol: &str, path: &str) -> anyhow::Result<Request<()>> {
+    let mut request = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("https://localhost{path}"))
+        .header("sec-websocket-version", "13")
+        .header("origin", "https://localhost")
+        .body(())?;
+    request
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from(protocol));
+    Ok(request)
 }

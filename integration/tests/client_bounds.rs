@@ -12,25 +12,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::Reason;
 use h2hop_integration::client::{raw_request, read_response_head};
-use h2hop_integration::h2_client::{h2_connect, tls_connect};
+use h2hop_integration::h2_client::{extended_connect, h2_connect, tls_connect};
 use h2hop_integration::harness::{Pair, unaccepting_listener, within};
-use http::{Method, Request, StatusCode};
+use http::{Request, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-
-/// An RFC 8441 WebSocket request, as a browser sends it on HTTP/2.
-fn extended_connect(path: &str) -> Request<()> {
-    let mut request = Request::builder()
-        .method(Method::CONNECT)
-        .uri(format!("https://localhost{path}"))
-        .header("sec-websocket-version", "13")
-        .body(())
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(h2::ext::Protocol::from("websocket"));
-    request
-}
 
 /// A masked client Close frame with status 1000 (RFC 6455 §5.5.1, §5.3).
 fn masked_close() -> Bytes {
@@ -63,8 +49,9 @@ async fn half_open_client_streams_are_reset_after_the_fin_timeout() {
         let send = h2_connect(&pair).await.unwrap();
         for round in 0..8 {
             let mut ready = send.clone().ready().await.unwrap();
-            let (response, mut stream) =
-                ready.send_request(extended_connect("/ws"), false).unwrap();
+            let (response, mut stream) = ready
+                .send_request(extended_connect("websocket", "/ws").unwrap(), false)
+                .unwrap();
             let response = response
                 .await
                 .unwrap_or_else(|err| panic!("WebSocket {round} refused: {err}"));
@@ -128,7 +115,9 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
         let connection = tokio::spawn(connection);
         // A tunnel open longer than the idle timeout keeps it open.
         let mut ready = send.clone().ready().await.unwrap();
-        let (response, mut stream) = ready.send_request(extended_connect("/ws"), false).unwrap();
+        let (response, mut stream) = ready
+            .send_request(extended_connect("websocket", "/ws").unwrap(), false)
+            .unwrap();
         assert_eq!(response.await.unwrap().status(), StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(!connection.is_finished(), "closed with a tunnel open");

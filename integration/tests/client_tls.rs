@@ -7,19 +7,13 @@
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use h2::RecvStream;
 use h2::client::SendRequest;
+use h2hop_integration::h2_client::{extended_connect, h2_connect, tls_connect};
 use h2hop_integration::harness::{Pair, within};
 use http::{Method, Request, StatusCode};
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The masking key of the hand-built client frame (RFC 6455 §5.3).
@@ -27,53 +21,6 @@ const MASK: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
 async fn pair() -> Pair {
     Pair::builder().h2c().client_tls().start().await.unwrap()
-}
-
-/// A TLS connection to the front trusting the pair's CA, offering `alpn`.
-async fn tls_connect(pair: &Pair, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pair.pki.ca_der()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
-    let addr: SocketAddr = pair.front_tls.expect("client TLS listener");
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap()
-}
-
-/// An HTTP/2 connection over TLS whose SETTINGS from the front are in
-/// effect (the front sends them before it can ACK our PING).
-async fn h2_connect(pair: &Pair) -> SendRequest<Bytes> {
-    let tls = tls_connect(pair, &[b"h2"]).await;
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (send, mut connection) = h2::client::handshake(tls).await.unwrap();
-    let mut ping_pong = connection.ping_pong().unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    ping_pong.ping(h2::Ping::opaque()).await.unwrap();
-    send
-}
-
-fn extended_connect(protocol: &str) -> Request<()> {
-    let mut request = Request::builder()
-        .method(Method::CONNECT)
-        .uri("https://localhost/ws")
-        .header("sec-websocket-version", "13")
-        .header("origin", "https://localhost")
-        .body(())
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(h2::ext::Protocol::from(protocol));
-    request
 }
 
 /// A masked client Text frame (RFC 6455 §5.2, §5.3), short form length.
@@ -101,7 +48,7 @@ async fn read_len(recv: &mut RecvStream, len: usize) -> Vec<u8> {
 async fn websocket_over_tls_and_http11() {
     within(async {
         let pair = pair().await;
-        let tls = tls_connect(&pair, &[b"http/1.1"]).await;
+        let tls = tls_connect(&pair, &[b"http/1.1"]).await.unwrap();
         let (mut ws, response) = tokio_tungstenite::client_async("wss://localhost/ws", tls)
             .await
             .unwrap();
@@ -122,11 +69,11 @@ async fn websocket_over_tls_and_http11() {
 async fn websocket_over_http2_extended_connect() {
     within(async {
         let pair = pair().await;
-        let send = h2_connect(&pair).await;
+        let send = h2_connect(&pair).await.unwrap();
         assert!(send.is_extended_connect_protocol_enabled());
         let mut ready = send.ready().await.unwrap();
         let (response, mut stream) = ready
-            .send_request(extended_connect("websocket"), false)
+            .send_request(extended_connect("websocket", "/ws").unwrap(), false)
             .unwrap();
         let response = response.await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
@@ -153,7 +100,7 @@ async fn websocket_over_http2_extended_connect() {
 async fn plain_http2_requests_and_unknown_protocols() {
     within(async {
         let pair = pair().await;
-        let send = h2_connect(&pair).await;
+        let send = h2_connect(&pair).await.unwrap();
         let mut ready = send.ready().await.unwrap();
         let get = Request::get("https://localhost/hello").body(()).unwrap();
         let (response, _) = ready.send_request(get, true).unwrap();
@@ -170,7 +117,7 @@ async fn plain_http2_requests_and_unknown_protocols() {
 
         let mut ready = ready.ready().await.unwrap();
         let (response, _) = ready
-            .send_request(extended_connect("other-proto"), false)
+            .send_request(extended_connect("other-proto", "/ws").unwrap(), false)
             .unwrap();
         assert_eq!(
             response.await.unwrap().status(),
@@ -192,7 +139,7 @@ async fn the_advertisement_can_be_turned_off() {
             .start()
             .await
             .unwrap();
-        let send = h2_connect(&pair).await;
+        let send = h2_connect(&pair).await.unwrap();
         assert!(!send.is_extended_connect_protocol_enabled());
     })
     .await;
@@ -214,17 +161,17 @@ async fn h2_status(send: &SendRequest<Bytes>, request: Request<()>) -> StatusCod
 async fn http2_foreign_host_or_cleartext_scheme_gets_400() {
     within(async {
         let pair = pair().await;
-        let send = h2_connect(&pair).await;
+        let send = h2_connect(&pair).await.unwrap();
         let foreign_host = Request::get("https://localhost/hello")
             .header("host", "other.example")
             .body(())
             .unwrap();
         let cleartext = Request::get("http://localhost/hello").body(()).unwrap();
-        let mut connect = extended_connect("websocket");
+        let mut connect = extended_connect("websocket", "/ws").unwrap();
         connect
             .headers_mut()
             .insert("host", http::HeaderValue::from_static("other.example"));
-        let mut cleartext_connect = extended_connect("websocket");
+        let mut cleartext_connect = extended_connect("websocket", "/ws").unwrap();
         *cleartext_connect.uri_mut() = "http://localhost/ws".parse().unwrap();
         for (name, request) in [
             ("foreign Host", foreign_host),
