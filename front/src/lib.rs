@@ -91,7 +91,7 @@ pub struct Config {
     /// Largest request head, in bytes (at least 8192); past it, 431.
     pub max_header_size: usize,
     /// TLS toward clients (certificate, ALPN `h2` and `http/1.1`), served
-    /// on the TLS listener given to [`run_with_tls`]; each handshake takes
+    /// on [`Listeners::tls`]; each handshake takes
     /// its current value (see [`Config::reloader`]).
     pub client_tls: Option<Reloadable<rustls::ServerConfig>>,
     /// Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL to HTTP/2 clients, so
@@ -205,32 +205,6 @@ impl Routing {
     }
 }
 
-/// Serves HTTP/1.1 clients on `listener` until `shutdown` is cancelled.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) {
-    let listeners = Listeners {
-        plain: listener,
-        tls: None,
-        admin: None,
-    };
-    serve(config, listeners, shutdown).await;
-}
-
-/// [`run`], and TLS clients (HTTP/2 or HTTP/1.1 by ALPN) on `tls` with
-/// [`Config::client_tls`].
-pub async fn run_with_tls(
-    config: Config,
-    listener: TcpListener,
-    tls: Option<TcpListener>,
-    shutdown: CancellationToken,
-) {
-    let listeners = Listeners {
-        plain: listener,
-        tls,
-        admin: None,
-    };
-    serve(config, listeners, shutdown).await;
-}
-
 /// Where the front accepts connections.
 pub struct Listeners {
     /// HTTP/1.1 clients.
@@ -242,7 +216,19 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
 }
 
-/// Serves on every listener of `listeners` until `shutdown` is cancelled.
-pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationToken) {
+impl From<TcpListener> for Listeners {
+    /// HTTP/1.1 clients on `plain`, and nothing else.
+    fn from(plain: TcpListener) -> Self {
+        Self {
+            plain,
+            tls: None,
+            admin: None,
+        }
+    }
+}
+
+/// Serves on every listener of `listeners` until `shutdown` is cancelled,
+/// then drains (see [`Config::drain_timeout`]) and returns.
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) {
     listener::serve(config, listeners, shutdown).await;
 }

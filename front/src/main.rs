@@ -102,6 +102,6 @@ async fn serve(args: Args, config: h2hop_front::Config) -> anyhow::Result<()> {
         tls: tls_listener,
         admin,
     };
-    h2hop_front::serve(config, listeners, shutdown).await;
+    h2hop_front::run(config, listeners, shutdown).await;
     Ok(())
 }

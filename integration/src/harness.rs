@@ -296,10 +296,12 @@ impl PairBuilder {
                 } else {
                     None
                 };
-                sidecar_run = Some(tokio::spawn(h2hop_sidecar::run_with_admin(
+                sidecar_run = Some(tokio::spawn(h2hop_sidecar::run(
                     config,
-                    sidecar_listener,
-                    admin,
+                    h2hop_sidecar::Listeners {
+                        hop: sidecar_listener,
+                        admin,
+                    },
                     proxies.clone(),
                 )));
             }
@@ -376,7 +378,7 @@ impl PairBuilder {
             tls: tls_listener,
             admin,
         };
-        let front_run = tokio::spawn(h2hop_front::serve(config, listeners, proxies.clone()));
+        let front_run = tokio::spawn(h2hop_front::run(config, listeners, proxies.clone()));
         Ok(Pair {
             app,
             front,

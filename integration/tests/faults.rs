@@ -180,7 +180,11 @@ async fn start_front(pki: &DevPki, sidecar: SocketAddr, stop: &CancellationToken
     let config = h2hop_front::Config::new(sidecar.to_string(), Some(tls));
     let listener = loopback().await.unwrap();
     let front = listener.local_addr().unwrap();
-    tokio::spawn(h2hop_front::run(config, listener, stop.child_token()));
+    tokio::spawn(h2hop_front::run(
+        config,
+        listener.into(),
+        stop.child_token(),
+    ));
     front
 }
 

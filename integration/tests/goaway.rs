@@ -78,7 +78,11 @@ async fn goaway_moves_new_streams_to_a_new_connection_and_open_ones_finish() {
         let front_listener = loopback().await.unwrap();
         let front = front_listener.local_addr().unwrap();
         let config = h2hop_front::Config::new(sidecar_addr.to_string(), None);
-        tokio::spawn(h2hop_front::run(config, front_listener, stop.child_token()));
+        tokio::spawn(h2hop_front::run(
+            config,
+            front_listener.into(),
+            stop.child_token(),
+        ));
 
         let held = tokio::spawn(get(front, "/hold"));
         // Let connection 1 take /hold and send its GOAWAY.

@@ -56,7 +56,7 @@ impl InProcess {
         let config = h2hop_sidecar::Config::new(self.app.addr.to_string(), None);
         tokio::spawn(h2hop_sidecar::run(
             config,
-            listener,
+            listener.into(),
             self.shutdown.child_token(),
         ));
         addr
@@ -69,7 +69,7 @@ impl InProcess {
         let config = h2hop_front::Config::new(sidecar.to_string(), None);
         tokio::spawn(h2hop_front::run(
             config,
-            listener,
+            listener.into(),
             self.shutdown.child_token(),
         ));
         addr

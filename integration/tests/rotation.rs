@@ -120,7 +120,7 @@ async fn start_front(
         tls,
         admin: None,
     };
-    tokio::spawn(h2hop_front::serve(config, listeners, stop.child_token()));
+    tokio::spawn(h2hop_front::run(config, listeners, stop.child_token()));
     (front, front_tls, reloader)
 }
 
@@ -139,7 +139,11 @@ async fn start_sidecar(
     let reloader = config.reloader();
     let listener = loopback().await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(h2hop_sidecar::run(config, listener, stop.child_token()));
+    tokio::spawn(h2hop_sidecar::run(
+        config,
+        listener.into(),
+        stop.child_token(),
+    ));
     (addr, reloader)
 }
 

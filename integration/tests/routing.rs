@@ -32,7 +32,11 @@ async fn setup(toml: &str) -> Setup {
         let listener = loopback().await.unwrap();
         sidecars.push(listener.local_addr().unwrap());
         let config = h2hop_sidecar::Config::new(app.addr.to_string(), None);
-        tokio::spawn(h2hop_sidecar::run(config, listener, stop.child_token()));
+        tokio::spawn(h2hop_sidecar::run(
+            config,
+            listener.into(),
+            stop.child_token(),
+        ));
         apps.push(app);
     }
     let text = toml
@@ -44,7 +48,11 @@ async fn setup(toml: &str) -> Setup {
     config.routing = Some(h2hop_front::Routing::from_file(file, &config.upstream));
     let listener = loopback().await.unwrap();
     let front = listener.local_addr().unwrap();
-    tokio::spawn(h2hop_front::run(config, listener, stop.child_token()));
+    tokio::spawn(h2hop_front::run(
+        config,
+        listener.into(),
+        stop.child_token(),
+    ));
     let [a, b]: [TestApp; 2] = apps.try_into().ok().unwrap();
     Setup {
         apps: [a, b],

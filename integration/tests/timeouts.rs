@@ -139,7 +139,7 @@ async fn a_mute_sidecar_times_out_the_tls_handshake() {
         let front = listener.local_addr().unwrap();
         let stop = tokio_util::sync::CancellationToken::new();
         let _stop = stop.clone().drop_guard();
-        tokio::spawn(h2hop_front::run(config, listener, stop));
+        tokio::spawn(h2hop_front::run(config, listener.into(), stop));
         let mut answer = raw_request(front, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
             .await
             .unwrap();
@@ -197,7 +197,7 @@ async fn a_sidecar_that_never_accepts_times_out_the_connect() {
         let front = listener.local_addr().unwrap();
         let stop = tokio_util::sync::CancellationToken::new();
         let _stop = stop.clone().drop_guard();
-        tokio::spawn(h2hop_front::run(config, listener, stop));
+        tokio::spawn(h2hop_front::run(config, listener.into(), stop));
         let mut answer = raw_request(front, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
             .await
             .unwrap();

@@ -155,7 +155,7 @@ async fn front_refuses_sidecar_certificate_for_another_name() {
         let sidecar = sidecar_listener.local_addr().unwrap();
         tokio::spawn(h2hop_sidecar::run(
             sidecar_config,
-            sidecar_listener,
+            sidecar_listener.into(),
             shutdown.child_token(),
         ));
 
@@ -173,7 +173,7 @@ async fn front_refuses_sidecar_certificate_for_another_name() {
         let front = front_listener.local_addr().unwrap();
         tokio::spawn(h2hop_front::run(
             front_config,
-            front_listener,
+            front_listener.into(),
             shutdown.child_token(),
         ));
 

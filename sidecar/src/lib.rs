@@ -139,18 +139,24 @@ impl Config {
     }
 }
 
-/// Serves fronts on `listener` until `shutdown` is cancelled.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) {
-    listener::serve(config, listener, None, shutdown).await;
+/// Where the sidecar accepts connections.
+pub struct Listeners {
+    /// Fronts' HTTP/2 connections (mutual TLS, or h2c).
+    pub hop: TcpListener,
+    /// The admin endpoints: `/metrics`, `/healthz`, and `/readyz` (the app
+    /// accepts a TCP connection).
+    pub admin: Option<TcpListener>,
 }
 
-/// [`run`], and the admin endpoints (`/metrics`, `/healthz`, `/readyz`:
-/// the app accepts a TCP connection) on `admin`.
-pub async fn run_with_admin(
-    config: Config,
-    listener: TcpListener,
-    admin: Option<TcpListener>,
-    shutdown: CancellationToken,
-) {
-    listener::serve(config, listener, admin, shutdown).await;
+impl From<TcpListener> for Listeners {
+    /// Fronts on `hop`, and no admin listener.
+    fn from(hop: TcpListener) -> Self {
+        Self { hop, admin: None }
+    }
+}
+
+/// Serves on every listener of `listeners` until `shutdown` is cancelled,
+/// then drains (see [`Config::drain_timeout`]) and returns.
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) {
+    listener::serve(config, listeners, shutdown).await;
 }

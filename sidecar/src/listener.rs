@@ -18,7 +18,7 @@ use h2hop::limit::Limit;
 use h2hop::tls;
 use h2hop::tls::reload::Reloadable;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -26,17 +26,13 @@ use tracing::{debug, info, warn};
 
 use crate::app::{App, AppConfig};
 use crate::context::Context;
-use crate::{Config, dispatch};
+use crate::{Config, Listeners, dispatch};
 
 /// Accepts connections until `shutdown` is cancelled, then drains: each
 /// front connection gets GOAWAY and its streams may finish, for up to the
 /// drain timeout; whatever still runs after that is cut.
-pub async fn serve(
-    config: Config,
-    listener: TcpListener,
-    admin: Option<TcpListener>,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationToken) {
+    let Listeners { hop, admin } = listeners;
     if let Some(admin) = admin {
         let ready = app_reachable(config.app.clone());
         let metrics = config.metrics.clone();
@@ -55,7 +51,7 @@ pub async fn serve(
     });
     let tls = config.tls.clone();
     let config = Arc::new(config);
-    h2hop::accept::until_shutdown(listener, config.tcp_keepalive, &drain, |stream, peer| {
+    h2hop::accept::until_shutdown(hop, config.tcp_keepalive, &drain, |stream, peer| {
         connection(stream, peer, tls.clone(), config.clone(), context.clone())
     })
     .await;

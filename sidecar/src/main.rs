@@ -49,6 +49,10 @@ async fn serve(args: Args, config: h2hop_sidecar::Config) -> anyhow::Result<()> 
     tracing::info!(%listen, app = %args.app, h2c = args.h2c, %allow_front_sans, "h2hop-sidecar ready");
     let shutdown = CancellationToken::new();
     tokio::spawn(h2hop::shutdown::on_signal(shutdown.clone()));
-    h2hop_sidecar::run_with_admin(config, listener, admin, shutdown).await;
+    let listeners = h2hop_sidecar::Listeners {
+        hop: listener,
+        admin,
+    };
+    h2hop_sidecar::run(config, listeners, shutdown).await;
     Ok(())
 }
