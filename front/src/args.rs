@@ -3,17 +3,18 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use h2hop::accept::KeepaliveArgs;
+use h2hop::host_port::HostPort;
 use h2hop::telemetry::LogArgs;
 use h2hop::tls::TlsError;
 use h2hop::tls::reload;
 use h2hop::upgrade::{ProtocolError, Protocols};
 use rustls::pki_types::ServerName;
 
+use crate::config::{Config, defaults};
 use crate::config_file::{self, ConfigError};
-use crate::{Config, Routing, UpstreamConfig, UpstreamTls};
+use crate::upstream::{UpstreamConfig, UpstreamTls};
 
 /// h2hop-front: accepts HTTP/1.1 clients and carries their WebSockets as
 /// RFC 8441 extended CONNECT streams, and their plain requests as ordinary
@@ -22,7 +23,7 @@ use crate::{Config, Routing, UpstreamConfig, UpstreamTls};
 #[command(name = "h2hop-front", version)]
 pub struct Args {
     /// Address to accept HTTP/1.1 clients on.
-    #[arg(long, env = "H2HOP_FRONT_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "H2HOP_FRONT_LISTEN", default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
     /// Address to accept TLS clients on: HTTP/2 (with RFC 8441 WebSockets)
     /// or HTTP/1.1, as ALPN chooses. Needs --tls-cert and --tls-key.
@@ -46,8 +47,8 @@ pub struct Args {
     #[arg(long)]
     pub check_config: bool,
     /// The sidecar's address, host:port.
-    #[arg(long, env = "H2HOP_FRONT_SIDECAR", default_value = "127.0.0.1:8443")]
-    pub sidecar: String,
+    #[arg(long, env = "H2HOP_FRONT_SIDECAR", default_value = defaults::SIDECAR)]
+    pub sidecar: HostPort,
     /// Name the sidecar's certificate must carry (default: the host of --sidecar).
     #[arg(long, env = "H2HOP_FRONT_SIDECAR_NAME")]
     pub sidecar_name: Option<String>,
@@ -65,51 +66,51 @@ pub struct Args {
     #[arg(long, env = "H2HOP_FRONT_KEY", required_unless_present_any = ["h2c", "config"])]
     pub key: Option<PathBuf>,
     /// Bound on TCP connect to the sidecar (and on the SETTINGS round trip).
-    #[arg(long, env = "H2HOP_FRONT_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub connect_timeout: Duration,
+    #[arg(long, env = "H2HOP_FRONT_CONNECT_TIMEOUT", default_value_t = defaults::CONNECT_TIMEOUT.into())]
+    pub connect_timeout: humantime::Duration,
     /// Bound on the TLS handshake with the sidecar.
-    #[arg(long, env = "H2HOP_FRONT_TLS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub tls_timeout: Duration,
+    #[arg(long, env = "H2HOP_FRONT_TLS_TIMEOUT", default_value_t = defaults::TLS_TIMEOUT.into())]
+    pub tls_timeout: humantime::Duration,
     /// How often each connection to the sidecar sends a PING.
-    #[arg(long, env = "H2HOP_FRONT_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub keepalive_interval: Duration,
+    #[arg(long, env = "H2HOP_FRONT_KEEPALIVE_INTERVAL", default_value_t = defaults::KEEPALIVE_INTERVAL.into())]
+    pub keepalive_interval: humantime::Duration,
     /// A PING unanswered this long closes the connection to the sidecar and
     /// ends its tunnels (a sidecar gone without a FIN).
-    #[arg(long, env = "H2HOP_FRONT_KEEPALIVE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub keepalive_timeout: Duration,
+    #[arg(long, env = "H2HOP_FRONT_KEEPALIVE_TIMEOUT", default_value_t = defaults::KEEPALIVE_TIMEOUT.into())]
+    pub keepalive_timeout: humantime::Duration,
     /// Bound on the wait for the sidecar's response head to a plain request.
-    #[arg(long, env = "H2HOP_FRONT_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub response_timeout: Duration,
+    #[arg(long, env = "H2HOP_FRONT_RESPONSE_TIMEOUT", default_value_t = defaults::RESPONSE_TIMEOUT.into())]
+    pub response_timeout: humantime::Duration,
     /// Bound on the wait for the sidecar's answer to an upgrade (and for
     /// the upgrade's body from the client).
-    #[arg(long, env = "H2HOP_FRONT_UPGRADE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub upgrade_timeout: Duration,
+    #[arg(long, env = "H2HOP_FRONT_UPGRADE_TIMEOUT", default_value_t = defaults::UPGRADE_TIMEOUT.into())]
+    pub upgrade_timeout: humantime::Duration,
     /// A tunnel with no byte moving either way for this long is closed. No
     /// request timeout ever applies to a tunnel.
-    #[arg(long, env = "H2HOP_FRONT_TUNNEL_IDLE_TIMEOUT", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub tunnel_idle_timeout: Duration,
+    #[arg(long, env = "H2HOP_FRONT_TUNNEL_IDLE_TIMEOUT", default_value_t = defaults::TUNNEL_IDLE_TIMEOUT.into())]
+    pub tunnel_idle_timeout: humantime::Duration,
     /// Bound on reading a client's request head.
-    #[arg(long, env = "H2HOP_FRONT_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub header_timeout: Duration,
+    #[arg(long, env = "H2HOP_FRONT_HEADER_TIMEOUT", default_value_t = defaults::HEADER_TIMEOUT.into())]
+    pub header_timeout: humantime::Duration,
     /// A client connection with no request or tunnel in flight for this
     /// long is closed; HTTP/2 gets GOAWAY first. (HTTP/1.1 also closes a
     /// connection whose next request head takes --header-timeout.)
-    #[arg(long, env = "H2HOP_FRONT_CLIENT_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub client_idle_timeout: Duration,
+    #[arg(long, env = "H2HOP_FRONT_CLIENT_IDLE_TIMEOUT", default_value_t = defaults::CLIENT_IDLE_TIMEOUT.into())]
+    pub client_idle_timeout: humantime::Duration,
     /// Once a tunnel's far side has ended and the client was told
     /// (END_STREAM on HTTP/2, FIN on HTTP/1.1), the client must end its
     /// half within this much quiet, or the tunnel is reset and its HTTP/2
     /// stream freed (as HAProxy's `timeout client-fin`).
-    #[arg(long, env = "H2HOP_FRONT_CLIENT_FIN_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub client_fin_timeout: Duration,
+    #[arg(long, env = "H2HOP_FRONT_CLIENT_FIN_TIMEOUT", default_value_t = defaults::CLIENT_FIN_TIMEOUT.into())]
+    pub client_fin_timeout: humantime::Duration,
     /// Streams one HTTP/2 client connection may have open at once
     /// (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused (REFUSED_STREAM).
-    #[arg(long, env = "H2HOP_FRONT_CLIENT_MAX_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "H2HOP_FRONT_CLIENT_MAX_STREAMS", default_value_t = defaults::CLIENT_MAX_STREAMS, value_parser = clap::value_parser!(u32).range(1..))]
     pub client_max_streams: u32,
     /// Client connections one IP address may have served at once
     /// (upgraded ones count as tunnels instead); past it a new connection
     /// from that address is refused like one past --max-connections.
-    #[arg(long, env = "H2HOP_FRONT_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "H2HOP_FRONT_MAX_CONNECTIONS_PER_CLIENT", default_value_t = defaults::MAX_CONNECTIONS_PER_CLIENT, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_client: u32,
     /// Upgrade protocol to tunnel (repeatable, or comma-separated); others
     /// are forwarded as plain HTTP without their Upgrade. h2c and h2 are
@@ -127,17 +128,17 @@ pub struct Args {
     pub upgrade_body_limit: u64,
     /// On SIGTERM or SIGINT: how long open requests and tunnels may go on
     /// after the listener closes, before they are cut.
-    #[arg(long, env = "H2HOP_FRONT_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
-    pub drain_timeout: Duration,
+    #[arg(long, env = "H2HOP_FRONT_DRAIN_TIMEOUT", default_value_t = defaults::DRAIN_TIMEOUT.into())]
+    pub drain_timeout: humantime::Duration,
     /// Client HTTP connections served at once (upgraded ones count as
     /// tunnels instead); past it a new connection gets 503 and is closed.
-    #[arg(long, env = "H2HOP_FRONT_MAX_CONNECTIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "H2HOP_FRONT_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Tunnels open at once; past it an upgrade gets 503.
-    #[arg(long, env = "H2HOP_FRONT_MAX_TUNNELS", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "H2HOP_FRONT_MAX_TUNNELS", default_value_t = defaults::MAX_TUNNELS, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tunnels: u32,
     /// Largest request head in bytes (at least 8192); past it, 431.
-    #[arg(long, env = "H2HOP_FRONT_MAX_HEADER_SIZE", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(8192..))]
+    #[arg(long, env = "H2HOP_FRONT_MAX_HEADER_SIZE", default_value_t = defaults::MAX_HEADER_SIZE, value_parser = clap::value_parser!(u32).range(8192..))]
     pub max_header_size: u32,
     /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`);
     /// off unless set.
@@ -195,12 +196,12 @@ impl Args {
         } else {
             Some(self.tls()?)
         };
-        let mut config = Config::new(self.sidecar.clone(), tls);
+        let mut config = Config::new(self.sidecar.to_string(), tls);
         config.upstream = UpstreamConfig {
-            connect_timeout: self.connect_timeout,
-            tls_timeout: self.tls_timeout,
-            keepalive_interval: self.keepalive_interval,
-            keepalive_timeout: self.keepalive_timeout,
+            connect_timeout: self.connect_timeout.into(),
+            tls_timeout: self.tls_timeout.into(),
+            keepalive_interval: self.keepalive_interval.into(),
+            keepalive_timeout: self.keepalive_timeout.into(),
             ..config.upstream
         };
         if let Some(path) = &self.config {
@@ -208,20 +209,20 @@ impl Args {
                 path: path.clone(),
                 source,
             })?;
-            config.routing = Some(Routing::from_file(file, &config.upstream));
+            config.routing = Some(file.into_routing(&config.upstream));
         }
-        config.response_timeout = self.response_timeout;
-        config.upgrade_timeout = self.upgrade_timeout;
-        config.tunnel_idle_timeout = self.tunnel_idle_timeout;
+        config.response_timeout = self.response_timeout.into();
+        config.upgrade_timeout = self.upgrade_timeout.into();
+        config.tunnel_idle_timeout = self.tunnel_idle_timeout.into();
         config.tcp_keepalive = self.keepalive.settings();
-        config.header_timeout = self.header_timeout;
-        config.client_idle_timeout = self.client_idle_timeout;
-        config.client_fin_timeout = self.client_fin_timeout;
+        config.header_timeout = self.header_timeout.into();
+        config.client_idle_timeout = self.client_idle_timeout.into();
+        config.client_fin_timeout = self.client_fin_timeout.into();
         config.client_max_streams = self.client_max_streams;
         config.max_connections_per_client = self.max_connections_per_client as usize;
         config.protocols = Protocols::new(&self.upgrade_protocols)?;
         config.upgrade_body_limit = self.upgrade_body_limit;
-        config.drain_timeout = self.drain_timeout;
+        config.drain_timeout = self.drain_timeout.into();
         config.max_connections = self.max_connections as usize;
         config.max_tunnels = self.max_tunnels as usize;
         config.max_header_size = self.max_header_size as usize;
@@ -243,7 +244,7 @@ impl Args {
         let config = reload::client_config_files("sidecar connections", ca, cert, key)?;
         let name = match &self.sidecar_name {
             Some(name) => name.clone(),
-            None => host_of(&self.sidecar).to_owned(),
+            None => self.sidecar.host().to_owned(),
         };
         let server_name =
             ServerName::try_from(name.clone()).map_err(|_| ArgsError::SidecarName(name))?;
@@ -254,22 +255,37 @@ impl Args {
     }
 }
 
-/// The host part of `host:port`, without IPv6 brackets.
-fn host_of(addr: &str) -> &str {
-    let host = addr.rsplit_once(':').map_or(addr, |(host, _port)| host);
-    host.trim_start_matches('[').trim_end_matches(']')
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use clap::Parser as _;
 
+    /// The flags' defaults are [`Config::default`]: a command line that
+    /// sets nothing but `--h2c` gives exactly it, field for field.
     #[test]
-    fn host_of_strips_port_and_brackets() {
-        assert_eq!(host_of("sidecar.local:8443"), "sidecar.local");
-        assert_eq!(host_of("[::1]:8443"), "::1");
-        assert_eq!(host_of("127.0.0.1:1"), "127.0.0.1");
+    fn bare_command_line_gives_the_default_config() {
+        let parsed = Args::try_parse_from(["h2hop-front", "--h2c"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!(format!("{parsed:#?}"), format!("{:#?}", Config::default()));
+    }
+
+    /// An address without a port is refused when the flags are read (and
+    /// so by `--check-config`), not met as a 502 per request.
+    #[test]
+    fn an_address_without_a_port_is_refused_at_start_up() {
+        for flag in ["--sidecar"] {
+            for value in ["127.0.0.1", "localhost", "[::1]"] {
+                let err = Args::try_parse_from(["h2hop-front", "--h2c", flag, value]).unwrap_err();
+                assert!(
+                    err.to_string().contains("has no port"),
+                    "{flag} {value}: {err}"
+                );
+            }
+        }
     }
 
     #[test]

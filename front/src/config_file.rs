@@ -43,13 +43,15 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use h2hop::host_port::{HostPort, HostPortError};
 use h2hop::tls::TlsError;
 use h2hop::tls::reload;
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
-use crate::UpstreamTls;
-use crate::routes::{self, HostMatch, Route, RouteError, RouteTable};
+use crate::config::Routing;
+use crate::routes::{HostMatch, Route, RouteError, RouteTable};
+use crate::upstream::{UpstreamConfig, UpstreamTls};
 
 /// A validated `--config` file.
 #[derive(Debug, Clone)]
@@ -60,13 +62,41 @@ pub struct FileConfig {
     pub routes: RouteTable,
 }
 
+impl FileConfig {
+    /// The file's clusters as sidecar settings: each endpoint gets its
+    /// cluster's TLS and connection cap, and the timeouts of `flags`.
+    pub fn into_routing(self, flags: &UpstreamConfig) -> Routing {
+        let clusters = self
+            .clusters
+            .into_iter()
+            .map(|cluster| {
+                let endpoints = cluster
+                    .endpoints
+                    .into_iter()
+                    .map(|addr| UpstreamConfig {
+                        addr: addr.to_string(),
+                        tls: cluster.tls.clone(),
+                        max_connections: cluster.max_connections,
+                        ..flags.clone()
+                    })
+                    .collect();
+                (cluster.name, endpoints)
+            })
+            .collect();
+        Routing {
+            clusters,
+            routes: self.routes,
+        }
+    }
+}
+
 /// One group of interchangeable sidecars.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
     /// The name routes refer to it by.
     pub name: String,
-    /// The sidecars, `host:port` each, at least one.
-    pub endpoints: Vec<String>,
+    /// The sidecars, at least one.
+    pub endpoints: Vec<HostPort>,
     /// TLS toward the sidecars; `None` for h2c.
     pub tls: Option<UpstreamTls>,
     /// Most HTTP/2 connections to each endpoint (at least 1).
@@ -108,12 +138,13 @@ pub enum ConfigError {
         cluster: String,
     },
     /// An endpoint is not `host:port`.
-    #[error("cluster {cluster:?}: endpoint {endpoint:?} is not host:port")]
+    #[error("cluster {cluster:?}: bad endpoint")]
     Endpoint {
         /// The cluster's name.
         cluster: String,
-        /// The endpoint as written.
-        endpoint: String,
+        /// What is wrong with the endpoint, which it quotes.
+        #[source]
+        source: HostPortError,
     },
     /// A TLS key is set on an h2c cluster.
     #[error("cluster {cluster:?}: {key} is not allowed with h2c = true")]
@@ -211,7 +242,7 @@ struct RawRoute {
 }
 
 fn default_max_connections() -> usize {
-    crate::upstream::MAX_CONNECTIONS
+    crate::config::defaults::ENDPOINT_MAX_CONNECTIONS
 }
 
 /// Reads and validates the file at `path`; relative TLS paths in it are
@@ -293,15 +324,18 @@ fn route_of(
 
 /// Validates one cluster and loads its TLS files.
 fn cluster_of(raw: RawCluster, base_dir: &Path) -> Result<ClusterConfig, ConfigError> {
-    let Some(first) = raw.endpoints.first() else {
+    let endpoints = raw
+        .endpoints
+        .iter()
+        .map(|endpoint| endpoint.parse::<HostPort>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| ConfigError::Endpoint {
+            cluster: raw.name.clone(),
+            source,
+        })?;
+    let Some(first) = endpoints.first() else {
         return Err(ConfigError::NoEndpoints { cluster: raw.name });
     };
-    if let Some(bad) = raw.endpoints.iter().find(|e| !is_host_port(e)) {
-        return Err(ConfigError::Endpoint {
-            cluster: raw.name.clone(),
-            endpoint: bad.clone(),
-        });
-    }
     if raw.max_connections == 0 {
         return Err(ConfigError::MaxConnections { cluster: raw.name });
     }
@@ -323,12 +357,12 @@ fn cluster_of(raw: RawCluster, base_dir: &Path) -> Result<ClusterConfig, ConfigE
         let server_name = raw
             .server_name
             .clone()
-            .unwrap_or_else(|| routes::host_of(first).to_owned());
+            .unwrap_or_else(|| first.host().to_owned());
         Some(tls_of(&raw, server_name, base_dir)?)
     };
     Ok(ClusterConfig {
         name: raw.name,
-        endpoints: raw.endpoints,
+        endpoints,
         tls,
         max_connections: raw.max_connections,
     })
@@ -363,22 +397,6 @@ fn tls_of(raw: &RawCluster, name: String, base_dir: &Path) -> Result<UpstreamTls
         config,
         server_name,
     })
-}
-
-/// Whether `endpoint` is `host:port` with a non-empty host (an IPv6
-/// address in brackets) and a port from 1 to 65535.
-fn is_host_port(endpoint: &str) -> bool {
-    let Some((host, port)) = endpoint.rsplit_once(':') else {
-        return false;
-    };
-    let port_ok = port.parse::<u16>().is_ok_and(|port| port != 0);
-    let host_ok = match host.strip_prefix('[') {
-        Some(bracketed) => bracketed
-            .strip_suffix(']')
-            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
-        None => !host.is_empty() && !host.contains(':'),
-    };
-    port_ok && host_ok
 }
 
 #[cfg(test)]
@@ -455,7 +473,8 @@ mod tests {
             panic!("two clusters expected: {config:?}");
         };
         assert_eq!(chat.name, "chat");
-        assert_eq!(chat.endpoints, ["10.0.0.5:8443", "10.0.0.6:8443"]);
+        let endpoints: Vec<&str> = chat.endpoints.iter().map(HostPort::as_str).collect();
+        assert_eq!(endpoints, ["10.0.0.5:8443", "10.0.0.6:8443"]);
         assert_eq!(chat.max_connections, 8);
         let tls = chat.tls.as_ref().unwrap();
         assert_eq!(tls.server_name.to_str(), "sidecar.internal");
@@ -463,7 +482,10 @@ mod tests {
         assert!(tls.config.is_from_files());
         assert_eq!(web.name, "web");
         assert!(web.tls.is_none());
-        assert_eq!(web.max_connections, crate::upstream::MAX_CONNECTIONS);
+        assert_eq!(
+            web.max_connections,
+            crate::config::defaults::ENDPOINT_MAX_CONNECTIONS
+        );
         let routes = config.routes.routes();
         assert_eq!(
             routes[0],
@@ -598,7 +620,7 @@ mod tests {
         ] {
             let err = parse_err(&h2c_with("").replace("web:80", endpoint));
             assert!(
-                matches!(&err, ConfigError::Endpoint { endpoint: e, .. } if e == endpoint),
+                matches!(&err, ConfigError::Endpoint { source, .. } if source.to_string().contains(endpoint)),
                 "{endpoint}: {err:?}"
             );
         }

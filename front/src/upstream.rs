@@ -59,10 +59,6 @@ pub struct UpstreamTls {
     pub server_name: ServerName<'static>,
 }
 
-/// Default for [`UpstreamConfig::max_connections`]: with the sidecar's
-/// default of 1,000 streams each, room for 64,000 tunnels.
-pub const MAX_CONNECTIONS: usize = 64;
-
 /// First wait before dialling a sidecar again after a failed connect; each
 /// further failure doubles it, up to [`BACKOFF_CAP`].
 pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -589,12 +585,9 @@ mod tests {
     fn config(addr: String) -> UpstreamConfig {
         UpstreamConfig {
             addr,
-            tls: None,
             connect_timeout: Duration::from_secs(1),
             tls_timeout: Duration::from_secs(1),
-            keepalive_interval: Duration::from_secs(10),
-            keepalive_timeout: Duration::from_secs(5),
-            max_connections: MAX_CONNECTIONS,
+            ..UpstreamConfig::default()
         }
     }
 

@@ -45,7 +45,7 @@ async fn setup(toml: &str) -> Setup {
         .replace("{DOWN}", &closed_port().await.unwrap().to_string());
     let file = h2hop_front::config_file::parse(&text, Path::new(".")).unwrap();
     let mut config = h2hop_front::Config::new(String::new(), None);
-    config.routing = Some(h2hop_front::Routing::from_file(file, &config.upstream));
+    config.routing = Some(file.into_routing(&config.upstream));
     let listener = loopback().await.unwrap();
     let front = listener.local_addr().unwrap();
     tokio::spawn(h2hop_front::run(

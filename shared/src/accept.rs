@@ -63,13 +63,13 @@ impl Keepalive {
 pub struct KeepaliveArgs {
     /// Quiet time on an accepted connection before TCP keep-alive probes
     /// start, in whole seconds; `0s` turns keep-alive off.
-    #[arg(long, env = "H2HOP_TCP_KEEPALIVE_IDLE", default_value = "60s", value_parser = whole_seconds::<0>)]
-    pub tcp_keepalive_idle: Duration,
+    #[arg(long, env = "H2HOP_TCP_KEEPALIVE_IDLE", default_value_t = Keepalive::DEFAULT.idle.into(), value_parser = whole_seconds::<0>)]
+    pub tcp_keepalive_idle: humantime::Duration,
     /// Time between unanswered keep-alive probes, in whole seconds.
-    #[arg(long, env = "H2HOP_TCP_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = whole_seconds::<1>)]
-    pub tcp_keepalive_interval: Duration,
+    #[arg(long, env = "H2HOP_TCP_KEEPALIVE_INTERVAL", default_value_t = Keepalive::DEFAULT.interval.into(), value_parser = whole_seconds::<1>)]
+    pub tcp_keepalive_interval: humantime::Duration,
     /// Unanswered probes after which the connection is closed.
-    #[arg(long, env = "H2HOP_TCP_KEEPALIVE_PROBES", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=127))]
+    #[arg(long, env = "H2HOP_TCP_KEEPALIVE_PROBES", default_value_t = Keepalive::DEFAULT.probes, value_parser = clap::value_parser!(u32).range(1..=127))]
     pub tcp_keepalive_probes: u32,
 }
 
@@ -77,8 +77,8 @@ impl KeepaliveArgs {
     /// The keep-alive the flags ask for; `None` when it is off.
     pub fn settings(&self) -> Option<Keepalive> {
         (!self.tcp_keepalive_idle.is_zero()).then_some(Keepalive {
-            idle: self.tcp_keepalive_idle,
-            interval: self.tcp_keepalive_interval,
+            idle: self.tcp_keepalive_idle.into(),
+            interval: self.tcp_keepalive_interval.into(),
             probes: self.tcp_keepalive_probes,
         })
     }
@@ -86,7 +86,7 @@ impl KeepaliveArgs {
 
 /// A duration of whole seconds from `MIN` to 32767 (Linux's limit for the
 /// keep-alive times), written as `humantime` reads it (`90s`, `2m`).
-fn whole_seconds<const MIN: u64>(text: &str) -> Result<Duration, String> {
+fn whole_seconds<const MIN: u64>(text: &str) -> Result<humantime::Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
     if duration.subsec_nanos() != 0 {
         return Err("must be whole seconds".into());
@@ -94,7 +94,7 @@ fn whole_seconds<const MIN: u64>(text: &str) -> Result<Duration, String> {
     if !(MIN..=32_767).contains(&duration.as_secs()) {
         return Err(format!("must be from {MIN}s to 32767s"));
     }
-    Ok(duration)
+    Ok(duration.into())
 }
 
 /// Accepts connections on `listener` until shutdown begins, and spawns

@@ -5,7 +5,8 @@
 //!   upgrade's method and body across the hop.
 //! - [`websocket`]: the RFC 6455 key and accept each HTTP/1.1 leg computes.
 //! - [`relay`]: tunnels and bodies across an HTTP/2 stream, bounded by flow control.
-//! - [`runtime`]: the tokio runtime sized by `--workers`.
+//! - [`runtime`]: the tokio runtime sized by `--workers`; [`host_port`]:
+//!   the `host:port` addresses the flags name.
 //! - [`tls`]: rustls configurations for the mutually authenticated hop, the
 //!   front identities a sidecar accepts, and certificate reloads.
 //! - [`accept`]: the accept loop both listeners run; [`drain`]: graceful
@@ -23,6 +24,7 @@ pub mod batch_writer;
 pub mod drain;
 pub mod error_answer;
 pub mod h2_settings;
+pub mod host_port;
 pub mod limit;
 pub mod line_budget;
 pub mod metrics;

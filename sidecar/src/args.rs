@@ -3,16 +3,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use h2hop::accept::KeepaliveArgs;
+use h2hop::host_port::HostPort;
 use h2hop::telemetry::LogArgs;
 use h2hop::tls::TlsError;
 use h2hop::tls::identity::AllowedSans;
 use h2hop::tls::reload::{self, Reloadable};
 use h2hop::upgrade::{ProtocolError, Protocols};
 
-use crate::{Config, UpgradePolicy};
+use crate::config::{Config, UpgradePolicy, defaults};
 
 /// h2hop-sidecar: accepts HTTP/2 from h2hop-front (mutual TLS by default),
 /// turns each RFC 8441 extended CONNECT stream back into an HTTP/1.1
@@ -22,11 +22,11 @@ use crate::{Config, UpgradePolicy};
 #[command(name = "h2hop-sidecar", version)]
 pub struct Args {
     /// Address to accept fronts' HTTP/2 connections on.
-    #[arg(long, env = "H2HOP_SIDECAR_LISTEN", default_value = "127.0.0.1:8443")]
+    #[arg(long, env = "H2HOP_SIDECAR_LISTEN", default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
     /// The app's address, host:port (HTTP/1.1).
-    #[arg(long, env = "H2HOP_SIDECAR_APP", default_value = "127.0.0.1:8000")]
-    pub app: String,
+    #[arg(long, env = "H2HOP_SIDECAR_APP", default_value = defaults::APP)]
+    pub app: HostPort,
     /// Accept cleartext HTTP/2 (h2c, prior knowledge) instead of mutual TLS.
     /// Only for meshes that encrypt elsewhere.
     #[arg(long, env = "H2HOP_SIDECAR_H2C")]
@@ -55,25 +55,25 @@ pub struct Args {
     pub allow_front_sans: Vec<String>,
     /// SETTINGS_MAX_CONCURRENT_STREAMS per front connection: the most
     /// tunnels and requests one front connection may have open.
-    #[arg(long, env = "H2HOP_SIDECAR_MAX_STREAMS", default_value_t = 1000)]
+    #[arg(long, env = "H2HOP_SIDECAR_MAX_STREAMS", default_value_t = defaults::MAX_STREAMS)]
     pub max_streams: u32,
     /// Bound on TCP connect to the app.
-    #[arg(long, env = "H2HOP_SIDECAR_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub connect_timeout: Duration,
+    #[arg(long, env = "H2HOP_SIDECAR_CONNECT_TIMEOUT", default_value_t = defaults::CONNECT_TIMEOUT.into())]
+    pub connect_timeout: humantime::Duration,
     /// Bound on the wait for the app's response head to a plain request.
-    #[arg(long, env = "H2HOP_SIDECAR_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub response_timeout: Duration,
+    #[arg(long, env = "H2HOP_SIDECAR_RESPONSE_TIMEOUT", default_value_t = defaults::RESPONSE_TIMEOUT.into())]
+    pub response_timeout: humantime::Duration,
     /// Bound on the wait for the app's answer to an upgrade (and for the
     /// upgrade body from the front).
-    #[arg(long, env = "H2HOP_SIDECAR_UPGRADE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub upgrade_timeout: Duration,
+    #[arg(long, env = "H2HOP_SIDECAR_UPGRADE_TIMEOUT", default_value_t = defaults::UPGRADE_TIMEOUT.into())]
+    pub upgrade_timeout: humantime::Duration,
     /// A tunnel with no byte moving either way for this long is closed. No
     /// request timeout ever applies to a tunnel.
-    #[arg(long, env = "H2HOP_SIDECAR_TUNNEL_IDLE_TIMEOUT", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub tunnel_idle_timeout: Duration,
+    #[arg(long, env = "H2HOP_SIDECAR_TUNNEL_IDLE_TIMEOUT", default_value_t = defaults::TUNNEL_IDLE_TIMEOUT.into())]
+    pub tunnel_idle_timeout: humantime::Duration,
     /// Bound on a front's TLS and HTTP/2 handshakes.
-    #[arg(long, env = "H2HOP_SIDECAR_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub handshake_timeout: Duration,
+    #[arg(long, env = "H2HOP_SIDECAR_HANDSHAKE_TIMEOUT", default_value_t = defaults::HANDSHAKE_TIMEOUT.into())]
+    pub handshake_timeout: humantime::Duration,
     /// `:protocol` to tunnel (repeatable, or comma-separated); others get
     /// 501. h2c and h2 are refused.
     #[arg(
@@ -92,14 +92,14 @@ pub struct Args {
     pub upgrade_as_get: bool,
     /// On SIGTERM or SIGINT: how long open streams and tunnels may go on
     /// after GOAWAY, before they are cut.
-    #[arg(long, env = "H2HOP_SIDECAR_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
-    pub drain_timeout: Duration,
+    #[arg(long, env = "H2HOP_SIDECAR_DRAIN_TIMEOUT", default_value_t = defaults::DRAIN_TIMEOUT.into())]
+    pub drain_timeout: humantime::Duration,
     /// Tunnels open at once; past it an extended CONNECT gets 503.
-    #[arg(long, env = "H2HOP_SIDECAR_MAX_TUNNELS", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "H2HOP_SIDECAR_MAX_TUNNELS", default_value_t = defaults::MAX_TUNNELS, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tunnels: u32,
     /// App dials (tunnels being set up) one front connection may have
     /// pending at once; past it, 503. A reset stream cancels its dial.
-    #[arg(long, env = "H2HOP_SIDECAR_MAX_PENDING_DIALS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "H2HOP_SIDECAR_MAX_PENDING_DIALS", default_value_t = defaults::MAX_PENDING_DIALS, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_pending_dials: u32,
     /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`);
     /// off unless set.
@@ -149,18 +149,18 @@ impl Args {
         if self.max_streams == 0 {
             return Err(ArgsError::MaxStreams);
         }
-        let mut config = Config::new(self.app.clone(), None);
+        let mut config = Config::new(self.app.to_string(), None);
         if !self.h2c {
             config.tls = Some(self.tls()?);
         }
-        config.app.connect_timeout = self.connect_timeout;
-        config.app.response_timeout = self.response_timeout;
-        config.app.upgrade_timeout = self.upgrade_timeout;
-        config.tunnel_idle_timeout = self.tunnel_idle_timeout;
+        config.app.connect_timeout = self.connect_timeout.into();
+        config.app.response_timeout = self.response_timeout.into();
+        config.app.upgrade_timeout = self.upgrade_timeout.into();
+        config.tunnel_idle_timeout = self.tunnel_idle_timeout.into();
         config.tcp_keepalive = self.keepalive.settings();
         config.max_concurrent_streams = self.max_streams;
-        config.handshake_timeout = self.handshake_timeout;
-        config.drain_timeout = self.drain_timeout;
+        config.handshake_timeout = self.handshake_timeout.into();
+        config.drain_timeout = self.drain_timeout.into();
         config.max_tunnels = self.max_tunnels as usize;
         config.max_pending_dials = self.max_pending_dials as usize;
         config.error_details = self.error_details;
@@ -195,6 +195,33 @@ impl Args {
 mod tests {
     use super::*;
     use clap::Parser as _;
+
+    /// The flags' defaults are [`Config::default`]: a command line that
+    /// sets nothing but `--h2c` gives exactly it, field for field.
+    #[test]
+    fn bare_command_line_gives_the_default_config() {
+        let parsed = Args::try_parse_from(["h2hop-sidecar", "--h2c"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!(format!("{parsed:#?}"), format!("{:#?}", Config::default()));
+    }
+
+    /// An address without a port is refused when the flags are read (and
+    /// so by `--check-config`), not met as a 502 per request.
+    #[test]
+    fn an_address_without_a_port_is_refused_at_start_up() {
+        for flag in ["--app"] {
+            for value in ["127.0.0.1", "localhost", "[::1]"] {
+                let err =
+                    Args::try_parse_from(["h2hop-sidecar", "--h2c", flag, value]).unwrap_err();
+                assert!(
+                    err.to_string().contains("has no port"),
+                    "{flag} {value}: {err}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn tls_files_are_required_unless_h2c() {

@@ -9,8 +9,8 @@ use h2hop::drain::Drain;
 use h2hop::limit::Limit;
 use h2hop::metrics::Metrics;
 
-use crate::UpgradePolicy;
 use crate::app::App;
+use crate::config::UpgradePolicy;
 
 /// What every stream handler shares.
 pub struct Context {

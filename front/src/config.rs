@@ -1,0 +1,217 @@
+//! The front's configuration: [`Config`], with the defaults the binary
+//! ships named in [`defaults`] (the flags in [`crate::args`] take theirs
+//! from there too). Built by `args`, read by [`crate::listener`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use h2hop::accept::Keepalive;
+use h2hop::metrics::Metrics;
+use h2hop::tls::reload::{Reloadable, Reloader};
+use h2hop::upgrade::Protocols;
+
+use crate::routes;
+use crate::upstream::{UpstreamConfig, UpstreamTls};
+
+/// The defaults of the front's flags, each used by both the flag and
+/// [`Config::default`].
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `--listen`: HTTP/1.1 clients.
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    /// `--sidecar`.
+    pub const SIDECAR: &str = "127.0.0.1:8443";
+    /// `--connect-timeout`.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `--tls-timeout`.
+    pub const TLS_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `--keepalive-interval`.
+    pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+    /// `--keepalive-timeout`.
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `--response-timeout`.
+    pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `--upgrade-timeout`.
+    pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `--tunnel-idle-timeout`.
+    pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// `--header-timeout`.
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `--client-idle-timeout`.
+    pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `--client-fin-timeout`.
+    pub const CLIENT_FIN_TIMEOUT: Duration = Duration::from_secs(1);
+    /// `--client-max-streams`.
+    pub const CLIENT_MAX_STREAMS: u32 = 256;
+    /// `--max-connections-per-client`.
+    pub const MAX_CONNECTIONS_PER_CLIENT: u32 = 1000;
+    /// `--drain-timeout`.
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+    /// `--max-connections`.
+    pub const MAX_CONNECTIONS: u32 = 50_000;
+    /// `--max-tunnels`.
+    pub const MAX_TUNNELS: u32 = 50_000;
+    /// `--max-header-size`.
+    pub const MAX_HEADER_SIZE: u32 = 64 * 1024;
+    /// A config file cluster's `max_connections`, and the flags' sidecar's:
+    /// HTTP/2 connections to one endpoint. With the sidecar's default of
+    /// 1,000 streams each, room for 64,000 tunnels.
+    pub const ENDPOINT_MAX_CONNECTIONS: usize = 64;
+}
+
+impl Default for UpstreamConfig {
+    /// h2c to [`defaults::SIDECAR`], with the flags' defaults.
+    fn default() -> Self {
+        Self {
+            addr: defaults::SIDECAR.to_owned(),
+            tls: None,
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            tls_timeout: defaults::TLS_TIMEOUT,
+            keepalive_interval: defaults::KEEPALIVE_INTERVAL,
+            keepalive_timeout: defaults::KEEPALIVE_TIMEOUT,
+            max_connections: defaults::ENDPOINT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Everything the front needs, validated before any socket is bound.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How to reach the sidecar of the flags-only case: one cluster that
+    /// takes every request. Unused when [`Config::routing`] is set.
+    pub upstream: UpstreamConfig,
+    /// From `--config`: the clusters and the routes to them.
+    pub routing: Option<Routing>,
+    /// Bound on the wait for the sidecar's response head to a plain request.
+    pub response_timeout: Duration,
+    /// Bound on the wait for the sidecar's answer to an upgrade.
+    pub upgrade_timeout: Duration,
+    /// A tunnel with no byte moving either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
+    /// TCP keep-alive on accepted connections; `None` turns it off.
+    pub tcp_keepalive: Option<h2hop::accept::Keepalive>,
+    /// Bound on reading a client's request head (slowloris); also the
+    /// bound on a new connection's first request (on HTTP/2, that covers
+    /// the preface and SETTINGS).
+    pub header_timeout: Duration,
+    /// A client connection with no request or tunnel in flight for this
+    /// long is closed (HTTP/2: GOAWAY first).
+    pub client_idle_timeout: Duration,
+    /// Once a tunnel's sidecar side has ended and the client was told
+    /// (END_STREAM, or FIN), the client must end its half within this
+    /// much quiet, or the tunnel is reset and its stream freed.
+    pub client_fin_timeout: Duration,
+    /// Streams one HTTP/2 client connection may have open at once
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS); past it, REFUSED_STREAM.
+    pub client_max_streams: u32,
+    /// Client connections one IP address may have served at once (an
+    /// upgraded one counts as a tunnel instead); past it, like
+    /// [`Config::max_connections`].
+    pub max_connections_per_client: usize,
+    /// Upgrade tokens tunnelled; others are forwarded without `Upgrade`.
+    pub protocols: Protocols,
+    /// Largest upgrade request body, in bytes (larger: 413).
+    pub upgrade_body_limit: u64,
+    /// On shutdown, how long open requests and tunnels may go on.
+    pub drain_timeout: Duration,
+    /// Client HTTP connections served at once (an upgraded one counts as
+    /// a tunnel instead); past it, 503 and close.
+    pub max_connections: usize,
+    /// Tunnels open at once; past it, 503.
+    pub max_tunnels: usize,
+    /// Largest request head, in bytes (at least 8192); past it, 431.
+    pub max_header_size: usize,
+    /// TLS toward clients (certificate, ALPN `h2` and `http/1.1`), served
+    /// on [`Listeners::tls`]; each handshake takes
+    /// its current value (see [`Config::reloader`]).
+    pub client_tls: Option<Reloadable<rustls::ServerConfig>>,
+    /// Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL to HTTP/2 clients, so
+    /// that they open WebSockets (and other tunnels) with RFC 8441.
+    pub client_extended_connect: bool,
+    /// Error answers carry their whole cause chain (sidecar addresses, TLS
+    /// and OS failures) instead of a fixed text per 5xx status; for
+    /// development.
+    pub error_details: bool,
+    /// The process's metrics, served on the admin listener.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Default for Config {
+    /// The defaults `h2hop-front --h2c` runs with: h2c to the sidecar at
+    /// [`defaults::SIDECAR`] (the binary asks for TLS files or `--h2c`).
+    fn default() -> Self {
+        Self {
+            upstream: UpstreamConfig::default(),
+            routing: None,
+            response_timeout: defaults::RESPONSE_TIMEOUT,
+            upgrade_timeout: defaults::UPGRADE_TIMEOUT,
+            tunnel_idle_timeout: defaults::TUNNEL_IDLE_TIMEOUT,
+            tcp_keepalive: Some(Keepalive::DEFAULT),
+            header_timeout: defaults::HEADER_TIMEOUT,
+            client_idle_timeout: defaults::CLIENT_IDLE_TIMEOUT,
+            client_fin_timeout: defaults::CLIENT_FIN_TIMEOUT,
+            client_max_streams: defaults::CLIENT_MAX_STREAMS,
+            max_connections_per_client: defaults::MAX_CONNECTIONS_PER_CLIENT as usize,
+            protocols: Protocols::default(),
+            upgrade_body_limit: h2hop::upgrade::DEFAULT_BODY_LIMIT,
+            drain_timeout: defaults::DRAIN_TIMEOUT,
+            max_connections: defaults::MAX_CONNECTIONS as usize,
+            max_tunnels: defaults::MAX_TUNNELS as usize,
+            max_header_size: defaults::MAX_HEADER_SIZE as usize,
+            client_tls: None,
+            client_extended_connect: true,
+            error_details: false,
+            metrics: Metrics::new(
+                "sidecar",
+                "HTTP/2 connections to sidecars open now",
+                "HTTP/2 streams to sidecars open now",
+            ),
+        }
+    }
+}
+
+impl Config {
+    /// [`Config::default`] toward the sidecar at `sidecar`, with `tls` (or
+    /// h2c when `None`).
+    pub fn new(sidecar: String, tls: Option<UpstreamTls>) -> Self {
+        Self {
+            upstream: UpstreamConfig {
+                addr: sidecar,
+                tls,
+                ..UpstreamConfig::default()
+            },
+            ..Self::default()
+        }
+    }
+}
+
+impl Config {
+    /// What SIGHUP reloads: every TLS configuration read from files (the
+    /// flags' sidecar TLS, each `--config` cluster's, the client-facing
+    /// certificate), each once.
+    pub fn reloader(&self) -> Reloader {
+        let mut reloader = Reloader::new();
+        let clusters = self.routing.iter().flat_map(|routing| &routing.clusters);
+        let endpoints = clusters.flat_map(|(_, endpoints)| endpoints);
+        for upstream in std::iter::once(&self.upstream).chain(endpoints) {
+            if let Some(tls) = &upstream.tls {
+                reloader.add(&tls.config);
+            }
+        }
+        if let Some(tls) = &self.client_tls {
+            reloader.add(tls);
+        }
+        reloader
+    }
+}
+
+/// Clusters of sidecars and the routes that pick one per request.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// Each cluster's name and sidecars, in configuration order; routes
+    /// refer to them by index.
+    pub clusters: Vec<(String, Vec<UpstreamConfig>)>,
+    /// Routes in order; the first match wins, none gives 404.
+    pub routes: routes::RouteTable,
+}
