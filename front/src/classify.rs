@@ -1,5 +1,6 @@
-//! Classify stage: is this HTTP/1.1 request an upgrade h2hop tunnels, a
-//! plain request, or something to refuse before anything goes upstream?
+//! Classify stage: is this client request (an HTTP/1.1 Upgrade, or an
+//! HTTP/2 extended CONNECT, RFC 8441 §4) a tunnel h2hop opens, a plain
+//! request, or something to refuse before anything goes upstream?
 //!
 //! Input: the request head from the listener, the Upgrade allow-list and
 //! the body limit. Output: a [`Class`] that picks [`crate::upgrade`] or

@@ -18,7 +18,7 @@ use http::uri::Scheme;
 use http::{Response, Version};
 use http_body_util::{Either, Full};
 
-use crate::Error;
+use crate::error::{Error, UpstreamStep};
 use crate::routes::RouteTable;
 use crate::upstream::Cluster;
 
@@ -72,7 +72,7 @@ impl Context {
         let addr = cluster.name().to_owned();
         match tokio::time::timeout(bound, response).await {
             Err(_) => Err(Error::UpstreamTimeout {
-                step: "response",
+                step: UpstreamStep::Response,
                 addr,
                 after: bound,
             }),

@@ -30,8 +30,8 @@ pub enum Error {
     /// A step toward the sidecar took longer than its bound.
     #[error("{step} with sidecar {addr} timed out after {after:?}")]
     UpstreamTimeout {
-        /// Which step: connect, TLS handshake, settings, response.
-        step: &'static str,
+        /// Which step.
+        step: UpstreamStep,
         /// The sidecar address.
         addr: String,
         /// The bound that ran out.
@@ -107,6 +107,31 @@ pub enum Error {
     ClientUpgrade(#[source] hyper::Error),
 }
 
+/// A step of reaching the sidecar and hearing from it, each with its own
+/// bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamStep {
+    /// TCP connect (`--connect-timeout`).
+    Connect,
+    /// The TLS handshake (`--tls-timeout`).
+    TlsHandshake,
+    /// The HTTP/2 preface and SETTINGS round trip (`--connect-timeout`).
+    Settings,
+    /// The response head to a request (`--response-timeout`).
+    Response,
+}
+
+impl std::fmt::Display for UpstreamStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UpstreamStep::Connect => "connect",
+            UpstreamStep::TlsHandshake => "TLS handshake",
+            UpstreamStep::Settings => "settings exchange",
+            UpstreamStep::Response => "response",
+        })
+    }
+}
+
 impl Error {
     /// Who the failure is blamed on, for the errors metric.
     pub fn culprit(&self) -> Culprit {
@@ -129,7 +154,7 @@ impl Error {
                 | Error::UpstreamTls { .. }
                 | Error::BackingOff { .. }
                 | Error::UpstreamTimeout {
-                    step: "connect" | "TLS handshake",
+                    step: UpstreamStep::Connect | UpstreamStep::TlsHandshake,
                     ..
                 }
         )

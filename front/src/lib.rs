@@ -34,7 +34,7 @@ pub mod upgrade;
 pub mod upstream;
 
 pub use config::{Config, Routing};
-pub use error::Error;
+pub use error::{Error, UpstreamStep};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 pub use upstream::{UpstreamConfig, UpstreamTls};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use h2hop::admin::Readiness;
-use h2hop::drain::{Drain, Drained};
+use h2hop::drain::Drain;
 use h2hop::limit::{Limit, Permit};
 use h2hop::metrics::{LimitKind, Metrics};
 use h2hop::relay;
@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::client_http::{ClientSettings, serve_h1, serve_h2};
 use crate::client_limits::{AddressPlace, PerAddress};
@@ -113,16 +113,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         }
     };
     tokio::join!(plain_loop, tls_loop);
-    info!(
-        connections_and_tunnels = drain.running(),
-        "stopped accepting; draining"
-    );
-    match drain.finish(config.drain_timeout).await {
-        Drained::Clean => info!("drained"),
-        Drained::Cut(tasks) => {
-            warn!(tasks, after = ?config.drain_timeout, "drain timeout: closed what was still open");
-        }
-    }
+    drain.finish(config.drain_timeout).await;
 }
 
 /// A new connection's places under the connection limit and under its

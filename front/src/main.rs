@@ -96,7 +96,7 @@ async fn serve(args: Args, config: h2hop_front::Config) -> anyhow::Result<()> {
         "h2hop-front ready"
     );
     let shutdown = CancellationToken::new();
-    tokio::spawn(h2hop::shutdown::on_signal(shutdown.clone()));
+    tokio::spawn(h2hop::signals::on_signal(shutdown.clone()));
     let listeners = h2hop_front::Listeners {
         plain: listener,
         tls: tls_listener,

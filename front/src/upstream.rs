@@ -26,7 +26,7 @@ use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 use tracing::{Instrument as _, debug, info, warn};
 
-use crate::Error;
+use crate::error::{Error, UpstreamStep};
 
 /// How the front reaches its sidecar.
 #[derive(Debug, Clone)]
@@ -319,7 +319,7 @@ impl Upstream {
         let bound = self.config.connect_timeout;
         let tcp = timeout(bound, TcpStream::connect(addr.as_str()))
             .await
-            .map_err(|_| self.timed_out("connect", bound))?
+            .map_err(|_| self.timed_out(UpstreamStep::Connect, bound))?
             .map_err(|source| Error::ConnectUpstream {
                 addr: addr.clone(),
                 source,
@@ -332,7 +332,7 @@ impl Upstream {
         let tls_bound = self.config.tls_timeout;
         let stream = timeout(tls_bound, connector.connect(tls.server_name.clone(), tcp))
             .await
-            .map_err(|_| self.timed_out("TLS handshake", tls_bound))?
+            .map_err(|_| self.timed_out(UpstreamStep::TlsHandshake, tls_bound))?
             .map_err(|err| Error::UpstreamTls {
                 addr: addr.clone(),
                 reason: tls::describe_failure(&err),
@@ -417,7 +417,7 @@ impl Upstream {
         if let Some(ping_pong) = ping_pong.as_mut() {
             let pong = timeout(bound, ping_pong.ping(h2::Ping::opaque()))
                 .await
-                .map_err(|_| self.timed_out("settings exchange", bound))?;
+                .map_err(|_| self.timed_out(UpstreamStep::Settings, bound))?;
             if let Err(err) = pong {
                 // The task ends right after the connection failed; a closed
                 // channel means it ended cleanly and the PING error stands.
@@ -562,7 +562,7 @@ impl Upstream {
         }
     }
 
-    fn timed_out(&self, step: &'static str, after: Duration) -> Error {
+    fn timed_out(&self, step: UpstreamStep, after: Duration) -> Error {
         Error::UpstreamTimeout {
             step,
             addr: self.config.addr.clone(),

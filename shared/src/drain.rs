@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
 
 /// Bound on the wait for cancelled work to stop once the drain period ran
 /// out: dropping a task's future is immediate, this only covers the
@@ -116,8 +117,20 @@ impl Drain {
 
     /// Call once shutdown has begun and nothing new will be spawned: waits
     /// for the running tasks up to `period`, then cancels the rest and
-    /// waits (briefly) for them to stop.
+    /// waits (briefly) for them to stop. Logs the start and the outcome.
     pub async fn finish(&self, period: Duration) -> Drained {
+        info!(running = self.running(), "stopped accepting; draining");
+        let drained = self.wait_or_cut(period).await;
+        match drained {
+            Drained::Clean => info!("drained"),
+            Drained::Cut(tasks) => {
+                warn!(tasks, after = ?period, "drain timeout: closed what was still open");
+            }
+        }
+        drained
+    }
+
+    async fn wait_or_cut(&self, period: Duration) -> Drained {
         self.tracker.close();
         if tokio::time::timeout(period, self.tracker.wait())
             .await

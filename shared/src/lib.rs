@@ -30,7 +30,7 @@ pub mod line_budget;
 pub mod metrics;
 pub mod relay;
 pub mod runtime;
-pub mod shutdown;
+pub mod signals;
 pub mod telemetry;
 pub mod tls;
 pub mod translate;

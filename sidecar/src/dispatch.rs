@@ -22,6 +22,28 @@ use tracing::{Instrument as _, debug, debug_span, warn};
 use crate::context::Context;
 use crate::{Error, forward, tunnel};
 
+/// What a stream from the front asks for, by its method and `:protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    /// Extended CONNECT (RFC 8441 §4): a tunnel to the app.
+    Tunnel,
+    /// CONNECT without `:protocol`: a TCP tunnel, which is refused.
+    PlainConnect,
+    /// Any other method: an ordinary request, forwarded to the app.
+    Forward,
+}
+
+impl StreamKind {
+    /// The name the stream's span carries.
+    fn as_str(self) -> &'static str {
+        match self {
+            StreamKind::Tunnel => "tunnel",
+            StreamKind::PlainConnect => "connect",
+            StreamKind::Forward => "forward",
+        }
+    }
+}
+
 /// Serves one stream from the front at `peer`; `dials` bounds the app
 /// dials its HTTP/2 connection has pending. A tunnel that opens comes back
 /// with its access entry, to be relayed once this state is gone
@@ -39,14 +61,14 @@ pub async fn dispatch(
         .get::<h2::ext::Protocol>()
         .map(|protocol| protocol.as_str().to_owned());
     let kind = match (&protocol, request.method() == Method::CONNECT) {
-        (Some(_), _) => "tunnel",
-        (None, true) => "connect",
-        (None, false) => "forward",
+        (Some(_), _) => StreamKind::Tunnel,
+        (None, true) => StreamKind::PlainConnect,
+        (None, false) => StreamKind::Forward,
     };
     let authority = request.uri().authority().map_or("", |a| a.as_str());
     // Fields are recorded now: the span borrows nothing from the request.
     // Debug level, as at the front: the access line says all this at info.
-    let span = debug_span!("stream", kind, %authority, path = request.uri().path());
+    let span = debug_span!("stream", kind = kind.as_str(), %authority, path = request.uri().path());
     let started = tokio::time::Instant::now();
     let access_kind = match protocol {
         Some(_) => access::Kind::Tunnel,
@@ -75,7 +97,7 @@ pub async fn dispatch(
                 }
                 None => Err(Error::UnsupportedProtocol(protocol)),
             },
-            None if kind == "connect" => Err(Error::PlainConnect),
+            None if kind == StreamKind::PlainConnect => Err(Error::PlainConnect),
             None => {
                 let forwarded = forward::forward(context, request, &mut respond, &mut entry);
                 Box::pin(forwarded).await.map(|()| None)
@@ -90,7 +112,7 @@ pub async fn dispatch(
                 let id = RequestId::next();
                 warn!(status = err.status().as_u16(), request_id = %id, error = %h2hop::telemetry::chain(&err), "stream failed");
                 context.metrics.error(err.culprit());
-                if kind != "tunnel" {
+                if kind != StreamKind::Tunnel {
                     context.metrics.request_answered(err.status(), started.elapsed());
                 }
                 let body = err.body(id, context.error_details);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use h2hop::admin::Readiness;
-use h2hop::drain::{Drain, Drained};
+use h2hop::drain::Drain;
 use h2hop::h2_settings::{CONNECTION_WINDOW, MAX_FRAME_SIZE, REMEMBERED_RESETS, STREAM_WINDOW};
 use h2hop::limit::Limit;
 use h2hop::tls;
@@ -55,16 +55,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         connection(stream, peer, tls.clone(), config.clone(), context.clone())
     })
     .await;
-    info!(
-        connections_and_streams = drain.running(),
-        "stopped accepting; draining"
-    );
-    match drain.finish(config.drain_timeout).await {
-        Drained::Clean => info!("drained"),
-        Drained::Cut(tasks) => {
-            warn!(tasks, after = ?config.drain_timeout, "drain timeout: closed what was still open");
-        }
-    }
+    drain.finish(config.drain_timeout).await;
 }
 
 async fn connection(

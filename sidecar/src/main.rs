@@ -48,7 +48,7 @@ async fn serve(args: Args, config: h2hop_sidecar::Config) -> anyhow::Result<()> 
     };
     tracing::info!(%listen, app = %args.app, h2c = args.h2c, %allow_front_sans, "h2hop-sidecar ready");
     let shutdown = CancellationToken::new();
-    tokio::spawn(h2hop::shutdown::on_signal(shutdown.clone()));
+    tokio::spawn(h2hop::signals::on_signal(shutdown.clone()));
     let listeners = h2hop_sidecar::Listeners {
         hop: listener,
         admin,

@@ -42,6 +42,6 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(listen = %app.addr, "h2hop-echo ready");
     // Returns once SIGTERM or Ctrl-C cancelled the token; the app's
     // connections then finish their current exchange.
-    h2hop::shutdown::on_signal(shutdown).await;
+    h2hop::signals::on_signal(shutdown).await;
     Ok(())
 }

@@ -1,4 +1,6 @@
-//! Turning SIGINT and SIGTERM into a cancelled token, for the binaries' `main`.
+//! The termination signals: SIGINT and SIGTERM cancel a token, which starts
+//! the shutdown ([`crate::drain`]). Called by the binaries' `main`; SIGHUP
+//! is [`crate::tls::reload::on_hangup`]'s.
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
