@@ -1,9 +1,9 @@
-//! Classify stage: is this client request (an HTTP/1.1 Upgrade, or an
+//! Classify stage: is this client request (an HTTP/1.1 TunnelRequest, or an
 //! HTTP/2 extended CONNECT, RFC 8441 §4) a tunnel h2hop opens, a plain
 //! request, or something to refuse before anything goes upstream?
 //!
 //! Input: the request head from the listener, the Upgrade allow-list and
-//! the body limit. Output: a [`Class`] that picks [`crate::upgrade`] or
+//! the body limit. Output: a [`Class`] that picks [`crate::tunnel`] or
 //! [`crate::forward`], or a [`Rejection`] answered here.
 
 use h2hop::translate::hop_by_hop;
@@ -17,7 +17,7 @@ use http::{Method, Request, StatusCode, Version};
 #[derive(Debug, PartialEq, Eq)]
 pub enum Class {
     /// An upgrade to an allowed protocol: tunnel it.
-    Upgrade(Upgrade),
+    Tunnel(TunnelRequest),
     /// Anything else: forwarded as an ordinary request (an `Upgrade` to a
     /// protocol h2hop does not tunnel is dropped as hop-by-hop, which
     /// RFC 9110 §7.8 allows: the server "can ignore" it).
@@ -28,7 +28,7 @@ pub enum Class {
 
 /// An upgrade the front tunnels.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upgrade {
+pub struct TunnelRequest {
     /// The allowed token, lower case: sent as `:protocol`, and named by the
     /// client's 101.
     pub protocol: String,
@@ -124,7 +124,7 @@ pub fn classify<B>(request: &Request<B>, protocols: &Protocols, body_limit: u64)
         check_other(request, body_limit).map(|length| (None, length))
     };
     match checked {
-        Ok((key, body_length)) => Class::Upgrade(Upgrade {
+        Ok((key, body_length)) => Class::Tunnel(TunnelRequest {
             protocol: protocol.to_owned(),
             key,
             body_length,
@@ -213,7 +213,7 @@ fn classify_h2<B>(request: &Request<B>, protocols: &Protocols) -> Class {
             _ => return Class::Reject(Rejection::UnsupportedVersion),
         }
     }
-    Class::Upgrade(Upgrade {
+    Class::Tunnel(TunnelRequest {
         protocol: protocol.to_owned(),
         key: None,
         body_length: 0,
@@ -328,7 +328,7 @@ mod tests {
     }
 
     fn websocket_class() -> Class {
-        Class::Upgrade(Upgrade {
+        Class::Tunnel(TunnelRequest {
             protocol: "websocket".into(),
             key: Some(HeaderValue::from_static(KEY)),
             body_length: 0,
@@ -423,7 +423,7 @@ mod tests {
             &[
                 ("host", "h"),
                 ("upgrade", "h2c"),
-                ("connection", "Upgrade, HTTP2-Settings"),
+                ("connection", "TunnelRequest, HTTP2-Settings"),
             ],
         );
         assert_eq!(classify(&request, &allowed(), LIMIT), Class::Plain);
@@ -448,7 +448,7 @@ mod tests {
     fn allowed_token_with_a_body_is_an_upgrade() {
         assert_eq!(
             other("POST", &[("content-length", "5")]),
-            Class::Upgrade(Upgrade {
+            Class::Tunnel(TunnelRequest {
                 protocol: "my-proto".into(),
                 key: None,
                 body_length: 5,
@@ -457,7 +457,7 @@ mod tests {
         );
         assert_eq!(
             other("GET", &[]),
-            Class::Upgrade(Upgrade {
+            Class::Tunnel(TunnelRequest {
                 protocol: "my-proto".into(),
                 key: None,
                 body_length: 0,
@@ -492,7 +492,7 @@ mod tests {
             LIMIT,
         );
         assert!(
-            matches!(class, Class::Upgrade(Upgrade { ref protocol, .. }) if protocol == "my-proto")
+            matches!(class, Class::Tunnel(TunnelRequest { ref protocol, .. }) if protocol == "my-proto")
         );
     }
 
@@ -545,7 +545,7 @@ mod tests {
         let class = classify(&h2_connect("websocket", Some("13")), &allowed(), LIMIT);
         assert_eq!(
             class,
-            Class::Upgrade(Upgrade {
+            Class::Tunnel(TunnelRequest {
                 protocol: "websocket".into(),
                 key: None,
                 body_length: 0,

@@ -1,7 +1,7 @@
 //! What every request handler of the front shares: the [`Context`] the
 //! listener builds once (clusters, routes, timeouts, limits, metrics), and
 //! the shape of every answer ([`ResponseBody`]). Used by [`crate::dispatch`],
-//! [`crate::upgrade`] and [`crate::forward`]; it calls none of them.
+//! [`crate::tunnel`] and [`crate::forward`]; it calls none of them.
 
 use std::sync::Arc;
 use std::time::Duration;

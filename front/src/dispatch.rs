@@ -1,6 +1,6 @@
 //! Dispatch stage: one request from a client, classified
 //! ([`crate::classify`]), routed ([`crate::routes`]) and handed to
-//! [`crate::upgrade`] or [`crate::forward`]. Errors become answers here,
+//! [`crate::tunnel`] or [`crate::forward`]. Errors become answers here,
 //! and are logged here, once; the access entry starts here.
 
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use crate::classify::{self, Class, Rejection};
 use crate::client_limits::InFlight;
 use crate::context::{Context, ResponseBody};
 use crate::routes::Route;
-use crate::{forward, upgrade};
+use crate::{forward, tunnel};
 
 /// Answers one request; its access log line is written when the answer
 /// (or, for a tunnel, the relay) ends.
@@ -31,7 +31,7 @@ pub(crate) async fn handle(
 ) -> Response<Logged<ResponseBody>> {
     let class = classify::classify(&request, &context.protocols, context.upgrade_body_limit);
     let kind = match class {
-        Class::Upgrade(_) => "tunnel",
+        Class::Tunnel(_) => "tunnel",
         Class::Plain => "forward",
         Class::Reject(_) => "rejected",
     };
@@ -48,7 +48,7 @@ pub(crate) async fn handle(
         .unwrap_or("");
     let route = context.routes.find(authority, request.uri().path());
     let access_kind = match class {
-        Class::Upgrade(_) => access::Kind::Tunnel,
+        Class::Tunnel(_) => access::Kind::Tunnel,
         _ => access::Kind::Request,
     };
     let mut entry = Entry::new(access_kind, peer, authority, request.uri().path());
@@ -91,7 +91,7 @@ async fn answer(
             context.metrics.error(Culprit::Client);
             return rejected(rejection);
         }
-        Class::Upgrade(tunnel) => Some(tunnel),
+        Class::Tunnel(tunnel) => Some(tunnel),
         Class::Plain => None,
     };
     let Some(route) = route else {
@@ -110,7 +110,7 @@ async fn answer(
     let request = Request::from_parts(parts, body);
     let protocol = tunnel.as_ref().map(|tunnel| tunnel.protocol.clone());
     let result = match tunnel {
-        Some(tunnel) => upgrade::open(context, cluster, request, tunnel, entry).await,
+        Some(tunnel) => tunnel::open(context, cluster, request, tunnel, entry).await,
         None => {
             let counts = entry.as_ref().map(Entry::bytes).unwrap_or_default();
             forward::forward(context, cluster, request, counts).await

@@ -28,7 +28,7 @@ pub async fn forward(
     context: &Context,
     cluster: &Cluster,
     client: Request<Incoming>,
-    counts: Arc<access::Bytes>,
+    counts: Arc<access::ByteCounts>,
 ) -> Result<Response<ResponseBody>, Error> {
     let (parts, body) = client.into_parts();
     let upstream_request = request::h1_to_h2(&parts, client_scheme(&parts), Kind::Forward)?;

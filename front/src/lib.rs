@@ -8,7 +8,7 @@
 //!    within its connection's bounds (idle timeout, streams, early resets);
 //! 3. [`dispatch`]: each request [`classify`]d (allowed upgrade, plain
 //!    request, or a 400/413/426 answered here) and routed ([`routes`]);
-//! 4. [`upgrade`]: extended CONNECT (RFC 8441) with the upgrade's method and
+//! 4. [`tunnel`]: extended CONNECT (RFC 8441) with the upgrade's method and
 //!    body, the rebuilt 101, then the relay;
 //!    or [`forward`]: an ordinary HTTP/2 stream, bodies streamed both ways;
 //! 5. [`upstream`]: the HTTP/2 connections, TLS with ALPN `h2` or h2c.
@@ -30,7 +30,7 @@ mod error;
 pub mod forward;
 pub mod listener;
 pub mod routes;
-pub mod upgrade;
+pub mod tunnel;
 pub mod upstream;
 
 pub use config::{Config, Routing};

@@ -4,7 +4,7 @@
 //! connection with a free place under the peer's MAX_CONCURRENT_STREAMS,
 //! opening one (TCP, then TLS with ALPN `h2` unless h2c, then the HTTP/2
 //! handshake and a PING round trip) when none has room or all broke.
-//! Called by [`crate::upgrade`] and [`crate::forward`].
+//! Called by [`crate::tunnel`] and [`crate::forward`].
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};

@@ -13,7 +13,7 @@
 
 use h2hop::upgrade::{Protocols, WEBSOCKET};
 use h2hop::websocket;
-use h2hop_front::classify::{self, Class, Rejection, Upgrade};
+use h2hop_front::classify::{self, Class, Rejection, TunnelRequest};
 use h2hop_fuzz::{count, digits, lists_token, parse_h1_request};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{Method, Request, StatusCode, Version};
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     );
     let offered = first_allowed_offer(&request, &protocols);
     match class {
-        Class::Upgrade(upgrade) => check_upgrade(&request, &protocols, &upgrade, offered),
+        Class::Tunnel(upgrade) => check_upgrade(&request, &protocols, &upgrade, offered),
         Class::Plain => {
             // An HTTP/1.1 request with one Host that offers an allowed
             // token is a tunnel or refused, never quietly forwarded.
@@ -66,7 +66,7 @@ fn first_allowed_offer<'a>(request: &Request<()>, protocols: &'a Protocols) -> O
 fn check_upgrade(
     request: &Request<()>,
     protocols: &Protocols,
-    upgrade: &Upgrade,
+    upgrade: &TunnelRequest,
     offered: Option<&str>,
 ) {
     let headers = request.headers();

@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     // What the front does, and what it would do had classification
     // answered otherwise: the translation holds its invariants either way.
     let (protocol, body_length) = match &class {
-        Class::Upgrade(upgrade) => (upgrade.protocol.as_str(), Some(upgrade.body_length)),
+        Class::Tunnel(upgrade) => (upgrade.protocol.as_str(), Some(upgrade.body_length)),
         _ => (WEBSOCKET, None),
     };
     check(&parts, Kind::Forward, None);

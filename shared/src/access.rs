@@ -109,7 +109,7 @@ impl From<relay::Close> for Close {
 
 /// Byte counts that a body in another task adds to.
 #[derive(Debug, Default)]
-pub struct Bytes {
+pub struct ByteCounts {
     up: AtomicU64,
     down: AtomicU64,
 }
@@ -133,7 +133,7 @@ pub struct Entry {
     started: Instant,
     up: u64,
     down: u64,
-    shared: OnceCell<Arc<Bytes>>,
+    shared: OnceCell<Arc<ByteCounts>>,
     /// Kept until the line is written: whatever must live exactly as long
     /// as the exchange (a connection's count of what it has in flight).
     held: Option<Box<dyn std::any::Any + Send + Sync>>,
@@ -196,7 +196,7 @@ impl Entry {
 
     /// Counts for a body that moves in another task ([`Counted`]); they
     /// add to [`Entry::add_bytes`]'s.
-    pub fn bytes(&self) -> Arc<Bytes> {
+    pub fn bytes(&self) -> Arc<ByteCounts> {
         self.shared.get_or_init(Arc::default).clone()
     }
 
@@ -366,13 +366,13 @@ pub enum Direction {
 #[derive(Debug)]
 pub struct Counted<B> {
     body: B,
-    bytes: Arc<Bytes>,
+    bytes: Arc<ByteCounts>,
     direction: Direction,
 }
 
 impl<B> Counted<B> {
     /// Counts `body`'s data into `bytes`, as moving `direction`.
-    pub fn new(body: B, bytes: Arc<Bytes>, direction: Direction) -> Self {
+    pub fn new(body: B, bytes: Arc<ByteCounts>, direction: Direction) -> Self {
         Self {
             body,
             bytes,

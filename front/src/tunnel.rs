@@ -30,7 +30,7 @@ use h2hop::limit::Permit;
 use h2hop::metrics::{OpenTunnel, TunnelResult};
 
 use crate::Error;
-use crate::classify::Upgrade;
+use crate::classify::TunnelRequest;
 use crate::context::{self, Context, ResponseBody, answer_version, client_scheme};
 use crate::upstream::{Cluster, StreamSlot};
 
@@ -45,7 +45,7 @@ pub async fn open(
     context: &Context,
     cluster: &Cluster,
     mut client: Request<Incoming>,
-    upgrade: Upgrade,
+    upgrade: TunnelRequest,
     entry: &mut Option<Entry>,
 ) -> Result<Response<ResponseBody>, Error> {
     // Taken before the request is consumed: hyper resolves it only after
