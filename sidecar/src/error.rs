@@ -52,8 +52,8 @@ pub enum Error {
     /// The app did not answer in time.
     #[error("{step} with app {addr} timed out after {after:?}")]
     AppTimeout {
-        /// Which step: connect or response.
-        step: &'static str,
+        /// Which step.
+        step: AppStep,
         /// The app address.
         addr: String,
         /// The bound that ran out.
@@ -87,6 +87,25 @@ pub enum Error {
     /// connection is gone).
     #[error("cannot answer the stream")]
     Respond(#[source] h2::Error),
+}
+
+/// A step toward the app with its own bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppStep {
+    /// TCP connect (`--connect-timeout`).
+    Connect,
+    /// The response head, or the answer to an upgrade
+    /// (`--response-timeout`, `--upgrade-timeout`).
+    Response,
+}
+
+impl std::fmt::Display for AppStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AppStep::Connect => "connect",
+            AppStep::Response => "response",
+        })
+    }
 }
 
 impl Error {

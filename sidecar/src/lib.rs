@@ -22,18 +22,16 @@ pub mod app;
 pub mod args;
 pub mod config;
 pub mod context;
-mod dial;
 pub mod dispatch;
 mod error;
 pub mod forward;
 pub mod listener;
-mod pool;
 pub mod respond;
 pub mod tunnel;
 
 pub use app::AppConfig;
 pub use config::{Config, UpgradePolicy};
-pub use error::Error;
+pub use error::{AppStep, Error};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

@@ -1,6 +1,7 @@
 //! The keep-alive pool (RFC 9112 §9.3) of hyper `client::conn::http1`
 //! connections that plain requests share toward the one app address; used
-//! by [`crate::app::App::send`].
+//! by [`crate::app::App::send`], which hands it the function that opens a
+//! new connection (the pool itself knows no address).
 //!
 //! - checkout takes the most recently used idle connection (LIFO, so that
 //!   surplus ones age out) that hyper reports ready: its last exchange is
@@ -23,13 +24,9 @@ use std::time::Duration;
 use http::{Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
 use tracing::debug;
-
-use crate::Error;
-use crate::dial::{AppConfig, app_http, dial};
 
 /// Idle connections kept. Enough for the worker pool of a typical app;
 /// more would only hold the app's sockets after a burst, since LIFO
@@ -41,6 +38,15 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often the reaper looks for connections idle too long.
 const REAP_EVERY: Duration = Duration::from_secs(5);
+
+/// Why [`Pool::send`] failed.
+#[derive(Debug)]
+pub(crate) enum SendError<E> {
+    /// Opening a new connection failed, as the open function said.
+    Open(E),
+    /// HTTP/1.1 on the connection failed.
+    Http(hyper::Error),
+}
 
 /// The keep-alive pool of plain-request connections; see the module docs.
 /// Generic over the request body so that tests can use simple bodies.
@@ -85,18 +91,20 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    /// Sends `request` on an idle connection, or a new one, and returns the
-    /// response head; the connection goes back to the pool once free.
-    /// Connect failures are as [`crate::dial::dial`] says; the rest
-    /// [`Error::AppHttp`].
-    pub(crate) async fn send(
+    /// Sends `request` on an idle connection, or on a new one from `open`,
+    /// and returns the response head; the connection goes back to the pool
+    /// once free.
+    pub(crate) async fn send<E, F>(
         self: &Arc<Self>,
-        config: &AppConfig,
+        open: impl Fn() -> F,
         request: Request<B>,
-    ) -> Result<Response<Incoming>, Error> {
+    ) -> Result<Response<Incoming>, SendError<E>>
+    where
+        F: Future<Output = Result<SendRequest<B>, E>>,
+    {
         let (mut sender, reused) = match self.checkout() {
             Some(sender) => (sender, true),
-            None => (open(config).await?, false),
+            None => (open().await.map_err(SendError::Open)?, false),
         };
         let mut err = match sender.try_send_request(request).await {
             Ok(response) => {
@@ -108,14 +116,14 @@ where
         // The request comes back only if no byte of it was written. On a
         // fresh connection the app refused it outright: no second try.
         let Some(request) = err.take_message().filter(|_| reused) else {
-            return Err(app_http(config, err.into_error()));
+            return Err(SendError::Http(err.into_error()));
         };
         debug!(error = %err.into_error(), "pooled app connection closed; retrying on a new one");
-        let mut sender = open(config).await?;
+        let mut sender = open().await.map_err(SendError::Open)?;
         let response = sender
             .send_request(request)
             .await
-            .map_err(|err| app_http(config, err))?;
+            .map_err(SendError::Http)?;
         self.release(sender);
         Ok(response)
     }
@@ -170,28 +178,6 @@ where
     }
 }
 
-/// A new keep-alive connection to the app; its hyper task runs until the
-/// app closes it or the pool drops its sender.
-async fn open<B>(config: &AppConfig) -> Result<SendRequest<B>, Error>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    let stream = dial(config).await?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|err| app_http(config, err))?;
-    // No `with_upgrades`: a plain request carries no Upgrade (N30), and a
-    // 101 to one ends the connection.
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            debug!(error = %err, "app connection ended with an error");
-        }
-    });
-    Ok(sender)
-}
-
 /// Every [`REAP_EVERY`], closes connections idle for [`IDLE_TIMEOUT`] and
 /// forgets closed ones; ends with the pool.
 async fn reap<B>(pool: Weak<Pool<B>>) {
@@ -219,6 +205,11 @@ mod tests {
     use tokio::time::timeout;
 
     use super::*;
+    use hyper::client::conn::http1;
+    use hyper_util::rt::TokioIo;
+
+    use crate::Error;
+    use crate::app::dial::{AppConfig, open_http1};
 
     fn config(addr: SocketAddr) -> AppConfig {
         AppConfig {
@@ -261,14 +252,19 @@ mod tests {
         config: &AppConfig,
         listener: &TcpListener,
     ) -> (Bytes, TcpStream) {
-        let both = async { tokio::join!(pool.send(config, get()), accept_and_answer(listener)) };
+        let both = async {
+            tokio::join!(
+                pool.send(|| open_http1(config), get()),
+                accept_and_answer(listener)
+            )
+        };
         let (response, stream) = timeout(Duration::from_secs(5), both)
             .await
             .expect("no answer on a new connection");
         (body(response).await, stream)
     }
 
-    async fn body(response: Result<Response<Incoming>, Error>) -> Bytes {
+    async fn body(response: Result<Response<Incoming>, SendError<Error>>) -> Bytes {
         let body = response.unwrap().into_body();
         body.collect().await.unwrap().to_bytes()
     }
@@ -314,7 +310,8 @@ mod tests {
 
         tokio::time::sleep(IDLE_TIMEOUT - Duration::from_secs(10)).await;
         // Answered on the same connection, or this never completes.
-        let reused = async { tokio::join!(pool.send(&config, get()), answer(&mut conn)).0 };
+        let reused =
+            async { tokio::join!(pool.send(|| open_http1(&config), get()), answer(&mut conn)).0 };
         let response = timeout(Duration::from_secs(1), reused).await;
         assert_eq!(body(response.expect("not reused")).await, "ok");
 

@@ -6,7 +6,7 @@
 //! Tunnels each get a dedicated connection ([`App::upgrade`]) that is never
 //! pooled, because a connection that saw an upgrade attempt cannot be
 //! trusted for another request (S2). Plain requests ([`App::send`]) share a
-//! keep-alive pool ([`crate::pool`]).
+//! keep-alive pool ([`pool`]), handed [`dial::open_http1`] to open new ones.
 
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -24,10 +24,14 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tracing::debug;
 
-use crate::Error;
-pub use crate::dial::AppConfig;
-use crate::dial::{app_http, dial};
-use crate::pool::Pool;
+mod dial;
+mod pool;
+
+pub use dial::AppConfig;
+use dial::{app_http, dial, open_http1};
+use pool::{Pool, SendError};
+
+use crate::error::{AppStep, Error};
 
 /// The app: dedicated connections for tunnels, a pool for plain requests.
 pub struct App {
@@ -57,13 +61,17 @@ impl App {
         request: Request<Counted<H2Body>>,
     ) -> Result<Response<Incoming>, Error> {
         let bound = self.config.response_timeout;
-        timeout(bound, self.pool.send(&self.config, request))
-            .await
-            .map_err(|_| Error::AppTimeout {
-                step: "response",
+        let sent = self.pool.send(|| open_http1(&self.config), request);
+        match timeout(bound, sent).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(SendError::Open(err))) => Err(err),
+            Ok(Err(SendError::Http(err))) => Err(app_http(&self.config, err)),
+            Err(_) => Err(Error::AppTimeout {
+                step: AppStep::Response,
                 addr: self.config.addr.clone(),
                 after: bound,
-            })?
+            }),
+        }
     }
 
     /// Sends an upgrade request with its body on a connection of its own
@@ -107,7 +115,7 @@ impl App {
         timeout(bound, response)
             .await
             .map_err(|_| Error::AppTimeout {
-                step: "response",
+                step: AppStep::Response,
                 addr: self.config.addr.clone(),
                 after: bound,
             })?

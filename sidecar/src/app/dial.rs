@@ -1,17 +1,21 @@
 //! Reaching the app: where it is and how long each step may take
-//! ([`AppConfig`]), and a TCP connection to it with its failures as the
-//! sidecar's errors. Used by [`crate::app`] for tunnels and by
-//! [`crate::pool`] for the keep-alive connections of plain requests.
+//! ([`AppConfig`]), a TCP connection to it with its failures as the
+//! sidecar's errors ([`dial`]), and an HTTP/1.1 connection for the pool
+//! ([`open_http1`]). Used by [`crate::app`]: for tunnels, and handed to the
+//! keep-alive pool of plain requests.
 
 use std::error::Error as StdError;
 use std::io;
 use std::time::Duration;
 
+use http_body::Body;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tracing::debug;
 
-use crate::Error;
+use crate::error::{AppStep, Error};
 
 /// How the sidecar reaches its app.
 #[derive(Debug, Clone)]
@@ -34,7 +38,7 @@ pub struct AppConfig {
 pub(crate) async fn dial(config: &AppConfig) -> Result<TcpStream, Error> {
     connect(config).await.map_err(|failure| match failure {
         None => Error::AppTimeout {
-            step: "connect",
+            step: AppStep::Connect,
             addr: config.addr.clone(),
             after: config.connect_timeout,
         },
@@ -66,4 +70,26 @@ pub(crate) fn app_http(config: &AppConfig, source: impl StdError + Send + Sync +
         addr: config.addr.clone(),
         source: Box::new(source),
     }
+}
+
+/// A new keep-alive connection to the app; its hyper task runs until the
+/// app closes it or the pool drops its sender.
+pub(crate) async fn open_http1<B>(config: &AppConfig) -> Result<SendRequest<B>, Error>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let stream = dial(config).await?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|err| app_http(config, err))?;
+    // No `with_upgrades`: a plain request carries no Upgrade (N30), and a
+    // 101 to one ends the connection.
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            debug!(error = %err, "app connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
