@@ -1,4 +1,5 @@
-//! Upgrade stage: an allowed HTTP/1.1 Upgrade becomes an RFC 8441 tunnel.
+//! Tunnel stage: an allowed HTTP/1.1 Upgrade, or a client's own extended
+//! CONNECT, becomes an RFC 8441 tunnel to the sidecar.
 //!
 //! Input: a request [`crate::classify`] found to be an upgrade h2hop
 //! tunnels. Output: the rebuilt `101` (and a spawned relay once hyper hands
@@ -63,46 +64,11 @@ pub async fn open(
         entry.protocol(protocol);
         entry.add_bytes(upgrade.body_length, 0);
     }
-    // Read whole before the stream opens: classify bounded its length.
-    let body = if upgrade.body_length > 0 {
-        read_body(context, body).await?
-    } else {
-        Bytes::new()
-    };
-    let upstream_request =
-        request::h1_to_h2(&parts, client_scheme(&parts), Kind::Tunnel(protocol))?;
-    let (response, mut send, slot) = cluster.open_stream(upstream_request, false).await?;
-    if !body.is_empty() {
-        // A failure here (the stream reset) shows in the response below.
-        let mut sent = 0;
-        let bound = context.upgrade_timeout;
-        let _ = tokio::time::timeout(bound, relay::send_data(&mut send, body, &mut sent)).await;
-    }
-    let response = context
-        .await_response(response, context.upgrade_timeout, cluster)
-        .await?;
-    let (head, recv) = response.into_parts();
-
+    let (head, recv, send, slot) = connect(context, cluster, &parts, body, &upgrade).await?;
     if head.status != StatusCode::OK {
-        debug!(status = head.status.as_u16(), "sidecar refused the tunnel");
-        let refused = TunnelResult::Refused;
-        context.metrics.tunnel_not_opened(protocol, refused);
-        // We have nothing to send on a stream that will not tunnel.
-        let _ = send.send_data(Bytes::new(), true);
-        let mut relayed = response::relay(&head, answer_version(&parts));
-        if relayed.status() == StatusCode::UPGRADE_REQUIRED && !upgrade.over_h2 {
-            // RFC 9110 §7.8 (N32): a 426 names the protocol to upgrade to;
-            // the field was hop-by-hop on the way in, so it is rebuilt.
-            if let Ok(token) = HeaderValue::from_str(protocol) {
-                relayed.headers_mut().insert(UPGRADE, token);
-            }
-            relayed
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-        }
-        return Ok(relayed.map(|()| context::streamed(H2Body::with_guard(recv, slot))));
+        let refusal = relay_refusal(context, &parts, &upgrade, &head, send);
+        return Ok(refusal.map(|()| context::streamed(H2Body::with_guard(recv, slot))));
     }
-
     // HTTP/2 clients get the sidecar's 200 as it is (RFC 8441 §5 (N13)).
     let switched = if upgrade.over_h2 {
         response::relay(&head, Version::HTTP_2)
@@ -132,6 +98,76 @@ pub async fn open(
         .instrument(span),
     );
     Ok(switched.map(|()| context::empty()))
+}
+
+/// The sidecar's answer to an extended CONNECT, with what the tunnel would
+/// run on: the stream's halves and its place on the connection.
+type Answered = (
+    http::response::Parts,
+    RecvStream,
+    SendStream<Bytes>,
+    StreamSlot,
+);
+
+/// Reads the upgrade's body, opens the extended CONNECT stream, sends the
+/// body as its first DATA, and waits for the sidecar's answer.
+async fn connect(
+    context: &Context,
+    cluster: &Cluster,
+    parts: &http::request::Parts,
+    body: Incoming,
+    upgrade: &TunnelRequest,
+) -> Result<Answered, Error> {
+    // Read whole before the stream opens: classify bounded its length.
+    let body = if upgrade.body_length > 0 {
+        read_body(context, body).await?
+    } else {
+        Bytes::new()
+    };
+    let protocol = Kind::Tunnel(upgrade.protocol.as_str());
+    let upstream_request = request::h1_to_h2(parts, client_scheme(parts), protocol)?;
+    let (response, mut send, slot) = cluster.open_stream(upstream_request, false).await?;
+    if !body.is_empty() {
+        // A failure here (the stream reset) shows in the response below.
+        let mut sent = 0;
+        let bound = context.upgrade_timeout;
+        let _ = tokio::time::timeout(bound, relay::send_data(&mut send, body, &mut sent)).await;
+    }
+    let response = context
+        .await_response(response, context.upgrade_timeout, cluster)
+        .await?;
+    let (head, recv) = response.into_parts();
+    Ok((head, recv, send, slot))
+}
+
+/// The sidecar refused the tunnel: ends our half of the stream and builds
+/// the client's answer, whose body the caller streams from the sidecar's.
+fn relay_refusal(
+    context: &Context,
+    parts: &http::request::Parts,
+    upgrade: &TunnelRequest,
+    head: &http::response::Parts,
+    mut send: SendStream<Bytes>,
+) -> Response<()> {
+    debug!(status = head.status.as_u16(), "sidecar refused the tunnel");
+    let protocol = upgrade.protocol.as_str();
+    context
+        .metrics
+        .tunnel_not_opened(protocol, TunnelResult::Refused);
+    // We have nothing to send on a stream that will not tunnel.
+    let _ = send.send_data(Bytes::new(), true);
+    let mut relayed = response::relay(head, answer_version(parts));
+    if relayed.status() == StatusCode::UPGRADE_REQUIRED && !upgrade.over_h2 {
+        // RFC 9110 §7.8 (N32): a 426 names the protocol to upgrade to;
+        // the field was hop-by-hop on the way in, so it is rebuilt.
+        if let Ok(token) = HeaderValue::from_str(protocol) {
+            relayed.headers_mut().insert(UPGRADE, token);
+        }
+        relayed
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    }
+    relayed
 }
 
 /// The upgrade's body, within the response timeout.

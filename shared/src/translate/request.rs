@@ -173,6 +173,24 @@ pub fn h2_to_h1(
     parts: &Parts,
     upgrade: Option<&AppUpgrade<'_>>,
 ) -> Result<Request<()>, TranslateError> {
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 5);
+    headers.insert(HOST, app_host(parts)?);
+    let method = match upgrade {
+        Some(upgrade) => upgrade_fields(upgrade, &mut headers)?,
+        None => parts.method.clone(),
+    };
+    copy_stream_fields(parts, upgrade, &mut headers)?;
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = origin_target(parts);
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    Ok(request)
+}
+
+/// The app's `Host`: the stream's `:authority`, or its one valid `host`
+/// field when it has none; never with userinfo.
+fn app_host(parts: &Parts) -> Result<HeaderValue, TranslateError> {
     // RFC 9113 §8.3.1: an intermediary converting an HTTP/1.1 request may
     // keep `Host` instead of sending `:authority` (nghttpx and HAProxy do).
     let (host, what) = match (parts.uri.authority(), parts.headers.get(HOST)) {
@@ -196,6 +214,11 @@ pub fn h2_to_h1(
     if host.as_bytes().contains(&b'@') {
         return Err(TranslateError::Invalid { what });
     }
+    Ok(host)
+}
+
+/// The target in origin form: the stream's path and query, `/` when empty.
+fn origin_target(parts: &Parts) -> Uri {
     let target: Uri = parts
         .uri
         .path_and_query()
@@ -206,41 +229,48 @@ pub fn h2_to_h1(
     // stream without `:authority`, both of which h2 lets through) would be
     // written as nothing, `GET  HTTP/1.1`; an empty path is sent as "/"
     // (RFC 9112 §3.2.1).
-    let target = if target.path().is_empty() {
+    if target.path().is_empty() {
         Uri::from_static("/")
     } else {
         target
-    };
+    }
+}
 
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 5);
-    headers.insert(HOST, host);
-    let method = match upgrade {
-        Some(upgrade) => {
-            let token = HeaderValue::from_str(upgrade.protocol)
-                .ok()
-                .filter(|_| upgrade::is_token(upgrade.protocol))
-                .ok_or(TranslateError::Invalid { what: ":protocol" })?;
-            headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-            headers.insert(UPGRADE, token);
-            if let Some(key) = upgrade.key {
-                let key = HeaderValue::from_str(key)
-                    .map_err(|_| TranslateError::Invalid { what: "key" })?;
-                headers.insert(SEC_WEBSOCKET_KEY, key);
-                headers.insert(
-                    SEC_WEBSOCKET_VERSION,
-                    HeaderValue::from_static(websocket::VERSION),
-                );
-            }
-            if upgrade.body_length > 0 || !matches!(upgrade.method, Method::GET | Method::HEAD) {
-                headers.insert(CONTENT_LENGTH, HeaderValue::from(upgrade.body_length));
-            }
-            upgrade.method.clone()
-        }
-        None => parts.method.clone(),
-    };
-    // The stream's own fields, but hop-by-hop ones (which h2 refuses on a
-    // stream anyway), `h2hop-…` ones, Host, and for an upgrade whatever was
-    // set above from this leg's own handshake.
+/// The upgrade's own handshake fields into `headers`; returns the method
+/// the app sees.
+fn upgrade_fields(
+    upgrade: &AppUpgrade<'_>,
+    headers: &mut HeaderMap,
+) -> Result<Method, TranslateError> {
+    let token = HeaderValue::from_str(upgrade.protocol)
+        .ok()
+        .filter(|_| upgrade::is_token(upgrade.protocol))
+        .ok_or(TranslateError::Invalid { what: ":protocol" })?;
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(UPGRADE, token);
+    if let Some(key) = upgrade.key {
+        let key =
+            HeaderValue::from_str(key).map_err(|_| TranslateError::Invalid { what: "key" })?;
+        headers.insert(SEC_WEBSOCKET_KEY, key);
+        headers.insert(
+            SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static(websocket::VERSION),
+        );
+    }
+    if upgrade.body_length > 0 || !matches!(upgrade.method, Method::GET | Method::HEAD) {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(upgrade.body_length));
+    }
+    Ok(upgrade.method.clone())
+}
+
+/// The stream's own fields into `headers`, but hop-by-hop ones (which h2
+/// refuses on a stream anyway), `h2hop-…` ones, Host, and for an upgrade
+/// whatever [`upgrade_fields`] set from this leg's own handshake.
+fn copy_stream_fields(
+    parts: &Parts,
+    upgrade: Option<&AppUpgrade<'_>>,
+    headers: &mut HeaderMap,
+) -> Result<(), TranslateError> {
     let hop = HopByHop::of(&parts.headers);
     let own_handshake = |name: &HeaderName| {
         HANDSHAKE_ONLY.contains(name)
@@ -265,13 +295,7 @@ pub fn h2_to_h1(
         }
         headers.append(name.clone(), value.clone());
     }
-
-    let mut request = Request::new(());
-    *request.method_mut() = method;
-    *request.uri_mut() = target;
-    *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = headers;
-    Ok(request)
+    Ok(())
 }
 
 /// Whether a field value starts or ends with SP or HTAB.
