@@ -20,20 +20,21 @@
 
 pub mod args;
 pub mod classify;
-pub mod client_http;
-pub mod client_limits;
+pub(crate) mod client_http;
+pub(crate) mod client_limits;
 pub mod config;
 pub mod config_file;
-pub mod context;
-pub mod dispatch;
+pub(crate) mod context;
+pub(crate) mod dispatch;
 mod error;
-pub mod forward;
-pub mod listener;
+pub(crate) mod forward;
+pub(crate) mod listener;
 pub mod routes;
-pub mod tunnel;
-pub mod upstream;
+pub(crate) mod tunnel;
+pub(crate) mod upstream;
 
 pub use config::{Config, Routing};
+pub use context::client_scheme;
 pub use error::{Error, UpstreamStep};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -18,7 +18,7 @@ use h2hop::translate::TranslateError;
 use h2hop::translate::request::{self, Kind};
 use h2hop::upgrade::{BODY_LENGTH_FIELD, METHOD_FIELD, Protocols, WEBSOCKET};
 use h2hop_front::classify::{self, Class};
-use h2hop_front::context::client_scheme;
+use h2hop_front::client_scheme;
 use h2hop_fuzz::{
     assert_clean, assert_kept, assert_no_hop_by_hop, connection_named, count,
     has_surrounding_blank, is_hop_by_hop, is_reserved, parse_h1_request,

@@ -18,16 +18,16 @@
 //! [`run`] takes an already-bound listener and a cancellation token; only
 //! `main` binds, reads signals and picks the exit code.
 
-pub mod app;
+pub(crate) mod app;
 pub mod args;
 pub mod config;
-pub mod context;
-pub mod dispatch;
+pub(crate) mod context;
+pub(crate) mod dispatch;
 mod error;
-pub mod forward;
-pub mod listener;
-pub mod respond;
-pub mod tunnel;
+pub(crate) mod forward;
+pub(crate) mod listener;
+pub(crate) mod respond;
+pub(crate) mod tunnel;
 
 pub use app::AppConfig;
 pub use config::{Config, UpgradePolicy};

@@ -1,10 +1,10 @@
 //! Upstream stage: the multiplexed HTTP/2 connections to the sidecars.
 //!
-//! [`Cluster::open_stream`] picks an [`Endpoint`] (a sidecar) and puts the
+//! [`Cluster::open_stream`] picks an [`endpoint::Endpoint`] (a sidecar) and puts the
 //! stream on its first live connection with a free place under the peer's
 //! MAX_CONCURRENT_STREAMS; the endpoint dials another connection (TCP, then
 //! TLS with ALPN `h2` unless h2c) when none has room or all broke, and the
-//! [`session`] handshake makes it a usable [`Session`]. Called by
+//! [`session`] handshake makes it a usable [`session::Session`]. Called by
 //! [`crate::tunnel`] and [`crate::forward`].
 
 mod cluster;
@@ -20,8 +20,7 @@ use h2hop::tls::reload::Reloadable;
 use rustls::pki_types::ServerName;
 
 pub use cluster::Cluster;
-pub use endpoint::{BACKOFF_BASE, BACKOFF_CAP, Endpoint};
-pub use session::{Session, StreamSlot};
+pub use session::StreamSlot;
 
 /// How the front reaches its sidecar.
 #[derive(Debug, Clone)]
