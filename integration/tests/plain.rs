@@ -33,7 +33,7 @@ async fn read_at_least(body: &mut hyper::body::Incoming, want: usize) -> Vec<u8>
     got
 }
 
-/// RFC 9113 §8.3.1 (N24): every method keeps its name across both hops and
+/// RFC 9110 §9: every method keeps its name across both hops and
 /// the response comes back; bodies of methods that carry one are echoed.
 #[tokio::test]
 async fn every_method_reaches_the_app_with_its_name() {
@@ -71,7 +71,7 @@ async fn every_method_reaches_the_app_with_its_name() {
     .await;
 }
 
-/// RFC 9112 §6.3, RFC 9113 §8.1.1 (N25): a 3 MiB Content-Length body arrives
+/// RFC 9112 §6.3, RFC 9113 §8.1.1: a 3 MiB Content-Length body arrives
 /// whole and byte-exact, still framed by its length at the app.
 #[tokio::test]
 async fn content_length_body_arrives_intact() {

@@ -106,7 +106,7 @@ fn masked_text(payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// RFC 8441 §3 (N1, N5): the sidecar sends SETTINGS_ENABLE_CONNECT_PROTOCOL
+/// RFC 8441 §3 (N1): the sidecar sends SETTINGS_ENABLE_CONNECT_PROTOCOL
 /// = 1 to every client, including one that never sent the setting itself.
 #[tokio::test]
 async fn sidecar_enables_extended_connect_for_a_client_that_never_sent_the_setting() {
@@ -194,7 +194,7 @@ async fn unsupported_protocols_including_h2c_get_501_and_never_reach_the_app() {
     .await;
 }
 
-/// RFC 9110 §9.3.6 (N13), RFC 6455 §4.1 (N45), S1: any 2xx to a CONNECT
+/// RFC 9110 §9.3.6 (N13), S1: any 2xx to a CONNECT
 /// means the tunnel is open, so an app that answers its upgrade with 200
 /// instead of 101 must not have that 200 relayed on the extended CONNECT
 /// stream: the front (or any RFC 8441 client) would take it for an open

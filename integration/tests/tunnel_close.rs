@@ -228,7 +228,7 @@ async fn client_reset_reaches_app_as_connection_reset() {
     .await;
 }
 
-/// RFC 8441 §5 (N14) with RFC 9113 §5.2 flow control: while the client does
+/// RFC 9113 §5.2 flow control on a tunnel: while the client does
 /// not read, the pair stops reading from it once windows and socket buffers
 /// are full, so a big write stalls instead of being buffered whole in the
 /// front or sidecar; once the client reads, everything arrives intact.

@@ -273,7 +273,7 @@ async fn chatty_socket(
 }
 
 /// RFC 9113 §5.1.2, RFC 8441 §5: 200 tunnels are 200 streams on the front's
-/// one HTTP/2 connection (the sidecar allows 1000, S5); with all of them
+/// one HTTP/2 connection (the sidecar allows 1000); with all of them
 /// open, plain GETs on other client connections are multiplexed alongside
 /// and every echo and every response is right. The app sees exactly one
 /// upgrade per WebSocket and one request per GET.
