@@ -1,19 +1,26 @@
-//! TLS for the front ⇄ sidecar hop: PEM files → rustls configurations for
-//! mutual TLS 1.3 with ALPN `h2`, and after a handshake, the ALPN check and a
-//! short reason for log lines when it failed.
+//! TLS for both legs: PEM files → rustls configurations, and after a
+//! handshake, the ALPN check and a short reason for log lines when it failed.
 //!
-//! The sidecar's listener calls [`server_config`] and wraps accepted sockets
-//! with it; the front's upstream connector calls [`client_config`]. Both then
-//! call [`require_h2_alpn`], and log [`describe_failure`] of any error from the
-//! handshake or the first read.
+//! Each builder is named by the leg it serves and its role on it:
+//!
+//! - the hop, front ⇄ sidecar, mutual TLS 1.3 with ALPN `h2`: the sidecar's
+//!   listener wraps accepted sockets with [`hop_server_config`] (a client
+//!   certificate is required); the front's upstream connector uses
+//!   [`hop_client_config`] (it presents its own). Both then call
+//!   [`require_h2_alpn`], and log [`describe_failure`] of any error from the
+//!   handshake or the first read.
+//! - the edge, clients ⇄ front: the front's listener serves browsers and
+//!   CLIs with [`edge_server_config`] (no client certificate, `h2` or
+//!   `http/1.1`).
 //!
 //! Every configuration is built with the ring provider explicitly, never
 //! rustls' process-wide default: with two providers compiled in,
 //! `ServerConfig::builder()` panics.
 //!
 //! Two concerns have modules of their own: [`identity`], the sidecar's
-//! allow-list of front certificate SANs ([`server_config_allowing`]), and
-//! [`reload`], configurations read from files that SIGHUP builds again.
+//! allow-list of front certificate SANs ([`hop_server_config_allowing`]), and
+//! [`reload`], the same configurations read from files that SIGHUP builds
+//! again (`*_files`).
 
 use std::error::Error as StdError;
 use std::io;
@@ -37,11 +44,12 @@ use identity::{AllowedSans, SanVerifier};
 /// ALPN id for the hop between front and sidecar.
 pub const ALPN_H2: &[u8] = b"h2";
 
-/// TLS 1.3 only: both ends are ours, so there is no older peer to support.
-static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+/// The hop: TLS 1.3 only, both ends are ours, so there is no older peer to
+/// support.
+static HOP_PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
-/// Clients at the edge may be older: TLS 1.2 as well.
-static CLIENT_PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
+/// The edge: clients may be older, so TLS 1.2 as well.
+static EDGE_PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// What went wrong while loading TLS material, building a configuration, or
@@ -134,17 +142,17 @@ fn root_store(certs: Vec<CertificateDer<'static>>) -> Result<Arc<RootCertStore>,
 /// The ALPN name of HTTP/1.1.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
-/// A server configuration for clients (browsers, CLIs): no client
-/// certificate, ALPN `h2` (unless `h2` is false) and `http/1.1`, in that
-/// order of preference. The connection's `alpn_protocol()` says which to
-/// serve; none means HTTP/1.1.
-pub fn client_facing_config(
+/// The edge server, the front toward its clients (browsers, CLIs): no
+/// client certificate, ALPN `h2` (unless `h2` is false) and `http/1.1`, in
+/// that order of preference. The connection's `alpn_protocol()` says which
+/// to serve; none means HTTP/1.1.
+pub fn edge_server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     h2: bool,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(CLIENT_PROTOCOL_VERSIONS)
+        .with_protocol_versions(EDGE_PROTOCOL_VERSIONS)
         .map_err(TlsError::Config)?
         .with_no_client_auth()
         .with_single_cert(chain, key)
@@ -157,25 +165,25 @@ pub fn client_facing_config(
     Ok(Arc::new(config))
 }
 
-/// Sidecar: TLS 1.3 only, ALPN h2 only, client certificate REQUIRED and
-/// verified against `client_ca`.
+/// The hop server, the sidecar toward fronts: TLS 1.3 only, ALPN h2 only,
+/// client certificate REQUIRED and verified against `client_ca`.
 ///
 /// A client that offers ALPN without `h2` is refused during the handshake; a
 /// client that offers no ALPN at all completes it, so the caller must still
 /// call [`require_h2_alpn`].
-pub fn server_config(
+pub fn hop_server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     client_ca: Vec<CertificateDer<'static>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    server_config_allowing(chain, key, client_ca, &AllowedSans::any())
+    hop_server_config_allowing(chain, key, client_ca, &AllowedSans::any())
 }
 
-/// [`server_config`], and the client certificate must also carry one of
+/// [`hop_server_config`], and the client certificate must also carry one of
 /// the `allowed` SANs (none listed: any certificate from `client_ca`). A
 /// certificate without one is refused in the handshake with
 /// [`identity::IdentityRefused`], after the chain check.
-pub fn server_config_allowing(
+pub fn hop_server_config_allowing(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     client_ca: Vec<CertificateDer<'static>>,
@@ -190,7 +198,7 @@ pub fn server_config_allowing(
         verifier = Arc::new(SanVerifier::new(verifier, allowed.clone()));
     }
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(PROTOCOL_VERSIONS)
+        .with_protocol_versions(HOP_PROTOCOL_VERSIONS)
         .map_err(TlsError::Config)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
@@ -199,15 +207,15 @@ pub fn server_config_allowing(
     Ok(Arc::new(config))
 }
 
-/// Front: TLS 1.3 only, ALPN h2, server verified against `ca` (the only
-/// roots). `identity` is the client certificate chain and key; `None` sends
+/// The hop client, the front toward sidecars: TLS 1.3 only, ALPN h2,
+/// server verified against `ca` (the only roots). `identity` is the client certificate chain and key; `None` sends
 /// no certificate, which a sidecar refuses (useful to test that refusal).
-pub fn client_config(
+pub fn hop_client_config(
     ca: Vec<CertificateDer<'static>>,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(PROTOCOL_VERSIONS)
+        .with_protocol_versions(HOP_PROTOCOL_VERSIONS)
         .map_err(TlsError::Config)?
         .with_root_certificates(root_store(ca)?);
     let mut config = match identity {
@@ -377,7 +385,7 @@ mod tests {
 
     /// Server config with `server`'s certificate, trusting `client_ca`'s CA.
     fn sidecar(server: &DevPki, client_ca: &DevPki) -> Arc<ServerConfig> {
-        server_config(
+        hop_server_config(
             server.server_chain(),
             server.server_key(),
             vec![client_ca.ca_der()],
@@ -388,7 +396,7 @@ mod tests {
     /// Client config trusting `ca`'s CA, presenting `identity`'s client cert.
     fn front(ca: &DevPki, identity: Option<&DevPki>) -> Arc<ClientConfig> {
         let identity = identity.map(|p| (p.client_chain(), p.client_key()));
-        client_config(vec![ca.ca_der()], identity).unwrap()
+        hop_client_config(vec![ca.ca_der()], identity).unwrap()
     }
 
     /// Outcome of one side: the negotiated ALPN, or the error it saw.
@@ -501,7 +509,7 @@ mod tests {
     /// A sidecar that allows `allowed` SANs, with `pki`'s certificates.
     fn sidecar_allowing(pki: &DevPki, allowed: &[&str]) -> Arc<ServerConfig> {
         let allowed = AllowedSans::new(allowed).unwrap();
-        server_config_allowing(
+        hop_server_config_allowing(
             pki.server_chain(),
             pki.server_key(),
             vec![pki.ca_der()],
@@ -605,8 +613,8 @@ mod tests {
         let client_chain = load_certs(&file("front.pem")).unwrap();
         let client_key = load_key(&file("front-key.pem")).unwrap();
 
-        let server = server_config(server_chain, server_key, ca.clone()).unwrap();
-        let client = client_config(ca, Some((client_chain, client_key))).unwrap();
+        let server = hop_server_config(server_chain, server_key, ca.clone()).unwrap();
+        let client = hop_client_config(ca, Some((client_chain, client_key))).unwrap();
         let (server, client) = exchange(server, client, "localhost").await;
         server.unwrap();
         client.unwrap();
@@ -674,7 +682,7 @@ mod tests {
     #[test]
     fn server_config_requires_a_client_ca() {
         let pki = new_pki();
-        let err = server_config(pki.server_chain(), pki.server_key(), Vec::new()).unwrap_err();
+        let err = hop_server_config(pki.server_chain(), pki.server_key(), Vec::new()).unwrap_err();
         assert!(matches!(err, TlsError::NoTrustAnchors), "{err:?}");
     }
 
@@ -682,7 +690,7 @@ mod tests {
     fn client_config_rejects_key_not_matching_certificate() {
         let pki = new_pki();
         let identity = Some((pki.client_chain(), pki.server_key()));
-        let err = client_config(vec![pki.ca_der()], identity).unwrap_err();
+        let err = hop_client_config(vec![pki.ca_der()], identity).unwrap_err();
         assert!(matches!(err, TlsError::Config(_)), "{err:?}");
     }
 

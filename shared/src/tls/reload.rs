@@ -291,10 +291,10 @@ fn leaf_names(chain: &[CertificateDer<'static>]) -> Sans {
     chain.first().map(Sans::of).unwrap_or_default()
 }
 
-/// The sidecar's server configuration ([`super::server_config_allowing`])
-/// from its certificate chain, key and client CA files; `allowed` stays
-/// the same across reloads.
-pub fn server_config_files(
+/// The hop server configuration, the sidecar's
+/// ([`super::hop_server_config_allowing`]), from its certificate chain, key
+/// and client CA files; `allowed` stays the same across reloads.
+pub fn hop_server_config_files(
     label: &str,
     cert: &Path,
     key: &Path,
@@ -315,14 +315,15 @@ pub fn server_config_files(
         let chain = load_certs(&cert)?;
         let names = leaf_names(&chain);
         let ca = load_certs(&client_ca)?;
-        let config = super::server_config_allowing(chain, load_key(&key)?, ca, &allowed)?;
+        let config = super::hop_server_config_allowing(chain, load_key(&key)?, ca, &allowed)?;
         Ok(Loaded { config, names })
     })
 }
 
-/// The front's client configuration toward sidecars ([`super::client_config`])
-/// from its CA, certificate chain and key files.
-pub fn client_config_files(
+/// The hop client configuration, the front's toward sidecars
+/// ([`super::hop_client_config`]), from its CA, certificate chain and key
+/// files.
+pub fn hop_client_config_files(
     label: &str,
     ca: &Path,
     cert: &Path,
@@ -334,14 +335,14 @@ pub fn client_config_files(
         let chain = load_certs(&cert)?;
         let names = leaf_names(&chain);
         let identity = (chain, load_key(&key)?);
-        let config = super::client_config(load_certs(&ca)?, Some(identity))?;
+        let config = super::hop_client_config(load_certs(&ca)?, Some(identity))?;
         Ok(Loaded { config, names })
     })
 }
 
-/// The front's configuration toward clients ([`super::client_facing_config`])
-/// from its certificate chain and key files.
-pub fn client_facing_config_files(
+/// The edge server configuration, the front's toward its clients
+/// ([`super::edge_server_config`]), from its certificate chain and key files.
+pub fn edge_server_config_files(
     label: &str,
     cert: &Path,
     key: &Path,
@@ -352,7 +353,7 @@ pub fn client_facing_config_files(
     Reloadable::from_files(label, files, move || {
         let chain = load_certs(&cert)?;
         let names = leaf_names(&chain);
-        let config = super::client_facing_config(chain, load_key(&key)?, h2)?;
+        let config = super::edge_server_config(chain, load_key(&key)?, h2)?;
         Ok(Loaded { config, names })
     })
 }
@@ -401,7 +402,7 @@ mod tests {
     /// The sidecar's and the front's file-backed configurations, from `dir`.
     fn from_dir(dir: &Path) -> (Reloadable<ServerConfig>, Reloadable<ClientConfig>) {
         let file = |name: &str| dir.join(name);
-        let server = server_config_files(
+        let server = hop_server_config_files(
             "sidecar",
             &file("sidecar.pem"),
             &file("sidecar-key.pem"),
@@ -409,7 +410,7 @@ mod tests {
             AllowedSans::any(),
         )
         .unwrap();
-        let client = client_config_files(
+        let client = hop_client_config_files(
             "front",
             &file("ca.pem"),
             &file("front.pem"),
@@ -470,7 +471,7 @@ mod tests {
     fn from_files_fails_at_once_on_a_bad_file() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
-        let err = client_facing_config_files("clients", &missing, &missing, true).unwrap_err();
+        let err = edge_server_config_files("clients", &missing, &missing, true).unwrap_err();
         assert!(matches!(err, TlsError::ReadFile { .. }), "{err:?}");
     }
 
@@ -481,7 +482,7 @@ mod tests {
         pki.write_to(dir.path(), false).unwrap();
         let (server, client) = from_dir(dir.path());
         let fixed: Reloadable<ServerConfig> =
-            crate::tls::server_config(pki.server_chain(), pki.server_key(), vec![pki.ca_der()])
+            crate::tls::hop_server_config(pki.server_chain(), pki.server_key(), vec![pki.ca_der()])
                 .unwrap()
                 .into();
         assert!(!fixed.is_from_files());
