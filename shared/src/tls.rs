@@ -33,7 +33,8 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls::{
-    AlertDescription, CertificateError, ClientConfig, InvalidMessage, RootCertStore, ServerConfig,
+    AlertDescription, CertificateError, ClientConfig, InconsistentKeys, InvalidMessage,
+    RootCertStore, ServerConfig,
 };
 
 pub mod identity;
@@ -93,9 +94,22 @@ pub enum TlsError {
     #[error("adding a CA certificate to the trust store")]
     TrustAnchor(#[source] rustls::Error),
     /// rustls refused the configuration (for example a key that does not
-    /// match its certificate).
+    /// match its certificate, when they were not read from files).
     #[error("building the TLS configuration")]
     Config(#[source] rustls::Error),
+    /// The private key read from `key` is not the one whose public half the
+    /// certificate read from `cert` carries.
+    #[error(
+        "the private key in {} does not belong to the certificate in {}",
+        key.display(),
+        cert.display()
+    )]
+    KeyMismatch {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+    },
     /// The client certificate verifier could not be built.
     #[error("building the client certificate verifier")]
     Verifier(#[source] VerifierBuilderError),
@@ -252,6 +266,21 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         },
         other => pem_error(path, other),
     })
+}
+
+/// Names the files of a key that does not match its certificate: rustls
+/// only says `KeyMismatch`, without knowing where either came from. Other
+/// errors pass unchanged.
+fn name_key_files(err: TlsError, cert: &Path, key: &Path) -> TlsError {
+    match err {
+        TlsError::Config(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            TlsError::KeyMismatch {
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Sorts a PEM failure into "could not read the file" and "bad contents".

@@ -24,7 +24,7 @@ use rustls::{ClientConfig, ServerConfig};
 use tracing::{error, info};
 
 use super::identity::{AllowedSans, Sans};
-use super::{TlsError, load_certs, load_key};
+use super::{TlsError, load_certs, load_key, name_key_files};
 
 /// What one load produced: the configuration, and the names its own
 /// certificate carries, for the "reloaded" log line.
@@ -315,7 +315,8 @@ pub fn hop_server_config_files(
         let chain = load_certs(&cert)?;
         let names = leaf_names(&chain);
         let ca = load_certs(&client_ca)?;
-        let config = super::hop_server_config_allowing(chain, load_key(&key)?, ca, &allowed)?;
+        let config = super::hop_server_config_allowing(chain, load_key(&key)?, ca, &allowed)
+            .map_err(|err| name_key_files(err, &cert, &key))?;
         Ok(Loaded { config, names })
     })
 }
@@ -335,7 +336,8 @@ pub fn hop_client_config_files(
         let chain = load_certs(&cert)?;
         let names = leaf_names(&chain);
         let identity = (chain, load_key(&key)?);
-        let config = super::hop_client_config(load_certs(&ca)?, Some(identity))?;
+        let config = super::hop_client_config(load_certs(&ca)?, Some(identity))
+            .map_err(|err| name_key_files(err, &cert, &key))?;
         Ok(Loaded { config, names })
     })
 }
@@ -353,7 +355,8 @@ pub fn edge_server_config_files(
     Reloadable::from_files(label, files, move || {
         let chain = load_certs(&cert)?;
         let names = leaf_names(&chain);
-        let config = super::edge_server_config(chain, load_key(&key)?, h2)?;
+        let config = super::edge_server_config(chain, load_key(&key)?, h2)
+            .map_err(|err| name_key_files(err, &cert, &key))?;
         Ok(Loaded { config, names })
     })
 }
@@ -454,7 +457,7 @@ mod tests {
         let other = pki("spiffe://b/front");
         std::fs::write(dir.path().join("sidecar-key.pem"), &other.server().key).unwrap();
         let err = server.reload().unwrap_err();
-        assert!(matches!(err, TlsError::Config(_)), "{err:?}");
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err:?}");
         assert!(Arc::ptr_eq(&before, &server.current()));
 
         // A missing file.
@@ -465,6 +468,49 @@ mod tests {
 
         // Handshakes go on with what was loaded before.
         handshake(server.current(), client.current()).await.unwrap();
+    }
+
+    #[test]
+    fn mismatched_key_names_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        pki("spiffe://a/front").write_to(dir.path(), false).unwrap();
+        // Keys of another PKI, at the paths of the first one's.
+        let other = pki("spiffe://b/front");
+        std::fs::write(dir.path().join("front-key.pem"), &other.client().key).unwrap();
+        std::fs::write(dir.path().join("sidecar-key.pem"), &other.server().key).unwrap();
+        let (cert, key) = (
+            dir.path().join("front.pem"),
+            dir.path().join("front-key.pem"),
+        );
+        let (server_cert, server_key) = (
+            dir.path().join("sidecar.pem"),
+            dir.path().join("sidecar-key.pem"),
+        );
+
+        let hop_client = hop_client_config_files("front", &dir.path().join("ca.pem"), &cert, &key);
+        let hop_server = hop_server_config_files(
+            "sidecar",
+            &server_cert,
+            &server_key,
+            &dir.path().join("ca.pem"),
+            AllowedSans::any(),
+        );
+        let edge_server = edge_server_config_files("clients", &server_cert, &server_key, true);
+        for (err, cert, key) in [
+            (hop_client.unwrap_err(), &cert, &key),
+            (hop_server.unwrap_err(), &server_cert, &server_key),
+            (edge_server.unwrap_err(), &server_cert, &server_key),
+        ] {
+            let text = crate::telemetry::chain(&err);
+            assert_eq!(
+                text,
+                format!(
+                    "the private key in {} does not belong to the certificate in {}",
+                    key.display(),
+                    cert.display()
+                )
+            );
+        }
     }
 
     #[test]
