@@ -357,13 +357,7 @@ fn describe_certificate(err: &CertificateError) -> Option<String> {
         C::NotValidForNameContext {
             expected,
             presented,
-        } => {
-            return Some(format!(
-                "certificate not valid for name {} (it is for {})",
-                expected.to_str(),
-                presented.join(", ")
-            ));
-        }
+        } => return Some(wrong_name(&expected.to_str(), presented)),
         C::NotValidForName => "certificate not valid for the requested name",
         C::Expired | C::ExpiredContext { .. } => "certificate expired",
         C::NotValidYet | C::NotValidYetContext { .. } => "certificate not yet valid",
@@ -375,6 +369,39 @@ fn describe_certificate(err: &CertificateError) -> Option<String> {
         _ => return None,
     };
     Some(reason.to_owned())
+}
+
+/// "certificate is valid for a or b, not for c": the names the peer's
+/// certificate carries, and the one we asked for.
+fn wrong_name(expected: &str, presented: &[String]) -> String {
+    let names: Vec<&str> = presented.iter().map(|name| plain_name(name)).collect();
+    match names.split_last() {
+        None => format!("certificate is valid for no name, not for {expected}"),
+        Some((last, [])) => format!("certificate is valid for {last}, not for {expected}"),
+        Some((last, rest)) => format!(
+            "certificate is valid for {} or {last}, not for {expected}",
+            rest.join(", ")
+        ),
+    }
+}
+
+/// One name as webpki reports it, in its Debug form (`DnsName("a.example")`,
+/// `IpAddress(192.0.2.1)`, `UniformResourceIdentifier("spiffe://...")`),
+/// without the wrapper. A form it does not know stays as it is.
+fn plain_name(presented: &str) -> &str {
+    ["DnsName", "IpAddress", "UniformResourceIdentifier"]
+        .iter()
+        .find_map(|kind| {
+            let inner = presented.strip_prefix(kind)?.strip_prefix('(')?;
+            let inner = inner.strip_suffix(')')?;
+            Some(
+                inner
+                    .strip_prefix('"')
+                    .and_then(|quoted| quoted.strip_suffix('"'))
+                    .unwrap_or(inner),
+            )
+        })
+        .unwrap_or(presented)
 }
 
 /// Why the peer aborted, from the alert it sent us.
@@ -599,12 +626,40 @@ mod tests {
         let pki = new_pki();
         let (server, client) =
             exchange(sidecar(&pki, &pki), front(&pki, Some(&pki)), "example.com").await;
-        let client_reason = reason(client);
-        assert!(
-            client_reason.contains("not valid for name example.com"),
-            "{client_reason}"
+        assert_eq!(
+            reason(client),
+            "certificate is valid for localhost or 127.0.0.1, not for example.com"
         );
         assert!(server.is_err());
+    }
+
+    #[test]
+    fn wrong_name_reads_as_plain_names() {
+        let presented = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            wrong_name(
+                "other.internal",
+                &presented(&[r#"DnsName("sidecar.internal")"#])
+            ),
+            "certificate is valid for sidecar.internal, not for other.internal"
+        );
+        assert_eq!(
+            wrong_name(
+                "192.0.2.9",
+                &presented(&[
+                    r#"DnsName("a.example")"#,
+                    "IpAddress(192.0.2.1)",
+                    r#"UniformResourceIdentifier("spiffe://t/sidecar")"#,
+                    "DirectoryName",
+                ])
+            ),
+            "certificate is valid for a.example, 192.0.2.1, spiffe://t/sidecar or \
+             DirectoryName, not for 192.0.2.9"
+        );
+        assert_eq!(
+            wrong_name("a.example", &[]),
+            "certificate is valid for no name, not for a.example"
+        );
     }
 
     #[tokio::test]
