@@ -229,7 +229,7 @@ impl Args {
         config.client_extended_connect = !self.no_client_extended_connect;
         config.error_details = self.error_details;
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
-            let tls = reload::client_facing_config_files("client listener", cert, key, true)?;
+            let tls = reload::edge_server_config_files("client listener", cert, key, true)?;
             config.client_tls = Some(tls);
         }
         Ok(config)
@@ -241,7 +241,7 @@ impl Args {
         let ca = self.ca.as_deref().ok_or(ArgsError::Missing("ca"))?;
         let cert = self.cert.as_deref().ok_or(ArgsError::Missing("cert"))?;
         let key = self.key.as_deref().ok_or(ArgsError::Missing("key"))?;
-        let config = reload::client_config_files("sidecar connections", ca, cert, key)?;
+        let config = reload::hop_client_config_files("sidecar connections", ca, cert, key)?;
         let name = match &self.sidecar_name {
             Some(name) => name.clone(),
             None => self.sidecar.host().to_owned(),

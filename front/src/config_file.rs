@@ -392,7 +392,7 @@ fn tls_of(raw: &RawCluster, name: String, base_dir: &Path) -> Result<UpstreamTls
         source,
     };
     let label = format!("cluster {}", raw.name);
-    let config = reload::client_config_files(&label, &ca, &cert, &key).map_err(tls_failed)?;
+    let config = reload::hop_client_config_files(&label, &ca, &cert, &key).map_err(tls_failed)?;
     Ok(UpstreamTls {
         config,
         server_name,

@@ -262,7 +262,7 @@ impl PairBuilder {
                 let tls = if self.h2c {
                     None
                 } else {
-                    Some(h2hop::tls::server_config_allowing(
+                    Some(h2hop::tls::hop_server_config_allowing(
                         pki.server_chain(),
                         pki.server_key(),
                         vec![pki.ca_der()],
@@ -355,8 +355,7 @@ impl PairBuilder {
             let listener = loopback().await?;
             front_tls = Some(listener.local_addr()?);
             config.client_tls = Some(
-                h2hop::tls::client_facing_config(pki.server_chain(), pki.server_key(), true)?
-                    .into(),
+                h2hop::tls::edge_server_config(pki.server_chain(), pki.server_key(), true)?.into(),
             );
             Some(listener)
         } else {
@@ -406,7 +405,7 @@ impl PairBuilder {
             }
         };
         Ok(UpstreamTls {
-            config: h2hop::tls::client_config(vec![pki.ca_der()], identity)?.into(),
+            config: h2hop::tls::hop_client_config(vec![pki.ca_der()], identity)?.into(),
             server_name: ServerName::try_from("localhost")?,
         })
     }

@@ -169,7 +169,7 @@ async fn start_sidecar(bin: &Path, dir: &Path, app: SocketAddr, listen: &str) ->
 /// An in-process front over mutual TLS toward `sidecar`, trusting `pki`.
 async fn start_front(pki: &DevPki, sidecar: SocketAddr, stop: &CancellationToken) -> SocketAddr {
     let tls = h2hop_front::UpstreamTls {
-        config: h2hop::tls::client_config(
+        config: h2hop::tls::hop_client_config(
             vec![pki.ca_der()],
             Some((pki.client_chain(), pki.client_key())),
         )

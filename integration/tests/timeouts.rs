@@ -125,7 +125,7 @@ async fn a_mute_sidecar_times_out_the_tls_handshake() {
         });
         let pki = h2hop_certs::DevPki::generate(&["localhost".to_owned()]).unwrap();
         let tls = h2hop_front::UpstreamTls {
-            config: h2hop::tls::client_config(
+            config: h2hop::tls::hop_client_config(
                 vec![pki.ca_der()],
                 Some((pki.client_chain(), pki.client_key())),
             )

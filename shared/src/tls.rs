@@ -1,19 +1,26 @@
-//! TLS for the front ⇄ sidecar hop: PEM files → rustls configurations for
-//! mutual TLS 1.3 with ALPN `h2`, and after a handshake, the ALPN check and a
-//! short reason for log lines when it failed.
+//! TLS for both legs: PEM files → rustls configurations, and after a
+//! handshake, the ALPN check and a short reason for log lines when it failed.
 //!
-//! The sidecar's listener calls [`server_config`] and wraps accepted sockets
-//! with it; the front's upstream connector calls [`client_config`]. Both then
-//! call [`require_h2_alpn`], and log [`describe_failure`] of any error from the
-//! handshake or the first read.
+//! Each builder is named by the leg it serves and its role on it:
+//!
+//! - the hop, front ⇄ sidecar, mutual TLS 1.3 with ALPN `h2`: the sidecar's
+//!   listener wraps accepted sockets with [`hop_server_config`] (a client
+//!   certificate is required); the front's upstream connector uses
+//!   [`hop_client_config`] (it presents its own). Both then call
+//!   [`require_h2_alpn`], and log [`describe_failure`] of any error from the
+//!   handshake or the first read.
+//! - the edge, clients ⇄ front: the front's listener serves browsers and
+//!   CLIs with [`edge_server_config`] (no client certificate, `h2` or
+//!   `http/1.1`).
 //!
 //! Every configuration is built with the ring provider explicitly, never
 //! rustls' process-wide default: with two providers compiled in,
 //! `ServerConfig::builder()` panics.
 //!
 //! Two concerns have modules of their own: [`identity`], the sidecar's
-//! allow-list of front certificate SANs ([`server_config_allowing`]), and
-//! [`reload`], configurations read from files that SIGHUP builds again.
+//! allow-list of front certificate SANs ([`hop_server_config_allowing`]), and
+//! [`reload`], the same configurations read from files that SIGHUP builds
+//! again (`*_files`).
 
 use std::error::Error as StdError;
 use std::io;
@@ -26,7 +33,8 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls::{
-    AlertDescription, CertificateError, ClientConfig, InvalidMessage, RootCertStore, ServerConfig,
+    AlertDescription, CertificateError, ClientConfig, InconsistentKeys, InvalidMessage,
+    RootCertStore, ServerConfig,
 };
 
 pub mod identity;
@@ -37,11 +45,12 @@ use identity::{AllowedSans, SanVerifier};
 /// ALPN id for the hop between front and sidecar.
 pub const ALPN_H2: &[u8] = b"h2";
 
-/// TLS 1.3 only: both ends are ours, so there is no older peer to support.
-static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+/// The hop: TLS 1.3 only, both ends are ours, so there is no older peer to
+/// support.
+static HOP_PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
-/// Clients at the edge may be older: TLS 1.2 as well.
-static CLIENT_PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
+/// The edge: clients may be older, so TLS 1.2 as well.
+static EDGE_PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// What went wrong while loading TLS material, building a configuration, or
@@ -85,9 +94,22 @@ pub enum TlsError {
     #[error("adding a CA certificate to the trust store")]
     TrustAnchor(#[source] rustls::Error),
     /// rustls refused the configuration (for example a key that does not
-    /// match its certificate).
+    /// match its certificate, when they were not read from files).
     #[error("building the TLS configuration")]
     Config(#[source] rustls::Error),
+    /// The private key read from `key` is not the one whose public half the
+    /// certificate read from `cert` carries.
+    #[error(
+        "the private key in {} does not belong to the certificate in {}",
+        key.display(),
+        cert.display()
+    )]
+    KeyMismatch {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+    },
     /// The client certificate verifier could not be built.
     #[error("building the client certificate verifier")]
     Verifier(#[source] VerifierBuilderError),
@@ -134,17 +156,17 @@ fn root_store(certs: Vec<CertificateDer<'static>>) -> Result<Arc<RootCertStore>,
 /// The ALPN name of HTTP/1.1.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
-/// A server configuration for clients (browsers, CLIs): no client
-/// certificate, ALPN `h2` (unless `h2` is false) and `http/1.1`, in that
-/// order of preference. The connection's `alpn_protocol()` says which to
-/// serve; none means HTTP/1.1.
-pub fn client_facing_config(
+/// The edge server, the front toward its clients (browsers, CLIs): no
+/// client certificate, ALPN `h2` (unless `h2` is false) and `http/1.1`, in
+/// that order of preference. The connection's `alpn_protocol()` says which
+/// to serve; none means HTTP/1.1.
+pub fn edge_server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     h2: bool,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(CLIENT_PROTOCOL_VERSIONS)
+        .with_protocol_versions(EDGE_PROTOCOL_VERSIONS)
         .map_err(TlsError::Config)?
         .with_no_client_auth()
         .with_single_cert(chain, key)
@@ -157,25 +179,25 @@ pub fn client_facing_config(
     Ok(Arc::new(config))
 }
 
-/// Sidecar: TLS 1.3 only, ALPN h2 only, client certificate REQUIRED and
-/// verified against `client_ca`.
+/// The hop server, the sidecar toward fronts: TLS 1.3 only, ALPN h2 only,
+/// client certificate REQUIRED and verified against `client_ca`.
 ///
 /// A client that offers ALPN without `h2` is refused during the handshake; a
 /// client that offers no ALPN at all completes it, so the caller must still
 /// call [`require_h2_alpn`].
-pub fn server_config(
+pub fn hop_server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     client_ca: Vec<CertificateDer<'static>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    server_config_allowing(chain, key, client_ca, &AllowedSans::any())
+    hop_server_config_allowing(chain, key, client_ca, &AllowedSans::any())
 }
 
-/// [`server_config`], and the client certificate must also carry one of
+/// [`hop_server_config`], and the client certificate must also carry one of
 /// the `allowed` SANs (none listed: any certificate from `client_ca`). A
 /// certificate without one is refused in the handshake with
 /// [`identity::IdentityRefused`], after the chain check.
-pub fn server_config_allowing(
+pub fn hop_server_config_allowing(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     client_ca: Vec<CertificateDer<'static>>,
@@ -190,7 +212,7 @@ pub fn server_config_allowing(
         verifier = Arc::new(SanVerifier::new(verifier, allowed.clone()));
     }
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(PROTOCOL_VERSIONS)
+        .with_protocol_versions(HOP_PROTOCOL_VERSIONS)
         .map_err(TlsError::Config)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
@@ -199,15 +221,15 @@ pub fn server_config_allowing(
     Ok(Arc::new(config))
 }
 
-/// Front: TLS 1.3 only, ALPN h2, server verified against `ca` (the only
-/// roots). `identity` is the client certificate chain and key; `None` sends
+/// The hop client, the front toward sidecars: TLS 1.3 only, ALPN h2,
+/// server verified against `ca` (the only roots). `identity` is the client certificate chain and key; `None` sends
 /// no certificate, which a sidecar refuses (useful to test that refusal).
-pub fn client_config(
+pub fn hop_client_config(
     ca: Vec<CertificateDer<'static>>,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(PROTOCOL_VERSIONS)
+        .with_protocol_versions(HOP_PROTOCOL_VERSIONS)
         .map_err(TlsError::Config)?
         .with_root_certificates(root_store(ca)?);
     let mut config = match identity {
@@ -244,6 +266,21 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         },
         other => pem_error(path, other),
     })
+}
+
+/// Names the files of a key that does not match its certificate: rustls
+/// only says `KeyMismatch`, without knowing where either came from. Other
+/// errors pass unchanged.
+fn name_key_files(err: TlsError, cert: &Path, key: &Path) -> TlsError {
+    match err {
+        TlsError::Config(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            TlsError::KeyMismatch {
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Sorts a PEM failure into "could not read the file" and "bad contents".
@@ -320,13 +357,7 @@ fn describe_certificate(err: &CertificateError) -> Option<String> {
         C::NotValidForNameContext {
             expected,
             presented,
-        } => {
-            return Some(format!(
-                "certificate not valid for name {} (it is for {})",
-                expected.to_str(),
-                presented.join(", ")
-            ));
-        }
+        } => return Some(wrong_name(&expected.to_str(), presented)),
         C::NotValidForName => "certificate not valid for the requested name",
         C::Expired | C::ExpiredContext { .. } => "certificate expired",
         C::NotValidYet | C::NotValidYetContext { .. } => "certificate not yet valid",
@@ -338,6 +369,39 @@ fn describe_certificate(err: &CertificateError) -> Option<String> {
         _ => return None,
     };
     Some(reason.to_owned())
+}
+
+/// "certificate is valid for a or b, not for c": the names the peer's
+/// certificate carries, and the one we asked for.
+fn wrong_name(expected: &str, presented: &[String]) -> String {
+    let names: Vec<&str> = presented.iter().map(|name| plain_name(name)).collect();
+    match names.split_last() {
+        None => format!("certificate is valid for no name, not for {expected}"),
+        Some((last, [])) => format!("certificate is valid for {last}, not for {expected}"),
+        Some((last, rest)) => format!(
+            "certificate is valid for {} or {last}, not for {expected}",
+            rest.join(", ")
+        ),
+    }
+}
+
+/// One name as webpki reports it, in its Debug form (`DnsName("a.example")`,
+/// `IpAddress(192.0.2.1)`, `UniformResourceIdentifier("spiffe://...")`),
+/// without the wrapper. A form it does not know stays as it is.
+fn plain_name(presented: &str) -> &str {
+    ["DnsName", "IpAddress", "UniformResourceIdentifier"]
+        .iter()
+        .find_map(|kind| {
+            let inner = presented.strip_prefix(kind)?.strip_prefix('(')?;
+            let inner = inner.strip_suffix(')')?;
+            Some(
+                inner
+                    .strip_prefix('"')
+                    .and_then(|quoted| quoted.strip_suffix('"'))
+                    .unwrap_or(inner),
+            )
+        })
+        .unwrap_or(presented)
 }
 
 /// Why the peer aborted, from the alert it sent us.
@@ -377,7 +441,7 @@ mod tests {
 
     /// Server config with `server`'s certificate, trusting `client_ca`'s CA.
     fn sidecar(server: &DevPki, client_ca: &DevPki) -> Arc<ServerConfig> {
-        server_config(
+        hop_server_config(
             server.server_chain(),
             server.server_key(),
             vec![client_ca.ca_der()],
@@ -388,7 +452,7 @@ mod tests {
     /// Client config trusting `ca`'s CA, presenting `identity`'s client cert.
     fn front(ca: &DevPki, identity: Option<&DevPki>) -> Arc<ClientConfig> {
         let identity = identity.map(|p| (p.client_chain(), p.client_key()));
-        client_config(vec![ca.ca_der()], identity).unwrap()
+        hop_client_config(vec![ca.ca_der()], identity).unwrap()
     }
 
     /// Outcome of one side: the negotiated ALPN, or the error it saw.
@@ -501,7 +565,7 @@ mod tests {
     /// A sidecar that allows `allowed` SANs, with `pki`'s certificates.
     fn sidecar_allowing(pki: &DevPki, allowed: &[&str]) -> Arc<ServerConfig> {
         let allowed = AllowedSans::new(allowed).unwrap();
-        server_config_allowing(
+        hop_server_config_allowing(
             pki.server_chain(),
             pki.server_key(),
             vec![pki.ca_der()],
@@ -562,12 +626,40 @@ mod tests {
         let pki = new_pki();
         let (server, client) =
             exchange(sidecar(&pki, &pki), front(&pki, Some(&pki)), "example.com").await;
-        let client_reason = reason(client);
-        assert!(
-            client_reason.contains("not valid for name example.com"),
-            "{client_reason}"
+        assert_eq!(
+            reason(client),
+            "certificate is valid for localhost or 127.0.0.1, not for example.com"
         );
         assert!(server.is_err());
+    }
+
+    #[test]
+    fn wrong_name_reads_as_plain_names() {
+        let presented = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            wrong_name(
+                "other.internal",
+                &presented(&[r#"DnsName("sidecar.internal")"#])
+            ),
+            "certificate is valid for sidecar.internal, not for other.internal"
+        );
+        assert_eq!(
+            wrong_name(
+                "192.0.2.9",
+                &presented(&[
+                    r#"DnsName("a.example")"#,
+                    "IpAddress(192.0.2.1)",
+                    r#"UniformResourceIdentifier("spiffe://t/sidecar")"#,
+                    "DirectoryName",
+                ])
+            ),
+            "certificate is valid for a.example, 192.0.2.1, spiffe://t/sidecar or \
+             DirectoryName, not for 192.0.2.9"
+        );
+        assert_eq!(
+            wrong_name("a.example", &[]),
+            "certificate is valid for no name, not for a.example"
+        );
     }
 
     #[tokio::test]
@@ -605,8 +697,8 @@ mod tests {
         let client_chain = load_certs(&file("front.pem")).unwrap();
         let client_key = load_key(&file("front-key.pem")).unwrap();
 
-        let server = server_config(server_chain, server_key, ca.clone()).unwrap();
-        let client = client_config(ca, Some((client_chain, client_key))).unwrap();
+        let server = hop_server_config(server_chain, server_key, ca.clone()).unwrap();
+        let client = hop_client_config(ca, Some((client_chain, client_key))).unwrap();
         let (server, client) = exchange(server, client, "localhost").await;
         server.unwrap();
         client.unwrap();
@@ -674,7 +766,7 @@ mod tests {
     #[test]
     fn server_config_requires_a_client_ca() {
         let pki = new_pki();
-        let err = server_config(pki.server_chain(), pki.server_key(), Vec::new()).unwrap_err();
+        let err = hop_server_config(pki.server_chain(), pki.server_key(), Vec::new()).unwrap_err();
         assert!(matches!(err, TlsError::NoTrustAnchors), "{err:?}");
     }
 
@@ -682,7 +774,7 @@ mod tests {
     fn client_config_rejects_key_not_matching_certificate() {
         let pki = new_pki();
         let identity = Some((pki.client_chain(), pki.server_key()));
-        let err = client_config(vec![pki.ca_der()], identity).unwrap_err();
+        let err = hop_client_config(vec![pki.ca_der()], identity).unwrap_err();
         assert!(matches!(err, TlsError::Config(_)), "{err:?}");
     }
 

@@ -181,7 +181,7 @@ impl Args {
             .as_deref()
             .ok_or(ArgsError::Missing("client-ca"))?;
         let allowed = AllowedSans::new(&self.allow_front_sans).map_err(ArgsError::AllowedSans)?;
-        Ok(reload::server_config_files(
+        Ok(reload::hop_server_config_files(
             "front connections",
             cert,
             key,

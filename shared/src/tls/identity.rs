@@ -2,9 +2,10 @@
 //! sidecar accepts, by their subject alternative names (SANs).
 //!
 //! [`AllowedSans`] is the sidecar's `--allow-front-san` list: URI SANs such
-//! as `spiffe://trust-domain/front` and DNS SANs. [`super::server_config_allowing`]
-//! wraps rustls' chain verifier in [`SanVerifier`], which, once the chain
-//! checks out, refuses a certificate that carries none of the allowed names.
+//! as `spiffe://trust-domain/front` and DNS SANs.
+//! [`super::hop_server_config_allowing`] wraps rustls' chain verifier in
+//! [`SanVerifier`], which, once the chain checks out, refuses a certificate
+//! that carries none of the allowed names.
 //! The refusal happens inside the TLS handshake, so no HTTP/2 byte is ever
 //! served to a refused front; rustls answers it with a fatal
 //! `certificate_unknown` alert (RFC 8446 §6.2), and the sidecar's listener

@@ -24,7 +24,7 @@ use rustls::{ClientConfig, ServerConfig};
 use tracing::{error, info};
 
 use super::identity::{AllowedSans, Sans};
-use super::{TlsError, load_certs, load_key};
+use super::{TlsError, load_certs, load_key, name_key_files};
 
 /// What one load produced: the configuration, and the names its own
 /// certificate carries, for the "reloaded" log line.
@@ -291,10 +291,10 @@ fn leaf_names(chain: &[CertificateDer<'static>]) -> Sans {
     chain.first().map(Sans::of).unwrap_or_default()
 }
 
-/// The sidecar's server configuration ([`super::server_config_allowing`])
-/// from its certificate chain, key and client CA files; `allowed` stays
-/// the same across reloads.
-pub fn server_config_files(
+/// The hop server configuration, the sidecar's
+/// ([`super::hop_server_config_allowing`]), from its certificate chain, key
+/// and client CA files; `allowed` stays the same across reloads.
+pub fn hop_server_config_files(
     label: &str,
     cert: &Path,
     key: &Path,
@@ -315,14 +315,16 @@ pub fn server_config_files(
         let chain = load_certs(&cert)?;
         let names = leaf_names(&chain);
         let ca = load_certs(&client_ca)?;
-        let config = super::server_config_allowing(chain, load_key(&key)?, ca, &allowed)?;
+        let config = super::hop_server_config_allowing(chain, load_key(&key)?, ca, &allowed)
+            .map_err(|err| name_key_files(err, &cert, &key))?;
         Ok(Loaded { config, names })
     })
 }
 
-/// The front's client configuration toward sidecars ([`super::client_config`])
-/// from its CA, certificate chain and key files.
-pub fn client_config_files(
+/// The hop client configuration, the front's toward sidecars
+/// ([`super::hop_client_config`]), from its CA, certificate chain and key
+/// files.
+pub fn hop_client_config_files(
     label: &str,
     ca: &Path,
     cert: &Path,
@@ -334,14 +336,15 @@ pub fn client_config_files(
         let chain = load_certs(&cert)?;
         let names = leaf_names(&chain);
         let identity = (chain, load_key(&key)?);
-        let config = super::client_config(load_certs(&ca)?, Some(identity))?;
+        let config = super::hop_client_config(load_certs(&ca)?, Some(identity))
+            .map_err(|err| name_key_files(err, &cert, &key))?;
         Ok(Loaded { config, names })
     })
 }
 
-/// The front's configuration toward clients ([`super::client_facing_config`])
-/// from its certificate chain and key files.
-pub fn client_facing_config_files(
+/// The edge server configuration, the front's toward its clients
+/// ([`super::edge_server_config`]), from its certificate chain and key files.
+pub fn edge_server_config_files(
     label: &str,
     cert: &Path,
     key: &Path,
@@ -352,7 +355,8 @@ pub fn client_facing_config_files(
     Reloadable::from_files(label, files, move || {
         let chain = load_certs(&cert)?;
         let names = leaf_names(&chain);
-        let config = super::client_facing_config(chain, load_key(&key)?, h2)?;
+        let config = super::edge_server_config(chain, load_key(&key)?, h2)
+            .map_err(|err| name_key_files(err, &cert, &key))?;
         Ok(Loaded { config, names })
     })
 }
@@ -401,7 +405,7 @@ mod tests {
     /// The sidecar's and the front's file-backed configurations, from `dir`.
     fn from_dir(dir: &Path) -> (Reloadable<ServerConfig>, Reloadable<ClientConfig>) {
         let file = |name: &str| dir.join(name);
-        let server = server_config_files(
+        let server = hop_server_config_files(
             "sidecar",
             &file("sidecar.pem"),
             &file("sidecar-key.pem"),
@@ -409,7 +413,7 @@ mod tests {
             AllowedSans::any(),
         )
         .unwrap();
-        let client = client_config_files(
+        let client = hop_client_config_files(
             "front",
             &file("ca.pem"),
             &file("front.pem"),
@@ -453,7 +457,7 @@ mod tests {
         let other = pki("spiffe://b/front");
         std::fs::write(dir.path().join("sidecar-key.pem"), &other.server().key).unwrap();
         let err = server.reload().unwrap_err();
-        assert!(matches!(err, TlsError::Config(_)), "{err:?}");
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err:?}");
         assert!(Arc::ptr_eq(&before, &server.current()));
 
         // A missing file.
@@ -467,10 +471,53 @@ mod tests {
     }
 
     #[test]
+    fn mismatched_key_names_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        pki("spiffe://a/front").write_to(dir.path(), false).unwrap();
+        // Keys of another PKI, at the paths of the first one's.
+        let other = pki("spiffe://b/front");
+        std::fs::write(dir.path().join("front-key.pem"), &other.client().key).unwrap();
+        std::fs::write(dir.path().join("sidecar-key.pem"), &other.server().key).unwrap();
+        let (cert, key) = (
+            dir.path().join("front.pem"),
+            dir.path().join("front-key.pem"),
+        );
+        let (server_cert, server_key) = (
+            dir.path().join("sidecar.pem"),
+            dir.path().join("sidecar-key.pem"),
+        );
+
+        let hop_client = hop_client_config_files("front", &dir.path().join("ca.pem"), &cert, &key);
+        let hop_server = hop_server_config_files(
+            "sidecar",
+            &server_cert,
+            &server_key,
+            &dir.path().join("ca.pem"),
+            AllowedSans::any(),
+        );
+        let edge_server = edge_server_config_files("clients", &server_cert, &server_key, true);
+        for (err, cert, key) in [
+            (hop_client.unwrap_err(), &cert, &key),
+            (hop_server.unwrap_err(), &server_cert, &server_key),
+            (edge_server.unwrap_err(), &server_cert, &server_key),
+        ] {
+            let text = crate::telemetry::chain(&err);
+            assert_eq!(
+                text,
+                format!(
+                    "the private key in {} does not belong to the certificate in {}",
+                    key.display(),
+                    cert.display()
+                )
+            );
+        }
+    }
+
+    #[test]
     fn from_files_fails_at_once_on_a_bad_file() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
-        let err = client_facing_config_files("clients", &missing, &missing, true).unwrap_err();
+        let err = edge_server_config_files("clients", &missing, &missing, true).unwrap_err();
         assert!(matches!(err, TlsError::ReadFile { .. }), "{err:?}");
     }
 
@@ -481,7 +528,7 @@ mod tests {
         pki.write_to(dir.path(), false).unwrap();
         let (server, client) = from_dir(dir.path());
         let fixed: Reloadable<ServerConfig> =
-            crate::tls::server_config(pki.server_chain(), pki.server_key(), vec![pki.ca_der()])
+            crate::tls::hop_server_config(pki.server_chain(), pki.server_key(), vec![pki.ca_der()])
                 .unwrap()
                 .into();
         assert!(!fixed.is_from_files());
