@@ -4,9 +4,9 @@
 //! Input: the nghttpx program ([`nghttpx_or_skip`]) and the address of the
 //! in-process h2hop half or test app it should talk to. Output: a running
 //! [`Nghttpx`] on a free loopback port whose access log the test can wait
-//! on. The command lines are the benchmark's
-//! ([`crate::bench::systems::nghttpx`]), with one worker thread; dropping
-//! the handle kills (SIGKILL) and reaps that one process only.
+//! on, with one worker thread; dropping the handle kills (SIGKILL) and
+//! reaps that one process only. [`front_command`] and [`sidecar_command`]
+//! are also the `h2hop-bench` nghttpx pair's command lines.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,14 +15,27 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::bench::systems::nghttpx::{CONNECT_MARKS, front_command, sidecar_command};
-use crate::bench::systems::process::{
-    Scratch, find_program, free_port, kill_all, read_lines, spawn, wait_ready,
-};
+use crate::process::{Scratch, find_program, free_port, kill_all, read_lines, spawn, wait_ready};
 
 /// Access-log marks of an RFC 8441 WebSocket stream, as nghttpx's HTTP/2
 /// frontend logs it: `"CONNECT ... HTTP/2"` with `ws-version=13`.
-pub const EXTENDED_CONNECT_MARKS: &[&str] = CONNECT_MARKS;
+pub const EXTENDED_CONNECT_MARKS: &[&str] = &["\"CONNECT ", " HTTP/2\"", "ws-version=13"];
+
+/// The access log line: the request line as nghttpx saw it (`$method` is
+/// `CONNECT` and `$protocol_version` `HTTP/2` for an extended CONNECT), the
+/// status, and the WebSocket version field that only a WebSocket carries.
+const ACCESS_LOG_FORMAT: &str = "$remote_addr:$remote_port \"$method $path $protocol_version\" \
+     $status alpn=$alpn ws-version=$http_sec_websocket_version \
+     backend=$backend_host:$backend_port";
+
+/// Timeouts long enough for the benchmark's idle hold (defaults are 1 to 3
+/// minutes and would close held tunnels).
+const TIMEOUTS: &[&str] = &[
+    "--frontend-read-timeout=1h",
+    "--frontend-http2-read-timeout=1h",
+    "--frontend-keep-alive-timeout=1h",
+    "--backend-read-timeout=1h",
+];
 
 /// Bound on the wait for an access-log line. nghttpx writes it as soon as
 /// the response head is known (`--accesslog-write-early`), so this is slack
@@ -145,4 +158,65 @@ impl Drop for Nghttpx {
 /// The access log inside `scratch` (a `.log`, so `log_tails` shows it).
 fn access_log(scratch: &Scratch) -> PathBuf {
     scratch.path("access.log")
+}
+
+/// nghttpx as a sidecar: HTTP/1.1 or HTTP/2 with prior knowledge in on
+/// `listen`, HTTP/1.1 out to `app` (see [`common`] for the shared options).
+pub fn sidecar_command(
+    program: &Path,
+    workers: usize,
+    listen: SocketAddr,
+    app: SocketAddr,
+    access_log: &Path,
+) -> Command {
+    let mut command = common(program, workers, access_log);
+    command.arg(frontend(listen)).arg(format!(
+        "--backend={},{};;proto=http/1.1",
+        app.ip(),
+        app.port()
+    ));
+    command
+}
+
+/// nghttpx as a front: HTTP/1.1 in on `listen`, cleartext HTTP/2 (prior
+/// knowledge) out to `sidecar` (see [`common`] for the shared options).
+pub fn front_command(
+    program: &Path,
+    workers: usize,
+    listen: SocketAddr,
+    sidecar: SocketAddr,
+    access_log: &Path,
+) -> Command {
+    let mut command = common(program, workers, access_log);
+    command.arg(frontend(listen)).arg(format!(
+        "--backend={},{};;proto=h2",
+        sidecar.ip(),
+        sidecar.port()
+    ));
+    command
+}
+
+/// `--frontend=IP,PORT;no-tls`: a cleartext listener that takes HTTP/1.1
+/// and HTTP/2 with prior knowledge alike.
+fn frontend(addr: SocketAddr) -> String {
+    format!("--frontend={},{};no-tls", addr.ip(), addr.port())
+}
+
+/// Options both nghttpx processes share: no system config file, one process
+/// (so its pid is the one whose CPU and memory count) with `workers`
+/// threads, the access log written as soon as the response head is known
+/// (a tunnel's request otherwise shows only when it ends), and long
+/// timeouts. The error log stays on stderr, which [`crate::process::spawn`]
+/// sends to a file.
+fn common(program: &Path, workers: usize, access_log: &Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .arg("--conf=/dev/null")
+        .arg("--single-process")
+        .arg(format!("--workers={workers}"))
+        .arg(format!("--accesslog-file={}", access_log.display()))
+        .arg(format!("--accesslog-format={ACCESS_LOG_FORMAT}"))
+        .arg("--accesslog-write-early")
+        .args(TIMEOUTS);
+    command
 }

@@ -4,7 +4,6 @@
 //! HTTP/2 frames, bystander clients and the front as a child process.
 
 pub mod app;
-pub mod bench;
 pub mod bystander;
 pub mod client;
 pub mod front_process;
@@ -12,4 +11,5 @@ pub mod h2_client;
 pub mod harness;
 pub mod interop;
 pub mod logs;
+pub mod process;
 pub mod raw_h2;

@@ -1,10 +1,10 @@
-//! Child processes of one system under test: the scratch directory that
-//! holds their configs, certificates and logs, spawning with output sent to
-//! log files, free loopback ports, and waiting until a port accepts.
+//! Child processes of a peer proxy or a system under test: the scratch
+//! directory that holds their configs, certificates and logs, spawning with
+//! output sent to log files, free loopback ports, and waiting until a port
+//! accepts.
 //!
-//! Called by [`super::start`], the per-system modules
-//! ([`super::h2hop_pair`], [`super::nghttpx`], [`super::haproxy`]) and
-//! [`crate::interop`], which runs one nghttpx against in-process h2hop.
+//! Called by [`crate::interop`], which runs one nghttpx against in-process
+//! h2hop, and by the `h2hop-bench` systems.
 
 use std::fs::File;
 use std::io::{BufRead as _, BufReader};
@@ -29,13 +29,13 @@ static SCRATCH_SEQ: AtomicUsize = AtomicUsize::new(0);
 /// A fresh directory under the system temp dir, removed (best effort) on
 /// drop, so that a benchmark run leaves no configs or keys behind.
 #[derive(Debug)]
-pub(crate) struct Scratch {
+pub struct Scratch {
     dir: PathBuf,
 }
 
 impl Scratch {
     /// Creates `$TMPDIR/h2hop-bench-{name}-{pid}-{seq}`.
-    pub(crate) fn create(name: &str) -> anyhow::Result<Scratch> {
+    pub fn create(name: &str) -> anyhow::Result<Scratch> {
         let seq = SCRATCH_SEQ.fetch_add(1, Ordering::Relaxed);
         let dir =
             std::env::temp_dir().join(format!("h2hop-bench-{name}-{}-{seq}", std::process::id()));
@@ -49,24 +49,24 @@ impl Scratch {
     }
 
     /// The directory itself.
-    pub(crate) fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// A file inside the directory.
-    pub(crate) fn path(&self, name: &str) -> PathBuf {
+    pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
     /// Writes `contents` to `name` inside the directory and returns its path.
-    pub(crate) fn write(&self, name: &str, contents: &str) -> anyhow::Result<PathBuf> {
+    pub fn write(&self, name: &str, contents: &str) -> anyhow::Result<PathBuf> {
         let path = self.path(name);
         std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
 
     /// The last lines of every `*.log` file, for error messages.
-    pub(crate) fn log_tails(&self) -> String {
+    pub fn log_tails(&self) -> String {
         let mut logs: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -104,14 +104,14 @@ impl Drop for Scratch {
 /// The listener is dropped before the system under test binds the port, so
 /// another process could take it in between. That race is acceptable for a
 /// benchmark on a quiet machine; a lost race shows up as a start failure.
-pub(crate) fn free_port() -> anyhow::Result<SocketAddr> {
+pub fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding a probe port")?;
     Ok(listener.local_addr()?)
 }
 
 /// Spawns `command` with stdout to `{name}.out.log` and stderr to
 /// `{name}.log` in `scratch`, and stdin closed.
-pub(crate) fn spawn(mut command: Command, scratch: &Scratch, name: &str) -> anyhow::Result<Child> {
+pub fn spawn(mut command: Command, scratch: &Scratch, name: &str) -> anyhow::Result<Child> {
     let stdout = File::create(scratch.path(&format!("{name}.out.log")))?;
     let stderr = File::create(scratch.path(&format!("{name}.log")))?;
     command
@@ -125,7 +125,7 @@ pub(crate) fn spawn(mut command: Command, scratch: &Scratch, name: &str) -> anyh
 
 /// Polls until `addr` accepts a TCP connection; fails early if any child
 /// exits, and after [`READY_TIMEOUT`], with the log tails either way.
-pub(crate) async fn wait_ready(
+pub async fn wait_ready(
     addr: SocketAddr,
     children: &mut [Child],
     scratch: &Scratch,
@@ -157,7 +157,7 @@ pub(crate) async fn wait_ready(
 
 /// Kills (SIGKILL) and reaps every child, in order; errors are ignored
 /// because the child may already be gone.
-pub(crate) fn kill_all(children: &mut [Child]) {
+pub fn kill_all(children: &mut [Child]) {
     for child in children.iter_mut() {
         let _ = child.kill();
         let _ = child.wait();
@@ -176,7 +176,7 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 }
 
 /// Every line of a text file (invalid UTF-8 replaced).
-pub(crate) fn read_lines(path: &Path) -> anyhow::Result<Vec<String>> {
+pub fn read_lines(path: &Path) -> anyhow::Result<Vec<String>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut lines = Vec::new();
     let mut reader = BufReader::new(file);

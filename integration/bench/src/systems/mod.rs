@@ -14,8 +14,7 @@
 
 mod h2hop_pair;
 mod haproxy;
-pub(crate) mod nghttpx;
-pub(crate) mod process;
+mod nghttpx;
 #[cfg(test)]
 mod tests;
 
@@ -27,11 +26,20 @@ use std::process::{Child, Command};
 
 use anyhow::{Context as _, bail};
 
-pub use process::find_program;
-
-use super::Target;
+use h2hop_integration::process::{self, Scratch};
 use h2hop_pair::Security;
-use process::Scratch;
+
+/// A system under test, running: where clients connect, and which
+/// processes are the proxies whose CPU and memory count.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Short name for tables: `direct`, `h2hop-h2c`, `h2hop-mtls`, `nghttpx`, `haproxy`.
+    pub name: String,
+    /// Where the load generator connects (HTTP/1.1, WebSocket).
+    pub addr: SocketAddr,
+    /// Process ids of the proxies (front and sidecar); empty for direct.
+    pub proxy_pids: Vec<u32>,
+}
 
 /// Evidence lines [`Running::middle_hop_evidence`] returns at most.
 const MAX_EVIDENCE: usize = 10;
@@ -216,12 +224,14 @@ impl Running {
     }
 
     /// The scratch directory (configs, certificates, logs); `None` for direct.
+    #[cfg(test)]
     pub fn scratch_dir(&self) -> Option<&Path> {
         self.scratch.as_ref().map(Scratch::dir)
     }
 
     /// The last lines of every process's logs, for error messages; empty
     /// for direct.
+    #[cfg(test)]
     pub fn log_tails(&self) -> String {
         self.scratch
             .as_ref()

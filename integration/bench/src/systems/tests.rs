@@ -13,9 +13,10 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{Binaries, Kind, Running, find_program, start};
-use crate::app::TestApp;
-use crate::client::{close_handshake, echo_roundtrip, ws_connect};
+use super::{Binaries, Kind, Running, start};
+use h2hop_integration::app::TestApp;
+use h2hop_integration::client::{close_handshake, echo_roundtrip, ws_connect};
+use h2hop_integration::process::find_program;
 
 /// Bound on each whole test.
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);

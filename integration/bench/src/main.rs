@@ -1,9 +1,23 @@
 //! `h2hop-bench`: one run, same machine, same workloads through direct,
 //! h2hop (h2c and mTLS), an nghttpx pair and an HAProxy pair; a Markdown
-//! table and an SVG chart of the ratios to direct go to `--out`.
+//! table and an SVG chart of the ratios to direct go to `--out`, so that
+//! ratios can be compared.
+//!
+//! - [`systems`]: starts each system under test as child processes
+//!   (app, and the proxies in front of it) and says where clients connect;
+//! - [`workloads`]: the load generator: throughput, latency, idle memory,
+//!   handshakes, plain requests;
+//! - [`procstat`]: CPU time and memory of the proxy processes, from `/proc`;
+//! - [`report`]: medians over rounds, ratios to direct, a Markdown table and
+//!   an SVG chart.
 //!
 //! `h2hop-bench app --listen ADDR` runs the echo app as its own process (the
 //! benchmark starts it so; it is also the "direct" system).
+
+mod procstat;
+mod report;
+mod systems;
+mod workloads;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -13,14 +27,14 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
 use h2hop_integration::app::TestApp;
-use h2hop_integration::bench::procstat::CpuTimes;
-use h2hop_integration::bench::report::{Figure, Results};
-use h2hop_integration::bench::systems::{self, Binaries, Kind, Running};
-use h2hop_integration::bench::{Target, procstat, workloads};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
+
+use procstat::CpuTimes;
+use report::{Figure, Results};
+use systems::{Binaries, Kind, Running, Target};
 
 /// Benchmarks h2hop against direct and peer proxy pairs on loopback.
 #[derive(Debug, clap::Parser)]
@@ -64,7 +78,7 @@ struct Args {
     #[arg(long)]
     smoke: bool,
     /// Folder for results.md and ratios.svg.
-    #[arg(long, default_value = "integration/bench-results")]
+    #[arg(long, default_value = "integration/bench/results")]
     out: PathBuf,
 }
 
