@@ -26,7 +26,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::bystander::Bystander;
-use crate::harness::{Pair, Process, built_binaries};
+use crate::harness::{Pair, built_binaries};
+use crate::process::Process;
 use crate::raw_h2::{Raw, tls_h2, tls_h2_small_receive_buffer};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -78,7 +79,7 @@ pub async fn start(extra: &[&str]) -> anyhow::Result<Option<FrontProcess>> {
     let tls = process.ready_addr("tls_listen")?;
     Ok(Some(FrontProcess {
         pair,
-        plain: process.listen,
+        plain: process.listen()?,
         tls,
         process,
         _certs: certs,

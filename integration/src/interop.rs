@@ -10,12 +10,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::Context as _;
 
-use crate::process::{Scratch, find_program, free_port, kill_all, read_lines, spawn, wait_ready};
+use crate::process::{Output, Process, find_program, free_port};
+use crate::scratch::{Scratch, read_lines};
+use crate::wait::eventually_some;
 
 /// Access-log marks of an RFC 8441 WebSocket stream, as nghttpx's HTTP/2
 /// frontend logs it: `"CONNECT ... HTTP/2"` with `ws-version=13`.
@@ -41,8 +43,8 @@ const TIMEOUTS: &[&str] = &[
 /// the response head is known (`--accesslog-write-early`), so this is slack
 /// for a busy machine, not a delay anything relies on.
 const ACCESS_LOG_TIMEOUT: Duration = Duration::from_secs(5);
-/// Pause between reads of the access log.
-const ACCESS_LOG_POLL: Duration = Duration::from_millis(20);
+/// Bound on nghttpx's start, until its port accepts.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where nghttpx is installed, or `None` after a loud `!!! SKIPPED` line.
 /// With `H2HOP_REQUIRE_EXTERNAL=1` a missing nghttpx fails the test
@@ -62,12 +64,12 @@ pub fn nghttpx_or_skip(test: &str) -> Option<PathBuf> {
     None
 }
 
-/// One running nghttpx process.
+/// One running nghttpx process; dropping it kills (SIGKILL) and reaps it.
 #[derive(Debug)]
 pub struct Nghttpx {
     /// Where nghttpx accepts connections (its `--frontend`).
     pub addr: SocketAddr,
-    child: Child,
+    process: Process,
     scratch: Scratch,
 }
 
@@ -90,27 +92,30 @@ impl Nghttpx {
         Self::launch(command, addr, scratch).await
     }
 
-    /// Spawns `command` and returns once `addr` accepts; the handle exists
-    /// before the wait, so a failed start still kills the process.
-    async fn launch(command: Command, addr: SocketAddr, scratch: Scratch) -> anyhow::Result<Self> {
-        let child = spawn(command, &scratch, "nghttpx")?;
-        let mut nghttpx = Nghttpx {
-            addr,
-            child,
-            scratch,
+    /// Spawns `command`, its output to `nghttpx.out.log` and `nghttpx.log`,
+    /// and returns once `addr` accepts.
+    async fn launch(
+        mut command: Command,
+        addr: SocketAddr,
+        scratch: Scratch,
+    ) -> anyhow::Result<Self> {
+        let output = Output::Files {
+            stdout: scratch.path("nghttpx.out.log"),
+            stderr: scratch.path("nghttpx.log"),
         };
-        wait_ready(
+        let mut process = Process::spawn("nghttpx", &mut command, output)?;
+        let ready = process.wait_accepting(addr, START_TIMEOUT).await;
+        ready.with_context(|| scratch.log_tails())?;
+        Ok(Nghttpx {
             addr,
-            std::slice::from_mut(&mut nghttpx.child),
-            &nghttpx.scratch,
-        )
-        .await?;
-        Ok(nghttpx)
+            process,
+            scratch,
+        })
     }
 
     /// The process id, to tell this nghttpx from any other.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Every access-log line so far.
@@ -121,37 +126,27 @@ impl Nghttpx {
     /// Waits for the first access-log line that contains every one of
     /// `marks`; an error with the logs' tails after [`ACCESS_LOG_TIMEOUT`].
     pub async fn access_log_line(&self, marks: &[&str]) -> anyhow::Result<String> {
-        let deadline = tokio::time::Instant::now() + ACCESS_LOG_TIMEOUT;
-        loop {
+        let found = eventually_some(ACCESS_LOG_TIMEOUT, || {
             // The file appears with nghttpx's first line, not at start-up.
             let lines = self.access_log().unwrap_or_default();
-            if let Some(line) = lines
+            lines
                 .into_iter()
                 .find(|line| marks.iter().all(|mark| line.contains(mark)))
-            {
-                return Ok(line);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "no access-log line of nghttpx {} contains all of {marks:?} within \
-                     {ACCESS_LOG_TIMEOUT:?}{}",
-                    self.pid(),
-                    self.scratch.log_tails()
-                );
-            }
-            tokio::time::sleep(ACCESS_LOG_POLL).await;
-        }
+        })
+        .await;
+        found.with_context(|| {
+            format!(
+                "no access-log line of nghttpx {} contains all of {marks:?} within \
+                 {ACCESS_LOG_TIMEOUT:?}{}",
+                self.pid(),
+                self.scratch.log_tails()
+            )
+        })
     }
 
     /// The last lines of nghttpx's access and error logs, for messages.
     pub fn log_tails(&self) -> String {
         self.scratch.log_tails()
-    }
-}
-
-impl Drop for Nghttpx {
-    fn drop(&mut self) {
-        kill_all(std::slice::from_mut(&mut self.child));
     }
 }
 
@@ -206,8 +201,8 @@ fn frontend(addr: SocketAddr) -> String {
 /// (so its pid is the one whose CPU and memory count) with `workers`
 /// threads, the access log written as soon as the response head is known
 /// (a tunnel's request otherwise shows only when it ends), and long
-/// timeouts. The error log stays on stderr, which [`crate::process::spawn`]
-/// sends to a file.
+/// timeouts. The error log stays on stderr, which the caller sends to a
+/// file ([`crate::process::Output::Files`]).
 fn common(program: &Path, workers: usize, access_log: &Path) -> Command {
     let mut command = Command::new(program);
     command

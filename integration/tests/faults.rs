@@ -21,7 +21,8 @@ use futures_util::StreamExt as _;
 use h2hop_certs::DevPki;
 use h2hop_integration::app::{RawOutcome, TestApp};
 use h2hop_integration::client::{self, echo_roundtrip, raw_upgrade, ws_connect};
-use h2hop_integration::harness::{Pair, Process, built_binaries, loopback, within};
+use h2hop_integration::harness::{Pair, built_binaries, loopback, within};
+use h2hop_integration::process::Process;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -96,13 +97,17 @@ async fn app_killed_mid_tunnel_ends_every_tunnel_and_a_new_app_is_used() {
         let mut app = Process::start(echo, &["--listen", "127.0.0.1:0"])
             .await
             .unwrap();
-        let pair = Pair::builder().app_at(app.listen).start().await.unwrap();
+        let pair = Pair::builder()
+            .app_at(app.listen().unwrap())
+            .start()
+            .await
+            .unwrap();
         let tunnels = open_tunnels(pair.front, 5).await;
         let latencies = close_latencies(tunnels, || app.kill().unwrap()).await;
         eprintln!("app killed: tunnels ended at the client after {latencies:?}");
 
         assert_eq!(upgrade_status(pair.front).await, 502, "app down");
-        let listen = app.listen.to_string();
+        let listen = app.listen().unwrap().to_string();
         let _app = Process::start(echo, &["--listen", &listen]).await.unwrap();
         open_tunnels(pair.front, 2).await;
     })
@@ -126,7 +131,7 @@ async fn sidecar_killed_mid_tunnel_ends_its_tunnels_and_the_front_reconnects() {
         let pki = DevPki::generate(&["localhost".to_owned()]).unwrap();
         pki.write_to(dir.path(), true).unwrap();
         let mut sidecar = start_sidecar(&bin, dir.path(), app.addr, "127.0.0.1:0").await;
-        let sidecar_addr = sidecar.listen;
+        let sidecar_addr = sidecar.listen().unwrap();
         let front = start_front(&pki, sidecar_addr, &stop).await;
 
         let tunnels = open_tunnels(front, 10).await;

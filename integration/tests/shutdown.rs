@@ -6,12 +6,12 @@
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use h2hop_integration::client::{body_bytes, full, http1_connect, request, ws_connect};
 use h2hop_integration::harness::{Pair, built_binaries, within};
+use h2hop_integration::process::{Process, Signal};
 use http::{Method, StatusCode};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -117,41 +117,10 @@ async fn binaries_exit_zero_on_sigterm() {
             ],
         ),
     ] {
-        let mut child = Command::new(dir.join(binary))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The "ready" line says the listener is bound and signals are watched.
-        let stderr = child.stderr.take().unwrap();
-        let ready = std::thread::spawn(move || {
-            use std::io::BufRead as _;
-            let mut lines = std::io::BufReader::new(stderr).lines();
-            lines.any(|line| line.is_ok_and(|line| line.contains("ready")))
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ready.is_finished() {
-            assert!(Instant::now() < deadline, "{binary} never said ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(ready.join().unwrap(), "{binary} ended before it was ready");
-        let killed = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{binary} did not exit within 10 s of SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        // Ready: the listener is bound and signals are watched.
+        let mut child = Process::start(&dir.join(binary), &args).await.unwrap();
+        child.signal(Signal::Term).unwrap();
+        let status = child.wait(Duration::from_secs(10)).await.unwrap();
         assert_eq!(status.code(), Some(0), "{binary} exited with {status}");
     }
 }

@@ -10,7 +10,8 @@ use std::process::Command;
 
 use anyhow::Context as _;
 use h2hop_certs::DevPki;
-use h2hop_integration::process::{Scratch, free_port};
+use h2hop_integration::process::free_port;
+use h2hop_integration::scratch::Scratch;
 
 use super::{Binaries, Evidence, Plan};
 

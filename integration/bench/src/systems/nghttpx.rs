@@ -16,7 +16,8 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use h2hop_integration::interop::{EXTENDED_CONNECT_MARKS, front_command, sidecar_command};
-use h2hop_integration::process::{Scratch, find_program, free_port};
+use h2hop_integration::process::{find_program, free_port};
+use h2hop_integration::scratch::Scratch;
 
 use super::{Evidence, Plan};
 
