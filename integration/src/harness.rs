@@ -517,32 +517,6 @@ pub async fn within<F: Future>(future: F) -> F::Output {
         .expect("test timed out")
 }
 
-/// Where `cargo build --workspace` put the h2hop binaries of this profile
-/// (a test executable is `target/<profile>/deps/NAME-HASH`); `None`, with a
-/// loud line, when they are not built, and a failure when
-/// `H2HOP_REQUIRE_EXTERNAL=1`.
-#[allow(
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test support: H2HOP_REQUIRE_EXTERNAL=1 turns a skip into a failure"
-)]
-pub fn built_binaries() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let dir = exe.parent()?.parent()?.to_path_buf();
-    if dir.join("h2hop-front").exists() && dir.join("h2hop-sidecar").exists() {
-        return Some(dir);
-    }
-    let required = std::env::var("H2HOP_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
-    if required {
-        panic!(
-            "h2hop binaries not built in {} and H2HOP_REQUIRE_EXTERNAL=1: run `cargo build --workspace` first",
-            dir.display()
-        );
-    }
-    eprintln!("!!! SKIPPED: h2hop binaries not built; run `cargo build --workspace` first");
-    None
-}
-
 /// A listener on 127.0.0.1, port 0.
 pub async fn loopback() -> anyhow::Result<TcpListener> {
     TcpListener::bind("127.0.0.1:0")

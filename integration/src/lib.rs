@@ -6,6 +6,7 @@
 //! waits for a condition with [`wait::eventually`].
 
 pub mod app;
+pub mod binaries;
 pub mod bystander;
 pub mod client;
 pub mod front_process;

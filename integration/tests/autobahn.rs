@@ -20,7 +20,7 @@
 //! runs on two cores. Cases 12.x and 13.x offer permessage-deflate, which
 //! the echo declines, so both runs report them UNIMPLEMENTED.
 //!
-//! Without the sdist, Python 3 with lib2to3, or the built proxies, the test
+//! Without the sdist or Python 3 with lib2to3, the test
 //! says so loudly and passes, unless `H2HOP_REQUIRE_EXTERNAL=1` (as CI
 //! sets), which makes it fail.
 
@@ -33,7 +33,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use h2hop_certs::DevPki;
-use h2hop_integration::harness::built_binaries;
+use h2hop_integration::binaries;
 use h2hop_integration::process::{Output, Process, find_program};
 use serde_json::{Value, json};
 
@@ -273,9 +273,7 @@ async fn autobahn_cases_get_the_same_verdicts_through_the_pair() {
     let Some((sdist, python)) = prerequisites() else {
         return;
     };
-    let Some(bin) = built_binaries() else {
-        return;
-    };
+    let bin = binaries::dir();
     let program = Path::new(env!("CARGO_BIN_EXE_h2hop-echo"));
     let app = Process::start(program, &["--listen", "127.0.0.1:0"])
         .await

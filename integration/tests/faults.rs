@@ -20,8 +20,9 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use h2hop_certs::DevPki;
 use h2hop_integration::app::{RawOutcome, TestApp};
+use h2hop_integration::binaries;
 use h2hop_integration::client::{self, echo_roundtrip, raw_upgrade, ws_connect};
-use h2hop_integration::harness::{Pair, built_binaries, loopback, within};
+use h2hop_integration::harness::{Pair, loopback, within};
 use h2hop_integration::process::Process;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -120,9 +121,7 @@ async fn app_killed_mid_tunnel_ends_every_tunnel_and_a_new_app_is_used() {
 /// again, the same front reconnects (after its dial backoff) and tunnels.
 #[tokio::test]
 async fn sidecar_killed_mid_tunnel_ends_its_tunnels_and_the_front_reconnects() {
-    let Some(bin) = built_binaries() else {
-        return;
-    };
+    let bin = binaries::dir();
     within(async {
         let stop = CancellationToken::new();
         let _stop = stop.clone().drop_guard();

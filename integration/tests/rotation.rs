@@ -22,8 +22,9 @@ use clap::Parser as _;
 use h2hop::tls::reload::{ReloadReport, Reloader};
 use h2hop_certs::DevPki;
 use h2hop_integration::app::TestApp;
+use h2hop_integration::binaries;
 use h2hop_integration::client::{echo_roundtrip, ws_connect};
-use h2hop_integration::harness::{built_binaries, loopback, within};
+use h2hop_integration::harness::{loopback, within};
 use h2hop_integration::process::{Process, Signal};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
@@ -309,9 +310,7 @@ const LOG_WAIT: Duration = Duration::from_secs(10);
 /// failure and changes nothing; SIGTERM still ends both with 0.
 #[tokio::test]
 async fn binaries_reload_certificates_on_sighup() {
-    let Some(bin) = built_binaries() else {
-        return;
-    };
+    let bin = binaries::dir();
     within(async {
         let stop = CancellationToken::new();
         let _stop = stop.clone().drop_guard();
