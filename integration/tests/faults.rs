@@ -24,6 +24,7 @@ use h2hop_integration::binaries;
 use h2hop_integration::client::{self, echo_roundtrip, raw_upgrade, ws_connect};
 use h2hop_integration::harness::{Pair, loopback, within};
 use h2hop_integration::process::Process;
+use h2hop_integration::wait::eventually_async;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -141,10 +142,10 @@ async fn sidecar_killed_mid_tunnel_ends_its_tunnels_and_the_front_reconnects() {
         let _sidecar = start_sidecar(&bin, dir.path(), app.addr, &sidecar_addr.to_string()).await;
         let restarted = Instant::now();
         // The front's dial backoff (at most 5 s) decides when it tries again.
-        while upgrade_status(front).await != 101 {
-            assert!(restarted.elapsed().as_secs() < 10, "no reconnect");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let reconnected = eventually_async(Duration::from_secs(10), || async {
+            (upgrade_status(front).await == 101).then_some(())
+        });
+        assert!(reconnected.await.is_some(), "no reconnect");
         let after = restarted.elapsed();
         eprintln!("sidecar restarted: a new tunnel opened after {after:?}");
         open_tunnels(front, 3).await;

@@ -13,6 +13,7 @@ use h2hop_integration::binaries;
 use h2hop_integration::client::{body_bytes, full, http1_connect, request, ws_connect};
 use h2hop_integration::harness::{Pair, within};
 use h2hop_integration::process::{Process, Signal};
+use h2hop_integration::wait::{eventually, eventually_async};
 use http::{Method, StatusCode};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -31,12 +32,18 @@ async fn plain_request_in_flight_is_answered_during_shutdown() {
             let status = response.status();
             (status, body_bytes(response).await.unwrap())
         });
-        // Let the request reach the app before shutting down.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Shutdown begins once the request has reached the app.
+        let arrived = eventually(Duration::from_secs(5), || {
+            pair.app
+                .requests()
+                .iter()
+                .any(|seen| seen.uri == "/delay/600")
+        });
+        assert!(arrived.await, "the request never reached the app");
         let started = tokio::time::Instant::now();
         let stopped = pair.shut_down_proxies().await;
         // Each proxy's run returned only once the request was answered: the
-        // app answers 600 ms after the request, which left 200 ms before.
+        // app answers 600 ms after it saw the request, just before this.
         for (proxy, at) in [("front", stopped.front), ("sidecar", stopped.sidecar)] {
             let after = at - started;
             assert!(
@@ -67,9 +74,14 @@ async fn tunnels_flow_during_the_drain_then_close() {
             .await
             .unwrap();
         let (mut ws, _) = ws_connect(pair.front, "/ws", &[]).await.unwrap();
+        let front = pair.front;
         let started = tokio::time::Instant::now();
         let drained = tokio::spawn(async move { pair.shut_down_proxies().await });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The drain has begun once the front's listener is closed.
+        let closed = eventually_async(Duration::from_secs(5), || async {
+            TcpStream::connect(front).await.is_err().then_some(())
+        });
+        assert!(closed.await.is_some(), "the front still accepts");
         ws.send(Message::text("still here")).await.unwrap();
         let echo = ws.next().await.expect("an echo").unwrap();
         assert_eq!(echo, Message::text("still here"));
