@@ -8,12 +8,11 @@
 //! through the front's plain listener that must keep echoing, and the
 //! front's peak resident memory, sampled every 10 ms.
 //!
-//! Without the binaries (`cargo build --workspace` not run) [`start`]
-//! says so loudly and returns `None`, unless `H2HOP_REQUIRE_EXTERNAL=1`,
-//! which makes it fail (see [`built_binaries`]). The binary is the one
-//! last built: build it after a change to the front.
+//! The binary comes from [`crate::binaries::dir`], which the test calls
+//! before its time limit starts.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,7 +25,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::bystander::Bystander;
-use crate::harness::{Pair, Process, built_binaries};
+use crate::harness::Pair;
+use crate::process::Process;
 use crate::raw_h2::{Raw, tls_h2, tls_h2_small_receive_buffer};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -48,11 +48,8 @@ pub struct FrontProcess {
 }
 
 /// Starts the pair (h2c between front and sidecar) and the front binary
-/// with `extra` flags; `None` when the binary is not built.
-pub async fn start(extra: &[&str]) -> anyhow::Result<Option<FrontProcess>> {
-    let Some(dir) = built_binaries() else {
-        return Ok(None);
-    };
+/// of `bin` with `extra` flags.
+pub async fn start(bin: &Path, extra: &[&str]) -> anyhow::Result<FrontProcess> {
     let pair = Pair::builder().h2c().start().await?;
     let certs = tempfile::tempdir()?;
     pair.pki.write_to(certs.path(), false)?;
@@ -72,17 +69,17 @@ pub async fn start(extra: &[&str]) -> anyhow::Result<Option<FrontProcess>> {
     let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
     args.extend(["--tls-cert".into(), cert.into_os_string()]);
     args.extend(["--tls-key".into(), key.into_os_string()]);
-    let process = Process::start(&dir.join("h2hop-front"), &args)
+    let process = Process::start(&bin.join("h2hop-front"), &args)
         .await
         .context("starting h2hop-front")?;
     let tls = process.ready_addr("tls_listen")?;
-    Ok(Some(FrontProcess {
+    Ok(FrontProcess {
         pair,
-        plain: process.listen,
+        plain: process.listen()?,
         tls,
         process,
         _certs: certs,
-    }))
+    })
 }
 
 impl FrontProcess {
@@ -125,12 +122,10 @@ impl Figures {
     }
 }
 
-/// Starts the front ([`start`], no extra flags), opens the bystander
-/// tunnel and takes the first memory sample; `None` without the binary.
-pub async fn under_attack() -> anyhow::Result<Option<UnderAttack>> {
-    let Some(front) = start(&[]).await? else {
-        return Ok(None);
-    };
+/// Starts the front binary of `bin` ([`start`], no extra flags), opens
+/// the bystander tunnel and takes the first memory sample.
+pub async fn under_attack(bin: &Path) -> anyhow::Result<UnderAttack> {
+    let front = start(bin, &[]).await?;
     let bystander = Bystander::tunnel(front.plain).await?;
     let before = front.rss()?;
     let peak = Arc::new(AtomicU64::new(before));
@@ -144,14 +139,14 @@ pub async fn under_attack() -> anyhow::Result<Option<UnderAttack>> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
-    Ok(Some(UnderAttack {
+    Ok(UnderAttack {
         front,
         bystander,
         before,
         peak,
         stop_sampling,
         sampler,
-    }))
+    })
 }
 
 impl UnderAttack {

@@ -4,13 +4,11 @@
 //! Tests build a [`Pair`] with [`PairBuilder`] knobs for the failure cases
 //! (front without a certificate, another CA, app or sidecar down) and use
 //! [`Pair::front`] as the address a client dials. Dropping the pair stops
-//! all three. [`Process`] runs a real binary, for tests that kill one.
+//! all three.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -520,32 +518,6 @@ pub async fn within<F: Future>(future: F) -> F::Output {
         .expect("test timed out")
 }
 
-/// Where `cargo build --workspace` put the h2hop binaries of this profile
-/// (a test executable is `target/<profile>/deps/NAME-HASH`); `None`, with a
-/// loud line, when they are not built, and a failure when
-/// `H2HOP_REQUIRE_EXTERNAL=1`.
-#[allow(
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test support: H2HOP_REQUIRE_EXTERNAL=1 turns a skip into a failure"
-)]
-pub fn built_binaries() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let dir = exe.parent()?.parent()?.to_path_buf();
-    if dir.join("h2hop-front").exists() && dir.join("h2hop-sidecar").exists() {
-        return Some(dir);
-    }
-    let required = std::env::var("H2HOP_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
-    if required {
-        panic!(
-            "h2hop binaries not built in {} and H2HOP_REQUIRE_EXTERNAL=1: run `cargo build --workspace` first",
-            dir.display()
-        );
-    }
-    eprintln!("!!! SKIPPED: h2hop binaries not built; run `cargo build --workspace` first");
-    None
-}
-
 /// A listener on 127.0.0.1, port 0.
 pub async fn loopback() -> anyhow::Result<TcpListener> {
     TcpListener::bind("127.0.0.1:0")
@@ -656,125 +628,5 @@ async fn counting_forwarder(
                 }
             }
         });
-    }
-}
-
-/// A binary a test started (one from [`built_binaries`], or the package's
-/// own `h2hop-echo`), its log lines (standard error) collected. Dropping
-/// it kills it: this child alone, by its pid.
-pub struct Process {
-    /// Where it listens, from `listen=ADDR` on its "ready" log line.
-    pub listen: SocketAddr,
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Process {
-    /// Starts `path` with `args` and waits up to 10 s for its "ready" line.
-    pub async fn start<S: AsRef<std::ffi::OsStr>>(
-        path: &Path,
-        args: &[S],
-    ) -> anyhow::Result<Process> {
-        let mut child = Command::new(path)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", path.display()))?;
-        let stderr = child.stderr.take().context("no stderr pipe")?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead as _;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let mut lines = sink.lock().unwrap_or_else(PoisonError::into_inner);
-                lines.push(line);
-            }
-        });
-        // Built first so that a failure below kills it through Drop.
-        let mut process = Process {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            child,
-            lines,
-        };
-        process.listen = process.ready().await?;
-        Ok(process)
-    }
-
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The address logged as `name=ADDR` on its "ready" line (`listen` is
-    /// also [`Process::listen`]).
-    pub fn ready_addr(&self, name: &str) -> anyhow::Result<SocketAddr> {
-        let lines = self.lines();
-        let ready = lines
-            .iter()
-            .find(|line| line.contains("ready"))
-            .context("no ready line")?;
-        let prefix = format!("{name}=");
-        let value = ready
-            .split_whitespace()
-            .find_map(|field| field.strip_prefix(prefix.as_str()))
-            .with_context(|| format!("no {name}= in {ready:?}"))?;
-        // A string field is logged quoted.
-        value
-            .trim_matches('"')
-            .parse()
-            .with_context(|| format!("bad {name}= in {ready:?}"))
-    }
-
-    /// The log lines so far.
-    pub fn lines(&self) -> Vec<String> {
-        let lines = self.lines.lock();
-        lines.unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// The `listen=` address of the "ready" line, once it is logged.
-    async fn ready(&mut self) -> anyhow::Result<SocketAddr> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let lines = self.lines();
-            if let Some(ready) = lines.iter().find(|line| line.contains("ready")) {
-                let field = ready
-                    .split_whitespace()
-                    .find_map(|field| field.strip_prefix("listen="));
-                return field
-                    .with_context(|| format!("no listen= in {ready:?}"))?
-                    .parse()
-                    .with_context(|| format!("bad listen= in {ready:?}"));
-            }
-            if let Some(status) = self.child.try_wait()? {
-                anyhow::bail!(
-                    "exited ({status}) before it was ready:\n{}",
-                    lines.join("\n")
-                );
-            }
-            if tokio::time::Instant::now() > deadline {
-                anyhow::bail!("not ready after 10 s:\n{}", lines.join("\n"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Kills it with SIGKILL (what `Child::kill` sends on Unix), as a
-    /// crash or the OOM killer would, and reaps it.
-    pub fn kill(&mut self) -> anyhow::Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.kill();
-        }
     }
 }

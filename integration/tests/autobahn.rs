@@ -20,21 +20,21 @@
 //! runs on two cores. Cases 12.x and 13.x offer permessage-deflate, which
 //! the echo declines, so both runs report them UNIMPLEMENTED.
 //!
-//! Without the sdist, Python 3 with lib2to3, or the built proxies, the test
+//! Without the sdist or Python 3 with lib2to3, the test
 //! says so loudly and passes, unless `H2HOP_REQUIRE_EXTERNAL=1` (as CI
 //! sets), which makes it fail.
 
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use h2hop_integration::bench::systems::{self, Binaries, Kind, find_program};
-use h2hop_integration::harness::built_binaries;
+use h2hop_certs::DevPki;
+use h2hop_integration::binaries;
+use h2hop_integration::process::{Output, Process, find_program};
 use serde_json::{Value, json};
 
 /// Where the sdist is: its tarball, or the directory `pip download` wrote.
@@ -84,43 +84,82 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     Some((sdist, python))
 }
 
-/// `h2hop-echo` on a loopback port of its choosing; killed on drop.
-struct Echo {
-    addr: SocketAddr,
-    child: Child,
+/// What h2hop-sidecar logs for each RFC 8441 stream when it ends: its
+/// access line with `kind="tunnel"` and the `:protocol`.
+const TUNNEL_MARKS: &[&str] = &["h2hop::access", "kind=\"tunnel\"", "protocol=\"websocket\""];
+
+/// The real `h2hop-sidecar` and `h2hop-front` binaries of `bin` over mutual
+/// TLS in front of `app`, one worker thread each; killed on drop.
+struct BinaryPair {
+    front: Process,
+    sidecar: Process,
+    _certs: tempfile::TempDir,
 }
 
-impl Echo {
-    fn start() -> Echo {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_h2hop-echo"))
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| {
-                line.split_whitespace()
-                    .find_map(|field| field.strip_prefix("listen=")?.parse().ok())
-            })
-            .expect("h2hop-echo logs `ready listen=ADDR`");
-        // Keep reading its log so that it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Echo { addr, child }
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        // Only this child, and only if it is still running.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+impl BinaryPair {
+    async fn start(bin: &Path, app: SocketAddr) -> BinaryPair {
+        let certs = tempfile::tempdir().unwrap();
+        let pki = DevPki::generate(&["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        pki.write_to(certs.path(), false).unwrap();
+        let file = |name: &str| certs.path().join(name).display().to_string();
+        let common = [
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--log-level",
+            "info",
+        ];
+        let mut flags = common.map(str::to_owned).to_vec();
+        flags.extend(["--app".to_owned(), app.to_string()]);
+        for (flag, name) in [
+            ("--cert", "sidecar.pem"),
+            ("--key", "sidecar-key.pem"),
+            ("--client-ca", "ca.pem"),
+        ] {
+            flags.extend([flag.to_owned(), file(name)]);
         }
+        let sidecar = Process::start(&bin.join("h2hop-sidecar"), &flags)
+            .await
+            .unwrap();
+        let mut flags = common.map(str::to_owned).to_vec();
+        flags.extend([
+            "--sidecar".to_owned(),
+            sidecar.listen().unwrap().to_string(),
+        ]);
+        for (flag, name) in [
+            ("--ca", "ca.pem"),
+            ("--cert", "front.pem"),
+            ("--key", "front-key.pem"),
+        ] {
+            flags.extend([flag.to_owned(), file(name)]);
+        }
+        let front = Process::start(&bin.join("h2hop-front"), &flags)
+            .await
+            .unwrap();
+        BinaryPair {
+            front,
+            sidecar,
+            _certs: certs,
+        }
+    }
+
+    /// The sidecar's access lines of WebSocket tunnels.
+    fn tunnels(&self) -> Vec<String> {
+        self.sidecar.lines_with(TUNNEL_MARKS)
+    }
+
+    /// Both processes' last log lines, for messages.
+    fn log_tails(&self) -> String {
+        let tail = |process: &Process| {
+            let lines = process.lines();
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        };
+        format!(
+            "\n--- sidecar\n{}\n--- front\n{}",
+            tail(&self.sidecar),
+            tail(&self.front)
+        )
     }
 }
 
@@ -130,7 +169,8 @@ async fn run_cases(python: &Path, sdist: &Path, addr: SocketAddr, name: &str) ->
     let out = dir.path().join(format!("{name}.json"));
     let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("autobahn/runner.py");
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(python)
+    let mut command = Command::new(python);
+    command
         // -B: no __pycache__ in the source tree.
         .arg("-B")
         .arg(&runner)
@@ -139,29 +179,14 @@ async fn run_cases(python: &Path, sdist: &Path, addr: SocketAddr, name: &str) ->
         .arg("--url")
         .arg(format!("ws://{addr}/ws"))
         .arg("--json")
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = tokio::spawn(async move {
-        use tokio::io::AsyncReadExt as _;
-        let mut text = String::new();
-        let _ = tokio::io::BufReader::new(stderr)
-            .read_to_string(&mut text)
-            .await;
-        text
-    });
-    let status = tokio::time::timeout(RUN_LIMIT, child.wait())
+        .arg(&out);
+    let mut child = Process::spawn("the Autobahn runner", &mut command, Output::Lines).unwrap();
+    let status = child
+        .wait(RUN_LIMIT)
         .await
-        .unwrap_or_else(|_| panic!("the {name} run took over {RUN_LIMIT:?}"))
-        .unwrap();
-    let log = log.await.unwrap();
-    let tail: Vec<&str> = log.lines().rev().take(15).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
+        .unwrap_or_else(|err| panic!("the {name} run: {err:#}"));
+    let log = child.lines();
+    let tail = &log[log.len().saturating_sub(15)..];
     assert!(
         status.success(),
         "the {name} run failed ({status}):\n{}",
@@ -248,20 +273,18 @@ async fn autobahn_cases_get_the_same_verdicts_through_the_pair() {
     let Some((sdist, python)) = prerequisites() else {
         return;
     };
-    let Some(bin) = built_binaries() else {
-        return;
-    };
-    let echo = Echo::start();
-    let direct = run_cases(&python, &sdist, echo.addr, "direct").await;
-
-    let bins = Binaries::in_dir(&bin).unwrap();
-    let pair = systems::start(Kind::H2hopMtls, echo.addr, &bins, 1)
+    let bin = binaries::dir();
+    let program = Path::new(env!("CARGO_BIN_EXE_h2hop-echo"));
+    let app = Process::start(program, &["--listen", "127.0.0.1:0"])
         .await
         .unwrap();
-    let through = run_cases(&python, &sdist, pair.target.addr, "pair").await;
+    let echo = app.listen().unwrap();
+    let direct = run_cases(&python, &sdist, echo, "direct").await;
+
+    let pair = BinaryPair::start(&bin, echo).await;
+    let through = run_cases(&python, &sdist, pair.front.listen().unwrap(), "pair").await;
     // The pair run crossed the HTTP/2 hop: the sidecar logged tunnels.
-    let tunnels = pair.middle_hop_evidence().unwrap();
-    assert!(!tunnels.is_empty(), "{}", pair.log_tails());
+    assert!(!pair.tunnels().is_empty(), "{}", pair.log_tails());
 
     let cases = direct["order"].as_array().unwrap();
     assert_eq!(cases.len(), SUITE_CASES, "{direct:#}");

@@ -13,17 +13,17 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::Command;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use h2hop_integration::client::{body_bytes, full, http1_connect, request};
 use h2hop_integration::harness::{Pair, within};
 use h2hop_integration::logs::Captured;
+use h2hop_integration::process::{Output, Process};
 use http::Method;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -47,9 +47,10 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
-/// A headless Chromium with a fresh profile and a DevTools WebSocket.
+/// A headless Chromium with a fresh profile and a DevTools WebSocket;
+/// dropping it kills the browser.
 struct Browser {
-    child: Child,
+    _process: Process,
     _profile: tempfile::TempDir,
     devtools: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
@@ -58,7 +59,8 @@ struct Browser {
 impl Browser {
     async fn launch(program: PathBuf) -> Browser {
         let profile = tempfile::tempdir().unwrap();
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -72,12 +74,8 @@ impl Browser {
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+            .arg("about:blank");
+        let process = Process::spawn("chromium", &mut command, Output::Null).unwrap();
         // Chromium writes the port it picked into the profile.
         let port_file = profile.path().join("DevToolsActivePort");
         let port = loop {
@@ -112,7 +110,7 @@ impl Browser {
             .await
             .unwrap();
         Browser {
-            child,
+            _process: process,
             _profile: profile,
             devtools,
             next_id: 1,
@@ -173,12 +171,6 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{url}: the page never showed five echoes; last seen {last}");
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
     }
 }
 

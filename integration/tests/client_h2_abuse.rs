@@ -15,8 +15,10 @@
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+use std::path::Path;
 use std::time::Duration;
 
+use h2hop_integration::binaries;
 use h2hop_integration::front_process::{TlsRaw, UnderAttack, under_attack};
 use h2hop_integration::harness::within;
 use h2hop_integration::raw_h2::{
@@ -47,9 +49,9 @@ const FLOOD_FRAMES: usize = 2_000_000;
 /// SETTINGS_ENABLE_PUSH (RFC 9113 §6.5.2): 0 is what a client sends.
 const ENABLE_PUSH: u16 = 0x2;
 
-/// The front, or `None` (after a loud line) when it is not built.
-async fn front() -> Option<UnderAttack> {
-    under_attack().await.unwrap()
+/// The front binary of `bin` under attack.
+async fn front(bin: &Path) -> UnderAttack {
+    under_attack(bin).await.unwrap()
 }
 
 /// The fields of a request to the front: a GET, or an extended CONNECT
@@ -96,8 +98,8 @@ async fn flood_and_ending(raw: TlsRaw, bytes: Vec<u8>) -> Option<Answer> {
 /// 5,000 streams. The streams are reset before the front has taken them,
 /// which RFC 9113 does not limit; a server may treat it as excessive load
 /// (§10.5: ENHANCE_YOUR_CALM). Every connection must end so.
-async fn rapid_reset(connect: bool) {
-    let Some(attack) = front().await else { return };
+async fn rapid_reset(bin: &Path, connect: bool) {
+    let attack = front(bin).await;
     let (mut streams, mut endings) = (0, Vec::new());
     while streams < 5000 {
         let pairs: Vec<u8> = (0..500u32)
@@ -121,13 +123,15 @@ async fn rapid_reset(connect: bool) {
 #[tokio::test]
 async fn rapid_reset_of_gets_ends_with_enhance_your_calm() {
     let _serial = SERIAL.lock().await;
-    within(rapid_reset(false)).await;
+    let bin = binaries::dir();
+    within(rapid_reset(&bin, false)).await;
 }
 
 #[tokio::test]
 async fn rapid_reset_of_extended_connects_ends_with_enhance_your_calm() {
     let _serial = SERIAL.lock().await;
-    within(rapid_reset(true)).await;
+    let bin = binaries::dir();
+    within(rapid_reset(&bin, true)).await;
 }
 
 /// A CONTINUATION flood: a HEADERS without END_HEADERS, then up to 10,000
@@ -140,8 +144,9 @@ async fn rapid_reset_of_extended_connects_ends_with_enhance_your_calm() {
 #[tokio::test]
 async fn continuation_flood_ends_with_enhance_your_calm() {
     let _serial = SERIAL.lock().await;
+    let bin = binaries::dir();
     within(async {
-        let Some(attack) = front().await else { return };
+        let attack = front(&bin).await;
         let mut junk = Vec::new();
         literal(&mut junk, b"x-junk", &[b'a'; 16_000]);
         let continuation = frame(CONTINUATION, 0, 1, &junk);
@@ -202,8 +207,9 @@ fn bomb(stream: u32, references: usize, first: bool) -> Vec<u8> {
 #[tokio::test]
 async fn hpack_bomb_far_past_the_limit_ends_with_enhance_your_calm() {
     let _serial = SERIAL.lock().await;
+    let bin = binaries::dir();
     within(async {
-        let Some(attack) = front().await else { return };
+        let attack = front(&bin).await;
         let mut endings = Vec::new();
         for _ in 0..20 {
             let raw = attack.h2().await.unwrap();
@@ -228,8 +234,9 @@ async fn hpack_bomb_far_past_the_limit_ends_with_enhance_your_calm() {
 #[tokio::test]
 async fn hpack_bombs_past_the_limit_are_answered_431() {
     let _serial = SERIAL.lock().await;
+    let bin = binaries::dir();
     within(async {
-        let Some(attack) = front().await else { return };
+        let attack = front(&bin).await;
         let seen = attack.front.pair.app.requests().len();
         let mut raw = attack.h2().await.unwrap();
         let (mut refused, mut other) = (0, Vec::new());
@@ -350,8 +357,9 @@ fn answered_or_calmed(outcome: &Outcome) -> bool {
 #[tokio::test]
 async fn settings_flood_from_a_client_that_never_reads_stays_bounded() {
     let _serial = SERIAL.lock().await;
+    let bin = binaries::dir();
     within(async {
-        let Some(attack) = front().await else { return };
+        let attack = front(&bin).await;
         let one = settings(&[(ENABLE_PUSH, 0)]);
         assert_eq!(one[3], SETTINGS);
         let (acks, written_unread, outcome) = flood_unread(&attack, one).await;
@@ -372,8 +380,9 @@ async fn settings_flood_from_a_client_that_never_reads_stays_bounded() {
 #[tokio::test]
 async fn ping_flood_from_a_client_that_never_reads_stays_bounded() {
     let _serial = SERIAL.lock().await;
+    let bin = binaries::dir();
     within(async {
-        let Some(attack) = front().await else { return };
+        let attack = front(&bin).await;
         let (acks, written_unread, outcome) = flood_unread(&attack, ping(7)).await;
         eprintln!(
             "PING flood: all written unread: {written_unread}; {acks} ACKs, then {outcome:?}"

@@ -13,8 +13,10 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
+use h2hop_integration::binaries;
 use h2hop_integration::front_process::{TlsRaw, UnderAttack, under_attack};
 use h2hop_integration::harness::within;
 use h2hop_integration::raw_h2::{
@@ -39,8 +41,9 @@ const INITIAL_WINDOW: usize = 65_535;
 /// Connections per WINDOW_UPDATE case.
 const CONNECTIONS: usize = 20;
 
-async fn front() -> Option<UnderAttack> {
-    under_attack().await.unwrap()
+/// The front binary of `bin` under attack.
+async fn front(bin: &Path) -> UnderAttack {
+    under_attack(bin).await.unwrap()
 }
 
 /// A GET for `path` to the front on `stream`.
@@ -85,8 +88,9 @@ async fn each_answer(attack: &UnderAttack, what: &str, case: (bool, u32), allowe
 #[tokio::test]
 async fn window_update_of_zero_is_a_protocol_error() {
     let _serial = SERIAL.lock().await;
+    let bin = binaries::dir();
     within(async {
-        let Some(attack) = front().await else { return };
+        let attack = front(&bin).await;
         let goaway = Answer::GoAway(PROTOCOL_ERROR);
         let reset = Answer::Reset(PROTOCOL_ERROR);
         each_answer(
@@ -118,8 +122,9 @@ async fn window_update_of_zero_is_a_protocol_error() {
 #[tokio::test]
 async fn window_update_past_the_maximum_is_a_flow_control_error() {
     let _serial = SERIAL.lock().await;
+    let bin = binaries::dir();
     within(async {
-        let Some(attack) = front().await else { return };
+        let attack = front(&bin).await;
         each_answer(
             &attack,
             "WINDOW_UPDATE past 2^31-1 on the connection",
@@ -165,8 +170,9 @@ async fn streams_that_never_read_hold_only_their_windows() {
     const STALLED: u32 = 8;
     const BODY: u64 = 16 * MIB;
     let _serial = SERIAL.lock().await;
+    let bin = binaries::dir();
     within(async {
-        let Some(attack) = front().await else { return };
+        let attack = front(&bin).await;
         let mut raw = attack.h2().await.unwrap();
         raw.send(&window_update(0, 1 << 30)).await.unwrap();
         for i in 0..STALLED {

@@ -13,6 +13,7 @@
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+use h2hop_integration::binaries;
 use h2hop_integration::front_process::under_attack;
 use h2hop_integration::harness::within;
 use h2hop_integration::raw_h2::{
@@ -27,10 +28,9 @@ const MAX_STREAMS: u32 = 5000;
 
 #[tokio::test]
 async fn resets_after_the_front_took_the_streams_end_the_connection() {
+    let bin = binaries::dir();
     within(async {
-        let Some(attack) = under_attack().await.unwrap() else {
-            return;
-        };
+        let attack = under_attack(&bin).await.unwrap();
         let fields = [
             (":method", "GET"),
             (":scheme", "https"),

@@ -13,6 +13,7 @@ use std::time::Duration;
 use h2hop_integration::client::{self, RawUpgrade};
 use h2hop_integration::harness::{Pair, SidecarKind, within};
 use h2hop_integration::logs::Captured;
+use h2hop_integration::wait::eventually;
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -268,18 +269,6 @@ async fn app_101_with_wrong_accept_or_token_gives_502() {
         assert_eq!(pair.app.requests().len(), 2);
     })
     .await;
-}
-
-/// Waits until `probe` holds, polling every 10 ms, for at most `bound`.
-async fn eventually(bound: Duration, mut probe: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + bound;
-    while tokio::time::Instant::now() < deadline {
-        if probe() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    probe()
 }
 
 /// S5: a client that gives up on a request the app is still working on

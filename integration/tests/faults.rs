@@ -20,8 +20,11 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use h2hop_certs::DevPki;
 use h2hop_integration::app::{RawOutcome, TestApp};
+use h2hop_integration::binaries;
 use h2hop_integration::client::{self, echo_roundtrip, raw_upgrade, ws_connect};
-use h2hop_integration::harness::{Pair, Process, built_binaries, loopback, within};
+use h2hop_integration::harness::{Pair, loopback, within};
+use h2hop_integration::process::Process;
+use h2hop_integration::wait::eventually_async;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -96,13 +99,17 @@ async fn app_killed_mid_tunnel_ends_every_tunnel_and_a_new_app_is_used() {
         let mut app = Process::start(echo, &["--listen", "127.0.0.1:0"])
             .await
             .unwrap();
-        let pair = Pair::builder().app_at(app.listen).start().await.unwrap();
+        let pair = Pair::builder()
+            .app_at(app.listen().unwrap())
+            .start()
+            .await
+            .unwrap();
         let tunnels = open_tunnels(pair.front, 5).await;
         let latencies = close_latencies(tunnels, || app.kill().unwrap()).await;
         eprintln!("app killed: tunnels ended at the client after {latencies:?}");
 
         assert_eq!(upgrade_status(pair.front).await, 502, "app down");
-        let listen = app.listen.to_string();
+        let listen = app.listen().unwrap().to_string();
         let _app = Process::start(echo, &["--listen", &listen]).await.unwrap();
         open_tunnels(pair.front, 2).await;
     })
@@ -115,9 +122,7 @@ async fn app_killed_mid_tunnel_ends_every_tunnel_and_a_new_app_is_used() {
 /// again, the same front reconnects (after its dial backoff) and tunnels.
 #[tokio::test]
 async fn sidecar_killed_mid_tunnel_ends_its_tunnels_and_the_front_reconnects() {
-    let Some(bin) = built_binaries() else {
-        return;
-    };
+    let bin = binaries::dir();
     within(async {
         let stop = CancellationToken::new();
         let _stop = stop.clone().drop_guard();
@@ -126,7 +131,7 @@ async fn sidecar_killed_mid_tunnel_ends_its_tunnels_and_the_front_reconnects() {
         let pki = DevPki::generate(&["localhost".to_owned()]).unwrap();
         pki.write_to(dir.path(), true).unwrap();
         let mut sidecar = start_sidecar(&bin, dir.path(), app.addr, "127.0.0.1:0").await;
-        let sidecar_addr = sidecar.listen;
+        let sidecar_addr = sidecar.listen().unwrap();
         let front = start_front(&pki, sidecar_addr, &stop).await;
 
         let tunnels = open_tunnels(front, 10).await;
@@ -137,10 +142,10 @@ async fn sidecar_killed_mid_tunnel_ends_its_tunnels_and_the_front_reconnects() {
         let _sidecar = start_sidecar(&bin, dir.path(), app.addr, &sidecar_addr.to_string()).await;
         let restarted = Instant::now();
         // The front's dial backoff (at most 5 s) decides when it tries again.
-        while upgrade_status(front).await != 101 {
-            assert!(restarted.elapsed().as_secs() < 10, "no reconnect");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let reconnected = eventually_async(Duration::from_secs(10), || async {
+            (upgrade_status(front).await == 101).then_some(())
+        });
+        assert!(reconnected.await.is_some(), "no reconnect");
         let after = restarted.elapsed();
         eprintln!("sidecar restarted: a new tunnel opened after {after:?}");
         open_tunnels(front, 3).await;

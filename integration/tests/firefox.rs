@@ -22,12 +22,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use h2hop_integration::harness::{Pair, closed_port};
 use h2hop_integration::logs::Captured;
-use tokio::process::{Child, Command};
+use h2hop_integration::process::{Output, Process};
+use tokio::process::Command;
 
 /// How many WebSockets the page opens, one after another.
 const SOCKETS: usize = 300;
@@ -147,11 +147,11 @@ user_pref("network.proxy.no_proxies_on", "");
 user_pref("network.proxy.failover_direct", false);
 "#;
 
-/// A headless Firefox on its own throwaway profile; dropping it kills it
-/// (this child, by its handle).
+/// A headless Firefox on its own throwaway profile, its standard output
+/// and error kept as lines; dropping it kills it (this child, by its pid).
 struct Firefox {
-    child: Child,
-    dir: tempfile::TempDir,
+    process: Process,
+    _dir: tempfile::TempDir,
 }
 
 impl Firefox {
@@ -173,8 +173,8 @@ impl Firefox {
             USER_JS.replace("PROXY_PORT", &proxy_port),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.path().join("firefox.log")).unwrap();
-        let child = Command::new(&tools.firefox)
+        let mut command = std::process::Command::new(&tools.firefox);
+        command
             .args(["--headless", "--no-remote", "--profile"])
             .arg(&profile)
             .arg(url)
@@ -184,25 +184,9 @@ impl Firefox {
             // Firefox's own switch for test runs: it refuses connections to
             // anything but loopback, and honours the remote-settings
             // override above (which turns that service off).
-            .env("MOZ_DISABLE_NONLOCAL_CONNECTIONS", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        Firefox { child, dir }
-    }
-
-    /// What Firefox wrote to its standard output and error so far.
-    fn output(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("firefox.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Firefox {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
+            .env("MOZ_DISABLE_NONLOCAL_CONNECTIONS", "1");
+        let process = Process::spawn("firefox", &mut command, Output::Lines).unwrap();
+        Firefox { process, _dir: dir }
     }
 }
 
@@ -217,25 +201,21 @@ async fn certutil(program: &Path, args: &[&str]) {
 }
 
 /// The page's report (see `integration/src/ws_cycle.html`): its fields by
-/// name, once Firefox has printed it.
-async fn wait_for_report(firefox: &mut Firefox) -> BTreeMap<String, String> {
+/// name, once Firefox has printed it, within `bound`.
+async fn wait_for_report(firefox: &Firefox, bound: Duration) -> BTreeMap<String, String> {
     const MARK: &str = "ws-cycle report: ";
-    loop {
-        let output = firefox.output();
-        if let Some(line) = output.lines().find(|line| line.contains(MARK)) {
-            let query = line.split(MARK).nth(1).unwrap_or_default().trim();
-            let query = query.trim_end_matches('"');
-            return query
-                .split('&')
-                .filter_map(|field| field.split_once('='))
-                .map(|(key, value)| (key.to_owned(), value.to_owned()))
-                .collect();
-        }
-        if let Ok(Some(status)) = firefox.child.try_wait() {
-            panic!("firefox exited ({status}) before the page reported:\n{output}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let line = firefox
+        .process
+        .wait_for_line(&[MARK], bound)
+        .await
+        .unwrap_or_else(|err| panic!("no report from the page: {err:#}"));
+    let query = line.split(MARK).nth(1).unwrap_or_default().trim();
+    let query = query.trim_end_matches('"');
+    query
+        .split('&')
+        .filter_map(|field| field.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
 }
 
 /// The value of the ` NAME=VALUE` field of an access line (quotes kept).
@@ -300,10 +280,8 @@ async fn firefox_cycles_300_websockets_on_one_http2_connection() {
             "https://127.0.0.1:{}/ws-cycle?n={SOCKETS}",
             pair.front_tls.unwrap().port()
         );
-        let mut firefox = Firefox::launch(&tools, pair.pki.ca_pem(), &url).await;
-        let report = tokio::time::timeout(LIMIT / 2, wait_for_report(&mut firefox))
-            .await
-            .unwrap_or_else(|_| panic!("no report from the page:\n{}", firefox.output()));
+        let firefox = Firefox::launch(&tools, pair.pki.ca_pem(), &url).await;
+        let report = wait_for_report(&firefox, LIMIT / 2).await;
         eprintln!("page report: {report:?}");
         let all = SOCKETS.to_string();
         assert_eq!(report.get("n"), Some(&all), "{report:?}");

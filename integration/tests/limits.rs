@@ -12,6 +12,7 @@ use h2hop_integration::client::{
     body_bytes, full, http1_connect, raw_request, raw_upgrade, request, ws_connect,
 };
 use h2hop_integration::harness::{Pair, within};
+use h2hop_integration::wait::{eventually, eventually_async};
 use http::{Method, StatusCode};
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
@@ -48,18 +49,11 @@ async fn front_tunnel_limit_answers_503() {
         // A WebSocket client closes its TCP side when dropped.
         drop(first);
         // The place comes back once the tunnel has ended on the front.
-        let mut reopened = None;
-        for _ in 0..50 {
-            let attempt = raw_upgrade(pair.front, "/ws", "Upgrade", &[])
-                .await
-                .unwrap();
-            if attempt.status == 101 {
-                reopened = Some(attempt);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(reopened.is_some(), "no tunnel after one closed");
+        let reopened = eventually_async(Duration::from_secs(5), || async {
+            let attempt = raw_upgrade(pair.front, "/ws", "Upgrade", &[]).await;
+            (attempt.unwrap().status == 101).then_some(())
+        });
+        assert!(reopened.await.is_some(), "no tunnel after one closed");
     })
     .await;
 }
@@ -165,27 +159,24 @@ async fn pending_dials_are_limited_and_a_reset_gives_the_place_back() {
         // `/slow` upgrades are answered only when the app shuts down.
         let waiting = tokio::spawn(raw_upgrade(pair.front, "/slow", "Upgrade", &[]));
         // Once the app saw it, the slow upgrade holds the one dial place.
-        while !pair.app.requests().iter().any(|seen| seen.uri == "/slow") {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let seen = eventually(Duration::from_secs(5), || {
+            pair.app.requests().iter().any(|seen| seen.uri == "/slow")
+        });
+        assert!(seen.await, "the app never saw the slow upgrade");
         let refused = raw_upgrade(pair.front, "/ws", "Upgrade", &[])
             .await
             .unwrap();
         assert_eq!(refused.status, 503);
         assert!(!waiting.is_finished());
         waiting.abort();
-        let mut reopened = false;
-        for _ in 0..100 {
-            let attempt = raw_upgrade(pair.front, "/ws", "Upgrade", &[])
-                .await
-                .unwrap();
-            if attempt.status == 101 {
-                reopened = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(reopened, "the abandoned dial never gave its place back");
+        let reopened = eventually_async(Duration::from_secs(5), || async {
+            let attempt = raw_upgrade(pair.front, "/ws", "Upgrade", &[]).await;
+            (attempt.unwrap().status == 101).then_some(())
+        });
+        assert!(
+            reopened.await.is_some(),
+            "the abandoned dial never gave its place back"
+        );
     })
     .await;
 }

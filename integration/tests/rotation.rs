@@ -14,17 +14,18 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser as _;
 use h2hop::tls::reload::{ReloadReport, Reloader};
 use h2hop_certs::DevPki;
 use h2hop_integration::app::TestApp;
+use h2hop_integration::binaries;
 use h2hop_integration::client::{echo_roundtrip, ws_connect};
-use h2hop_integration::harness::{built_binaries, loopback, within};
+use h2hop_integration::harness::{loopback, within};
+use h2hop_integration::process::{Process, Signal};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -304,102 +305,8 @@ async fn pki_rotates_under_traffic_in_process() {
     .await;
 }
 
-/// A spawned h2hop binary whose log lines (standard error) are collected.
-struct Spawned {
-    name: &'static str,
-    child: std::process::Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Spawned {
-    fn start(dir: &Path, name: &'static str, flags: &[String]) -> Spawned {
-        let mut child = Command::new(dir.join(name))
-            .args(flags)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead as _;
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Spawned { name, child, lines }
-    }
-
-    /// The `n`th (from 1) log line containing `needle`, waiting for it.
-    async fn wait_for(&mut self, needle: &str, n: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let found = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|line| line.contains(needle))
-                .nth(n - 1)
-                .cloned();
-            if let Some(line) = found {
-                return line;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("{} exited ({status}) before logging {needle:?}", self.name);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} never logged {needle:?}:\n{}",
-                self.name,
-                self.lines.lock().unwrap().join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Where it listens, from its "ready" line (`listen=ADDR`).
-    async fn listen_addr(&mut self) -> SocketAddr {
-        let ready = self.wait_for("ready", 1).await;
-        let field = ready
-            .split_whitespace()
-            .find_map(|field| field.strip_prefix("listen="))
-            .unwrap_or_else(|| panic!("no listen= in {ready}"));
-        field.parse().unwrap()
-    }
-
-    /// Sends `signal` ("HUP", "TERM") to this process alone.
-    fn signal(&self, signal: &str) {
-        let sent = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -{signal} {}", self.name);
-    }
-
-    async fn exit_code(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "{} did not exit", self.name);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        // Only this child, and only if it is still running.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+/// How long a binary may take to log what a test waits for.
+const LOG_WAIT: Duration = Duration::from_secs(10);
 
 /// The binaries on a real SIGHUP: both reload the rotated PKI and log it,
 /// the tunnel through them keeps echoing, a new tunnel works, a front with
@@ -407,9 +314,7 @@ impl Drop for Spawned {
 /// failure and changes nothing; SIGTERM still ends both with 0.
 #[tokio::test]
 async fn binaries_reload_certificates_on_sighup() {
-    let Some(bin) = built_binaries() else {
-        return;
-    };
+    let bin = binaries::dir();
     within(async {
         let stop = CancellationToken::new();
         let _stop = stop.clone().drop_guard();
@@ -422,20 +327,29 @@ async fn binaries_reload_certificates_on_sighup() {
         let listen = ["--listen", "127.0.0.1:0", "--drain-timeout", "1s"].map(str::to_owned);
         let mut flags = listen.to_vec();
         flags.extend(sidecar_flags(live.path(), app.addr));
-        let mut sidecar = Spawned::start(&bin, "h2hop-sidecar", &flags);
-        let sidecar_addr = sidecar.listen_addr().await;
+        let sidecar_bin = bin.join("h2hop-sidecar");
+        let mut sidecar = Process::start(&sidecar_bin, &flags).await.unwrap();
+        let sidecar_addr = sidecar.listen().unwrap();
         let mut flags = listen.to_vec();
         flags.extend(front_flags(live.path(), sidecar_addr));
-        let mut front = Spawned::start(&bin, "h2hop-front", &flags);
-        let front_addr = front.listen_addr().await;
+        let mut front = Process::start(&bin.join("h2hop-front"), &flags)
+            .await
+            .unwrap();
+        let front_addr = front.listen().unwrap();
 
         let traffic = Traffic::start(front_addr).await;
         write_pki(live.path());
-        sidecar.signal("HUP");
-        front.signal("HUP");
-        let reloaded = sidecar.wait_for("certificates reloaded", 1).await;
+        sidecar.signal(Signal::Hup).unwrap();
+        front.signal(Signal::Hup).unwrap();
+        let reloaded = sidecar
+            .wait_for_line(&["certificates reloaded"], LOG_WAIT)
+            .await
+            .unwrap();
         assert!(reloaded.contains("sidecar.pem"), "{reloaded}");
-        let reloaded = front.wait_for("certificates reloaded", 1).await;
+        let reloaded = front
+            .wait_for_line(&["certificates reloaded"], LOG_WAIT)
+            .await
+            .unwrap();
         assert!(reloaded.contains("h2hop-front"), "{reloaded}");
         traffic.wait_for_more(5).await;
 
@@ -449,17 +363,22 @@ async fn binaries_reload_certificates_on_sighup() {
 
         // A broken key: the failure is logged, the process goes on with B.
         std::fs::write(live.path().join("sidecar-key.pem"), "not a key").unwrap();
-        sidecar.signal("HUP");
-        let failed = sidecar.wait_for("certificate reload failed", 1).await;
+        sidecar.signal(Signal::Hup).unwrap();
+        let failed = sidecar
+            .wait_for_line(&["certificate reload failed"], LOG_WAIT)
+            .await
+            .unwrap();
         assert!(failed.contains("ERROR"), "{failed}");
         assert_eq!(new_tunnel(front_addr).await, Ok(()), "B still in use");
         traffic.wait_for_more(2).await;
         assert!(traffic.finish().await >= 10);
 
-        sidecar.signal("TERM");
-        front.signal("TERM");
-        assert_eq!(sidecar.exit_code().await, Some(0));
-        assert_eq!(front.exit_code().await, Some(0));
+        sidecar.signal(Signal::Term).unwrap();
+        front.signal(Signal::Term).unwrap();
+        let status = sidecar.wait(LOG_WAIT).await.unwrap();
+        assert_eq!(status.code(), Some(0), "the sidecar exited with {status}");
+        let status = front.wait(LOG_WAIT).await.unwrap();
+        assert_eq!(status.code(), Some(0), "the front exited with {status}");
     })
     .await;
 }

@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use h2hop_integration::app::TestApp;
+use h2hop_integration::binaries;
 use h2hop_integration::client::{raw_request, ws_connect};
-use h2hop_integration::harness::{built_binaries, closed_port, loopback, within};
+use h2hop_integration::harness::{closed_port, loopback, within};
 use tokio_util::sync::CancellationToken;
 
 /// Apps, sidecars (h2c, one per app) and a front built from `toml`, in
@@ -162,9 +163,7 @@ cluster = "both"
 /// a clear error and a failure exit for a route to an unknown cluster.
 #[tokio::test]
 async fn check_config_validates_the_file() {
-    let Some(dir) = built_binaries() else {
-        return;
-    };
+    let dir = binaries::dir();
     let scratch = tempfile::tempdir().unwrap();
     let check = |text: &str| {
         let path = scratch.path().join("front.toml");

@@ -6,12 +6,14 @@
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use h2hop_integration::binaries;
 use h2hop_integration::client::{body_bytes, full, http1_connect, request, ws_connect};
-use h2hop_integration::harness::{Pair, built_binaries, within};
+use h2hop_integration::harness::{Pair, within};
+use h2hop_integration::process::{Process, Signal};
+use h2hop_integration::wait::{eventually, eventually_async};
 use http::{Method, StatusCode};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -30,12 +32,18 @@ async fn plain_request_in_flight_is_answered_during_shutdown() {
             let status = response.status();
             (status, body_bytes(response).await.unwrap())
         });
-        // Let the request reach the app before shutting down.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Shutdown begins once the request has reached the app.
+        let arrived = eventually(Duration::from_secs(5), || {
+            pair.app
+                .requests()
+                .iter()
+                .any(|seen| seen.uri == "/delay/600")
+        });
+        assert!(arrived.await, "the request never reached the app");
         let started = tokio::time::Instant::now();
         let stopped = pair.shut_down_proxies().await;
         // Each proxy's run returned only once the request was answered: the
-        // app answers 600 ms after the request, which left 200 ms before.
+        // app answers 600 ms after it saw the request, just before this.
         for (proxy, at) in [("front", stopped.front), ("sidecar", stopped.sidecar)] {
             let after = at - started;
             assert!(
@@ -66,9 +74,14 @@ async fn tunnels_flow_during_the_drain_then_close() {
             .await
             .unwrap();
         let (mut ws, _) = ws_connect(pair.front, "/ws", &[]).await.unwrap();
+        let front = pair.front;
         let started = tokio::time::Instant::now();
         let drained = tokio::spawn(async move { pair.shut_down_proxies().await });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The drain has begun once the front's listener is closed.
+        let closed = eventually_async(Duration::from_secs(5), || async {
+            TcpStream::connect(front).await.is_err().then_some(())
+        });
+        assert!(closed.await.is_some(), "the front still accepts");
         ws.send(Message::text("still here")).await.unwrap();
         let echo = ws.next().await.expect("an echo").unwrap();
         assert_eq!(echo, Message::text("still here"));
@@ -98,9 +111,7 @@ async fn tunnels_flow_during_the_drain_then_close() {
 /// The binaries themselves: SIGTERM with nothing open exits 0 at once.
 #[tokio::test]
 async fn binaries_exit_zero_on_sigterm() {
-    let Some(dir) = built_binaries() else {
-        return;
-    };
+    let dir = binaries::dir();
     for (binary, args) in [
         (
             "h2hop-sidecar",
@@ -117,41 +128,10 @@ async fn binaries_exit_zero_on_sigterm() {
             ],
         ),
     ] {
-        let mut child = Command::new(dir.join(binary))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The "ready" line says the listener is bound and signals are watched.
-        let stderr = child.stderr.take().unwrap();
-        let ready = std::thread::spawn(move || {
-            use std::io::BufRead as _;
-            let mut lines = std::io::BufReader::new(stderr).lines();
-            lines.any(|line| line.is_ok_and(|line| line.contains("ready")))
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ready.is_finished() {
-            assert!(Instant::now() < deadline, "{binary} never said ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(ready.join().unwrap(), "{binary} ended before it was ready");
-        let killed = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{binary} did not exit within 10 s of SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        // Ready: the listener is bound and signals are watched.
+        let mut child = Process::start(&dir.join(binary), &args).await.unwrap();
+        child.signal(Signal::Term).unwrap();
+        let status = child.wait(Duration::from_secs(10)).await.unwrap();
         assert_eq!(status.code(), Some(0), "{binary} exited with {status}");
     }
 }

@@ -256,6 +256,7 @@ async fn serve_connection(stream: TcpStream, ctx: Ctx) {
             .and_then(|ms| ms.parse::<u64>().ok())
             .map(|ms| Duration::from_millis(ms.min(60_000)));
         let ctx = svc_ctx.clone();
+        routes::record(&req, &ctx);
         async move {
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;

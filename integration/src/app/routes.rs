@@ -60,9 +60,8 @@ const SWITCH_HOP_FIELDS: [(&str, &str); 4] = [
     ("x-e2e", "kept"),
 ];
 
-/// Records the request head, then picks the handler by upgrade and path.
+/// Picks the handler by upgrade and path.
 pub(super) fn route(req: Request<Incoming>, ctx: &Ctx) -> Response<AppBody> {
-    record(&req, ctx);
     if is_upgrade(req.headers()) {
         route_upgrade(req, ctx)
     } else {
@@ -70,7 +69,9 @@ pub(super) fn route(req: Request<Incoming>, ctx: &Ctx) -> Response<AppBody> {
     }
 }
 
-fn record(req: &Request<Incoming>, ctx: &Ctx) {
+/// Records the request head as it arrives, before any `/delay/MS`, so that
+/// a test can wait for a request to have reached the app.
+pub(super) fn record(req: &Request<Incoming>, ctx: &Ctx) {
     if ctx.state.record {
         lock(&ctx.state.requests).push(Recorded {
             method: req.method().clone(),
@@ -101,7 +102,6 @@ pub(super) async fn other_protocol(
     ctx: &Ctx,
     token: String,
 ) -> Response<AppBody> {
-    record(&req, ctx);
     if let Some(code) = req.uri().path().strip_prefix("/status/") {
         return status_page(code);
     }

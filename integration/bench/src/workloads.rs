@@ -1,5 +1,5 @@
 //! Load generator of `h2hop-bench`: its five workloads, each run
-//! against one [`super::Target`] address (HTTP/1.1, and WebSocket on `/ws`),
+//! against one [`crate::systems::Target`] address (HTTP/1.1, and WebSocket on `/ws`),
 //! loopback only.
 //!
 //! Input: where to connect and for how long. Output: plain figures
@@ -31,9 +31,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use connections::{Handshakes, IdleSet, handshakes};
-pub use plain::{Plain, plain};
-pub use tunnels::{Latency, Throughput, WINDOW, latency, throughput};
+pub use connections::{IdleSet, handshakes};
+pub use plain::plain;
+pub use tunnels::{latency, throughput};
 
 /// Time limit of every single network step (connect, handshake, one echo,
 /// one request, close), so a stalled peer fails the run instead of hanging it.

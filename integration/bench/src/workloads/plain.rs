@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use super::{FAILURE_PAUSE, MAX_SAMPLES, micros, nearest_rank, rate, timed};
 
-/// The app's fixed-size plain route (see [`crate::app::TestApp`]).
+/// The app's fixed-size plain route (see [`h2hop_integration::app::TestApp`]).
 const PLAIN_PATH: &str = "/bytes/64";
 /// Length of the [`PLAIN_PATH`] body.
 const PLAIN_LEN: usize = 64;

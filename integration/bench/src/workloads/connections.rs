@@ -44,13 +44,9 @@ impl IdleSet {
     }
 
     /// Number of sockets held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.sockets.len()
-    }
-
-    /// Whether no socket is held.
-    pub fn is_empty(&self) -> bool {
-        self.sockets.is_empty()
     }
 
     /// Sends one 32-byte message on every socket (256 at a time) and returns

@@ -1,9 +1,23 @@
 //! `h2hop-bench`: one run, same machine, same workloads through direct,
 //! h2hop (h2c and mTLS), an nghttpx pair and an HAProxy pair; a Markdown
-//! table and an SVG chart of the ratios to direct go to `--out`.
+//! table and an SVG chart of the ratios to direct go to `--out`, so that
+//! ratios can be compared.
+//!
+//! - [`systems`]: starts each system under test as child processes
+//!   (app, and the proxies in front of it) and says where clients connect;
+//! - [`workloads`]: the load generator: throughput, latency, idle memory,
+//!   handshakes, plain requests;
+//! - [`procstat`]: CPU time and memory of the proxy processes, from `/proc`;
+//! - [`report`]: medians over rounds, ratios to direct, a Markdown table and
+//!   an SVG chart.
 //!
 //! `h2hop-bench app --listen ADDR` runs the echo app as its own process (the
 //! benchmark starts it so; it is also the "direct" system).
+
+mod procstat;
+mod report;
+mod systems;
+mod workloads;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -13,14 +27,13 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
 use h2hop_integration::app::TestApp;
-use h2hop_integration::bench::procstat::CpuTimes;
-use h2hop_integration::bench::report::{Figure, Results};
-use h2hop_integration::bench::systems::{self, Binaries, Kind, Running};
-use h2hop_integration::bench::{Target, procstat, workloads};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
+use h2hop_integration::process::{Output, Process};
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
+
+use procstat::CpuTimes;
+use report::{Figure, Results};
+use systems::{Binaries, Kind, Running, Target};
 
 /// Benchmarks h2hop against direct and peer proxy pairs on loopback.
 #[derive(Debug, clap::Parser)]
@@ -64,7 +77,7 @@ struct Args {
     #[arg(long)]
     smoke: bool,
     /// Folder for results.md and ratios.svg.
-    #[arg(long, default_value = "integration/bench-results")]
+    #[arg(long, default_value = "integration/bench/results")]
     out: PathBuf,
 }
 
@@ -199,11 +212,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         bail!("--systems must start with direct: every ratio is taken against it");
     }
     let bins = Binaries::beside_current_exe()?;
-    let (mut app, app_addr) = start_app(args.workers).await?;
+    let (app, app_addr) = start_app(args.workers).await?;
     // The load generator (this process) and the app: their CPU per
     // handshake or request bounds what any proxy pair can reach on a
     // machine whose cores they share.
-    let load_pids = [std::process::id(), app.id().context("app pid")?];
+    let load_pids = [std::process::id(), app.pid()];
     let mut results = Results::default();
     let mut evidence = Vec::new();
     for round in 1..=args.rounds {
@@ -218,32 +231,21 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    let _ = app.start_kill();
+    drop(app);
     write_report(&args, &results, &evidence)
 }
 
 /// Starts the app process and reads the address it printed.
-async fn start_app(workers: usize) -> anyhow::Result<(Child, SocketAddr)> {
+async fn start_app(workers: usize) -> anyhow::Result<(Process, SocketAddr)> {
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
-        .args([
-            "app",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            &workers.to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start the app process")?;
-    let stdout = child.stdout.take().context("app stdout")?;
-    let mut line = String::new();
-    let mut reader = BufReader::new(stdout);
-    let read = reader.read_line(&mut line);
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .context("app did not start")??;
+    let workers = workers.to_string();
+    let args = ["app", "--listen", "127.0.0.1:0", "--workers", &workers];
+    let mut command = std::process::Command::new(exe);
+    command.args(args);
+    let child = Process::spawn("app", &mut command, Output::Lines)?;
+    let line = child
+        .wait_for_line(&["listening "], Duration::from_secs(10))
+        .await?;
     let addr = line
         .trim()
         .strip_prefix("listening ")

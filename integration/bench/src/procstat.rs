@@ -1,7 +1,7 @@
 //! Resource use of the proxies under test, read from `/proc`: CPU seconds
 //! from `/proc/PID/stat` and resident memory from `/proc/PID/status`.
 //!
-//! Input: process ids from [`super::Target::proxy_pids`]. Output: totals the
+//! Input: process ids from [`crate::systems::Target::proxy_pids`]. Output: totals the
 //! bench samples before and after each workload, so that CPU per gigabyte,
 //! per round trip or per connection, and memory per idle tunnel, can be
 //! worked out by [`super::report`]. Linux only.

@@ -92,11 +92,6 @@ impl Results {
         median(ratios)
     }
 
-    /// The systems, in the order first seen.
-    pub fn systems(&self) -> &[String] {
-        &self.systems
-    }
-
     /// The figures, in table order.
     pub fn figures(&self) -> impl Iterator<Item = &Figure> {
         self.values.keys()

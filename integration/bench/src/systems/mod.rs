@@ -9,13 +9,12 @@
 //!
 //! Each pair is a sidecar in front of the app and a front in front of the
 //! sidecar, the sidecar started (and accepting) first so the front never
-//! sees it down. [`process`] owns the mechanics; [`h2hop_pair`],
+//! sees it down. [`Process`] owns the mechanics; [`h2hop_pair`],
 //! [`nghttpx`] and [`haproxy`] only build command lines and configs.
 
 mod h2hop_pair;
 mod haproxy;
-pub(crate) mod nghttpx;
-pub(crate) mod process;
+mod nghttpx;
 #[cfg(test)]
 mod tests;
 
@@ -23,15 +22,29 @@ use std::fs::File;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use h2hop_integration::process::{Output, Process};
+use h2hop_integration::scratch::Scratch;
 
-pub use process::find_program;
-
-use super::Target;
 use h2hop_pair::Security;
-use process::Scratch;
+
+/// How long a system may take until its client port accepts.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A system under test, running: where clients connect, and which
+/// processes are the proxies whose CPU and memory count.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Short name for tables: `direct`, `h2hop-h2c`, `h2hop-mtls`, `nghttpx`, `haproxy`.
+    pub name: String,
+    /// Where the load generator connects (HTTP/1.1, WebSocket).
+    pub addr: SocketAddr,
+    /// Process ids of the proxies (front and sidecar); empty for direct.
+    pub proxy_pids: Vec<u32>,
+}
 
 /// Evidence lines [`Running::middle_hop_evidence`] returns at most.
 const MAX_EVIDENCE: usize = 10;
@@ -173,7 +186,7 @@ pub struct Running {
     /// Where clients connect and which pids are the proxies.
     pub target: Target,
     /// Front first, then sidecar; empty for direct.
-    children: Vec<Child>,
+    children: Vec<Process>,
     /// `None` for direct and the TCP relay.
     evidence: Option<Evidence>,
     /// Configs, certificates and logs; `None` for direct. Declared after
@@ -216,12 +229,14 @@ impl Running {
     }
 
     /// The scratch directory (configs, certificates, logs); `None` for direct.
+    #[cfg(test)]
     pub fn scratch_dir(&self) -> Option<&Path> {
         self.scratch.as_ref().map(Scratch::dir)
     }
 
     /// The last lines of every process's logs, for error messages; empty
     /// for direct.
+    #[cfg(test)]
     pub fn log_tails(&self) -> String {
         self.scratch
             .as_ref()
@@ -232,7 +247,8 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        process::kill_all(&mut self.children);
+        // Each Process kills its child as it drops, in order.
+        self.children.clear();
     }
 }
 
@@ -291,14 +307,29 @@ async fn launch(kind: Kind, scratch: Scratch, plan: Plan) -> anyhow::Result<Runn
         evidence,
         scratch: None,
     };
-    let sidecar = process::spawn(sidecar, &scratch, "sidecar")?;
+    let sidecar = spawn(sidecar, &scratch, "sidecar")?;
     running.children.push(sidecar);
-    process::wait_ready(sidecar_addr, &mut running.children, &scratch).await?;
-    let front = process::spawn(front, &scratch, "front")?;
+    let ready = running.children[0].wait_accepting(sidecar_addr, READY_TIMEOUT);
+    ready.await.with_context(|| scratch.log_tails())?;
+    let front = spawn(front, &scratch, "front")?;
     // Front first, so that Drop stops the traffic before the sidecar.
     running.children.insert(0, front);
-    process::wait_ready(front_addr, &mut running.children, &scratch).await?;
-    running.target.proxy_pids = running.children.iter().map(Child::id).collect();
+    let ready = running.children[0].wait_accepting(front_addr, READY_TIMEOUT);
+    ready.await.with_context(|| scratch.log_tails())?;
+    if let Some(status) = running.children[1].try_wait()? {
+        bail!("the sidecar exited with {status}{}", scratch.log_tails());
+    }
+    running.target.proxy_pids = running.children.iter().map(Process::pid).collect();
     running.scratch = Some(scratch);
     Ok(running)
+}
+
+/// Spawns `command` with stdout to `{name}.out.log` and stderr to
+/// `{name}.log` in `scratch`.
+fn spawn(mut command: Command, scratch: &Scratch, name: &str) -> anyhow::Result<Process> {
+    let output = Output::Files {
+        stdout: scratch.path(&format!("{name}.out.log")),
+        stderr: scratch.path(&format!("{name}.log")),
+    };
+    Process::spawn(name, &mut command, output)
 }

@@ -10,8 +10,9 @@ use std::process::Command;
 
 use anyhow::Context as _;
 use h2hop_certs::DevPki;
+use h2hop_integration::process::free_port;
+use h2hop_integration::scratch::Scratch;
 
-use super::process::{Scratch, free_port};
 use super::{Binaries, Evidence, Plan};
 
 /// What the sidecar logs for each RFC 8441 stream: its access line with

@@ -16,8 +16,9 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::Context as _;
+use h2hop_integration::process::{find_program, free_port};
+use h2hop_integration::scratch::Scratch;
 
-use super::process::{Scratch, find_program, free_port};
 use super::{Evidence, Plan};
 
 /// A sidecar log line that shows a WebSocket arriving over HTTP/2. HAProxy
@@ -28,7 +29,7 @@ use super::{Evidence, Plan};
 const CONNECT_MARKS: &[&str] = &[" HTTP/2.0 ", "upgrade=websocket"];
 
 /// Settings both processes share: `nbthread`, the log to stdout (which
-/// [`super::process::spawn`] sends to a file), a log line per request as
+/// [`super::spawn`] sends to a file), a log line per request as
 /// soon as the response head is known (`option logasap`: a tunnel would
 /// otherwise show only when it ends), and a tunnel timeout long enough for
 /// the idle hold. `option http-buffer-request` stays off (the default).

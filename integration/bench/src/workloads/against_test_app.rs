@@ -1,4 +1,4 @@
-//! The workloads against an in-process [`crate::app::TestApp`] on
+//! The workloads against an in-process [`TestApp`] on
 //! 127.0.0.1:0, with short durations: each runs, checks its echoes and
 //! reports sane figures. No timed assertions: the benchmark itself is a
 //! separate command.
@@ -11,7 +11,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::tunnels::BIG_LEN;
 use super::*;
-use crate::app::TestApp;
+use h2hop_integration::app::TestApp;
 
 /// How long each workload runs here: enough to move data, far from a
 /// benchmark.

@@ -2,9 +2,9 @@
 # Runs h2hop-bench: installs the peer proxies it compares against (Debian's
 # nghttp2-proxy and haproxy) if they are missing, builds the release
 # binaries, and passes its arguments on (see --help). Results go to
-# integration/bench-results/ unless --out says otherwise.
+# integration/bench/results/ unless --out says otherwise.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 if ! command -v nghttpx >/dev/null || ! command -v haproxy >/dev/null; then
   apt-get update -qq

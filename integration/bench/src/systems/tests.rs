@@ -1,10 +1,10 @@
 //! Each system, started in front of an in-process [`TestApp`], carries one
 //! WebSocket echo, and each pair's sidecar log shows the RFC 8441 CONNECT.
 //!
-//! The h2hop kinds need `h2hop-front` and `h2hop-sidecar` in the profile
-//! directory of this test executable (`cargo build --workspace`); nghttpx
-//! and HAProxy need their Debian packages. Missing ones are skipped loudly,
-//! unless `H2HOP_REQUIRE_EXTERNAL=1` makes a missing peer a failure.
+//! The h2hop kinds run `h2hop-front` and `h2hop-sidecar` of this test's
+//! profile, which [`binaries::dir`] builds; nghttpx and HAProxy need their
+//! Debian packages. A missing peer is skipped loudly, unless
+//! `H2HOP_REQUIRE_EXTERNAL=1` makes it a failure.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,34 +13,16 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{Binaries, Kind, Running, find_program, start};
-use crate::app::TestApp;
-use crate::client::{close_handshake, echo_roundtrip, ws_connect};
+use super::{Binaries, Kind, Running, start};
+use h2hop_integration::app::TestApp;
+use h2hop_integration::binaries;
+use h2hop_integration::client::{close_handshake, echo_roundtrip, ws_connect};
+use h2hop_integration::process::find_program;
 
 /// Bound on each whole test.
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on the wait for a sidecar's log line after the tunnel closed.
 const EVIDENCE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The h2hop binaries of this profile: the test executable is
-/// `target/<profile>/deps/h2hop_integration-HASH`, the binaries are one
-/// directory up. `None` (with a loud message) if they are not built.
-fn profile_binaries() -> Option<Binaries> {
-    let exe = std::env::current_exe().ok()?;
-    let dir: PathBuf = exe.parent()?.parent()?.to_path_buf();
-    match Binaries::in_dir(&dir) {
-        Ok(bins) => Some(bins),
-        Err(err) => {
-            let required = std::env::var("H2HOP_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "{err:#} and H2HOP_REQUIRE_EXTERNAL=1: run `cargo build --workspace` first"
-            );
-            eprintln!("!!! SKIPPED: {err:#} (run `cargo build --workspace` first)");
-            None
-        }
-    }
-}
 
 /// Whether the peer program for `kind` is installed; if it is not, skips
 /// loudly, or fails when `H2HOP_REQUIRE_EXTERNAL=1`.
@@ -57,8 +39,9 @@ fn peer_installed(program: &str) -> bool {
     false
 }
 
-/// Binaries for `kind`, or `None` if the test must be skipped. Kinds that
-/// run no h2hop binary get placeholder paths they never use.
+/// Binaries for `kind` (built if need be: call it before a time limit
+/// starts), or `None` if the test must be skipped. Kinds that run no h2hop
+/// binary get placeholder paths they never use.
 fn binaries_for(kind: Kind) -> Option<Binaries> {
     let unused = || Binaries {
         front: PathBuf::new(),
@@ -66,7 +49,7 @@ fn binaries_for(kind: Kind) -> Option<Binaries> {
     };
     match kind {
         Kind::Direct => Some(unused()),
-        Kind::H2hopH2c | Kind::H2hopMtls => profile_binaries(),
+        Kind::H2hopH2c | Kind::H2hopMtls => Some(Binaries::in_dir(&binaries::dir()).unwrap()),
         Kind::Nghttpx => peer_installed("nghttpx").then(unused),
         Kind::Haproxy | Kind::TcpRelay => peer_installed("haproxy").then(unused),
     }
@@ -90,14 +73,11 @@ async fn evidence(running: &Running) -> Vec<String> {
 /// Starts `kind` with `workers` threads per proxy in front of a fresh app,
 /// echoes one message through a WebSocket, closes it, and for a pair checks
 /// the sidecar's evidence.
-async fn echo_through(kind: Kind, workers: usize) {
-    let Some(bins) = binaries_for(kind) else {
-        return;
-    };
+async fn echo_through(kind: Kind, bins: &Binaries, workers: usize) {
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = TestApp::spawn(listener, shutdown.clone()).unwrap();
-    let running = start(kind, app.addr, &bins, workers).await.unwrap();
+    let running = start(kind, app.addr, bins, workers).await.unwrap();
     assert_eq!(running.target.name, kind.name());
 
     let (mut ws, response) = ws_connect(running.target.addr, "/ws", &[]).await.unwrap();
@@ -130,7 +110,10 @@ async fn echo_through(kind: Kind, workers: usize) {
 
 /// Runs [`echo_through`] with one worker under [`TEST_TIMEOUT`].
 async fn bounded(kind: Kind) {
-    tokio::time::timeout(TEST_TIMEOUT, echo_through(kind, 1))
+    let Some(bins) = binaries_for(kind) else {
+        return;
+    };
+    tokio::time::timeout(TEST_TIMEOUT, echo_through(kind, &bins, 1))
         .await
         .unwrap_or_else(|_| panic!("{} timed out", kind.name()));
 }
@@ -167,9 +150,13 @@ async fn tcp_relay_echoes_through_two_processes() {
 
 #[tokio::test]
 async fn every_pair_starts_with_two_workers_per_process() {
+    let kinds: Vec<(Kind, Binaries)> = Kind::all()
+        .into_iter()
+        .filter_map(|kind| Some((kind, binaries_for(kind)?)))
+        .collect();
     let all_pairs = async {
-        for kind in Kind::all() {
-            echo_through(kind, 2).await;
+        for (kind, bins) in &kinds {
+            echo_through(*kind, bins, 2).await;
         }
     };
     tokio::time::timeout(TEST_TIMEOUT, all_pairs)
