@@ -1,9 +1,11 @@
 //! End-to-end support for h2hop: the in-process test app behind the sidecar,
 //! the test clients in front of the front, and nghttpx as either half for
-//! the interoperability tests, and log capture; for the abuse tests, raw
-//! HTTP/2 frames, bystander clients and the front as a child process.
+//! the interoperability tests, and log capture; for the abuse tests, bad
+//! HTTP/1.1 requests written by hand, raw HTTP/2 frames, bystander clients
+//! and the front as a child process.
 
 pub mod app;
+pub mod bad_input_h1;
 pub mod bench;
 pub mod bystander;
 pub mod client;
