@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::bench::procstat::rss_kib;
 use crate::bystander::Bystander;
 use crate::harness::{Pair, Process, built_binaries};
 use crate::raw_h2::{Raw, tls_h2, tls_h2_small_receive_buffer};
@@ -205,11 +206,5 @@ impl UnderAttack {
 
 /// The resident set size of process `pid`, in bytes.
 fn rss_of(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
-        .context("no VmRSS in /proc/PID/status")?;
-    Ok(kib * 1024)
+    Ok(rss_kib(pid)? * 1024)
 }
