@@ -2,7 +2,8 @@
 //! the test clients in front of the front, and nghttpx as either half for
 //! the interoperability tests, and log capture; for the abuse tests, bad
 //! HTTP/1.1 requests written by hand, raw HTTP/2 frames, bystander clients
-//! and the front as a child process.
+//! and the front as a child process; for the fault tests, a pseudo-random
+//! stream that shows a lost or reordered byte.
 
 pub mod app;
 pub mod bad_input_h1;
@@ -14,4 +15,5 @@ pub mod h2_client;
 pub mod harness;
 pub mod interop;
 pub mod logs;
+pub mod noise;
 pub mod raw_h2;
