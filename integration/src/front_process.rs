@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bystander::Bystander;
 use crate::harness::Pair;
 use crate::process::Process;
+use crate::procstat::rss_kib;
 use crate::raw_h2::{Raw, tls_h2, tls_h2_small_receive_buffer};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -200,11 +201,5 @@ impl UnderAttack {
 
 /// The resident set size of process `pid`, in bytes.
 fn rss_of(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
-        .context("no VmRSS in /proc/PID/status")?;
-    Ok(kib * 1024)
+    Ok(rss_kib(pid)? * 1024)
 }

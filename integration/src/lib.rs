@@ -1,11 +1,15 @@
 //! End-to-end support for h2hop: the in-process test app behind the sidecar,
 //! the test clients in front of the front, and nghttpx as either half for
-//! the interoperability tests, and log capture; for the abuse tests, raw
-//! HTTP/2 frames, bystander clients and the front as a child process. Child
-//! processes of every kind run under [`process::Process`], and a test
-//! waits for a condition with [`wait::eventually`].
+//! the interoperability tests, and log capture; for the abuse tests, bad
+//! HTTP/1.1 requests written by hand, raw HTTP/2 frames, bystander clients
+//! and the front as a child process; for the fault tests, a pseudo-random
+//! stream that shows a lost or reordered byte. Child processes of every
+//! kind run under [`process::Process`] (their CPU and memory read by
+//! [`procstat`]), and a test waits for a condition with
+//! [`wait::eventually`].
 
 pub mod app;
+pub mod bad_input_h1;
 pub mod binaries;
 pub mod bystander;
 pub mod client;
@@ -14,7 +18,9 @@ pub mod h2_client;
 pub mod harness;
 pub mod interop;
 pub mod logs;
+pub mod noise;
 pub mod process;
+pub mod procstat;
 pub mod raw_h2;
 pub mod scratch;
 pub mod wait;

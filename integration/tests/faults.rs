@@ -23,7 +23,9 @@ use h2hop_integration::app::{RawOutcome, TestApp};
 use h2hop_integration::binaries;
 use h2hop_integration::client::{self, echo_roundtrip, raw_upgrade, ws_connect};
 use h2hop_integration::harness::{Pair, loopback, within};
+use h2hop_integration::noise::{BLOCK, Noise};
 use h2hop_integration::process::Process;
+use h2hop_integration::procstat;
 use h2hop_integration::wait::eventually_async;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -345,76 +347,10 @@ async fn vanished_client_is_released_by_the_idle_timeout() {
 const OFFERED: u64 = 256 * 1024 * 1024;
 /// Growth of this process's resident memory allowed while a reader stalls.
 const RSS_BOUND: u64 = 64 * 1024 * 1024;
-/// Bytes per [`Noise`] block.
-const BLOCK: usize = 64 * 1024;
-/// Size of the random pool [`Noise`] takes its blocks from.
-const POOL: usize = 1024 * 1024;
-/// How far apart in the pool two blocks in a row start: coprime with
-/// `POOL - BLOCK`, so no window repeats within 983,040 blocks (60 GiB).
-const STEP: usize = 7919;
-
-/// The same pseudo-random stream at both ends, cheap enough for 256 MiB
-/// in a debug build: block `k` is the window of a random pool (xorshift64*)
-/// at `k × STEP`, so that a dropped, repeated or reordered chunk shows.
-struct Noise {
-    pool: Vec<u8>,
-    block: usize,
-    at: usize,
-}
-
-impl Noise {
-    fn new(seed: u64) -> Noise {
-        let mut state = seed | 1;
-        let mut pool = Vec::with_capacity(POOL);
-        while pool.len() < POOL {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            pool.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-        }
-        Noise {
-            pool,
-            block: 0,
-            at: 0,
-        }
-    }
-
-    /// The current block, from `at` on.
-    fn rest_of_block(&self) -> &[u8] {
-        let start = self.block * STEP % (POOL - BLOCK);
-        &self.pool[start + self.at..start + BLOCK]
-    }
-
-    /// Moves `n` bytes on in the stream.
-    fn advance(&mut self, n: usize) {
-        self.at += n;
-        if self.at == BLOCK {
-            (self.block, self.at) = (self.block + 1, 0);
-        }
-    }
-
-    /// Whether `got` is what comes next in the stream.
-    fn matches(&mut self, mut got: &[u8]) -> bool {
-        while !got.is_empty() {
-            let expected = self.rest_of_block();
-            let n = got.len().min(expected.len());
-            if got[..n] != expected[..n] {
-                return false;
-            }
-            self.advance(n);
-            got = &got[n..];
-        }
-        true
-    }
-}
 
 /// This process's resident set, from `/proc/self/status`.
 fn vm_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next());
-    kib.unwrap().parse::<u64>().unwrap() * 1024
+    procstat::rss_kib(std::process::id()).unwrap() * 1024
 }
 
 /// Offers [`OFFERED`] bytes from `writer` while `reader` reads nothing:

@@ -7,14 +7,14 @@
 //!   (app, and the proxies in front of it) and says where clients connect;
 //! - [`workloads`]: the load generator: throughput, latency, idle memory,
 //!   handshakes, plain requests;
-//! - [`procstat`]: CPU time and memory of the proxy processes, from `/proc`;
+//! - [`procstat`] (from the integration library): CPU time and memory of
+//!   the proxy processes, from `/proc`;
 //! - [`report`]: medians over rounds, ratios to direct, a Markdown table and
 //!   an SVG chart.
 //!
 //! `h2hop-bench app --listen ADDR` runs the echo app as its own process (the
 //! benchmark starts it so; it is also the "direct" system).
 
-mod procstat;
 mod report;
 mod systems;
 mod workloads;
@@ -31,7 +31,7 @@ use h2hop_integration::process::{Output, Process};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use procstat::CpuTimes;
+use h2hop_integration::procstat::{self, CpuTimes};
 use report::{Figure, Results};
 use systems::{Binaries, Kind, Running, Target};
 

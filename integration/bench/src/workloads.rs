@@ -4,7 +4,7 @@
 //!
 //! Input: where to connect and for how long. Output: plain figures
 //! ([`Throughput`], [`Latency`], [`IdleSet`], [`Handshakes`], [`Plain`])
-//! that the bench binary combines with [`super::procstat`] readings and hands
+//! that the bench binary combines with [`h2hop_integration::procstat`] readings and hands
 //! to [`super::report`].
 //!
 //! - `websocket`: the client steps every WebSocket workload shares

@@ -1,13 +1,15 @@
 //! Raw HTTP/2 for the abuse tests: frames written byte by byte with a
 //! minimal HPACK encoder ([`hpack`]), so that a test can send what no
 //! HTTP/2 library would (malformed field blocks, floods, bad
-//! WINDOW_UPDATEs), and a frame reader for the answers ([`connection`]).
+//! WINDOW_UPDATEs), the field lists of well-formed requests to start from
+//! ([`fields`]), and a frame reader for the answers ([`connection`]).
 //!
-//! Used against the sidecar over h2c (`tests/bad_input_h2.rs`) and against
+//! Used against the sidecar over h2c (`tests/bad_input_h2_*.rs`) and against
 //! the front's client-facing TLS listener (`tests/client_h2_abuse.rs`,
 //! `tests/client_h2_flow.rs`, `tests/bystander.rs`), through [`tls_h2`].
 
 pub mod connection;
+pub mod fields;
 pub mod hpack;
 
 pub use connection::{FrameReader, Raw, tls_h2, tls_h2_small_receive_buffer};
