@@ -4,7 +4,6 @@
 use anyhow::Context as _;
 use clap::Parser as _;
 use h2hop_front::args::Args;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of glibc's malloc: tasks, buffers and streams come and
@@ -53,55 +52,26 @@ fn report_config(config: &h2hop_front::Config) -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args, config: h2hop_front::Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let listen = listener
-        .local_addr()
-        .context("reading the listen address")?;
-    let tls_listener = match args.tls_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?,
-        ),
-        None => None,
-    };
-    let admin = match args.admin_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (admin)"))?,
-        ),
-        None => None,
-    };
-    let tls_listen = match &tls_listener {
-        Some(listener) => Some(
-            listener
-                .local_addr()
-                .context("reading the TLS listen address")?,
-        ),
-        None => None,
-    };
-    let tls_listen = tls_listen.map(|addr| addr.to_string());
+    use h2hop::accept::{bind, bind_if_set, local_addr_text};
+    let plain = bind(args.listen, "clients").await?;
+    let tls = bind_if_set(args.tls_listen, "TLS clients").await?;
+    let admin = bind_if_set(args.admin_listen, "admin").await?;
+    let listen = local_addr_text(Some(&plain));
+    let tls_listen = local_addr_text(tls.as_ref());
     // SIGHUP reloads the TLS files; watched from before "ready" on.
     let reloads =
         h2hop::tls::reload::on_hangup(config.reloader()).context("cannot watch SIGHUP")?;
     tokio::spawn(reloads);
     tracing::info!(
         %listen,
-        tls_listen = tls_listen.as_deref().unwrap_or("-"),
+        %tls_listen,
         sidecar = %args.sidecar,
         h2c = args.h2c,
         "h2hop-front ready"
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(h2hop::signals::on_signal(shutdown.clone()));
-    let listeners = h2hop_front::Listeners {
-        plain: listener,
-        tls: tls_listener,
-        admin,
-    };
+    let listeners = h2hop_front::Listeners { plain, tls, admin };
     h2hop_front::run(config, listeners, shutdown).await;
     Ok(())
 }

@@ -97,6 +97,46 @@ fn whole_seconds<const MIN: u64>(text: &str) -> Result<humantime::Duration, Stri
     Ok(duration.into())
 }
 
+/// A listener that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({role})")]
+pub struct BindError {
+    /// The address asked for.
+    pub addr: SocketAddr,
+    /// What the listener is for, as the flag says: "clients", "admin".
+    pub role: &'static str,
+    /// The socket error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds `addr` for `role` (named in the error). Called by the binaries'
+/// `main`, the only place that binds.
+pub async fn bind(addr: SocketAddr, role: &'static str) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, role, source })
+}
+
+/// [`bind`] for a listener that is off unless its address is set.
+pub async fn bind_if_set(
+    addr: Option<SocketAddr>,
+    role: &'static str,
+) -> Result<Option<TcpListener>, BindError> {
+    match addr {
+        Some(addr) => bind(addr, role).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The address a listener took, for the "ready" line (port 0 resolved);
+/// `-` for none.
+pub fn local_addr_text(listener: Option<&TcpListener>) -> String {
+    listener
+        .and_then(|listener| listener.local_addr().ok())
+        .map_or_else(|| "-".to_owned(), |addr| addr.to_string())
+}
+
 /// Accepts connections on `listener` until shutdown begins, and spawns
 /// `serve(stream, peer)` for each through `drain`; each connection gets
 /// `TCP_NODELAY`, and `keepalive` unless it is `None`. The listener is

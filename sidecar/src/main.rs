@@ -4,7 +4,6 @@
 use anyhow::Context as _;
 use clap::Parser as _;
 use h2hop_sidecar::args::Args;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of glibc's malloc: tasks, buffers and streams come and
@@ -24,20 +23,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args, config: h2hop_sidecar::Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let listen = listener
-        .local_addr()
-        .context("reading the listen address")?;
-    let admin = match args.admin_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (admin)"))?,
-        ),
-        None => None,
-    };
+    use h2hop::accept::{bind, bind_if_set, local_addr_text};
+    let hop = bind(args.listen, "fronts").await?;
+    let admin = bind_if_set(args.admin_listen, "admin").await?;
+    let listen = local_addr_text(Some(&hop));
     // SIGHUP reloads the TLS files; watched from before "ready" on.
     let reloads =
         h2hop::tls::reload::on_hangup(config.reloader()).context("cannot watch SIGHUP")?;
@@ -49,10 +38,7 @@ async fn serve(args: Args, config: h2hop_sidecar::Config) -> anyhow::Result<()> 
     tracing::info!(%listen, app = %args.app, h2c = args.h2c, %allow_front_sans, "h2hop-sidecar ready");
     let shutdown = CancellationToken::new();
     tokio::spawn(h2hop::signals::on_signal(shutdown.clone()));
-    let listeners = h2hop_sidecar::Listeners {
-        hop: listener,
-        admin,
-    };
+    let listeners = h2hop_sidecar::Listeners { hop, admin };
     h2hop_sidecar::run(config, listeners, shutdown).await;
     Ok(())
 }
