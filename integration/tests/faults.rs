@@ -247,6 +247,8 @@ async fn app_slow_to_accept_delays_only_its_own_tunnel() {
             assert_eq!(echo.unwrap(), Message::text(text));
             assert!(!waiting.is_finished(), "opened before the app accepted");
             rounds += 1;
+            // Pacing, not synchronisation: the other tunnel is used all
+            // the while the slow accept is pending.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         permits.add_permits(1);
@@ -328,11 +330,10 @@ async fn vanished_client_is_released_by_the_idle_timeout() {
         let closed = closed.await.expect("the client's socket stayed open");
         assert!(rest.is_empty(), "{closed:?}: {rest:?}");
         for proxy in [front_admin, sidecar_admin] {
-            let deadline = Instant::now() + CLOSE_WITHIN;
-            while series(&admin(proxy, "/metrics").await, ACTIVE) != 0.0 {
-                assert!(Instant::now() < deadline, "{proxy} still holds the tunnel");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let released = eventually_async(CLOSE_WITHIN, || async {
+                (series(&admin(proxy, "/metrics").await, ACTIVE) == 0.0).then_some(())
+            });
+            assert!(released.await.is_some(), "{proxy} still holds the tunnel");
         }
         let idle_total = "h2hop_tunnels_total{protocol=\"websocket\",result=\"idle\"}";
         assert_eq!(
@@ -374,7 +375,8 @@ where
         }
         writer.shutdown().await.unwrap();
     });
-    // Stalled: no progress for 500 ms.
+    // Stalled: no progress for 500 ms. The quiet period is what is
+    // checked, so it is waited out, sampled every 50 ms.
     let mut seen = (0, Instant::now());
     while seen.1.elapsed() < Duration::from_millis(500) {
         tokio::time::sleep(Duration::from_millis(50)).await;
