@@ -137,6 +137,7 @@ pub async fn under_attack(bin: &Path) -> anyhow::Result<UnderAttack> {
             if let Ok(rss) = rss_of(pid) {
                 highest.fetch_max(rss, Ordering::Relaxed);
             }
+            // The sampling period, not a wait for an event.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
@@ -170,15 +171,16 @@ impl UnderAttack {
     /// bystander's report for `attack`, and fails if the bystander was cut
     /// or stalled, or if the memory grew by `bound` bytes or more.
     pub async fn finish(self, attack: &str, bound: u64) -> anyhow::Result<Figures> {
-        // The last sample is taken after the attack's own last step.
-        tokio::time::sleep(Duration::from_millis(50)).await;
         self.stop_sampling.cancel();
         let _ = self.sampler.await;
         let report = self.bystander.stop().await;
+        // The last sample, taken here, comes after the attack's own last
+        // step, and counts toward the peak.
+        let after = self.front.rss()?;
         let figures = Figures {
             before: self.before,
-            peak: self.peak.load(Ordering::Relaxed),
-            after: self.front.rss()?,
+            peak: self.peak.fetch_max(after, Ordering::Relaxed).max(after),
+            after,
         };
         eprintln!(
             "{attack}: front RSS before {:.1} MiB, peak {:.1} MiB (growth {:.1} MiB, bound {:.0} MiB), after {:.1} MiB; bystander {report}",

@@ -6,12 +6,12 @@
 
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use tracing::subscriber::DefaultGuard;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::harness;
+use crate::wait::eventually_some;
 
 /// Sets, once per process, a global subscriber that takes every event and
 /// writes none. `tracing` caches whether a call site is enabled when it is
@@ -83,18 +83,16 @@ impl Captured {
     /// saw) and returns it. Fails, showing the logs, after half of
     /// [`harness::TEST_LIMIT`].
     pub async fn wait_for(&self, needles: &[&str]) -> String {
-        let deadline = tokio::time::Instant::now() + harness::TEST_LIMIT / 2;
-        loop {
-            if let Some(line) = self.lines_with(needles).into_iter().next() {
-                return line;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no log line with {needles:?} in:\n{}",
-                self.text()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let found = eventually_some(harness::TEST_LIMIT / 2, || {
+            self.lines_with(needles).into_iter().next()
+        });
+        let found = found.await;
+        assert!(
+            found.is_some(),
+            "no log line with {needles:?} in:\n{}",
+            self.text()
+        );
+        found.unwrap_or_default()
     }
 }
 

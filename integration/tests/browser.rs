@@ -12,6 +12,7 @@
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -21,9 +22,11 @@ use h2hop_integration::client::{body_bytes, full, http1_connect, request};
 use h2hop_integration::harness::{Pair, within};
 use h2hop_integration::logs::Captured;
 use h2hop_integration::process::{Output, Process};
+use h2hop_integration::wait::{eventually_async, eventually_some};
 use http::Method;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -47,13 +50,19 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
+/// How long Chromium may take to offer its DevTools page target.
+const START_BOUND: Duration = Duration::from_secs(20);
+
+/// How long the demo page may take to show its five echoes.
+const ECHOES_BOUND: Duration = Duration::from_secs(10);
+
 /// A headless Chromium with a fresh profile and a DevTools WebSocket;
 /// dropping it kills the browser.
 struct Browser {
     _process: Process,
     _profile: tempfile::TempDir,
-    devtools: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    next_id: u64,
+    /// The page's DevTools socket and the next command id.
+    devtools: Mutex<(WebSocketStream<MaybeTlsStream<TcpStream>>, u64)>,
 }
 
 impl Browser {
@@ -78,61 +87,39 @@ impl Browser {
         let process = Process::spawn("chromium", &mut command, Output::Null).unwrap();
         // Chromium writes the port it picked into the profile.
         let port_file = profile.path().join("DevToolsActivePort");
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&port_file)
-                && let Some(port) = text.lines().next().and_then(|l| l.parse::<u16>().ok())
-            {
-                break port;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let port = eventually_some(START_BOUND, || {
+            let text = std::fs::read_to_string(&port_file).ok()?;
+            text.lines().next()?.parse::<u16>().ok()
+        })
+        .await
+        .expect("Chromium never wrote its DevTools port");
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let page = loop {
-            let mut client = http1_connect(addr).await.unwrap();
-            let list = request(Method::GET, addr, "/json/list", full("")).unwrap();
-            let body = body_bytes(client.send_request(list).await.unwrap())
-                .await
-                .unwrap();
-            let targets: Value = serde_json::from_slice(&body).unwrap();
-            let page = targets.as_array().and_then(|targets| {
-                targets
-                    .iter()
-                    .find(|target| target["type"] == "page")
-                    .and_then(|target| target["webSocketDebuggerUrl"].as_str())
-                    .map(str::to_owned)
-            });
-            if let Some(page) = page {
-                break page;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let page = eventually_async(START_BOUND, || page_target(addr))
+            .await
+            .expect("Chromium never listed a page target");
         let (devtools, _) = tokio_tungstenite::connect_async(page.as_str())
             .await
             .unwrap();
         Browser {
             _process: process,
             _profile: profile,
-            devtools,
-            next_id: 1,
+            devtools: Mutex::new((devtools, 1)),
         }
     }
 
     /// Sends one DevTools command and returns its result.
-    async fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
+    async fn call(&self, method: &str, params: Value) -> Value {
+        let mut devtools = self.devtools.lock().await;
+        let (devtools, next_id) = &mut *devtools;
+        let id = *next_id;
+        *next_id += 1;
         let command = json!({ "id": id, "method": method, "params": params });
-        self.devtools
+        devtools
             .send(Message::text(command.to_string()))
             .await
             .unwrap();
         loop {
-            let message = self
-                .devtools
-                .next()
-                .await
-                .expect("DevTools closed")
-                .unwrap();
+            let message = devtools.next().await.expect("DevTools closed").unwrap();
             let Message::Text(text) = message else {
                 continue;
             };
@@ -147,31 +134,50 @@ impl Browser {
     /// Loads `url` and waits until the demo page shows its WebSocket
     /// connected with all five echoes; returns the HTTP version the page
     /// itself came over (`nextHopProtocol`).
-    async fn demo_page_echoes(&mut self, url: &str) -> String {
+    async fn demo_page_echoes(&self, url: &str) -> String {
         self.call("Page.navigate", json!({ "url": url })).await;
         let probe = "JSON.stringify({ status: document.getElementById('status')?.textContent, \
              echoes: [...document.querySelectorAll('#echoes li')].map(li => li.textContent), \
              protocol: performance.getEntriesByType('navigation')[0]?.nextHopProtocol })";
-        let mut last = Value::Null;
-        for _ in 0..200 {
-            let result = self
-                .call(
-                    "Runtime.evaluate",
-                    json!({ "expression": probe, "returnByValue": true }),
-                )
-                .await;
-            last = serde_json::from_str(result["result"]["value"].as_str().unwrap_or("null"))
-                .unwrap_or(Value::Null);
-            let echoes = last["echoes"].as_array().map_or(0, Vec::len);
-            if last["status"] == "connected" && echoes == 5 {
-                let expected: Vec<String> = (1..=5).map(|i| format!("hello {i}")).collect();
-                assert_eq!(last["echoes"], json!(expected));
-                return last["protocol"].as_str().unwrap_or_default().to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{url}: the page never showed five echoes; last seen {last}");
+        let last = RefCell::new(Value::Null);
+        let shown = eventually_async(ECHOES_BOUND, || async {
+            let evaluate = json!({ "expression": probe, "returnByValue": true });
+            let result = self.call("Runtime.evaluate", evaluate).await;
+            let seen: Value =
+                serde_json::from_str(result["result"]["value"].as_str().unwrap_or("null"))
+                    .unwrap_or(Value::Null);
+            let echoes = seen["echoes"].as_array().map_or(0, Vec::len);
+            let done = seen["status"] == "connected" && echoes == 5;
+            last.replace(seen.clone());
+            done.then_some(seen)
+        });
+        let Some(shown) = shown.await else {
+            panic!(
+                "{url}: the page never showed five echoes; last seen {}",
+                last.borrow()
+            );
+        };
+        let expected: Vec<String> = (1..=5).map(|i| format!("hello {i}")).collect();
+        assert_eq!(shown["echoes"], json!(expected));
+        shown["protocol"].as_str().unwrap_or_default().to_owned()
     }
+}
+
+/// The DevTools socket of Chromium's page target at `addr`, once it lists
+/// one.
+async fn page_target(addr: std::net::SocketAddr) -> Option<String> {
+    let mut client = http1_connect(addr).await.unwrap();
+    let list = request(Method::GET, addr, "/json/list", full("")).unwrap();
+    let body = body_bytes(client.send_request(list).await.unwrap())
+        .await
+        .unwrap();
+    let targets: Value = serde_json::from_slice(&body).unwrap();
+    targets
+        .as_array()?
+        .iter()
+        .find(|target| target["type"] == "page")?["webSocketDebuggerUrl"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 #[tokio::test]
@@ -182,7 +188,7 @@ async fn chromium_websockets_over_http11_and_over_http2() {
     let (log, _guard) = Captured::install();
     within(async {
         let pair = Pair::builder().h2c().client_tls().start().await.unwrap();
-        let mut browser = Browser::launch(program).await;
+        let browser = Browser::launch(program).await;
 
         let plain = format!("http://{}/", pair.front);
         let protocol = browser.demo_page_echoes(&plain).await;

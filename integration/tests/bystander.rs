@@ -121,6 +121,9 @@ impl Bystanders {
     /// their reports and fails unless both ran unharmed on one upstream
     /// connection.
     async fn check(self, pair: &Pair, attack: &str) {
+        // Not a wait for an event: the bystanders keep running for a
+        // second after the attack, the "after" they must survive, so that
+        // a teardown the attack set off late still cuts them.
         sleep(Duration::from_secs(1)).await;
         let reports: [Report; 2] = [self.tunnel.stop().await, self.requests.stop().await];
         let upstream = pair.upstream_connections();
@@ -212,6 +215,8 @@ async fn h2_burst(pair: &Pair, n: usize, kind: Kind, end: End, after: Duration) 
             .filter(|f| f.kind == RST_STREAM && f.error_code(0) == REFUSED_STREAM)
             .count();
     }
+    // The streams' age when they end is what the burst varies (see
+    // END_AFTER), not a wait for the front.
     sleep(after).await;
     let connections = open.len();
     if end == End::Reset {
@@ -298,6 +303,8 @@ async fn h1_burst(pair: &Pair, n: usize, kind: Kind, after: Duration) {
     for tcp in &mut open {
         tcp.write_all(h1_head(kind)).await.unwrap();
     }
+    // How far the requests got when the resets come is what the burst
+    // varies, not a wait for the front.
     sleep(after).await;
     for tcp in open {
         tcp.set_zero_linger().unwrap();

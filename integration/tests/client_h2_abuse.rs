@@ -26,9 +26,10 @@ use h2hop_integration::raw_h2::{
     HEADERS, PING, SETTINGS, block, frame, indexed, literal, literal_indexed, ping, rst_stream,
     settings,
 };
+use h2hop_integration::wait::eventually;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Mutex;
-use tokio::time::{Instant, timeout};
+use tokio::time::timeout;
 
 /// One test at a time in this binary.
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -315,11 +316,7 @@ async fn flood_unread(attack: &UnderAttack, one: Vec<u8>) -> (usize, bool, Outco
     });
     // Nothing is read until the writer is blocked or done, so the ACKs can
     // only pile up at the front: give it 3 s for that.
-    let started = Instant::now();
-    while !writing.is_finished() && started.elapsed() < Duration::from_secs(3) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let written_unread = writing.is_finished();
+    let written_unread = eventually(Duration::from_secs(3), || writing.is_finished()).await;
     let mut acks = 0;
     let outcome = loop {
         match reader.next_frame_within(Duration::from_secs(10)).await {

@@ -27,6 +27,7 @@ use std::time::Duration;
 use h2hop_integration::harness::{Pair, closed_port};
 use h2hop_integration::logs::Captured;
 use h2hop_integration::process::{Output, Process};
+use h2hop_integration::wait::eventually;
 use tokio::process::Command;
 
 /// How many WebSockets the page opens, one after another.
@@ -242,10 +243,7 @@ async fn assert_front_saw_all_end(log: &Captured, pair: &Pair) -> BTreeMap<Strin
         .await;
     let tunnel_ends = || log.lines_with(&["access kind=\"tunnel\"", &front, "path=\"/ws/cycle\""]);
     // Each waits at most the client-fin timeout (1 s) after its close.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while tunnel_ends().len() < SOCKETS && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(15), || tunnel_ends().len() >= SOCKETS).await;
     let ends = tunnel_ends();
     assert_eq!(ends.len(), SOCKETS, "tunnels the front saw end");
     let peers: BTreeSet<&str> = ends.iter().filter_map(|line| field(line, "peer")).collect();

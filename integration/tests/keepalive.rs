@@ -26,7 +26,9 @@ async fn a_silent_sidecar_is_found_by_ping_and_its_tunnels_end() {
             .await
             .unwrap();
         let (mut ws, _) = ws_connect(pair.front, "/ws", &[]).await.unwrap();
-        // Several keep-alive rounds pass while the sidecar answers.
+        // Several keep-alive rounds pass while the sidecar answers: the
+        // pauses below are the time under test (600 ms, three PING
+        // intervals, past the 300 ms PING timeout), not a wait for an event.
         for round in 0..4 {
             let text = format!("round {round}");
             ws.send(Message::text(text.clone())).await.unwrap();

@@ -6,12 +6,14 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use h2hop_integration::client::{
     body_bytes, full, http1_connect, raw_request, request, ws_connect,
 };
 use h2hop_integration::harness::{Pair, within};
+use h2hop_integration::wait::eventually_async;
 use http::Method;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -65,14 +67,14 @@ async fn metrics_move_with_traffic_and_readiness_follows_the_app() {
         assert_eq!(raw_request(pair.front, refused).await.unwrap().status, 403);
 
         // The tunnel's end is counted once both relays are done.
-        let mut text = String::new();
-        for _ in 0..100 {
-            text = admin(front, "/metrics").await.1;
-            if value(&text, "h2hop_tunnels_total{protocol=\"websocket\",result=\"clean\"}") == 1.0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let counted = eventually_async(Duration::from_secs(2), || async {
+            let text = admin(front, "/metrics").await.1;
+            let clean = value(&text, "h2hop_tunnels_total{protocol=\"websocket\",result=\"clean\"}");
+            (clean == 1.0).then_some(text)
+        });
+        let Some(text) = counted.await else {
+            panic!("the tunnel's end was never counted:\n{}", admin(front, "/metrics").await.1);
+        };
         for (series, expected) in [
             ("h2hop_tunnels_active{protocol=\"websocket\"}", 0.0),
             ("h2hop_tunnels_total{protocol=\"websocket\",result=\"clean\"}", 1.0),

@@ -26,6 +26,7 @@ use h2hop_integration::binaries;
 use h2hop_integration::client::{echo_roundtrip, ws_connect};
 use h2hop_integration::harness::{loopback, within};
 use h2hop_integration::process::{Process, Signal};
+use h2hop_integration::wait::eventually;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -148,6 +149,9 @@ async fn start_sidecar(
     (addr, reloader)
 }
 
+/// How long [`Traffic::wait_for_more`] waits for its echoes.
+const ECHOES_BOUND: Duration = Duration::from_secs(10);
+
 /// A WebSocket through `front` echoing one message after another in the
 /// background until [`Traffic::finish`]; any lost or wrong echo fails it.
 struct Traffic {
@@ -172,6 +176,7 @@ impl Traffic {
                     .unwrap_or_else(|err| panic!("the open tunnel broke after {n} echoes: {err}"));
                 assert_eq!(echo, Message::text(text));
                 count.fetch_add(1, Ordering::SeqCst);
+                // Paces the traffic; nothing waits on this pause.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             ws
@@ -181,13 +186,25 @@ impl Traffic {
         traffic
     }
 
-    /// Waits until `more` further messages have been echoed.
+    /// Waits until `more` further messages have been echoed, for at most
+    /// [`ECHOES_BOUND`].
     async fn wait_for_more(&self, more: usize) {
         let target = self.echoed.load(Ordering::SeqCst) + more;
-        while self.echoed.load(Ordering::SeqCst) < target {
-            assert!(!self.task.is_finished(), "the echo loop ended");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let echoed = || self.echoed.load(Ordering::SeqCst);
+        eventually(ECHOES_BOUND, || {
+            self.task.is_finished() || echoed() >= target
+        })
+        .await;
+        let done = echoed();
+        assert!(
+            done >= target || !self.task.is_finished(),
+            "the echo loop ended"
+        );
+        assert!(
+            done >= target,
+            "{} of {more} more echoes within {ECHOES_BOUND:?}",
+            done + more - target
+        );
     }
 
     /// Stops the loop; the tunnel is still open and echoes once more.

@@ -65,6 +65,9 @@ async fn bystander_keeps_working(front: SocketAddr) {
 /// Lets the stalled streams fill every window they can before the
 /// bystander starts: at loopback speed their bytes take well under this.
 async fn let_windows_fill() {
+    // No event marks "every window is full": it is the moment bytes stop
+    // moving. A pause too short would only let the bystander pass
+    // before the stall is complete; it cannot make the test fail.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 

@@ -65,6 +65,8 @@ async fn tunnels_outlive_request_timeouts_and_close_when_idle() {
             let echo = ws.next().await.expect("an echo").unwrap();
             assert_eq!(echo, Message::text(text));
             last_echo = Instant::now();
+            // The tunnel's age is what is under test: each pause is below
+            // the idle timeout, and together they pass the request timeouts.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         match ws.next().await {

@@ -18,6 +18,7 @@ use h2hop_integration::app::TestApp;
 use h2hop_integration::binaries;
 use h2hop_integration::client::{close_handshake, echo_roundtrip, ws_connect};
 use h2hop_integration::process::find_program;
+use h2hop_integration::wait::eventually_some;
 
 /// Bound on each whole test.
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,19 +56,20 @@ fn binaries_for(kind: Kind) -> Option<Binaries> {
     }
 }
 
-/// Polls [`Running::middle_hop_evidence`] until it has a line: h2hop-sidecar
+/// Waits until [`Running::middle_hop_evidence`] has a line: h2hop-sidecar
 /// logs a tunnel when it closes, a moment after the client saw the close.
 async fn evidence(running: &Running) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + EVIDENCE_TIMEOUT;
-    loop {
-        match running.middle_hop_evidence() {
-            Ok(lines) => return lines,
-            Err(err) if tokio::time::Instant::now() >= deadline => {
-                panic!("{}: {err:#}{}", running.target.name, running.log_tails())
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    let mut last = None;
+    let found = eventually_some(EVIDENCE_TIMEOUT, || {
+        running
+            .middle_hop_evidence()
+            .map_err(|err| last = Some(err))
+            .ok()
+    });
+    found.await.unwrap_or_else(|| {
+        let err = last.map(|err| format!("{err:#}")).unwrap_or_default();
+        panic!("{}: {err}{}", running.target.name, running.log_tails())
+    })
 }
 
 /// Starts `kind` with `workers` threads per proxy in front of a fresh app,
