@@ -6,7 +6,8 @@
 //! - [`websocket`]: the RFC 6455 key and accept each HTTP/1.1 leg computes.
 //! - [`relay`]: tunnels and bodies across an HTTP/2 stream, bounded by flow control.
 //! - [`runtime`]: the tokio runtime sized by `--workers`; [`host_port`]:
-//!   the `host:port` addresses the flags name.
+//!   the `host:port` addresses the flags name; [`networks`]: the source
+//!   networks trust is given to.
 //! - [`tls`]: rustls configurations for the mutually authenticated hop, the
 //!   front identities a sidecar accepts, and certificate reloads.
 //! - [`accept`]: the accept loop both listeners run; [`drain`]: graceful
@@ -28,6 +29,7 @@ pub mod host_port;
 pub mod limit;
 pub mod line_budget;
 pub mod metrics;
+pub mod networks;
 pub mod relay;
 pub mod runtime;
 pub mod signals;
