@@ -22,19 +22,33 @@
 //! h2c = true                                 # cleartext: ca, cert, key, server_name not allowed
 //!
 //! [[route]]                                  # tried in order; the first match wins
+//! name = "chat"                              # default "route-N" (N from 1); unique
 //! host = "*.example.com"                     # default "*" (any); "*.suffix"; or an exact host
 //! path_prefix = "/chat/"                     # default "/"; must start with '/'
 //! cluster = "chat"                           # must name a cluster
 //! prefix_rewrite = "/"                       # optional; must start with '/'
 //! host_rewrite = "chat.internal"             # optional; host or host:port
+//! # Header rules (default: none); removals apply before additions.
+//! request_headers_to_add = [
+//!   { name = "x-env", value = "prod" },      # append = false (default): overwrite
+//!   { name = "x-via-route", value = "%ROUTE% for %CLIENT_ADDRESS%", append = true },
+//! ]
+//! request_headers_to_remove = ["x-debug"]
+//! response_headers_to_add = [{ name = "x-request-id", value = "%REQUEST_ID%" }]
+//! response_headers_to_remove = ["server"]
 //!
 //! [[route]]
-//! cluster = "web"
+//! clusters = [                               # instead of cluster: split by weight
+//!   { name = "web", weight = 90 },
+//!   { name = "chat", weight = 10 },
+//! ]
 //! ```
 //!
 //! At least one cluster and one route are required. Unknown keys are
 //! errors, so a typo does not silently fall back to a default. Matching and
-//! rewriting rules are those of [`crate::routes`]. Errors say which cluster
+//! rewriting rules are those of [`crate::routes`], header rules those of
+//! [`crate::header_rules`], weights those of [`crate::weighted`]. Exactly
+//! one of `cluster` and `clusters` is required. Errors say which cluster
 //! (by name) or route (by number, from 1, in file order) is wrong; errors
 //! inside the TOML carry its line and column. Only [`ConfigError::Read`]
 //! names the file itself: the caller knows which file it asked for.
@@ -50,8 +64,10 @@ use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
 use crate::config::Routing;
+use crate::header_rules::{HeaderRuleError, HeaderRules, RawAddField, RawHeaderRules};
 use crate::routes::{HostMatch, Route, RouteError, RouteTable};
 use crate::upstream::{UpstreamConfig, UpstreamTls};
+use crate::weighted::{ClusterChoice, RawWeighted, WeightError};
 
 /// A validated `--config` file.
 #[derive(Debug, Clone)]
@@ -202,6 +218,53 @@ pub enum ConfigError {
         #[source]
         source: RouteError,
     },
+    /// A route has both `cluster` and `clusters`.
+    #[error("route {route}: set either cluster or clusters, not both")]
+    BothClusterKeys {
+        /// The route's number, from 1, in file order.
+        route: usize,
+    },
+    /// A route has neither `cluster` nor `clusters`.
+    #[error("route {route}: cluster or clusters is required")]
+    NoClusterKey {
+        /// The route's number, from 1, in file order.
+        route: usize,
+    },
+    /// A route's `clusters` weights cannot be used.
+    #[error("route {route}: clusters")]
+    Weights {
+        /// The route's number, from 1, in file order.
+        route: usize,
+        /// What is wrong.
+        #[source]
+        source: WeightError,
+    },
+    /// A route's header rules cannot be used.
+    #[error("route {route}")]
+    Headers {
+        /// The route's number, from 1, in file order.
+        route: usize,
+        /// What is wrong, naming the key and field.
+        #[source]
+        source: HeaderRuleError,
+    },
+    /// A route's `name` is empty or has other than letters, digits, `-`,
+    /// `_` and `.`.
+    #[error("route {route}: invalid name {name:?}: use letters, digits, '-', '_' and '.'")]
+    RouteName {
+        /// The route's number, from 1, in file order.
+        route: usize,
+        /// The name as written.
+        name: String,
+    },
+    /// Two routes share a name (given, or the default `route-N`).
+    #[error("route {route}: name {name:?} is already taken")]
+    DuplicateRoute {
+        /// The later route's number, from 1, in file order.
+        route: usize,
+        /// The repeated name.
+        name: String,
+    },
 }
 
 /// The file as written, before validation.
@@ -234,11 +297,21 @@ struct RawCluster {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
+    name: Option<String>,
     host: Option<String>,
     path_prefix: Option<String>,
-    cluster: String,
+    cluster: Option<String>,
+    clusters: Option<Vec<RawWeighted>>,
     prefix_rewrite: Option<String>,
     host_rewrite: Option<String>,
+    #[serde(default)]
+    request_headers_to_add: Vec<RawAddField>,
+    #[serde(default)]
+    request_headers_to_remove: Vec<String>,
+    #[serde(default)]
+    response_headers_to_add: Vec<RawAddField>,
+    #[serde(default)]
+    response_headers_to_remove: Vec<String>,
 }
 
 fn default_max_connections() -> usize {
@@ -280,6 +353,15 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<FileConfig, ConfigError> {
         .enumerate()
         .map(|(i, route)| route_of(route, i + 1, &index))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut names = HashMap::new();
+    for (i, route) in routes.iter().enumerate() {
+        if names.insert(route.name.as_str(), i).is_some() {
+            return Err(ConfigError::DuplicateRoute {
+                route: i + 1,
+                name: route.name.clone(),
+            });
+        }
+    }
     let clusters = raw
         .cluster
         .into_iter()
@@ -301,25 +383,86 @@ fn route_of(
         route: number,
         source,
     };
-    let cluster = *index
-        .get(raw.cluster.as_str())
-        .ok_or_else(|| ConfigError::UnknownCluster {
-            route: number,
-            name: raw.cluster.clone(),
-        })?;
+    let name = match raw.name {
+        Some(name) if is_route_name(&name) => name,
+        Some(name) => {
+            return Err(ConfigError::RouteName {
+                route: number,
+                name,
+            });
+        }
+        None => format!("route-{number}"),
+    };
+    let cluster = cluster_choice(raw.cluster, raw.clusters, number, index)?;
     let host = match raw.host.as_deref() {
         Some(pattern) => pattern.parse().map_err(invalid)?,
         None => HostMatch::Any,
     };
+    let headers = HeaderRules::parse(RawHeaderRules {
+        request_add: raw.request_headers_to_add,
+        request_remove: raw.request_headers_to_remove,
+        response_add: raw.response_headers_to_add,
+        response_remove: raw.response_headers_to_remove,
+    })
+    .map_err(|source| ConfigError::Headers {
+        route: number,
+        source,
+    })?;
     let route = Route {
+        name,
         host,
         path_prefix: raw.path_prefix.unwrap_or_else(|| "/".to_owned()),
         cluster,
         prefix_rewrite: raw.prefix_rewrite,
         host_rewrite: raw.host_rewrite,
+        headers,
     };
     route.check().map_err(invalid)?;
     Ok(route)
+}
+
+/// A route name: letters, digits, `-`, `_` and `.`, at least one; it goes
+/// into field values through `%ROUTE%`.
+fn is_route_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// Route number `number`'s `cluster` or `clusters`, resolved through
+/// `index`: exactly one of the two must be given.
+fn cluster_choice(
+    cluster: Option<String>,
+    clusters: Option<Vec<RawWeighted>>,
+    number: usize,
+    index: &HashMap<&str, usize>,
+) -> Result<ClusterChoice, ConfigError> {
+    let resolve = |name: &str| {
+        index
+            .get(name)
+            .copied()
+            .ok_or_else(|| ConfigError::UnknownCluster {
+                route: number,
+                name: name.to_owned(),
+            })
+    };
+    match (cluster, clusters) {
+        (Some(_), Some(_)) => Err(ConfigError::BothClusterKeys { route: number }),
+        (None, None) => Err(ConfigError::NoClusterKey { route: number }),
+        (Some(name), None) => Ok(ClusterChoice::One(resolve(&name)?)),
+        (None, Some(weighted)) => {
+            let entries = weighted
+                .iter()
+                .map(|entry| Ok((resolve(&entry.name)?, entry.weight)))
+                .collect::<Result<Vec<_>, ConfigError>>()?;
+            let names: Vec<&str> = weighted.iter().map(|entry| entry.name.as_str()).collect();
+            ClusterChoice::weighted(entries, &names).map_err(|source| ConfigError::Weights {
+                route: number,
+                source,
+            })
+        }
+    }
 }
 
 /// Validates one cluster and loads its TLS files.
@@ -490,20 +633,27 @@ mod tests {
         assert_eq!(
             routes[0],
             Route {
+                name: "route-1".to_owned(),
                 host: HostMatch::Suffix(".example.com".to_owned()),
                 path_prefix: "/chat/".to_owned(),
-                cluster: 0,
+                cluster: ClusterChoice::One(0),
                 prefix_rewrite: Some("/".to_owned()),
                 host_rewrite: Some("chat.internal".to_owned()),
+                headers: HeaderRules::default(),
             }
         );
-        assert_eq!(routes[1], RouteTable::single(1).routes()[0]);
+        let catch_all = Route {
+            name: "route-2".to_owned(),
+            ..RouteTable::single(1).routes()[0].clone()
+        };
+        assert_eq!(routes[1], catch_all);
         assert_eq!(
             config
                 .routes
                 .find("a.example.com", "/chat/x")
                 .unwrap()
-                .cluster,
+                .cluster
+                .pick(),
             0
         );
         assert_eq!(
@@ -511,7 +661,8 @@ mod tests {
                 .routes
                 .find("example.com", "/chat/x")
                 .unwrap()
-                .cluster,
+                .cluster
+                .pick(),
             1
         );
     }
@@ -755,3 +906,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "config_file_route_tests.rs"]
+mod route_tests;

@@ -2,6 +2,12 @@
 //! ([`crate::classify`]), routed ([`crate::routes`]) and handed to
 //! [`crate::tunnel`] or [`crate::forward`]. Errors become answers here,
 //! and are logged here, once; the access entry starts here.
+//!
+//! The route's header rules ([`crate::header_rules`]) apply here too: to
+//! the request after the rewrites, before it is translated; to every
+//! response the route's cluster gave (a plain response, a refused tunnel,
+//! the 101 or 200 of an opened one), and not to the front's own answers
+//! (no route, rejected, failed), which carry no route's fields.
 
 use std::net::SocketAddr;
 
@@ -18,6 +24,7 @@ use tracing::{Instrument as _, debug, debug_span, warn};
 use crate::classify::{self, Class, Rejection};
 use crate::client_limits::InFlight;
 use crate::context::{Context, ResponseBody};
+use crate::header_rules::Substitutions;
 use crate::routes::Route;
 use crate::{forward, tunnel};
 
@@ -61,7 +68,7 @@ pub(crate) async fn handle(
     let version = request.version();
     let span = debug_span!("stream", kind, ?version, %authority, path = request.uri().path());
     async move {
-        let response = answer(context, class, route, request, &mut entry).await;
+        let response = answer(context, class, route, (peer, request), &mut entry).await;
         if let Some(entry) = &mut entry {
             entry.status(response.status());
         }
@@ -75,13 +82,13 @@ pub(crate) async fn handle(
     .await
 }
 
-/// The answer to one request. A tunnel that opens takes the access log
-/// `entry` into its relay.
+/// The answer to one request from `peer`. A tunnel that opens takes the
+/// access log `entry` into its relay.
 async fn answer(
     context: &Context,
     class: Class,
     route: Option<&Route>,
-    request: Request<Incoming>,
+    (peer, request): (SocketAddr, Request<Incoming>),
     entry: &mut Option<Entry>,
 ) -> Response<ResponseBody> {
     let started = tokio::time::Instant::now();
@@ -98,7 +105,8 @@ async fn answer(
         debug!("no route");
         return text(StatusCode::NOT_FOUND, "no route for this host and path");
     };
-    let cluster = &context.clusters[route.cluster];
+    // Drawn once per request (per tunnel) when the route is weighted.
+    let cluster = &context.clusters[route.cluster.pick()];
     if let Some(entry) = entry {
         entry.route(cluster.shared_name());
     }
@@ -107,6 +115,22 @@ async fn answer(
         warn!(error = %h2hop::telemetry::chain(&err), "route rewrite failed");
         return text(StatusCode::INTERNAL_SERVER_ERROR, "route rewrite failed");
     }
+    // Taken before the rules run: they may remove or replace the field.
+    let request_id = parts
+        .headers
+        .get(X_REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let substitutions = Substitutions {
+        client_address: peer.ip(),
+        request_id: &request_id,
+        route: &route.name,
+    };
+    route
+        .headers
+        .request
+        .apply(&mut parts.headers, &substitutions);
     let request = Request::from_parts(parts, body);
     let protocol = tunnel.as_ref().map(|tunnel| tunnel.protocol.clone());
     let result = match tunnel {
@@ -116,17 +140,28 @@ async fn answer(
             forward::forward(context, cluster, request, counts).await
         }
     };
-    let response = result.unwrap_or_else(|err| {
-        // The id ties the client's answer to this line, which alone has
-        // the cause.
-        let id = RequestId::next();
-        warn!(status = err.status().as_u16(), request_id = %id, error = %h2hop::telemetry::chain(&err), "request failed");
-        context.metrics.error(err.culprit());
-        if let Some(protocol) = &protocol {
-            context.metrics.tunnel_not_opened(protocol, TunnelResult::Failed);
+    let response = match result {
+        Ok(mut response) => {
+            route
+                .headers
+                .response
+                .apply(response.headers_mut(), &substitutions);
+            response
         }
-        text_body(err.status(), err.body(id, context.error_details))
-    });
+        Err(err) => {
+            // The id ties the client's answer to this line, which alone has
+            // the cause.
+            let id = RequestId::next();
+            warn!(status = err.status().as_u16(), request_id = %id, error = %h2hop::telemetry::chain(&err), "request failed");
+            context.metrics.error(err.culprit());
+            if let Some(protocol) = &protocol {
+                context
+                    .metrics
+                    .tunnel_not_opened(protocol, TunnelResult::Failed);
+            }
+            text_body(err.status(), err.body(id, context.error_details))
+        }
+    };
     if protocol.is_none() {
         context
             .metrics
@@ -134,6 +169,9 @@ async fn answer(
     }
     response
 }
+
+/// The request's id, for `%REQUEST_ID%`.
+const X_REQUEST_ID: &str = "x-request-id";
 
 /// The answer to a request refused at the front.
 fn rejected(rejection: Rejection) -> Response<ResponseBody> {

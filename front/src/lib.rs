@@ -28,10 +28,12 @@ pub(crate) mod context;
 pub(crate) mod dispatch;
 mod error;
 pub(crate) mod forward;
+pub mod header_rules;
 pub(crate) mod listener;
 pub mod routes;
 pub(crate) mod tunnel;
 pub(crate) mod upstream;
+pub mod weighted;
 
 pub use config::{Config, Routing};
 pub use context::client_scheme;

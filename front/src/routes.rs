@@ -30,6 +30,9 @@ use http::header::{HOST, HeaderValue};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Uri};
 
+use crate::header_rules::HeaderRules;
+use crate::weighted::ClusterChoice;
+
 /// How a route matches the request's host (the authority without port,
 /// compared ASCII-case-insensitively).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,19 +46,25 @@ pub enum HostMatch {
     Suffix(String),
 }
 
-/// One routing rule: which requests, which cluster, which rewrites.
+/// One routing rule: which requests, which cluster, which rewrites and
+/// header rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// The route's name: for `%ROUTE%`; `route-N` (N from 1, in order)
+    /// unless given.
+    pub name: String,
     /// Which hosts the route takes.
     pub host: HostMatch,
     /// Which paths the route takes: starts with `/`; `/` matches everything.
     pub path_prefix: String,
-    /// Index into the cluster list.
-    pub cluster: usize,
+    /// The cluster (index into the cluster list), or clusters by weight.
+    pub cluster: ClusterChoice,
     /// Replaces the matched [`Route::path_prefix`] of the path.
     pub prefix_rewrite: Option<String>,
     /// Replaces the request's host (URI authority and Host header).
     pub host_rewrite: Option<String>,
+    /// Fields added to and removed from the request and the response.
+    pub headers: HeaderRules,
 }
 
 /// Routes in the order they are tried.
@@ -200,11 +209,13 @@ impl RouteTable {
     /// case, where `cluster` is 0).
     pub fn single(cluster: usize) -> Self {
         Self::new(vec![Route {
+            name: "route-1".to_owned(),
             host: HostMatch::Any,
             path_prefix: "/".to_owned(),
-            cluster,
+            cluster: ClusterChoice::One(cluster),
             prefix_rewrite: None,
             host_rewrite: None,
+            headers: HeaderRules::default(),
         }])
     }
 
@@ -355,16 +366,18 @@ mod tests {
 
     fn route(host: &str, prefix: &str, cluster: usize) -> Route {
         Route {
+            name: "test".to_owned(),
             host: host.parse().unwrap(),
             path_prefix: prefix.to_owned(),
-            cluster,
+            cluster: ClusterChoice::One(cluster),
             prefix_rewrite: None,
             host_rewrite: None,
+            headers: HeaderRules::default(),
         }
     }
 
     fn cluster_for(table: &RouteTable, host: &str, path: &str) -> Option<usize> {
-        table.find(host, path).map(|route| route.cluster)
+        table.find(host, path).map(|route| route.cluster.pick())
     }
 
     fn head(builder: http::request::Builder) -> Parts {
