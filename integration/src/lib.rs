@@ -22,5 +22,6 @@ pub mod noise;
 pub mod process;
 pub mod procstat;
 pub mod raw_h2;
+pub mod routed;
 pub mod scratch;
 pub mod wait;
