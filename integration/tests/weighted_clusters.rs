@@ -6,8 +6,12 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use h2hop_integration::client::{body_bytes, full, http1_connect, request, ws_connect};
+use std::time::Duration;
+
 use h2hop_integration::harness::within;
+use h2hop_integration::logs::Captured;
 use h2hop_integration::routed::Routed;
+use h2hop_integration::wait::eventually;
 use http::{Method, StatusCode};
 
 const WEIGHTED: &str = r#"
@@ -101,6 +105,36 @@ async fn tunnels_split_by_weight() {
         let (to_a, to_b) = (a.requests().len(), b.requests().len());
         assert_eq!(to_a + to_b, 40);
         assert!(to_a > 0 && to_b > 0, "a {to_a}, b {to_b}");
+    })
+    .await;
+}
+
+/// The front's access line names the cluster each request was drawn to:
+/// as many `route="a"` lines as app A saw requests, and so for B.
+#[tokio::test]
+async fn access_lines_name_the_cluster_drawn() {
+    let (log, _guard) = Captured::install();
+    within(async {
+        let routed = Routed::start(WEIGHTED).await.unwrap();
+        send_many(&routed, "/even", 40, 1).await;
+        let [a, b] = &routed.apps;
+        let (to_a, to_b) = (a.requests().len(), b.requests().len());
+        assert_eq!(to_a + to_b, 40);
+        let lines = |cluster: &str| {
+            let route = format!("route=\"{cluster}\"");
+            log.lines_with(&["h2hop::access", "path=\"/even\"", &route])
+                .len()
+        };
+        let logged = eventually(Duration::from_secs(10), || {
+            (lines("a"), lines("b")) == (to_a, to_b)
+        })
+        .await;
+        assert!(
+            logged,
+            "a {to_a} ({} lines), b {to_b} ({} lines)",
+            lines("a"),
+            lines("b")
+        );
     })
     .await;
 }
