@@ -1,5 +1,7 @@
 //! Routing: a request's host and path → the [`Route`] that picks its
-//! cluster, and that route's rewrites applied to the request head.
+//! cluster, and that route's rewrites applied to the request head. A
+//! route's cluster choice (one, or several by weight) is
+//! [`crate::weighted`]'s, its field rules [`crate::header_rules`]'.
 //!
 //! Input: the request's authority (Host header or URI authority, port
 //! allowed) and path. Output: the first matching [`Route`] of a
