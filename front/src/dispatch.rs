@@ -9,6 +9,7 @@ use bytes::Bytes;
 use h2hop::access::{self, Entry, Logged};
 use h2hop::error_answer::RequestId;
 use h2hop::metrics::{Culprit, TunnelResult};
+use h2hop::request_identity::REQUEST_ID;
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, UPGRADE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
@@ -26,9 +27,11 @@ use crate::{forward, tunnel};
 pub(crate) async fn handle(
     context: &Context,
     peer: SocketAddr,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     exchange: InFlight,
 ) -> Response<Logged<ResponseBody>> {
+    // Before routing, so that routes and the app see the settled fields.
+    let settled = context.client_fields.settle(peer, &mut request);
     let class = classify::classify(&request, &context.protocols, context.upgrade_body_limit);
     let kind = match class {
         Class::Tunnel(_) => "tunnel",
@@ -52,6 +55,7 @@ pub(crate) async fn handle(
         _ => access::Kind::Request,
     };
     let mut entry = Entry::new(access_kind, peer, authority, request.uri().path());
+    entry.identity(settled.identity());
     // In flight on its connection for as long as the exchange lasts.
     entry.hold(exchange);
     let mut entry = Some(entry);
@@ -61,7 +65,12 @@ pub(crate) async fn handle(
     let version = request.version();
     let span = debug_span!("stream", kind, ?version, %authority, path = request.uri().path());
     async move {
-        let response = answer(context, class, route, request, &mut entry).await;
+        let mut response = answer(context, class, route, request, &mut entry).await;
+        if context.client_fields.request_id_echo {
+            response
+                .headers_mut()
+                .insert(REQUEST_ID, settled.request_id.clone());
+        }
         if let Some(entry) = &mut entry {
             entry.status(response.status());
         }
