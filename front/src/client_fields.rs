@@ -38,7 +38,7 @@ pub enum ForwardedFields {
     XForwarded,
     /// RFC 7239 `Forwarded` alone.
     Forwarded,
-    /// Both.
+    /// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`.
     Both,
 }
 
