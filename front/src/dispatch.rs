@@ -1,4 +1,5 @@
-//! Dispatch stage: one request from a client, classified
+//! Dispatch stage: one request from a client, its client address and
+//! identity fields settled ([`crate::client_fields`]), classified
 //! ([`crate::classify`]), routed ([`crate::routes`]) and handed to
 //! [`crate::tunnel`] or [`crate::forward`]. Errors become answers here,
 //! and are logged here, once; the access entry starts here.
