@@ -6,12 +6,14 @@ use std::path::PathBuf;
 
 use h2hop::accept::KeepaliveArgs;
 use h2hop::host_port::HostPort;
+use h2hop::networks::Networks;
 use h2hop::telemetry::LogArgs;
 use h2hop::tls::TlsError;
 use h2hop::tls::reload;
 use h2hop::upgrade::{ProtocolError, Protocols};
 use rustls::pki_types::ServerName;
 
+use crate::client_fields::{ClientFields, ForwardedFields};
 use crate::config::{Config, defaults};
 use crate::config_file::{self, ConfigError};
 use crate::upstream::{UpstreamConfig, UpstreamTls};
@@ -150,6 +152,31 @@ pub struct Args {
     /// answer names.
     #[arg(long, env = "H2HOP_FRONT_ERROR_DETAILS")]
     pub error_details: bool,
+    /// Source networks (10.0.0.0/8, fd00::/8, or addresses; comma-separated
+    /// or repeated) of proxies in front of this one. From a peer in them,
+    /// incoming X-Forwarded-*, Forwarded and X-Request-Id are kept and
+    /// extended, and the client is the rightmost X-Forwarded-For address
+    /// not in them; from any other peer those fields are removed and the
+    /// client is the peer. Default: none, trust nobody.
+    #[arg(long, env = "H2HOP_FRONT_TRUSTED_PROXIES")]
+    pub trusted_proxies: Vec<Networks>,
+    /// Client address fields to write: X-Forwarded-For and
+    /// X-Forwarded-Proto, RFC 7239 Forwarded, or both.
+    #[arg(
+        long,
+        env = "H2HOP_FRONT_FORWARDED_FIELDS",
+        value_enum,
+        default_value = "x-forwarded"
+    )]
+    pub forwarded_fields: ForwardedFields,
+    /// Put each request's X-Request-Id on its response too.
+    #[arg(long, env = "H2HOP_FRONT_REQUEST_ID_ECHO")]
+    pub request_id_echo: bool,
+    /// Start a W3C trace (a traceparent with a new trace id and the front's
+    /// own span id, sampled) for a request that comes without a valid one.
+    /// Off by default: a started trace tells the app's tracer to record.
+    #[arg(long, env = "H2HOP_FRONT_START_TRACE")]
+    pub start_trace: bool,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_FRONT_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -228,11 +255,26 @@ impl Args {
         config.max_header_size = self.max_header_size as usize;
         config.client_extended_connect = !self.no_client_extended_connect;
         config.error_details = self.error_details;
+        config.client_fields = self.client_fields();
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             let tls = reload::edge_server_config_files("client listener", cert, key, true)?;
             config.client_tls = Some(tls);
         }
         Ok(config)
+    }
+
+    /// The client address and identity settings.
+    fn client_fields(&self) -> ClientFields {
+        let mut trusted_proxies = Networks::none();
+        for networks in &self.trusted_proxies {
+            trusted_proxies.extend(networks.clone());
+        }
+        ClientFields {
+            trusted_proxies,
+            write: self.forwarded_fields,
+            request_id_echo: self.request_id_echo,
+            start_trace: self.start_trace,
+        }
     }
 
     /// The TLS files toward the sidecar, loaded now and again on each
@@ -404,6 +446,45 @@ mod tests {
         assert_eq!(config.max_connections_per_client, 9);
         assert!(
             Args::try_parse_from(["h2hop-front", "--h2c", "--client-max-streams", "0"]).is_err()
+        );
+    }
+
+    /// Trust nobody, X-Forwarded-*, no echo, no started traces by default;
+    /// each flag reaches the configuration, networks from every
+    /// `--trusted-proxies`.
+    #[test]
+    fn client_fields_have_defaults_and_flags() {
+        let args = Args::try_parse_from(["h2hop-front", "--h2c"]).unwrap();
+        assert_eq!(
+            args.config().unwrap().client_fields,
+            ClientFields::default()
+        );
+        let default = ClientFields::default();
+        assert!(default.trusted_proxies.is_empty());
+        assert_eq!(default.write, ForwardedFields::XForwarded);
+        assert!(!default.request_id_echo && !default.start_trace);
+        let args = Args::try_parse_from([
+            "h2hop-front",
+            "--h2c",
+            "--trusted-proxies",
+            "10.0.0.0/8,::1",
+            "--trusted-proxies",
+            "192.0.2.7",
+            "--forwarded-fields",
+            "both",
+            "--request-id-echo",
+            "--start-trace",
+        ])
+        .unwrap();
+        let fields = args.config().unwrap().client_fields;
+        assert_eq!(
+            fields.trusted_proxies.to_string(),
+            "10.0.0.0/8,::1/128,192.0.2.7/32"
+        );
+        assert_eq!(fields.write, ForwardedFields::Both);
+        assert!(fields.request_id_echo && fields.start_trace);
+        assert!(
+            Args::try_parse_from(["h2hop-front", "--h2c", "--trusted-proxies", "nope"]).is_err()
         );
     }
 

@@ -18,6 +18,7 @@ use http::uri::Scheme;
 use http::{Response, Version};
 use http_body_util::{Either, Full};
 
+use crate::client_fields::ClientFields;
 use crate::error::{Error, UpstreamStep};
 use crate::routes::RouteTable;
 use crate::upstream::Cluster;
@@ -58,6 +59,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Error answers carry their cause chain (`--error-details`).
     pub(crate) error_details: bool,
+    /// How each request's client address and identity fields are settled.
+    pub(crate) client_fields: ClientFields,
 }
 
 impl Context {

@@ -1,4 +1,5 @@
-//! Dispatch stage: one request from a client, classified
+//! Dispatch stage: one request from a client, its client address and
+//! identity fields settled ([`crate::client_fields`]), classified
 //! ([`crate::classify`]), routed ([`crate::routes`]) and handed to
 //! [`crate::tunnel`] or [`crate::forward`]. Errors become answers here,
 //! and are logged here, once; the access entry starts here.
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use h2hop::access::{self, Entry, Logged};
 use h2hop::error_answer::RequestId;
 use h2hop::metrics::{Culprit, TunnelResult};
+use h2hop::request_identity::REQUEST_ID;
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, UPGRADE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
@@ -22,6 +24,7 @@ use hyper::body::Incoming;
 use tracing::{Instrument as _, debug, debug_span, warn};
 
 use crate::classify::{self, Class, Rejection};
+use crate::client_fields::Settled;
 use crate::client_limits::InFlight;
 use crate::context::{Context, ResponseBody};
 use crate::header_rules::Substitutions;
@@ -33,9 +36,11 @@ use crate::{forward, tunnel};
 pub(crate) async fn handle(
     context: &Context,
     peer: SocketAddr,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     exchange: InFlight,
 ) -> Response<Logged<ResponseBody>> {
+    // Before routing, so that routes and the app see the settled fields.
+    let settled = context.client_fields.settle(peer, &mut request);
     let class = classify::classify(&request, &context.protocols, context.upgrade_body_limit);
     let kind = match class {
         Class::Tunnel(_) => "tunnel",
@@ -59,6 +64,7 @@ pub(crate) async fn handle(
         _ => access::Kind::Request,
     };
     let mut entry = Entry::new(access_kind, peer, authority, request.uri().path());
+    entry.identity(settled.identity());
     // In flight on its connection for as long as the exchange lasts.
     entry.hold(exchange);
     let mut entry = Some(entry);
@@ -68,7 +74,12 @@ pub(crate) async fn handle(
     let version = request.version();
     let span = debug_span!("stream", kind, ?version, %authority, path = request.uri().path());
     async move {
-        let response = answer(context, class, route, (peer, request), &mut entry).await;
+        let mut response = answer(context, class, route, (&settled, request), &mut entry).await;
+        if context.client_fields.request_id_echo {
+            response
+                .headers_mut()
+                .insert(REQUEST_ID, settled.request_id.clone());
+        }
         if let Some(entry) = &mut entry {
             entry.status(response.status());
         }
@@ -82,13 +93,13 @@ pub(crate) async fn handle(
     .await
 }
 
-/// The answer to one request from `peer`. A tunnel that opens takes the
-/// access log `entry` into its relay.
+/// The answer to one request, its client fields `settled`. A tunnel that
+/// opens takes the access log `entry` into its relay.
 async fn answer(
     context: &Context,
     class: Class,
     route: Option<&Route>,
-    (peer, request): (SocketAddr, Request<Incoming>),
+    (settled, request): (&Settled, Request<Incoming>),
     entry: &mut Option<Entry>,
 ) -> Response<ResponseBody> {
     let started = tokio::time::Instant::now();
@@ -115,15 +126,9 @@ async fn answer(
         warn!(error = %h2hop::telemetry::chain(&err), "route rewrite failed");
         return text(StatusCode::INTERNAL_SERVER_ERROR, "route rewrite failed");
     }
-    // Taken before the rules run: they may remove or replace the field.
-    // A clone of the value shares its bytes: nothing is copied.
-    let request_id = parts.headers.get(X_REQUEST_ID).cloned();
     let substitutions = Substitutions {
-        client_address: peer.ip(),
-        request_id: request_id
-            .as_ref()
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default(),
+        client_address: settled.client,
+        request_id: settled.request_id.to_str().unwrap_or_default(),
         route: &route.name,
     };
     route
@@ -168,9 +173,6 @@ async fn answer(
     }
     response
 }
-
-/// The request's id, for `%REQUEST_ID%`.
-const X_REQUEST_ID: &str = "x-request-id";
 
 /// The answer to a request refused at the front.
 fn rejected(rejection: Rejection) -> Response<ResponseBody> {

@@ -7,7 +7,8 @@
 //! 2. [`client_http`]: HTTP/1.1 with upgrades, or HTTP/2 with RFC 8441, each
 //!    within its connection's bounds (idle timeout, streams, early resets);
 //! 3. [`dispatch`]: each request [`classify`]d (allowed upgrade, plain
-//!    request, or a 400/413/426 answered here) and routed ([`routes`]);
+//!    request, or a 400/413/426 answered here), its client address and
+//!    identity fields settled ([`client_fields`]), and routed ([`routes`]);
 //! 4. [`tunnel`]: extended CONNECT (RFC 8441) with the upgrade's method and
 //!    body, the rebuilt 101, then the relay;
 //!    or [`forward`]: an ordinary HTTP/2 stream, bodies streamed both ways;
@@ -20,6 +21,7 @@
 
 pub mod args;
 pub mod classify;
+pub(crate) mod client_fields;
 pub(crate) mod client_http;
 pub(crate) mod client_limits;
 pub mod config;
@@ -35,6 +37,7 @@ pub(crate) mod tunnel;
 pub(crate) mod upstream;
 pub mod weighted;
 
+pub use client_fields::{ClientFields, ForwardedFields};
 pub use config::{Config, Routing};
 pub use context::client_scheme;
 pub use error::{Error, UpstreamStep};

@@ -78,6 +78,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         tunnels: Limit::new("tunnels", config.max_tunnels),
         metrics: metrics.clone(),
         error_details: config.error_details,
+        client_fields: config.client_fields,
     });
     if let Some(admin) = admin {
         let ready = sidecar_usable(context.clone());

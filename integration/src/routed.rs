@@ -41,6 +41,15 @@ pub struct Routed {
 impl Routed {
     /// Starts the apps, the sidecars and a front configured by `toml`.
     pub async fn start(toml: &str) -> anyhow::Result<Routed> {
+        Self::start_with(toml, |_| {}).await
+    }
+
+    /// [`Routed::start`], with `change` applied to the front's
+    /// configuration (flags the file does not cover).
+    pub async fn start_with(
+        toml: &str,
+        change: impl FnOnce(&mut h2hop_front::Config),
+    ) -> anyhow::Result<Routed> {
         let stop = CancellationToken::new();
         let mut apps = Vec::new();
         let mut sidecars = Vec::new();
@@ -67,6 +76,7 @@ impl Routed {
         config.client_tls = Some(
             h2hop::tls::edge_server_config(pki.server_chain(), pki.server_key(), true)?.into(),
         );
+        change(&mut config);
         let plain = loopback().await?;
         let tls = loopback().await?;
         let front = plain.local_addr()?;

@@ -54,6 +54,16 @@ response_headers_to_add = [
 response_headers_to_remove = ["x-e2e"]
 "#;
 
+/// The pair with route `edge`; the front trusts loopback peers, so the
+/// client's `X-Request-Id` is kept (an untrusted one is replaced, see
+/// `missing_request_id_is_generated_and_substituted`).
+async fn start() -> anyhow::Result<Routed> {
+    Routed::start_with(RULES, |config| {
+        config.client_fields.trusted_proxies = "127.0.0.0/8".parse().unwrap();
+    })
+    .await
+}
+
 /// The fields a client sends in every test: one to overwrite (twice, so
 /// that overwrite is seen to replace every line), one to append to, one
 /// to remove, one to keep, and the request id.
@@ -122,7 +132,7 @@ fn h1_head(path: &str) -> String {
 #[tokio::test]
 async fn http1_request_and_response_fields() {
     within(async {
-        let routed = Routed::start(RULES).await.unwrap();
+        let routed = start().await.unwrap();
         let [app, _] = &routed.apps;
         let response = raw_request(routed.front, &h1_head("/hop-fields"))
             .await
@@ -140,7 +150,7 @@ async fn http1_request_and_response_fields() {
 #[tokio::test]
 async fn http2_request_and_response_fields() {
     within(async {
-        let routed = Routed::start(RULES).await.unwrap();
+        let routed = start().await.unwrap();
         let [app, _] = &routed.apps;
         let send = routed.h2_connect().await.unwrap();
         let mut request = Request::get("https://localhost/hop-fields");
@@ -164,7 +174,7 @@ async fn http2_request_and_response_fields() {
 #[tokio::test]
 async fn websocket_upgrade_and_101_fields() {
     within(async {
-        let routed = Routed::start(RULES).await.unwrap();
+        let routed = start().await.unwrap();
         let [app, _] = &routed.apps;
         let mut extra = vec![("Host", "a.test")];
         extra.extend(CLIENT_FIELDS);
@@ -189,7 +199,7 @@ async fn websocket_upgrade_and_101_fields() {
 #[tokio::test]
 async fn extended_connect_and_200_fields() {
     within(async {
-        let routed = Routed::start(RULES).await.unwrap();
+        let routed = start().await.unwrap();
         let [app, _] = &routed.apps;
         let send = routed.h2_connect().await.unwrap();
         let mut ready = send.ready().await.unwrap();
@@ -216,7 +226,7 @@ async fn extended_connect_and_200_fields() {
 #[tokio::test]
 async fn refused_tunnel_gets_response_fields() {
     within(async {
-        let routed = Routed::start(RULES).await.unwrap();
+        let routed = start().await.unwrap();
         let refused = raw_upgrade(
             routed.front,
             "/status/403",
@@ -240,7 +250,7 @@ async fn refused_tunnel_gets_response_fields() {
 #[tokio::test]
 async fn front_errors_get_no_response_fields() {
     within(async {
-        let routed = Routed::start(RULES).await.unwrap();
+        let routed = start().await.unwrap();
         let response = raw_request(routed.front, &h1_head("/down/x"))
             .await
             .unwrap();
@@ -256,18 +266,26 @@ async fn front_errors_get_no_response_fields() {
     .await;
 }
 
-/// Without a request id, `%REQUEST_ID%` is empty; appending to a field
-/// the client did not send adds it.
+/// Without a request id (or with one from an untrusted client), the front
+/// generates one, and `%REQUEST_ID%` is that id; appending to a field the
+/// client did not send adds it.
 #[tokio::test]
-async fn missing_request_id_substitutes_empty() {
+async fn missing_request_id_is_generated_and_substituted() {
     within(async {
         let routed = Routed::start(RULES).await.unwrap();
-        let head = "GET /hop-fields HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+        let head = "GET /hop-fields HTTP/1.1\r\nHost: a.test\r\nX-Request-Id: rid-7\r\nConnection: close\r\n\r\n";
         let response = raw_request(routed.front, head).await.unwrap();
         assert_eq!(response.status, 200);
-        assert_eq!(response.header_all("x-echo-id"), ["id="]);
         let seen = routed.apps[0].requests().pop().unwrap();
-        assert_eq!(all(&seen.headers, "x-who"), ["127.0.0.1||edge|100%"]);
+        let id = all(&seen.headers, "x-request-id");
+        assert_eq!(id.len(), 1, "{:?}", seen.headers);
+        assert_ne!(id[0], "rid-7");
+        assert_eq!(id[0].len(), 36, "a UUID: {}", id[0]);
+        assert_eq!(response.header_all("x-echo-id"), [format!("id={}", id[0])]);
+        assert_eq!(
+            all(&seen.headers, "x-who"),
+            [format!("127.0.0.1|{}|edge|100%", id[0])]
+        );
         assert_eq!(all(&seen.headers, "x-tag"), ["front"]);
     })
     .await;

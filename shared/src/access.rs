@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use crate::batch_writer::BatchWriter;
 use crate::line_budget::{LineBudget, Verdict};
 use crate::relay;
+use crate::request_identity::RequestIdentity;
 use crate::telemetry::text;
 
 /// The `tracing` target of access lines, to filter or route them.
@@ -134,6 +135,9 @@ pub struct Entry {
     up: u64,
     down: u64,
     shared: OnceCell<Arc<ByteCounts>>,
+    /// The settled client, request id and trace id; boxed, as most of an
+    /// entry's life does not need them close.
+    identity: Option<Box<RequestIdentity>>,
     /// Kept until the line is written: whatever must live exactly as long
     /// as the exchange (a connection's count of what it has in flight).
     held: Option<Box<dyn std::any::Any + Send + Sync>>,
@@ -157,6 +161,7 @@ impl Entry {
             up: 0,
             down: 0,
             shared: OnceCell::new(),
+            identity: None,
             held: None,
         }
     }
@@ -165,6 +170,12 @@ impl Entry {
     /// exchange lasts (a tunnel's whole life).
     pub fn hold(&mut self, thing: impl std::any::Any + Send + Sync) {
         self.held = Some(Box::new(thing));
+    }
+
+    /// Who and which request: the line's `client`, `request_id` and
+    /// `trace_id` (each `-` until this is called).
+    pub fn identity(&mut self, identity: RequestIdentity) {
+        self.identity = Some(Box::new(identity));
     }
 
     /// Names the route (on the front: the cluster it went to).
@@ -225,6 +236,24 @@ impl Entry {
         out.push_str(self.kind.as_str());
         out.push_str("\" peer=");
         push_addr(out, self.peer);
+        let identity = self.identity.as_deref();
+        out.push_str(" client=");
+        match identity.and_then(|identity| identity.client) {
+            Some(client) => {
+                let _ = write!(out, "{client}");
+            }
+            None => out.push('-'),
+        }
+        out.push_str(" request_id=");
+        let request_id = identity.map_or("-", RequestIdentity::request_id_text);
+        let _ = text::write_quoted(out, request_id);
+        out.push_str(" trace_id=");
+        match identity.and_then(|identity| identity.trace_id) {
+            Some(trace_id) => {
+                let _ = write!(out, "{trace_id}");
+            }
+            None => out.push('-'),
+        }
         for (name, value) in [
             (" route=", self.route.as_deref().unwrap_or("-")),
             (" authority=", authority),
@@ -251,10 +280,14 @@ impl Entry {
     /// Sends the line through `tracing`.
     fn emit(&self, micros: u64, bytes_up: u64, bytes_down: u64) {
         let (authority, path) = self.target.split_at(self.authority_len);
+        let identity = self.identity.as_deref();
         tracing::info!(
             target: TARGET,
             kind = self.kind.as_str(),
             peer = %self.peer,
+            client = %identity.map_or_else(|| "-".to_owned(), RequestIdentity::client_text),
+            request_id = identity.map_or("-", RequestIdentity::request_id_text),
+            trace_id = %identity.map_or_else(|| "-".to_owned(), RequestIdentity::trace_id_text),
             route = self.route.as_deref().unwrap_or("-"),
             authority,
             path,
@@ -554,12 +587,46 @@ mod tests {
         assert_eq!(after_timestamp(&direct), after_timestamp(&traced));
         assert_eq!(
             after_timestamp(&direct),
-            " INFO h2hop::access: access kind=\"tunnel\" peer=127.0.0.1:4000 route=\"chat\" \
+            " INFO h2hop::access: access kind=\"tunnel\" peer=127.0.0.1:4000 client=- \
+             request_id=\"-\" trace_id=- route=\"chat\" \
              authority=\"chat.example:8443\" path=\"/ws?a=\\\"b\\\"\" protocol=\"websocket\" \
              status=101 duration_ms=73004.2 bytes_up=5830 bytes_down=120334 close=\"done\"\n"
         );
         // Both start with a timestamp of the same shape.
         assert_eq!(direct.find(' '), traced.find(' '));
+    }
+
+    /// With a client, request id and trace id, the two lines still agree.
+    #[test]
+    fn the_direct_line_with_identity_is_the_tracing_line() {
+        let mut entry = Entry::new(Kind::Request, PEER, "a", "/");
+        let mut headers = http::HeaderMap::new();
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        headers.insert("traceparent", http::HeaderValue::from_static(traceparent));
+        headers.insert("x-request-id", http::HeaderValue::from_static("id-7"));
+        let mut identity = RequestIdentity::from_headers(&headers);
+        identity.client = Some("2001:db8::7".parse().unwrap());
+        entry.identity(identity);
+        entry.status(http::StatusCode::OK);
+        let mut direct = String::new();
+        entry.push_line(&mut direct, 1000, 0, 0);
+        let buffer = Captured::default();
+        let sink = buffer.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .fmt_fields(text::Fields)
+            .with_timer(text::Clock)
+            .with_writer(move || sink.clone());
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || entry.emit(1000, 0, 0));
+        assert_eq!(after_timestamp(&direct), after_timestamp(&buffer.text()));
+        assert!(
+            direct.contains(
+                " client=2001:db8::7 request_id=\"id-7\" \
+                 trace_id=4bf92f3577b34da6a3ce929d0e0e4736 "
+            ),
+            "{direct}"
+        );
     }
 
     #[tokio::test]

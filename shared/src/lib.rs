@@ -14,7 +14,8 @@
 //!   shutdown of what they spawned; [`limit`]: counted limits.
 //! - [`metrics`] and [`admin`]: Prometheus metrics, health and readiness.
 //! - [`access`]: the access log, one line per tunnel or request when it ends.
-//! - [`error_answer`]: the body of an error answer and its request id.
+//! - [`error_answer`]: the body of an error answer and its request id;
+//!   [`request_identity`]: `X-Request-Id` and W3C Trace Context.
 //! - [`telemetry`]: tracing set-up shared by the binaries' `main`, writing
 //!   through [`batch_writer`].
 
@@ -31,6 +32,7 @@ pub mod line_budget;
 pub mod metrics;
 pub mod networks;
 pub mod relay;
+pub mod request_identity;
 pub mod runtime;
 pub mod signals;
 pub mod telemetry;

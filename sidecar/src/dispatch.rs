@@ -14,6 +14,7 @@ use h2::server::SendResponse;
 use h2hop::access::{self, Entry};
 use h2hop::error_answer::RequestId;
 use h2hop::limit::Limit;
+use h2hop::request_identity::RequestIdentity;
 use h2hop::translate::TranslateError;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response};
@@ -79,6 +80,9 @@ pub async fn dispatch(
     if let Some(protocol) = &protocol {
         entry.protocol(protocol);
     }
+    // The front's request id and trace id, as received: one grep of either
+    // follows the request through front, sidecar and app.
+    entry.identity(RequestIdentity::from_headers(request.headers()));
     async move {
         let result = match protocol {
             // h2 itself refuses :protocol on anything but CONNECT (RFC 8441 §4 (N6)).
