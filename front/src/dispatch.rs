@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use h2hop::access::{self, Entry, Logged};
-use h2hop::error_answer::RequestId;
 use h2hop::metrics::{Culprit, TunnelResult};
 use h2hop::request_identity::REQUEST_ID;
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, UPGRADE};
@@ -153,9 +152,9 @@ async fn answer(
             response
         }
         Err(err) => {
-            // The id ties the client's answer to this line, which alone has
-            // the cause.
-            let id = RequestId::next();
+            // The request id ties the client's answer to this line, which
+            // alone has the cause, and to the access lines of both binaries.
+            let id = settled.request_id.to_str().unwrap_or_default();
             warn!(status = err.status().as_u16(), request_id = %id, error = %h2hop::telemetry::chain(&err), "request failed");
             context.metrics.error(err.culprit());
             if let Some(protocol) = &protocol {

@@ -7,7 +7,7 @@
 use std::io;
 use std::time::Duration;
 
-use h2hop::error_answer::{self, RequestId};
+use h2hop::error_answer;
 use h2hop::metrics::Culprit;
 use h2hop::translate::TranslateError;
 use http::StatusCode;
@@ -182,7 +182,7 @@ impl Error {
     /// The body the client gets, request `id`: a 5xx names no sidecar
     /// address and no TLS or OS failure unless `details` (`--error-details`)
     /// is set; those stay in the log line with the same id.
-    pub fn body(&self, id: RequestId, details: bool) -> String {
+    pub fn body(&self, id: &str, details: bool) -> String {
         let chain = h2hop::telemetry::chain(self);
         error_answer::body("h2hop-front", self.status(), &chain, id, details)
     }

@@ -178,6 +178,11 @@ impl Entry {
         self.identity = Some(Box::new(identity));
     }
 
+    /// The request id of [`Entry::identity`], if one was given.
+    pub fn request_id(&self) -> Option<&str> {
+        self.identity.as_ref()?.request_id.as_deref()
+    }
+
     /// Names the route (on the front: the cluster it went to).
     pub fn route(&mut self, route: Arc<str>) {
         self.route = Some(route);

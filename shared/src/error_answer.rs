@@ -7,8 +7,9 @@
 //! which are the operator's to read, not any client's. A client error (4xx)
 //! says what was wrong with the request, which names nothing of ours.
 //! `--error-details` (for development) puts the whole chain in every body.
-//! The listener of each binary calls [`RequestId::next`] and [`body`] when
-//! it answers a failure, and logs the chain with the same id.
+//! Each binary answers a failure with [`body`] and logs the chain with the
+//! same id: the request's `X-Request-Id` (which the front always sets), or,
+//! for a stream that came without one, a [`RequestId::next`].
 
 use std::fmt;
 use std::sync::LazyLock;
@@ -51,8 +52,8 @@ impl fmt::Display for RequestId {
 
 /// The body of an error answer from `who` (`h2hop-front`): for a 5xx, the
 /// status's fixed text unless `details` is set; otherwise `detail`, the
-/// error's cause chain. Always the request id, and a final newline.
-pub fn body(who: &str, status: StatusCode, detail: &str, id: RequestId, details: bool) -> String {
+/// error's cause chain. Always the request `id`, and a final newline.
+pub fn body(who: &str, status: StatusCode, detail: &str, id: &str, details: bool) -> String {
     let text = if details || !status.is_server_error() {
         detail
     } else {
@@ -93,7 +94,13 @@ mod tests {
     #[test]
     fn a_server_error_body_says_the_status_and_the_id_only() {
         let id = RequestId::next();
-        let text = body("h2hop-front", StatusCode::BAD_GATEWAY, CHAIN, id, false);
+        let text = body(
+            "h2hop-front",
+            StatusCode::BAD_GATEWAY,
+            CHAIN,
+            &id.to_string(),
+            false,
+        );
         assert_eq!(
             text,
             format!("h2hop-front: bad gateway (request id {id})\n")
@@ -102,7 +109,7 @@ mod tests {
             "h2hop-sidecar",
             StatusCode::GATEWAY_TIMEOUT,
             CHAIN,
-            id,
+            &id.to_string(),
             false,
         );
         assert_eq!(
@@ -114,7 +121,13 @@ mod tests {
     #[test]
     fn details_put_the_chain_in_the_body() {
         let id = RequestId::next();
-        let text = body("h2hop-front", StatusCode::BAD_GATEWAY, CHAIN, id, true);
+        let text = body(
+            "h2hop-front",
+            StatusCode::BAD_GATEWAY,
+            CHAIN,
+            &id.to_string(),
+            true,
+        );
         assert_eq!(text, format!("h2hop-front: {CHAIN} (request id {id})\n"));
     }
 
@@ -122,7 +135,13 @@ mod tests {
     fn a_client_error_body_says_what_was_wrong() {
         let id = RequestId::next();
         let reason = "bad request: invalid :protocol";
-        let text = body("h2hop-sidecar", StatusCode::BAD_REQUEST, reason, id, false);
+        let text = body(
+            "h2hop-sidecar",
+            StatusCode::BAD_REQUEST,
+            reason,
+            &id.to_string(),
+            false,
+        );
         assert_eq!(text, format!("h2hop-sidecar: {reason} (request id {id})\n"));
     }
 }

@@ -112,14 +112,15 @@ pub async fn dispatch(
             Err(Error::Reset(reason)) => debug!(?reason, "front reset the stream"),
             Err(err) => {
                 // The id ties the answer the front relays to this line,
-                // which alone has the cause.
-                let id = RequestId::next();
+                // which alone has the cause: the stream's X-Request-Id, as
+                // on the access lines, or one of ours if it came without.
+                let id = entry.request_id().map_or_else(|| RequestId::next().to_string(), str::to_owned);
                 warn!(status = err.status().as_u16(), request_id = %id, error = %h2hop::telemetry::chain(&err), "stream failed");
                 context.metrics.error(err.culprit());
                 if kind != StreamKind::Tunnel {
                     context.metrics.request_answered(err.status(), started.elapsed());
                 }
-                let body = err.body(id, context.error_details);
+                let body = err.body(&id, context.error_details);
                 if answer_error(&mut respond, &err, body) {
                     entry.status(err.status());
                     entry.close(access::Close::Done);

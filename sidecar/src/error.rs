@@ -6,7 +6,7 @@
 use std::io;
 use std::time::Duration;
 
-use h2hop::error_answer::{self, RequestId};
+use h2hop::error_answer;
 use h2hop::metrics::Culprit;
 use h2hop::translate::TranslateError;
 use h2hop::translate::response::Refusal;
@@ -145,7 +145,7 @@ impl Error {
     /// no app address and no OS failure unless `details`
     /// (`--error-details`) is set; those stay in the log line with the
     /// same id.
-    pub fn body(&self, id: RequestId, details: bool) -> String {
+    pub fn body(&self, id: &str, details: bool) -> String {
         // A 501 names only the client's own `:protocol`, which it needs to
         // know was refused (RFC 9220 §3): nothing of ours to hide.
         let details = details || matches!(self, Error::UnsupportedProtocol(_));
