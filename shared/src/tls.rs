@@ -130,9 +130,9 @@ pub enum TlsError {
         got: String,
     },
     /// The edge listener's certificates by name, versions, suites or OCSP
-    /// staples are refused ([`edge`]).
+    /// staples are refused ([`edge`]). Boxed: it is the largest variant.
     #[error(transparent)]
-    Edge(#[from] edge::EdgeError),
+    Edge(Box<edge::EdgeError>),
 }
 
 /// The one crypto provider h2hop uses: ring's suites, with AES-128-GCM

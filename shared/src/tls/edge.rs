@@ -133,6 +133,12 @@ pub enum EdgeError {
     },
 }
 
+impl From<EdgeError> for TlsError {
+    fn from(err: EdgeError) -> Self {
+        TlsError::Edge(Box::new(err))
+    }
+}
+
 /// The cipher suites rustls offers with ring, by name. Both the rustls
 /// name (`TLS13_AES_128_GCM_SHA256`) and, for TLS 1.3, the IANA one
 /// (`TLS_AES_128_GCM_SHA256`) are accepted, in any case.
@@ -508,7 +514,7 @@ mod tests {
         let (_dir, files) = setup(&["api.example.com", "*.example.com"]);
         let err = load_err(&files);
         assert!(
-            matches!(&err, TlsError::Edge(EdgeError::NameNotInCertificate { name, .. }) if name == "*.example.com"),
+            matches!(&err, TlsError::Edge(edge) if matches!(&**edge, EdgeError::NameNotInCertificate { name, .. } if name == "*.example.com")),
             "{err:?}"
         );
         let text = err.to_string();
