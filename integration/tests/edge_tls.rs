@@ -361,8 +361,8 @@ async fn cipher_list_restricts_what_clients_negotiate() {
             let seen = offering(&[suite]).handshake(addr).await;
             assert_eq!(seen.unwrap().suite, suite);
         }
-        // A client offering everything gets the front's first choice
-        // among what it lists.
+        // A client offering everything gets TLS 1.3 with the one TLS 1.3
+        // suite listed.
         let seen = Client::sni("localhost").handshake(addr).await.unwrap();
         assert_eq!(seen.suite, CipherSuite::TLS13_AES_256_GCM_SHA384);
     })

@@ -178,8 +178,8 @@ pub fn cipher_suite_names() -> Vec<&'static str> {
 pub struct EdgePolicy {
     /// The lowest version accepted (default 1.2).
     pub min_version: MinTlsVersion,
-    /// The suites, in order of preference; `None` keeps rustls' safe
-    /// defaults (with AES-128-GCM first).
+    /// The suites offered (among them, rustls follows the client's order
+    /// of preference); `None` keeps rustls' safe defaults.
     pub cipher_suites: Option<Vec<SupportedCipherSuite>>,
 }
 
