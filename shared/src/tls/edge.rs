@@ -114,6 +114,16 @@ pub enum EdgeError {
         /// What the leaf carries.
         sans: Sans,
     },
+    /// A private key rustls cannot sign with (not RSA, ECDSA or Ed25519,
+    /// or malformed inside its PEM).
+    #[error("the private key in {} cannot be used", key.display())]
+    UnusableKey {
+        /// The key file.
+        key: PathBuf,
+        /// What rustls said.
+        #[source]
+        source: rustls::Error,
+    },
     /// Two certificates are configured for the same name.
     #[error("{name} is configured for two certificates ({} and {})", first.display(), second.display())]
     DuplicateName {
@@ -315,8 +325,16 @@ fn certified_key(
     let chain = load_certs(&files.cert)?;
     let sans = chain.first().map(Sans::of).unwrap_or_default();
     let key = load_key(&files.key)?;
-    let mut certified = CertifiedKey::from_der(chain, key, provider)
-        .map_err(|err| name_key_files(TlsError::Config(err), &files.cert, &files.key))?;
+    let mut certified = CertifiedKey::from_der(chain, key, provider).map_err(|err| {
+        match name_key_files(TlsError::Config(err), &files.cert, &files.key) {
+            TlsError::Config(source) => EdgeError::UnusableKey {
+                key: files.key.clone(),
+                source,
+            }
+            .into(),
+            mismatch => mismatch,
+        }
+    })?;
     if let Some(path) = &files.ocsp {
         certified.ocsp = Some(read_ocsp(path)?);
     }
@@ -553,6 +571,22 @@ mod tests {
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err:?}");
         assert!(err.to_string().contains("default-key.pem"), "{err}");
         assert!(err.to_string().contains("api.pem"), "{err}");
+    }
+
+    #[test]
+    fn a_key_rustls_cannot_use_names_its_file() {
+        let (dir, files) = setup(&["api.example.com"]);
+        // A PKCS#8 section whose DER is an empty SEQUENCE.
+        let pem = "-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n";
+        std::fs::write(dir.path().join("api-key.pem"), pem).unwrap();
+        let err = load_err(&files);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the private key in {} cannot be used",
+                dir.path().join("api-key.pem").display()
+            )
+        );
     }
 
     /// The staple is the file's bytes; a file that is not DER is refused.
