@@ -31,7 +31,9 @@ pub struct Args {
     /// or HTTP/1.1, as ALPN chooses. Needs --tls-cert and --tls-key.
     #[arg(long, env = "H2HOP_FRONT_TLS_LISTEN", requires_all = ["tls_cert", "tls_key"])]
     pub tls_listen: Option<SocketAddr>,
-    /// The certificate chain (PEM) shown to TLS clients.
+    /// The certificate chain (PEM) shown to TLS clients: the default one,
+    /// for clients without SNI or asking for a name no `[[certificate]]`
+    /// of --config lists.
     #[arg(long, env = "H2HOP_FRONT_TLS_CERT", requires = "tls_listen")]
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --tls-cert.
@@ -41,8 +43,8 @@ pub struct Args {
     /// §8); re-read on SIGHUP. Default: none.
     #[arg(long, env = "H2HOP_FRONT_TLS_OCSP", requires = "tls_listen")]
     pub tls_ocsp: Option<PathBuf>,
-    /// The lowest TLS version TLS clients may use: 1.2 or 1.3 [default:
-    /// 1.2].
+    /// The lowest TLS version TLS clients may use: 1.2 or 1.3. Default:
+    /// 1.2.
     #[arg(
         long,
         env = "H2HOP_FRONT_TLS_MIN_VERSION",
