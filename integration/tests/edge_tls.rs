@@ -38,11 +38,12 @@ use tokio_util::sync::CancellationToken;
 const WILDCARD: &str = "*.example.com";
 /// Served the exact-name certificate.
 const API: &str = "api.example.com";
-/// A stand-in for an OCSP response: a DER SEQUENCE, which is all the
-/// front checks of it.
+/// The shortest OCSPResponse (RFC 6960 §4.2.1): a SEQUENCE holding only
+/// its status, `successful` (0), without response bytes. The front checks
+/// only that it is a SEQUENCE; openssl prints the status.
 const OCSP_DEFAULT: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x00];
-/// Another one, for the exact-name certificate.
-const OCSP_API: [u8; 6] = [0x30, 0x04, 0x0a, 0x02, 0x01, 0x02];
+/// Another one, status `tryLater` (3), for the exact-name certificate.
+const OCSP_API: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x03];
 
 /// What a client saw of a completed handshake.
 #[derive(Debug)]
@@ -393,6 +394,78 @@ async fn ocsp_staples_reach_the_client() {
                 let seen = client.handshake(addr).await.unwrap();
                 assert_eq!(seen.ocsp, staple, "{name} over {:?}", seen.version);
             }
+        }
+    })
+    .await;
+}
+
+/// What `openssl s_client -status` prints of a handshake with `addr`
+/// asking for `name`, without spaces (its versions space `subject=` lines
+/// differently).
+async fn s_client_status(openssl: &Path, addr: SocketAddr, name: &str) -> String {
+    let run = tokio::process::Command::new(openssl)
+        .args(["s_client", "-status", "-connect", &addr.to_string()])
+        .args(["-servername", name])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("openssl s_client still running after 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.replace(' ', "")
+}
+
+/// The same choices and staples seen by another TLS stack, the system
+/// `openssl s_client` (skipped loudly without it, failed with
+/// `H2HOP_REQUIRE_EXTERNAL=1`): the subject of the certificate for each
+/// SNI name, and the staple's status or its absence.
+#[tokio::test]
+async fn openssl_sees_each_names_certificate_and_staple() {
+    let Some(openssl) = h2hop_integration::process::find_program("openssl") else {
+        let required = std::env::var("H2HOP_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "openssl is not installed and H2HOP_REQUIRE_EXTERNAL=1"
+        );
+        eprintln!("!!! SKIPPED: openssl is not installed (apt-get install openssl)");
+        return;
+    };
+    within(async {
+        let stop = CancellationToken::new();
+        let _stop = stop.clone().drop_guard();
+        let site = Site::new();
+        let ocsp = site.file("default.ocsp");
+        let (addr, _) = start_front(&site.flags(&["--tls-ocsp", &ocsp]), &stop).await;
+        for (name, subject, staple) in [
+            (
+                "localhost",
+                "CN=localhost",
+                "OCSPResponseStatus:successful(0x0)",
+            ),
+            (
+                API,
+                "CN=api.example.com",
+                "OCSPResponseStatus:trylater(0x3)",
+            ),
+            (
+                "www.example.com",
+                "CN=*.example.com",
+                "OCSPresponse:noresponsesent",
+            ),
+            (
+                "a.b.example.com",
+                "CN=localhost",
+                "OCSPResponseStatus:successful(0x0)",
+            ),
+        ] {
+            let output = s_client_status(&openssl, addr, name).await;
+            assert!(
+                output.contains(&format!("subject={subject}")),
+                "{name}: {output}"
+            );
+            assert!(output.contains(staple), "{name}: {output}");
         }
     })
     .await;
