@@ -149,7 +149,7 @@ impl std::fmt::Debug for DevPki {
 impl DevPki {
     /// Generates a CA "h2hop dev CA", a sidecar server certificate valid for
     /// `server_sans` (each parsed as an IP address if it parses, else used as a
-    /// DNS name; EKU serverAuth) and a front client certificate (CN and DNS SAN
+    /// DNS name, `*.example.com` as a wildcard one; EKU serverAuth) and a front client certificate (CN and DNS SAN
     /// "h2hop-front"; EKU clientAuth). Every call makes fresh ECDSA P-256 keys.
     /// The CA key is discarded before returning.
     pub fn generate(server_sans: &[String]) -> Result<DevPki, CertsError> {
@@ -329,7 +329,9 @@ fn parse_san(name: &str, which: &'static str) -> Result<SanType, CertsError> {
     }
     // rcgen only checks for ASCII; validate with the same rules rustls applies
     // to the name a client connects to, so a typo fails here, not at handshake.
-    DnsName::try_from(name).map_err(|source| CertsError::InvalidSan {
+    // A leading `*.` is a wildcard for one label (RFC 6125 §6.4.3).
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    DnsName::try_from(host).map_err(|source| CertsError::InvalidSan {
         name: name.to_owned(),
         source,
     })?;
@@ -539,6 +541,18 @@ mod tests {
         verify_server(&pki, &pki, "sidecar.internal").unwrap();
         verify_server(&pki, &pki, "::1").unwrap();
         assert!(verify_server(&pki, &pki, "localhost").is_err());
+    }
+
+    /// RFC 6125 §6.4.3: `*.example.com` is valid for one label in front of
+    /// `example.com`, not for two, nor for `example.com` itself.
+    #[test]
+    fn wildcard_sans_cover_one_label() {
+        let pki = DevPki::generate(&["*.example.com".to_owned()]).unwrap();
+        verify_server(&pki, &pki, "www.example.com").unwrap();
+        assert!(verify_server(&pki, &pki, "a.b.example.com").is_err());
+        assert!(verify_server(&pki, &pki, "example.com").is_err());
+        let err = DevPki::generate(&["*.*.example.com".to_owned()]).unwrap_err();
+        assert!(matches!(err, CertsError::InvalidSan { .. }), "{err:?}");
     }
 
     /// The URI and DNS SANs of a certificate, as a verifier reads them.

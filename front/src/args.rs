@@ -9,6 +9,7 @@ use h2hop::host_port::HostPort;
 use h2hop::networks::Networks;
 use h2hop::telemetry::LogArgs;
 use h2hop::tls::TlsError;
+use h2hop::tls::edge::MinTlsVersion;
 use h2hop::tls::reload;
 use h2hop::upgrade::{ProtocolError, Protocols};
 use rustls::pki_types::ServerName;
@@ -16,6 +17,7 @@ use rustls::pki_types::ServerName;
 use crate::client_fields::{ClientFields, ForwardedFields};
 use crate::config::{Config, defaults};
 use crate::config_file::{self, ConfigError};
+use crate::edge_tls_config::{self, EdgeTlsError, EdgeTlsFlags};
 use crate::upstream::{UpstreamConfig, UpstreamTls};
 
 /// h2hop-front: accepts HTTP/1.1 clients and carries their WebSockets as
@@ -31,12 +33,39 @@ pub struct Args {
     /// or HTTP/1.1, as ALPN chooses. Needs --tls-cert and --tls-key.
     #[arg(long, env = "H2HOP_FRONT_TLS_LISTEN", requires_all = ["tls_cert", "tls_key"])]
     pub tls_listen: Option<SocketAddr>,
-    /// The certificate chain (PEM) shown to TLS clients.
+    /// The certificate chain (PEM) shown to TLS clients: the default one,
+    /// for clients without SNI or asking for a name no `[[certificate]]`
+    /// of --config lists.
     #[arg(long, env = "H2HOP_FRONT_TLS_CERT", requires = "tls_listen")]
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "H2HOP_FRONT_TLS_KEY", requires = "tls_listen")]
     pub tls_key: Option<PathBuf>,
+    /// A DER OCSP response stapled to --tls-cert's handshakes (RFC 6066
+    /// §8); re-read on SIGHUP. Default: none.
+    #[arg(long, env = "H2HOP_FRONT_TLS_OCSP", requires = "tls_listen")]
+    pub tls_ocsp: Option<PathBuf>,
+    /// The lowest TLS version TLS clients may use: 1.2 or 1.3. Default:
+    /// 1.2.
+    #[arg(
+        long,
+        env = "H2HOP_FRONT_TLS_MIN_VERSION",
+        requires = "tls_listen",
+        value_name = "1.2|1.3"
+    )]
+    pub tls_min_version: Option<MinTlsVersion>,
+    /// The cipher suites offered to TLS clients, comma-separated, by rustls
+    /// or IANA name (TLS13_AES_128_GCM_SHA256,
+    /// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, ...). Default: rustls'
+    /// safe defaults.
+    #[arg(
+        long,
+        env = "H2HOP_FRONT_TLS_CIPHERS",
+        requires = "tls_listen",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    pub tls_ciphers: Option<Vec<String>>,
     /// Do not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL to HTTP/2 clients:
     /// browsers then open their WebSockets on a separate HTTP/1.1 connection.
     #[arg(long, env = "H2HOP_FRONT_NO_CLIENT_EXTENDED_CONNECT")]
@@ -195,6 +224,9 @@ pub enum ArgsError {
     /// A TLS file could not be used.
     #[error("TLS set-up failed")]
     Tls(#[from] TlsError),
+    /// The client-facing TLS listener's settings are refused.
+    #[error(transparent)]
+    EdgeTls(#[from] EdgeTlsError),
     /// No name to check the sidecar's certificate against.
     #[error("invalid sidecar name {0:?}")]
     SidecarName(String),
@@ -231,11 +263,13 @@ impl Args {
             keepalive_timeout: self.keepalive_timeout.into(),
             ..config.upstream
         };
+        let mut certificates = Vec::new();
         if let Some(path) = &self.config {
-            let file = config_file::load(path).map_err(|source| ArgsError::ConfigFile {
+            let mut file = config_file::load(path).map_err(|source| ArgsError::ConfigFile {
                 path: path.clone(),
                 source,
             })?;
+            certificates = std::mem::take(&mut file.certificates);
             config.routing = Some(file.into_routing(&config.upstream));
         }
         config.response_timeout = self.response_timeout.into();
@@ -256,11 +290,19 @@ impl Args {
         config.client_extended_connect = !self.no_client_extended_connect;
         config.error_details = self.error_details;
         config.client_fields = self.client_fields();
-        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
-            let tls = reload::edge_server_config_files("client listener", cert, key, true)?;
-            config.client_tls = Some(tls);
-        }
+        config.client_tls = edge_tls_config::client_tls(&self.edge_tls(), certificates)?;
         Ok(config)
+    }
+
+    /// The flags of the client-facing TLS listener.
+    fn edge_tls(&self) -> EdgeTlsFlags {
+        EdgeTlsFlags {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ocsp: self.tls_ocsp.clone(),
+            min_version: self.tls_min_version,
+            ciphers: self.tls_ciphers.clone(),
+        }
     }
 
     /// The client address and identity settings.

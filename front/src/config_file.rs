@@ -64,6 +64,7 @@ use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
 use crate::config::Routing;
+use crate::edge_tls_config::{CertificateEntry, RawCertificate};
 use crate::header_rules::{HeaderRuleError, HeaderRules, RawAddField, RawHeaderRules};
 use crate::routes::{HostMatch, Route, RouteError, RouteTable};
 use crate::upstream::{UpstreamConfig, UpstreamTls};
@@ -76,6 +77,9 @@ pub struct FileConfig {
     pub clusters: Vec<ClusterConfig>,
     /// The routes, in file order.
     pub routes: RouteTable,
+    /// The TLS listener's certificates by SNI name, in file order
+    /// ([`crate::edge_tls_config`] checks them).
+    pub certificates: Vec<CertificateEntry>,
 }
 
 impl FileConfig {
@@ -275,6 +279,8 @@ struct RawFile {
     cluster: Vec<RawCluster>,
     #[serde(default)]
     route: Vec<RawRoute>,
+    #[serde(default)]
+    certificate: Vec<RawCertificate>,
 }
 
 /// One `[[cluster]]` as written.
@@ -370,6 +376,11 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<FileConfig, ConfigError> {
     Ok(FileConfig {
         clusters,
         routes: RouteTable::new(routes),
+        certificates: raw
+            .certificate
+            .into_iter()
+            .map(|certificate| certificate.resolve(base_dir))
+            .collect(),
     })
 }
 

@@ -28,6 +28,7 @@ pub mod config;
 pub mod config_file;
 pub(crate) mod context;
 pub(crate) mod dispatch;
+pub mod edge_tls_config;
 mod error;
 pub(crate) mod forward;
 pub mod header_rules;

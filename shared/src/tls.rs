@@ -20,7 +20,8 @@
 //! Two concerns have modules of their own: [`identity`], the sidecar's
 //! allow-list of front certificate SANs ([`hop_server_config_allowing`]), and
 //! [`reload`], the same configurations read from files that SIGHUP builds
-//! again (`*_files`).
+//! again (`*_files`). The edge listener's full set-up (certificates chosen
+//! by SNI in [`sni`], TLS version, suites, OCSP) is [`edge`]'s.
 
 use std::error::Error as StdError;
 use std::io;
@@ -37,8 +38,10 @@ use rustls::{
     RootCertStore, ServerConfig,
 };
 
+pub mod edge;
 pub mod identity;
 pub mod reload;
+pub mod sni;
 
 use identity::{AllowedSans, SanVerifier};
 
@@ -126,6 +129,10 @@ pub enum TlsError {
         /// The negotiated protocol, quoted, or `none`.
         got: String,
     },
+    /// The edge listener's certificates by name, versions, suites or OCSP
+    /// staples are refused ([`edge`]). Boxed: it is the largest variant.
+    #[error(transparent)]
+    Edge(Box<edge::EdgeError>),
 }
 
 /// The one crypto provider h2hop uses: ring's suites, with AES-128-GCM
