@@ -10,6 +10,7 @@ use h2hop::metrics::Metrics;
 use h2hop::tls::reload::{Reloadable, Reloader};
 use h2hop::upgrade::Protocols;
 
+use crate::proxy_header::ProxyProtocol;
 use crate::routes;
 use crate::upstream::{UpstreamConfig, UpstreamTls};
 
@@ -133,6 +134,8 @@ pub struct Config {
     /// and OS failures) instead of a fixed text per 5xx status; for
     /// development.
     pub error_details: bool,
+    /// The PROXY protocol on both client listeners: off by default.
+    pub proxy_protocol: ProxyProtocol,
     /// The process's metrics, served on the admin listener.
     pub metrics: Arc<Metrics>,
 }
@@ -162,6 +165,7 @@ impl Default for Config {
             client_tls: None,
             client_extended_connect: true,
             error_details: false,
+            proxy_protocol: ProxyProtocol::default(),
             metrics: Metrics::new(
                 "sidecar",
                 "HTTP/2 connections to sidecars open now",
