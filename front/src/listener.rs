@@ -96,10 +96,20 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         let (drain, context) = (&drain, &context);
         let (connections, per_address, proxy) = (&connections, &per_address, &proxy);
         h2hop::accept::until_shutdown(listener, keepalive, drain, move |stream, peer| {
-            let permit = connection_place(connections, peer, &context.metrics);
+            let metrics = &context.metrics;
+            let permit = connection_place(connections, peer, metrics);
+            // In accept order where the address is known now; after the
+            // header where a PROXY header may name another client.
+            let address = match permit {
+                Some(_) if proxy.may_speak_for_others(peer) => {
+                    AddressLimit::AfterHeader(per_address.clone())
+                }
+                Some(_) => AddressLimit::Settled(address_place(per_address, peer, metrics)),
+                None => AddressLimit::Settled(None),
+            };
             let places = Places {
                 permit,
-                per_address: per_address.clone(),
+                address,
                 proxy: proxy.clone(),
             };
             connection(
@@ -152,13 +162,21 @@ fn address_place(
 }
 
 /// What a new connection is admitted by: its place under the connection
-/// limit (`None`: refused), the per-address limit it takes a place under
-/// once its client address is known, and the PROXY protocol policy that
-/// settles that address.
+/// limit (`None`: refused), its place under its address's, and the PROXY
+/// protocol policy that settles that address.
 struct Places {
     permit: Option<Permit>,
-    per_address: PerAddress,
+    address: AddressLimit,
     proxy: Arc<ProxyProtocol>,
+}
+
+/// A connection's place under the per-address limit.
+enum AddressLimit {
+    /// Taken at accept (`None`: refused), the peer being the client.
+    Settled(Option<AddressPlace>),
+    /// To be taken once the PROXY header, if any, named the client: the
+    /// peer is a balancer that speaks for many.
+    AfterHeader(PerAddress),
 }
 
 /// Serves one client connection: the PROXY header first when one is
@@ -174,25 +192,28 @@ async fn connection(
 ) {
     let Places {
         permit,
-        per_address,
+        address,
         proxy,
     } = places;
-    // Before the header is read the peer may be a balancer speaking for
-    // many clients: only the global limit applies until the client is known.
-    let peer = match permit {
-        Some(_) => {
-            let bound = settings.header_timeout;
-            let settled =
-                proxy_header::client_address(&proxy, &mut stream, socket_peer, bound).await;
-            let Some(peer) = settled else { return };
-            peer
-        }
-        None => socket_peer,
+    let admitted = match &address {
+        AddressLimit::Settled(place) => permit.is_some() && place.is_some(),
+        AddressLimit::AfterHeader(_) => permit.is_some(),
     };
-    let permit = permit.and_then(|permit| {
-        let place = address_place(&per_address, peer, &context.metrics)?;
-        Some((permit, place))
-    });
+    let peer = if admitted {
+        let bound = settings.header_timeout;
+        let settled = proxy_header::client_address(&proxy, &mut stream, socket_peer, bound).await;
+        let Some(peer) = settled else { return };
+        peer
+    } else {
+        socket_peer
+    };
+    let place = match address {
+        AddressLimit::Settled(place) => place,
+        AddressLimit::AfterHeader(per_address) => {
+            address_place(&per_address, peer, &context.metrics)
+        }
+    };
+    let permit = permit.zip(place);
     let Some(client_tls) = client_tls else {
         let Some(_permit) = permit else {
             return refuse_connection(stream).await;

@@ -41,6 +41,13 @@ pub struct ProxyProtocol {
     pub from: Networks,
 }
 
+impl ProxyProtocol {
+    /// Whether `peer` may send a header naming another client.
+    pub fn may_speak_for_others(&self, peer: SocketAddr) -> bool {
+        self.mode != ProxyMode::Off && self.from.contains(peer.ip())
+    }
+}
+
 /// The address `stream`'s client is known by under `policy`: the source
 /// its PROXY header carries, or `peer`; `None` when the connection is
 /// refused (logged here). Reads exactly the header's bytes, and nothing at
