@@ -31,6 +31,17 @@ pub enum ProxyMode {
     Required,
 }
 
+impl std::fmt::Display for ProxyMode {
+    /// As the flag writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProxyMode::Off => "off",
+            ProxyMode::Optional => "optional",
+            ProxyMode::Required => "required",
+        })
+    }
+}
+
 /// `--proxy-protocol` and `--proxy-protocol-from`, for both listeners.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProxyProtocol {
