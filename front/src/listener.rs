@@ -1,10 +1,10 @@
 //! Listener stage: accepts client connections on the plain and the TLS
-//! listener, each in a task of its own under the connection limits, does
+//! listener, each in a task of its own under the connection limits, takes
 //! the client's address from a PROXY header if one is expected
-//! ([`crate::proxy_header`]), the TLS handshake, and hands the connection to [`crate::client_http`]
-//! (HTTP/2 if the client's ALPN chose it, else HTTP/1.1). It builds the
-//! [`Context`] every request shares, serves readiness on the admin
-//! listener, and drains on shutdown.
+//! ([`crate::proxy_header`]), does the TLS handshake, and hands the
+//! connection to [`crate::client_http`] (HTTP/2 if the client's ALPN
+//! chose it, else HTTP/1.1). It builds the [`Context`] every request
+//! shares, serves readiness on the admin listener, and drains on shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
