@@ -4,7 +4,7 @@
 //! client itself comes through the front with a PROXY header of its own
 //! (192.0.2.7) and that same address in X-Forwarded-For, so the rightmost
 //! entry the sidecar reads is 192.0.2.7 whether or not the front appends
-//! its own.
+//! its own. Once in-process, once with the real binaries and their flags.
 
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -18,6 +18,7 @@ use h2hop_front::{ProxyMode, ProxyProtocol};
 use h2hop_integration::app::TestApp;
 use h2hop_integration::client::{body_bytes, full, request};
 use h2hop_integration::harness::{Pair, loopback, within};
+use h2hop_integration::process::Process;
 use h2hop_integration::wait::eventually;
 use http::Method;
 use hyper::client::conn::http1;
@@ -138,6 +139,55 @@ async fn the_app_gets_a_v2_header_naming_the_client() {
         assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hi"));
         assert_eq!(seen.lock().unwrap().len(), 3);
         assert_eq!(seen.lock().unwrap()[2], Seen::Proxy(client));
+    })
+    .await;
+}
+
+/// The same through the real binaries and their flags: the front with
+/// `--proxy-protocol required --proxy-protocol-from 127.0.0.1`, the
+/// sidecar with `--app-proxy-protocol`. The front's access line names the
+/// client from the v1 header; the app's v2 header names it too.
+#[tokio::test]
+async fn the_flags_work_on_the_binaries() {
+    let bin = h2hop_integration::binaries::dir();
+    within(async {
+        let app = TestApp::spawn(loopback().await.unwrap(), CancellationToken::new()).unwrap();
+        let recorder = loopback().await.unwrap();
+        let recorder_addr = recorder.local_addr().unwrap().to_string();
+        let seen = spawn_recorder(recorder, app.addr);
+        let common = ["--h2c", "--listen", "127.0.0.1:0", "--workers", "1"];
+        let sidecar_flags = [&common[..], &["--app", &recorder_addr, "--app-proxy-protocol"]];
+        let sidecar = Process::start(&bin.join("h2hop-sidecar"), &sidecar_flags.concat())
+            .await
+            .unwrap();
+        let sidecar_addr = sidecar.listen().unwrap().to_string();
+        let proxy = [
+            "--proxy-protocol",
+            "required",
+            "--proxy-protocol-from",
+            "127.0.0.1",
+        ];
+        let front_flags = [&common[..], &["--sidecar", &sidecar_addr], &proxy];
+        let front = Process::start(&bin.join("h2hop-front"), &front_flags.concat())
+            .await
+            .unwrap();
+
+        let mut stream = TcpStream::connect(front.listen().unwrap()).await.unwrap();
+        let get = "GET /echo HTTP/1.1\r\nHost: app\r\nX-Forwarded-For: 192.0.2.7\r\nConnection: close\r\n\r\n";
+        stream
+            .write_all(&[CLIENT_HEADER, get.as_bytes()].concat())
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        let needles = ["kind=\"request\"", " peer=192.0.2.7:56324 ", "status=200"];
+        front
+            .wait_for_line(&needles, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let client: SocketAddr = "192.0.2.7:0".parse().unwrap();
+        assert_eq!(*seen.lock().unwrap(), [Seen::Proxy(client)]);
     })
     .await;
 }
