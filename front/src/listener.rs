@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::client_http::{ClientSettings, serve_h1, serve_h2};
 use crate::client_limits::{AddressPlace, PerAddress};
@@ -214,6 +214,27 @@ async fn connection(
         }
     };
     let permit = permit.zip(place);
+    let serve = serve_admitted(stream, peer, client_tls, context, settings, permit);
+    if peer == socket_peer {
+        return serve.await;
+    }
+    // Behind a balancer: the lines logged from here on name the client
+    // too, not only the balancer's `conn{peer}`. Boxed: only these pay.
+    let span = info_span!("proxied", client = %peer);
+    Box::pin(serve.instrument(span)).await;
+}
+
+/// Serves a connection whose client address is settled: TLS first when
+/// `client_tls` is set, then HTTP/2 if ALPN chose `h2`, else HTTP/1.1.
+/// `permit` is its place under the connection limits; `None` refuses it.
+async fn serve_admitted(
+    stream: TcpStream,
+    peer: SocketAddr,
+    client_tls: Option<Reloadable<ServerConfig>>,
+    context: Arc<Context>,
+    settings: ClientSettings,
+    permit: Option<(Permit, AddressPlace)>,
+) {
     let Some(client_tls) = client_tls else {
         let Some(_permit) = permit else {
             return refuse_connection(stream).await;

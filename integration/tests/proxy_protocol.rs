@@ -124,7 +124,10 @@ async fn v1_and_v2_headers_name_the_client_on_the_plain_listener() {
         for (header, client) in cases {
             let (_, answer) = exchange(pair.front, &[&header[..], GET].concat()).await;
             assert!(answer.starts_with(b"HTTP/1.1 200"), "{client}: {answer:?}");
-            access_line_from(&log, client).await;
+            let line = access_line_from(&log, client).await;
+            // The connection's other lines name the client too.
+            let span = format!("proxied{{client={client}}}");
+            assert!(line.contains(&span), "{line}");
         }
         assert_eq!(pair.app.requests().len(), 3);
     })
