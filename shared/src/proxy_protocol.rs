@@ -70,8 +70,13 @@ pub struct Addresses {
 
 impl Header {
     /// The client's address: the carried source, else `peer` (the socket's).
+    /// An IPv4-mapped IPv6 source is given as the IPv4 address it is, so
+    /// that limits and logs see one client under one address.
     pub fn client(&self, peer: SocketAddr) -> SocketAddr {
-        self.addresses.map_or(peer, |addresses| addresses.source)
+        self.addresses.map_or(peer, |addresses| {
+            let source = addresses.source;
+            SocketAddr::new(source.ip().to_canonical(), source.port())
+        })
     }
 }
 

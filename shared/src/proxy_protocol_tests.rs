@@ -131,6 +131,8 @@ fn v2_mixed_families_are_written_as_ipv6() {
     let addresses = parsed.addresses.unwrap();
     assert_eq!(addresses.source, addr("[::ffff:192.0.2.7]:1"));
     assert_eq!(addresses.destination, mixed.destination);
+    // The client is the IPv4 address the mapped one stands for.
+    assert_eq!(parsed.client(addr("127.0.0.1:9")), addr("192.0.2.7:1"));
 }
 
 #[test]
