@@ -18,6 +18,7 @@ use crate::client_fields::{ClientFields, ForwardedFields};
 use crate::config::{Config, defaults};
 use crate::config_file::{self, ConfigError};
 use crate::edge_tls_config::{self, EdgeTlsError, EdgeTlsFlags};
+use crate::proxy_header::{ProxyMode, ProxyProtocol};
 use crate::upstream::{UpstreamConfig, UpstreamTls};
 
 /// h2hop-front: accepts HTTP/1.1 clients and carries their WebSockets as
@@ -206,6 +207,20 @@ pub struct Args {
     /// Off by default: a started trace tells the app's tracer to record.
     #[arg(long, env = "H2HOP_FRONT_START_TRACE")]
     pub start_trace: bool,
+    /// PROXY protocol (v1 or v2) on the plain and the TLS listener, from
+    /// the peers in --proxy-protocol-from: `off` reads nothing before TLS
+    /// or HTTP; `optional` lets a listed peer send a header; `required`
+    /// refuses a listed peer's connection without one (within
+    /// --header-timeout). A header's source address is the client's for
+    /// limits, logs and X-Forwarded-For.
+    #[arg(long, env = "H2HOP_FRONT_PROXY_PROTOCOL", value_enum, default_value_t = ProxyMode::Off)]
+    pub proxy_protocol: ProxyMode,
+    /// Peers (load balancers) whose PROXY header is believed: addresses or
+    /// networks, comma-separated or repeated (`10.0.0.0/8,::1`). Any other
+    /// peer that sends a PROXY header is refused. Needs --proxy-protocol
+    /// optional or required.
+    #[arg(long, env = "H2HOP_FRONT_PROXY_PROTOCOL_FROM")]
+    pub proxy_protocol_from: Vec<Networks>,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_FRONT_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -242,6 +257,12 @@ pub enum ArgsError {
     /// The Upgrade allow-list is unusable.
     #[error("--upgrade-protocol")]
     Protocols(#[from] ProtocolError),
+    /// PROXY protocol asked for without the peers it is taken from, or
+    /// peers listed with it off.
+    #[error(
+        "--proxy-protocol optional or required needs --proxy-protocol-from, and --proxy-protocol-from needs one of them"
+    )]
+    ProxyProtocol,
     /// A TLS flag is missing (clap enforces this; kept for library callers).
     #[error("--{0} is required unless --h2c is set")]
     Missing(&'static str),
@@ -290,6 +311,7 @@ impl Args {
         config.client_extended_connect = !self.no_client_extended_connect;
         config.error_details = self.error_details;
         config.client_fields = self.client_fields();
+        config.proxy_protocol = self.proxy_protocol()?;
         config.client_tls = edge_tls_config::client_tls(&self.edge_tls(), certificates)?;
         Ok(config)
     }
@@ -317,6 +339,22 @@ impl Args {
             request_id_echo: self.request_id_echo,
             start_trace: self.start_trace,
         }
+    }
+
+    /// `--proxy-protocol` with its peers; either without the other is an
+    /// error rather than a setting that silently does nothing.
+    fn proxy_protocol(&self) -> Result<ProxyProtocol, ArgsError> {
+        let mut from = Networks::none();
+        for networks in &self.proxy_protocol_from {
+            from.extend(networks.clone());
+        }
+        if (self.proxy_protocol == ProxyMode::Off) != from.is_empty() {
+            return Err(ArgsError::ProxyProtocol);
+        }
+        Ok(ProxyProtocol {
+            mode: self.proxy_protocol,
+            from,
+        })
     }
 
     /// The TLS files toward the sidecar, loaded now and again on each
@@ -528,6 +566,46 @@ mod tests {
         assert!(
             Args::try_parse_from(["h2hop-front", "--h2c", "--trusted-proxies", "nope"]).is_err()
         );
+    }
+
+    /// Off by default; a mode needs its peers and peers need a mode.
+    #[test]
+    fn proxy_protocol_flags_reach_the_config() {
+        let config = Args::try_parse_from(["h2hop-front", "--h2c"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!(config.proxy_protocol, ProxyProtocol::default());
+        assert_eq!(config.proxy_protocol.mode, ProxyMode::Off);
+        let args = Args::try_parse_from([
+            "h2hop-front",
+            "--h2c",
+            "--proxy-protocol",
+            "required",
+            "--proxy-protocol-from",
+            "10.0.0.0/8, ::1",
+            "--proxy-protocol-from",
+            "192.0.2.7",
+        ])
+        .unwrap();
+        let proxy = args.config().unwrap().proxy_protocol;
+        assert_eq!(proxy.mode, ProxyMode::Required);
+        assert_eq!(proxy.from.to_string(), "10.0.0.0/8,::1/128,192.0.2.7/32");
+        for lonely in [
+            &["--proxy-protocol", "optional"][..],
+            &["--proxy-protocol-from", "10.0.0.0/8"],
+        ] {
+            let args = Args::try_parse_from([&["h2hop-front", "--h2c"][..], lonely].concat());
+            let err = args.unwrap().config().unwrap_err();
+            assert!(matches!(err, ArgsError::ProxyProtocol), "{lonely:?}: {err}");
+        }
+        let junk = [
+            "h2hop-front",
+            "--h2c",
+            "--proxy-protocol-from",
+            "lb.example",
+        ];
+        assert!(Args::try_parse_from(junk).is_err());
     }
 
     #[test]

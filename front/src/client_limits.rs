@@ -2,7 +2,8 @@
 //! connections its address may hold ([`PerAddress`]), how long it may sit
 //! with nothing in flight ([`Activity`]), and how many of its HTTP/2
 //! streams it may reset before their answer ([`Resets`]). The listener takes a
-//! [`PerAddress`] place at accept and runs [`Activity::idle`] beside each
+//! [`PerAddress`] place at accept (for a PROXY protocol balancer, once its
+//! header named the client) and runs [`Activity::idle`] beside each
 //! connection; each request's access entry holds an [`InFlight`] until its
 //! exchange (a response, or a tunnel) ends.
 

@@ -11,6 +11,7 @@ use h2hop::tls::reload::{Reloadable, Reloader};
 use h2hop::upgrade::Protocols;
 
 use crate::client_fields::ClientFields;
+use crate::proxy_header::ProxyProtocol;
 use crate::routes;
 use crate::upstream::{UpstreamConfig, UpstreamTls};
 
@@ -137,6 +138,8 @@ pub struct Config {
     /// Client address (`X-Forwarded-*`, `Forwarded`), request id and trace
     /// context fields: whom to trust, what to write.
     pub client_fields: ClientFields,
+    /// The PROXY protocol on both client listeners: off by default.
+    pub proxy_protocol: ProxyProtocol,
     /// The process's metrics, served on the admin listener.
     pub metrics: Arc<Metrics>,
 }
@@ -167,6 +170,7 @@ impl Default for Config {
             client_extended_connect: true,
             error_details: false,
             client_fields: ClientFields::default(),
+            proxy_protocol: ProxyProtocol::default(),
             metrics: Metrics::new(
                 "sidecar",
                 "HTTP/2 connections to sidecars open now",

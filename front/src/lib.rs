@@ -3,7 +3,8 @@
 //!
 //! The path of a request, stage by stage:
 //! 1. [`listener`]: accept on the plain and TLS listeners, one task per
-//!    connection under the connection limits ([`client_limits`]);
+//!    connection under the connection limits ([`client_limits`]), the
+//!    client's address settled by a PROXY header if any ([`proxy_header`]);
 //! 2. [`client_http`]: HTTP/1.1 with upgrades, or HTTP/2 with RFC 8441, each
 //!    within its connection's bounds (idle timeout, streams, early resets);
 //! 3. [`dispatch`]: each request [`classify`]d (allowed upgrade, plain
@@ -33,6 +34,7 @@ mod error;
 pub(crate) mod forward;
 pub mod header_rules;
 pub(crate) mod listener;
+pub mod proxy_header;
 pub mod routes;
 pub(crate) mod tunnel;
 pub(crate) mod upstream;
@@ -42,6 +44,7 @@ pub use client_fields::{ClientFields, ForwardedFields};
 pub use config::{Config, Routing};
 pub use context::client_scheme;
 pub use error::{Error, UpstreamStep};
+pub use proxy_header::{ProxyMode, ProxyProtocol};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 pub use upstream::{UpstreamConfig, UpstreamTls};

@@ -1,9 +1,10 @@
 //! Listener stage: accepts client connections on the plain and the TLS
-//! listener, each in a task of its own under the connection limits, does
-//! the TLS handshake, and hands the connection to [`crate::client_http`]
-//! (HTTP/2 if the client's ALPN chose it, else HTTP/1.1). It builds the
-//! [`Context`] every request shares, serves readiness on the admin
-//! listener, and drains on shutdown.
+//! listener, each in a task of its own under the connection limits, takes
+//! the client's address from a PROXY header if one is expected
+//! ([`crate::proxy_header`]), does the TLS handshake, and hands the
+//! connection to [`crate::client_http`] (HTTP/2 if the client's ALPN
+//! chose it, else HTTP/1.1). It builds the [`Context`] every request
+//! shares, serves readiness on the admin listener, and drains on shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,11 +23,12 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::client_http::{ClientSettings, serve_h1, serve_h2};
 use crate::client_limits::{AddressPlace, PerAddress};
 use crate::context::Context;
+use crate::proxy_header::{self, ProxyProtocol};
 use crate::routes::RouteTable;
 use crate::upstream::Cluster;
 use crate::{Config, Listeners};
@@ -50,6 +52,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         max_streams: config.client_max_streams,
     };
     let client_tls = config.client_tls.clone();
+    let proxy = Arc::new(config.proxy_protocol.clone());
     let (clusters, routes) = match config.routing {
         Some(routing) => {
             let clusters = routing.clusters.into_iter();
@@ -92,16 +95,31 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
     let keepalive = config.tcp_keepalive;
     let accept = |listener: TcpListener, client_tls: Option<Reloadable<ServerConfig>>| {
         let (drain, context) = (&drain, &context);
-        let (connections, per_address) = (&connections, &per_address);
+        let (connections, per_address, proxy) = (&connections, &per_address, &proxy);
         h2hop::accept::until_shutdown(listener, keepalive, drain, move |stream, peer| {
-            let permit = places(connections, per_address, peer, &context.metrics);
+            let metrics = &context.metrics;
+            let permit = connection_place(connections, peer, metrics);
+            // In accept order where the address is known now; after the
+            // header where a PROXY header may name another client.
+            let address = match permit {
+                Some(_) if proxy.may_speak_for_others(peer) => {
+                    AddressLimit::AfterHeader(per_address.clone())
+                }
+                Some(_) => AddressLimit::Settled(address_place(per_address, peer, metrics)),
+                None => AddressLimit::Settled(None),
+            };
+            let places = Places {
+                permit,
+                address,
+                proxy: proxy.clone(),
+            };
             connection(
                 stream,
                 peer,
                 client_tls.clone(),
                 context.clone(),
                 settings,
-                permit,
+                places,
             )
         })
     };
@@ -117,31 +135,100 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
     drain.finish(config.drain_timeout).await;
 }
 
-/// A new connection's places under the connection limit and under its
-/// address's; `None`, logged, when either is full.
-fn places(
-    connections: &Limit,
-    per_address: &PerAddress,
-    peer: SocketAddr,
-    metrics: &Metrics,
-) -> Option<(Permit, AddressPlace)> {
+/// A new connection's place under the connection limit, taken at accept;
+/// `None`, logged, when it is full.
+fn connection_place(connections: &Limit, peer: SocketAddr, metrics: &Metrics) -> Option<Permit> {
     let Some(permit) = connections.try_take() else {
         warn!(%peer, max = connections.max(), "client connection limit reached: refused");
         metrics.limit_reached(LimitKind::ClientConnections);
         return None;
     };
-    let Some(place) = per_address.try_take(peer.ip()) else {
-        warn!(%peer, max = per_address.max(), "connection limit of this client address reached: refused");
+    Some(permit)
+}
+
+/// The client's place under its address's limit, taken once the address
+/// is settled (a PROXY header's source counts, not the balancer's); `None`,
+/// logged, when it is full.
+fn address_place(
+    per_address: &PerAddress,
+    client: SocketAddr,
+    metrics: &Metrics,
+) -> Option<AddressPlace> {
+    let Some(place) = per_address.try_take(client.ip()) else {
+        warn!(%client, max = per_address.max(), "connection limit of this client address reached: refused");
         metrics.limit_reached(LimitKind::ClientAddress);
         return None;
     };
-    Some((permit, place))
+    Some(place)
 }
 
-/// Serves one client connection: TLS first when `client_tls` is set, then
-/// HTTP/2 if ALPN chose `h2`, else HTTP/1.1. `permit` is its place under
-/// the connection limits; `None` refuses it.
+/// What a new connection is admitted by: its place under the connection
+/// limit (`None`: refused), its place under its address's, and the PROXY
+/// protocol policy that settles that address.
+struct Places {
+    permit: Option<Permit>,
+    address: AddressLimit,
+    proxy: Arc<ProxyProtocol>,
+}
+
+/// A connection's place under the per-address limit.
+enum AddressLimit {
+    /// Taken at accept (`None`: refused), the peer being the client.
+    Settled(Option<AddressPlace>),
+    /// To be taken once the PROXY header, if any, named the client: the
+    /// peer is a balancer that speaks for many.
+    AfterHeader(PerAddress),
+}
+
+/// Serves one client connection: the PROXY header first when one is
+/// expected, TLS next when `client_tls` is set, then HTTP/2 if ALPN chose
+/// `h2`, else HTTP/1.1. `places` admits it under the connection limits.
 async fn connection(
+    mut stream: TcpStream,
+    socket_peer: SocketAddr,
+    client_tls: Option<Reloadable<ServerConfig>>,
+    context: Arc<Context>,
+    settings: ClientSettings,
+    places: Places,
+) {
+    let Places {
+        permit,
+        address,
+        proxy,
+    } = places;
+    let admitted = match &address {
+        AddressLimit::Settled(place) => permit.is_some() && place.is_some(),
+        AddressLimit::AfterHeader(_) => permit.is_some(),
+    };
+    let peer = if admitted {
+        let bound = settings.header_timeout;
+        let settled = proxy_header::client_address(&proxy, &mut stream, socket_peer, bound).await;
+        let Some(peer) = settled else { return };
+        peer
+    } else {
+        socket_peer
+    };
+    let place = match address {
+        AddressLimit::Settled(place) => place,
+        AddressLimit::AfterHeader(per_address) => {
+            address_place(&per_address, peer, &context.metrics)
+        }
+    };
+    let permit = permit.zip(place);
+    let serve = serve_admitted(stream, peer, client_tls, context, settings, permit);
+    if peer == socket_peer {
+        return serve.await;
+    }
+    // Behind a balancer: the lines logged from here on name the client
+    // too, not only the balancer's `conn{peer}`. Boxed: only these pay.
+    let span = info_span!("proxied", client = %peer);
+    Box::pin(serve.instrument(span)).await;
+}
+
+/// Serves a connection whose client address is settled: TLS first when
+/// `client_tls` is set, then HTTP/2 if ALPN chose `h2`, else HTTP/1.1.
+/// `permit` is its place under the connection limits; `None` refuses it.
+async fn serve_admitted(
     stream: TcpStream,
     peer: SocketAddr,
     client_tls: Option<Reloadable<ServerConfig>>,

@@ -48,6 +48,10 @@ fn report_config(config: &h2hop_front::Config) -> anyhow::Result<()> {
             config.upstream.addr
         )?,
     }
+    let proxy = &config.proxy_protocol;
+    if proxy.mode != h2hop_front::ProxyMode::Off {
+        writeln!(out, "  PROXY protocol {} from {}", proxy.mode, proxy.from)?;
+    }
     Ok(())
 }
 

@@ -7,7 +7,8 @@
 //! - [`relay`]: tunnels and bodies across an HTTP/2 stream, bounded by flow control.
 //! - [`runtime`]: the tokio runtime sized by `--workers`; [`host_port`]:
 //!   the `host:port` addresses the flags name; [`networks`]: the source
-//!   networks trust is given to.
+//!   networks trust is given to; [`proxy_protocol`]: the PROXY protocol
+//!   header a load balancer puts before a client's bytes.
 //! - [`tls`]: rustls configurations for the mutually authenticated hop, the
 //!   front identities a sidecar accepts, and certificate reloads.
 //! - [`accept`]: the accept loop both listeners run; [`drain`]: graceful
@@ -31,6 +32,7 @@ pub mod limit;
 pub mod line_budget;
 pub mod metrics;
 pub mod networks;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod request_identity;
 pub mod runtime;

@@ -111,6 +111,12 @@ pub struct Args {
     /// under the request id the answer names.
     #[arg(long, env = "H2HOP_SIDECAR_ERROR_DETAILS")]
     pub error_details: bool,
+    /// Start each connection to the app with a PROXY protocol v2 header
+    /// naming the client (the rightmost X-Forwarded-For entry the front
+    /// wrote; LOCAL without one). Plain requests then get a connection
+    /// each instead of the keep-alive pool. Off by default.
+    #[arg(long, env = "H2HOP_SIDECAR_APP_PROXY_PROTOCOL")]
+    pub app_proxy_protocol: bool,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_SIDECAR_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -156,6 +162,7 @@ impl Args {
         config.app.connect_timeout = self.connect_timeout.into();
         config.app.response_timeout = self.response_timeout.into();
         config.app.upgrade_timeout = self.upgrade_timeout.into();
+        config.app.proxy_protocol = self.app_proxy_protocol;
         config.tunnel_idle_timeout = self.tunnel_idle_timeout.into();
         config.tcp_keepalive = self.keepalive.settings();
         config.max_concurrent_streams = self.max_streams;
@@ -321,6 +328,25 @@ mod tests {
         // Without TLS there is no certificate to check.
         assert!(
             Args::try_parse_from(["h2hop-sidecar", "--h2c", "--allow-front-san", "x"]).is_err()
+        );
+    }
+
+    /// Off by default; the flag, or its environment variable, turns it on.
+    #[test]
+    fn app_proxy_protocol_is_off_unless_asked_for() {
+        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c"]).unwrap();
+        assert!(!args.config().unwrap().app.proxy_protocol);
+        let args =
+            Args::try_parse_from(["h2hop-sidecar", "--h2c", "--app-proxy-protocol"]).unwrap();
+        assert!(args.config().unwrap().app.proxy_protocol);
+        let command = <Args as clap::CommandFactory>::command();
+        let flag = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "app_proxy_protocol");
+        let env = flag.and_then(|flag| flag.get_env());
+        assert_eq!(
+            env,
+            Some(std::ffi::OsStr::new("H2HOP_SIDECAR_APP_PROXY_PROTOCOL"))
         );
     }
 

@@ -118,6 +118,7 @@ impl Default for Config {
                 connect_timeout: defaults::CONNECT_TIMEOUT,
                 response_timeout: defaults::RESPONSE_TIMEOUT,
                 upgrade_timeout: defaults::UPGRADE_TIMEOUT,
+                proxy_protocol: false,
             },
             tls: None,
             max_concurrent_streams: defaults::MAX_STREAMS,

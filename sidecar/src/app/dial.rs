@@ -29,6 +29,10 @@ pub struct AppConfig {
     /// Bound on the wait for the app's answer to an upgrade (and for the
     /// upgrade body from the front).
     pub upgrade_timeout: Duration,
+    /// Each connection to the app starts with a PROXY protocol v2 header
+    /// naming the request's client (`--app-proxy-protocol`); plain
+    /// requests then get a connection each instead of the pool.
+    pub proxy_protocol: bool,
 }
 
 /// [`connect`], its failures as errors, for tunnels and plain requests

@@ -7,6 +7,13 @@
 //! pooled, because a connection that saw an upgrade attempt cannot be
 //! trusted for another request (S2). Plain requests ([`App::send`]) share a
 //! keep-alive pool ([`pool`]), handed [`dial::open_http1`] to open new ones.
+//!
+//! With `--app-proxy-protocol` each connection starts with a PROXY v2
+//! header naming one client ([`proxy_header`]), so a connection may carry
+//! only that client's requests: plain requests then get a connection each,
+//! like tunnels, instead of the pool. Simpler than a pool keyed by client
+//! address, and correct; the cost is a TCP connect per request, on the
+//! loopback or local network the app is on.
 
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -26,6 +33,7 @@ use tracing::debug;
 
 mod dial;
 mod pool;
+mod proxy_header;
 
 pub use dial::AppConfig;
 use dial::{app_http, dial, open_http1};
@@ -61,17 +69,48 @@ impl App {
         request: Request<Counted<H2Body>>,
     ) -> Result<Response<Incoming>, Error> {
         let bound = self.config.response_timeout;
-        let sent = self.pool.send(|| open_http1(&self.config), request);
-        match timeout(bound, sent).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(SendError::Open(err))) => Err(err),
-            Ok(Err(SendError::Http(err))) => Err(app_http(&self.config, err)),
+        let sent = if self.config.proxy_protocol {
+            timeout(bound, self.send_alone(request)).await
+        } else {
+            let sent = self.pool.send(|| open_http1(&self.config), request);
+            timeout(bound, sent).await.map(|sent| {
+                sent.map_err(|err| match err {
+                    SendError::Open(err) => err,
+                    SendError::Http(err) => app_http(&self.config, err),
+                })
+            })
+        };
+        match sent {
+            Ok(answer) => answer,
             Err(_) => Err(Error::AppTimeout {
                 step: AppStep::Response,
                 addr: self.config.addr.clone(),
                 after: bound,
             }),
         }
+    }
+
+    /// Sends a plain request on a connection of its own that starts with
+    /// a PROXY header for its client; the connection closes once the
+    /// response has been read.
+    async fn send_alone(
+        &self,
+        request: Request<Counted<H2Body>>,
+    ) -> Result<Response<Incoming>, Error> {
+        let client = proxy_header::client_of(request.headers());
+        let stream = proxy_header::dial_with_header(&self.config, client).await?;
+        let (mut sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|err| app_http(&self.config, err))?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                debug!(error = %err, "app connection ended with an error");
+            }
+        });
+        sender
+            .send_request(request)
+            .await
+            .map_err(|err| app_http(&self.config, err))
     }
 
     /// Sends an upgrade request with its body on a connection of its own
@@ -82,7 +121,12 @@ impl App {
         request: Request<()>,
         body: Bytes,
     ) -> Result<Response<Incoming>, Error> {
-        let stream = self.dial().await?;
+        let stream = if self.config.proxy_protocol {
+            let client = proxy_header::client_of(request.headers());
+            proxy_header::dial_with_header(&self.config, client).await?
+        } else {
+            self.dial().await?
+        };
         let handshake = http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream));
         let bound = self.config.upgrade_timeout;
         let (mut sender, connection) = self.await_response(handshake, bound).await?;

@@ -217,6 +217,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
             upgrade_timeout: Duration::from_secs(5),
+            proxy_protocol: false,
         }
     }
 
