@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use h2hop::access::{self, Entry, Logged};
 use h2hop::metrics::{Culprit, TunnelResult};
-use h2hop::request_identity::REQUEST_ID;
+use h2hop::request_identity::{ClientAddress, REQUEST_ID};
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, UPGRADE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
@@ -40,6 +40,10 @@ pub(crate) async fn handle(
 ) -> Response<Logged<ResponseBody>> {
     // Before routing, so that routes and the app see the settled fields.
     let settled = context.client_fields.settle(peer, &mut request);
+    // Carried to the sidecar for its PROXY header toward the app.
+    request
+        .extensions_mut()
+        .insert(ClientAddress(settled.client));
     let class = classify::classify(&request, &context.protocols, context.upgrade_body_limit);
     let kind = match class {
         Class::Tunnel(_) => "tunnel",

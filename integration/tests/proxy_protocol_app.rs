@@ -2,9 +2,10 @@
 //! with a PROXY v2 header naming the client. The app here is a recorder
 //! that parses the header by hand and relays the rest to the test app. The
 //! client itself comes through the front with a PROXY header of its own
-//! (192.0.2.7) and that same address in X-Forwarded-For, so the rightmost
-//! entry the sidecar reads is 192.0.2.7 whether or not the front appends
-//! its own. Once in-process, once with the real binaries and their flags.
+//! (192.0.2.7): the front settles on that address and sends it to the
+//! sidecar in its `h2hop-client` field. Once in-process, once with the
+//! real binaries and their flags; and once behind a trusted proxy chain,
+//! where the client is not the last hop.
 
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -139,6 +140,48 @@ async fn the_app_gets_a_v2_header_naming_the_client() {
         assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hi"));
         assert_eq!(seen.lock().unwrap().len(), 3);
         assert_eq!(seen.lock().unwrap()[2], Seen::Proxy(client));
+    })
+    .await;
+}
+
+/// Behind a trusted hop that forwarded for 198.51.100.9, the app's header
+/// names 198.51.100.9, the client the front settled on, not the hop that
+/// the front appended last to X-Forwarded-For.
+#[tokio::test]
+async fn a_trusted_chains_client_is_named_not_the_last_hop() {
+    within(async {
+        let app = TestApp::spawn(loopback().await.unwrap(), CancellationToken::new()).unwrap();
+        let recorder = loopback().await.unwrap();
+        let recorder_addr = recorder.local_addr().unwrap();
+        let seen = spawn_recorder(recorder, app.addr);
+        let pair = Pair::builder()
+            .h2c()
+            .app_at(recorder_addr)
+            .front_config(|config| {
+                config.proxy_protocol = ProxyProtocol {
+                    mode: ProxyMode::Required,
+                    from: "127.0.0.1".parse().unwrap(),
+                };
+                config.client_fields.trusted_proxies = "192.0.2.7".parse().unwrap();
+            })
+            .sidecar_config(|config| config.app.proxy_protocol = true)
+            .start()
+            .await
+            .unwrap();
+        let mut stream = TcpStream::connect(pair.front).await.unwrap();
+        let get = "GET /echo HTTP/1.1\r\nHost: app\r\nX-Forwarded-For: 198.51.100.9\r\nConnection: close\r\n\r\n";
+        stream
+            .write_all(&[CLIENT_HEADER, get.as_bytes()].concat())
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        let client: SocketAddr = "198.51.100.9:0".parse().unwrap();
+        assert_eq!(*seen.lock().unwrap(), [Seen::Proxy(client)]);
+        let at_app = app.requests().pop().unwrap();
+        assert_eq!(at_app.headers["x-forwarded-for"], "198.51.100.9, 192.0.2.7");
+        assert!(!at_app.headers.contains_key("h2hop-client"));
     })
     .await;
 }

@@ -20,6 +20,18 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// `tracestate` (W3C Trace Context §3.3).
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
+/// The client address the front settled on, carried to the sidecar on
+/// each stream in a field of h2hop's own (`h2hop-…` fields never come from
+/// a client, and never reach the app): the sidecar's PROXY header toward
+/// the app names it.
+pub const CLIENT_FIELD: HeaderName = HeaderName::from_static("h2hop-client");
+
+/// The settled client address, as a request extension: the front's
+/// dispatch sets it, and [`crate::translate::request::h1_to_h2`] writes it
+/// as [`CLIENT_FIELD`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
 /// Longest incoming request id kept from a trusted hop, in bytes.
 pub const MAX_REQUEST_ID_LEN: usize = 200;
 

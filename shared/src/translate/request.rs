@@ -15,6 +15,7 @@ use http::{HeaderMap, Method, Request, Version};
 
 use super::TranslateError;
 use super::hop_by_hop::{self, HopByHop};
+use crate::request_identity::{CLIENT_FIELD, ClientAddress};
 use crate::{upgrade, websocket};
 
 /// Fields of the RFC 6455 handshake that stay on their own HTTP/1.1 leg
@@ -69,7 +70,7 @@ pub fn h1_to_h2(
     let trailers = hop_by_hop::wants_trailers(&parts.headers);
     let tunnel = matches!(kind, Kind::Tunnel(_));
     let hop = HopByHop::of(&parts.headers);
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 2);
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 3);
     for (name, value) in &parts.headers {
         // CONNECT carries no content (RFC 9110 §9.3.6 (N37)): a tunnel's
         // `Content-Length` is replaced below.
@@ -107,6 +108,14 @@ pub fn h1_to_h2(
         }
     };
 
+    // The client the front settled on, for the sidecar's PROXY header
+    // (after the loop above dropped any client's own `h2hop-…` field).
+    if let Some(ClientAddress(client)) = parts.extensions.get() {
+        let text = client.to_string();
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            headers.insert(CLIENT_FIELD, value);
+        }
+    }
     let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
@@ -185,6 +194,12 @@ pub fn h2_to_h1(
     *request.uri_mut() = origin_target(parts);
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
+    // The front's settled client, which the app never sees as a field:
+    // kept beside the request for a PROXY header toward the app.
+    let client = parts.headers.get(CLIENT_FIELD);
+    if let Some(client) = client.and_then(|value| value.to_str().ok()?.parse().ok()) {
+        request.extensions_mut().insert(ClientAddress(client));
+    }
     Ok(request)
 }
 

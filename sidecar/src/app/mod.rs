@@ -97,7 +97,7 @@ impl App {
         &self,
         request: Request<Counted<H2Body>>,
     ) -> Result<Response<Incoming>, Error> {
-        let client = proxy_header::client_of(request.headers());
+        let client = proxy_header::client_of(&request);
         let stream = proxy_header::dial_with_header(&self.config, client).await?;
         let (mut sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
@@ -122,7 +122,7 @@ impl App {
         body: Bytes,
     ) -> Result<Response<Incoming>, Error> {
         let stream = if self.config.proxy_protocol {
-            let client = proxy_header::client_of(request.headers());
+            let client = proxy_header::client_of(&request);
             proxy_header::dial_with_header(&self.config, client).await?
         } else {
             self.dial().await?

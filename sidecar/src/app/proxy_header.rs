@@ -6,17 +6,19 @@
 //! header. Called by [`crate::app::App`] for tunnels and plain requests
 //! when [`AppConfig::proxy_protocol`] is on.
 //!
-//! The client is the rightmost `X-Forwarded-For` entry: the sidecar trusts
-//! its front (mutual TLS), and the front appends the client address it
-//! settled on there. Without one (or one that is not an address), the
-//! header carries the LOCAL command, and the app keeps the sidecar's own
-//! address. `X-Forwarded-For` has no port, so the source port is 0; the
+//! The client is the address the front settled on, which h2hop's front
+//! sends in its own `h2hop-client` field (the sidecar trusts its front:
+//! mutual TLS); from a front that sends none, the rightmost
+//! `X-Forwarded-For` entry. Without either (or one that is not an
+//! address), the header carries the LOCAL command, and the app keeps the
+//! sidecar's own address. `X-Forwarded-For` has no port, so the source port is 0; the
 //! destination is the app's address as dialed.
 
 use std::net::{IpAddr, SocketAddr};
 
 use h2hop::proxy_protocol::{Addresses, v2_header};
-use http::HeaderMap;
+use h2hop::request_identity::ClientAddress;
+use http::{HeaderMap, Request};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -24,10 +26,20 @@ use tokio::time::timeout;
 use super::dial::{AppConfig, dial};
 use crate::error::{AppStep, Error};
 
-/// The client address the request's rightmost `X-Forwarded-For` entry
-/// names, if it is one (`192.0.2.7`, `2001:db8::7`, `[2001:db8::7]`, or
-/// either with a port).
-pub(crate) fn client_of(headers: &HeaderMap) -> Option<IpAddr> {
+/// The client address of the request: the front's `h2hop-client` field
+/// (kept as a [`ClientAddress`] extension by the translation, which drops
+/// the field), else what the rightmost `X-Forwarded-For` entry names, if it
+/// is one (`192.0.2.7`, `2001:db8::7`, `[2001:db8::7]`, or either with a
+/// port).
+pub(crate) fn client_of<B>(request: &Request<B>) -> Option<IpAddr> {
+    if let Some(ClientAddress(settled)) = request.extensions().get() {
+        return Some(*settled);
+    }
+    forwarded_for(request.headers())
+}
+
+/// What the rightmost `X-Forwarded-For` entry names, if it is an address.
+fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
     let last = headers.get_all("x-forwarded-for").iter().next_back()?;
     let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
     let bare = entry
@@ -99,7 +111,17 @@ mod tests {
             (&[], None),
         ];
         for (values, expected) in cases {
-            assert_eq!(client_of(&with_xff(values)), expected, "{values:?}");
+            assert_eq!(forwarded_for(&with_xff(values)), expected, "{values:?}");
         }
+    }
+
+    #[test]
+    fn the_fronts_settled_client_wins_over_forwarded_for() {
+        let mut request = Request::new(());
+        *request.headers_mut() = with_xff(&["198.51.100.9, 192.0.2.7"]);
+        assert_eq!(client_of(&request), "192.0.2.7".parse().ok());
+        let settled = ClientAddress("198.51.100.9".parse().unwrap_or(IpAddr::from([0; 4])));
+        request.extensions_mut().insert(settled);
+        assert_eq!(client_of(&request), Some(settled.0));
     }
 }
