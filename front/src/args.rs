@@ -13,7 +13,7 @@ use h2hop::upgrade::{ProtocolError, Protocols};
 use rustls::pki_types::ServerName;
 
 use crate::config::{Config, defaults};
-use crate::config_file::{self, ConfigError};
+use crate::config_file::ConfigError;
 use crate::upstream::{UpstreamConfig, UpstreamTls};
 
 /// h2hop-front: accepts HTTP/1.1 clients and carries their WebSockets as
@@ -43,6 +43,16 @@ pub struct Args {
     /// README); replaces --sidecar and its TLS flags.
     #[arg(long, env = "H2HOP_FRONT_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Also reload --config when its content changes, checked this often;
+    /// 0s (the default) reloads only on SIGHUP. TLS files are reloaded on
+    /// SIGHUP only.
+    #[arg(
+        long,
+        env = "H2HOP_FRONT_CONFIG_WATCH_INTERVAL",
+        default_value = "0s",
+        requires = "config"
+    )]
+    pub config_watch_interval: humantime::Duration,
     /// Validate the flags and --config, print a summary, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -205,12 +215,15 @@ impl Args {
             ..config.upstream
         };
         if let Some(path) = &self.config {
-            let file = config_file::load(path).map_err(|source| ArgsError::ConfigFile {
-                path: path.clone(),
-                source,
-            })?;
-            config.routing = Some(file.into_routing(&config.upstream));
+            config
+                .use_config_file(path)
+                .map_err(|source| ArgsError::ConfigFile {
+                    path: path.clone(),
+                    source,
+                })?;
         }
+        config.config_watch_interval = Some(self.config_watch_interval.into())
+            .filter(|every: &std::time::Duration| !every.is_zero());
         config.response_timeout = self.response_timeout.into();
         config.upgrade_timeout = self.upgrade_timeout.into();
         config.tunnel_idle_timeout = self.tunnel_idle_timeout.into();

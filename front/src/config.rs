@@ -2,6 +2,7 @@
 //! ships named in [`defaults`] (the flags in [`crate::args`] take theirs
 //! from there too). Built by `args`, read by [`crate::listener`].
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use h2hop::metrics::Metrics;
 use h2hop::tls::reload::{Reloadable, Reloader};
 use h2hop::upgrade::Protocols;
 
+use crate::config_file::{self, ConfigError};
+use crate::live_routing::RoutingReload;
 use crate::routes;
 use crate::upstream::{UpstreamConfig, UpstreamTls};
 
@@ -83,6 +86,15 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// From `--config`: the clusters and the routes to them.
     pub routing: Option<Routing>,
+    /// The `--config` file [`Config::routing`] was read from: a reload
+    /// (SIGHUP, [`Config::routing_reload`]) reads it again.
+    pub config_file: Option<PathBuf>,
+    /// How often the front reads [`Config::config_file`] to reload it when
+    /// its content changed; `None` (the default): only on request.
+    pub config_watch_interval: Option<Duration>,
+    /// Reloads the routing of the front that runs with this configuration
+    /// ([`RoutingReload::reload`]); clones share it.
+    pub routing_reload: RoutingReload,
     /// Bound on the wait for the sidecar's response head to a plain request.
     pub response_timeout: Duration,
     /// Bound on the wait for the sidecar's answer to an upgrade.
@@ -144,6 +156,9 @@ impl Default for Config {
         Self {
             upstream: UpstreamConfig::default(),
             routing: None,
+            config_file: None,
+            config_watch_interval: None,
+            routing_reload: RoutingReload::default(),
             response_timeout: defaults::RESPONSE_TIMEOUT,
             upgrade_timeout: defaults::UPGRADE_TIMEOUT,
             tunnel_idle_timeout: defaults::TUNNEL_IDLE_TIMEOUT,
@@ -187,6 +202,16 @@ impl Config {
 }
 
 impl Config {
+    /// Reads the `--config` file at `path` into [`Config::routing`], its
+    /// endpoints with the timeouts of [`Config::upstream`], and keeps the
+    /// path for reloads.
+    pub fn use_config_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let file = config_file::load(path)?;
+        self.routing = Some(file.into_routing(&self.upstream));
+        self.config_file = Some(path.to_path_buf());
+        Ok(())
+    }
+
     /// What SIGHUP reloads: every TLS configuration read from files (the
     /// flags' sidecar TLS, each `--config` cluster's, the client-facing
     /// certificate), each once.

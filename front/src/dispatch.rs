@@ -18,6 +18,7 @@ use tracing::{Instrument as _, debug, debug_span, warn};
 use crate::classify::{self, Class, Rejection};
 use crate::client_limits::InFlight;
 use crate::context::{Context, ResponseBody};
+use crate::live_routing::Snapshot;
 use crate::routes::Route;
 use crate::{forward, tunnel};
 
@@ -46,7 +47,11 @@ pub(crate) async fn handle(
             host.to_str().ok()
         })
         .unwrap_or("");
-    let route = context.routes.find(authority, request.uri().path());
+    // One snapshot for the whole request: a reload meanwhile changes the
+    // next request, not this one.
+    let snapshot = context.routing.load();
+    let routing: &Snapshot = &snapshot;
+    let route = routing.routes.find(authority, request.uri().path());
     let access_kind = match class {
         Class::Tunnel(_) => access::Kind::Tunnel,
         _ => access::Kind::Request,
@@ -61,7 +66,7 @@ pub(crate) async fn handle(
     let version = request.version();
     let span = debug_span!("stream", kind, ?version, %authority, path = request.uri().path());
     async move {
-        let response = answer(context, class, route, request, &mut entry).await;
+        let response = answer(context, class, route, routing, request, &mut entry).await;
         if let Some(entry) = &mut entry {
             entry.status(response.status());
         }
@@ -81,6 +86,7 @@ async fn answer(
     context: &Context,
     class: Class,
     route: Option<&Route>,
+    routing: &Snapshot,
     request: Request<Incoming>,
     entry: &mut Option<Entry>,
 ) -> Response<ResponseBody> {
@@ -98,7 +104,7 @@ async fn answer(
         debug!("no route");
         return text(StatusCode::NOT_FOUND, "no route for this host and path");
     };
-    let cluster = &context.clusters[route.cluster];
+    let cluster = &*routing.clusters[route.cluster];
     if let Some(entry) = entry {
         entry.route(cluster.shared_name());
     }

@@ -27,8 +27,7 @@ use tracing::{debug, warn};
 use crate::client_http::{ClientSettings, serve_h1, serve_h2};
 use crate::client_limits::{AddressPlace, PerAddress};
 use crate::context::Context;
-use crate::routes::RouteTable;
-use crate::upstream::Cluster;
+use crate::live_routing::{self, LiveRouting, Snapshot};
 use crate::{Config, Listeners};
 
 /// Accepts connections on `plain` (HTTP/1.1) and, when the configuration
@@ -50,22 +49,22 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         max_streams: config.client_max_streams,
     };
     let client_tls = config.client_tls.clone();
-    let (clusters, routes) = match config.routing {
-        Some(routing) => {
-            let clusters = routing.clusters.into_iter();
-            let clusters =
-                clusters.map(|(name, endpoints)| Cluster::new(name, endpoints, metrics.clone()));
-            (clusters.collect(), routing.routes)
-        }
-        None => {
-            let name = config.upstream.addr.clone();
-            let cluster = Cluster::new(name, vec![config.upstream], metrics.clone());
-            (vec![cluster], RouteTable::single(0))
-        }
-    };
+    let flags = config.upstream.clone();
+    let snapshot = Snapshot::initial(config.routing, config.upstream, &metrics);
+    let routing = Arc::new(LiveRouting::new(snapshot));
+    let reload = config.routing_reload.clone();
+    reload.attach(
+        config.config_file.clone(),
+        flags,
+        routing.clone(),
+        metrics.clone(),
+    );
+    if let (Some(file), Some(every)) = (&config.config_file, config.config_watch_interval) {
+        let stop = drain.begun().clone();
+        tokio::spawn(live_routing::watch(reload, file.clone(), every, stop));
+    }
     let context = Arc::new(Context {
-        clusters,
-        routes,
+        routing,
         response_timeout: config.response_timeout,
         upgrade_timeout: config.upgrade_timeout,
         tunnel_timeouts: relay::Timeouts {
@@ -210,14 +209,15 @@ async fn refuse_connection(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
-/// `/readyz`: some sidecar of some cluster has a usable connection, or
-/// takes a new one now.
+/// `/readyz`: some sidecar of some cluster (of the routing in use) has a
+/// usable connection, or takes a new one now.
 fn sidecar_usable(context: Arc<Context>) -> Readiness {
     Arc::new(move || {
         let context = context.clone();
         Box::pin(async move {
             let mut reasons = Vec::new();
-            for cluster in &context.clusters {
+            let routing = context.routing.load();
+            for cluster in &routing.clusters {
                 for endpoint in cluster.endpoints() {
                     match endpoint.ready().await {
                         Ok(()) => return Ok(()),
