@@ -61,7 +61,10 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
     );
     if let (Some(file), Some(every)) = (&config.config_file, config.config_watch_interval) {
         let stop = drain.begun().clone();
-        tokio::spawn(live_routing::watch(reload, file.clone(), every, stop));
+        // Read before serving, so that a change from now on is seen.
+        let loaded = std::fs::read(file).ok();
+        let watch = live_routing::watch(reload, file.clone(), loaded, every, stop);
+        tokio::spawn(watch);
     }
     let context = Arc::new(Context {
         routing,

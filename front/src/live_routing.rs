@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use h2hop::metrics::Metrics;
+use h2hop::metrics::{Metrics, ReloadResult};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -207,10 +207,19 @@ impl RoutingReload {
         Ok(summary)
     }
 
-    /// [`RoutingReload::reload`], with its outcome logged: what changed,
-    /// or why nothing did. True when the new routing is in use.
+    /// [`RoutingReload::reload`], with its outcome logged (what changed,
+    /// or why nothing did) and counted in `h2hop_config_reloads_total`.
+    /// True when the new routing is in use.
     pub fn reload_and_log(&self) -> bool {
-        match self.reload() {
+        let result = self.reload();
+        if let Some(attached) = self.lock().as_ref() {
+            let counted = match result {
+                Ok(_) => ReloadResult::Ok,
+                Err(_) => ReloadResult::Failed,
+            };
+            attached.metrics.config_reloaded(counted);
+        }
+        match result {
             Ok(summary) => {
                 info!(
                     added = ?summary.added,
@@ -363,8 +372,8 @@ async fn reload_off_workers(reload: &RoutingReload) {
     }
 }
 
-/// Reads `file` every `every` and reloads when its content changed
-/// (content, not modification time: a touch alone reloads nothing, and
+/// Reads `file` every `every` and reloads when its content changed from
+/// the last one seen, `loaded` at first (content, not modification time: a touch alone reloads nothing, and
 /// two writes within the clock's granularity are not missed). A file that
 /// cannot be read is skipped until it can (an editor or a ConfigMap
 /// swapping it in place); a bad content is reported once, and the next
@@ -372,10 +381,11 @@ async fn reload_off_workers(reload: &RoutingReload) {
 pub(crate) async fn watch(
     reload: RoutingReload,
     file: PathBuf,
+    loaded: Option<Vec<u8>>,
     every: Duration,
     stop: CancellationToken,
 ) {
-    let mut seen = read(&file).await;
+    let mut seen = loaded;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -400,5 +410,112 @@ async fn read(file: &Path) -> Option<Vec<u8>> {
             debug!(file = %file.display(), error = %err, "configuration file not readable now");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config_file;
+
+    fn metrics() -> Arc<Metrics> {
+        Metrics::new("sidecar", "connections", "streams")
+    }
+
+    /// The routing of `text`, TLS paths read from `dir`.
+    fn routing(text: &str, dir: &Path) -> Routing {
+        let file = config_file::parse(text, dir).unwrap();
+        file.into_routing(&UpstreamConfig::default())
+    }
+
+    fn h2c(name: &str, endpoint: &str) -> String {
+        format!("[[cluster]]\nname = \"{name}\"\nendpoints = [\"{endpoint}\"]\nh2c = true\n\n")
+    }
+
+    fn find<'a>(snapshot: &'a Snapshot, name: &str) -> &'a Arc<Cluster> {
+        let found = snapshot.clusters.iter().find(|c| c.name() == name);
+        found.unwrap()
+    }
+
+    /// An unchanged cluster is the same object; a changed endpoint makes a
+    /// new one; new and missing names are added and removed; the routes
+    /// index the new cluster order.
+    #[test]
+    fn rebuild_keeps_unchanged_clusters_and_reports_the_rest() {
+        let dir = Path::new("/nonexistent");
+        let before = format!(
+            "{}{}{}[[route]]\ncluster = \"gone\"\n",
+            h2c("same", "a:1"),
+            h2c("moved", "b:1"),
+            h2c("gone", "c:1")
+        );
+        let old = Snapshot::initial(
+            Some(routing(&before, dir)),
+            UpstreamConfig::default(),
+            &metrics(),
+        );
+        let after = format!(
+            "{}{}{}[[route]]\ncluster = \"same\"\n",
+            h2c("new", "d:1"),
+            h2c("moved", "b:2"),
+            h2c("same", "a:1")
+        );
+        let (new, summary) = rebuild(routing(&after, dir), &old, &metrics());
+        let expected = ReloadSummary {
+            added: vec!["new".to_owned()],
+            kept: vec!["same".to_owned()],
+            replaced: vec!["moved".to_owned()],
+            removed: vec!["gone".to_owned()],
+            routes: 1,
+        };
+        assert_eq!(summary, expected);
+        assert!(Arc::ptr_eq(find(&old, "same"), find(&new, "same")));
+        assert!(!Arc::ptr_eq(find(&old, "moved"), find(&new, "moved")));
+        assert_eq!(new.clusters[2].name(), "same");
+        assert_eq!(new.routes.find("x", "/").unwrap().cluster, 2);
+    }
+
+    /// TLS clusters: the same files and server name keep the cluster
+    /// (loaded twice, they are two configurations); another server name
+    /// or h2c instead replaces it.
+    #[test]
+    fn tls_clusters_compare_by_files_and_server_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = h2hop_certs::DevPki::generate(&["sidecar.internal".to_owned()]).unwrap();
+        pki.write_to(dir.path(), false).unwrap();
+        let tls = "[[cluster]]\nname = \"t\"\nendpoints = [\"sidecar.internal:1\"]\n\
+                   ca = \"ca.pem\"\ncert = \"front.pem\"\nkey = \"front-key.pem\"\n\n\
+                   [[route]]\ncluster = \"t\"\n";
+        let old = Snapshot::initial(
+            Some(routing(tls, dir.path())),
+            UpstreamConfig::default(),
+            &metrics(),
+        );
+        let (_, summary) = rebuild(routing(tls, dir.path()), &old, &metrics());
+        assert_eq!(summary.kept, ["t"]);
+        let renamed = tls.replace(
+            "\n\n[[route]]",
+            "\nserver_name = \"other.internal\"\n\n[[route]]",
+        );
+        let (_, summary) = rebuild(routing(&renamed, dir.path()), &old, &metrics());
+        assert_eq!(summary.replaced, ["t"]);
+        let cleartext = format!(
+            "{}[[route]]\ncluster = \"t\"\n",
+            h2c("t", "sidecar.internal:1")
+        );
+        let (_, summary) = rebuild(routing(&cleartext, dir.path()), &old, &metrics());
+        assert_eq!(summary.replaced, ["t"]);
+    }
+
+    /// Before the front runs, and for a front without a file, a reload
+    /// says why it did nothing.
+    #[test]
+    fn a_reload_without_a_front_or_a_file_says_so() {
+        let reload = RoutingReload::default();
+        assert!(matches!(reload.reload(), Err(ReloadError::NotServing)));
+        let snapshot = Snapshot::initial(None, UpstreamConfig::default(), &metrics());
+        let live = Arc::new(LiveRouting::new(snapshot));
+        reload.attach(None, UpstreamConfig::default(), live, metrics());
+        assert!(matches!(reload.reload(), Err(ReloadError::NoConfigFile)));
     }
 }

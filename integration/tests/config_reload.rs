@@ -203,6 +203,7 @@ fn only_b(b: &Backend) -> String {
 struct Front {
     addr: SocketAddr,
     reload: RoutingReload,
+    metrics: Arc<h2hop::metrics::Metrics>,
     file: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -216,6 +217,7 @@ impl Front {
         config.use_config_file(&file).unwrap();
         config.config_watch_interval = watch;
         let reload = config.routing_reload.clone();
+        let metrics = config.metrics.clone();
         let listener = loopback().await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(h2hop_front::run(
@@ -226,6 +228,7 @@ impl Front {
         Front {
             addr,
             reload,
+            metrics,
             file,
             _dir: dir,
         }
@@ -431,6 +434,18 @@ async fn a_bad_file_changes_nothing_and_is_logged() {
         assert!(line.contains("kept=[\"a\", \"b\"]"), "{line}");
         assert_eq!(get(front.addr, "/good").await, 200);
         assert_eq!((a.saw("/good"), b.saw("/good")), (0, 1));
+        // Only the logged reloads count.
+        let text = front.metrics.encode();
+        let counted = |result: &str| {
+            let series = format!("h2hop_config_reloads_total{{result=\"{result}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(series.as_str())?.parse::<u32>().ok())
+        };
+        assert_eq!(
+            (counted("ok"), counted("failed")),
+            (Some(1), Some(3)),
+            "{text}"
+        );
     })
     .await;
 }
