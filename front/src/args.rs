@@ -270,6 +270,7 @@ impl Args {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::time::Duration;
 
     use super::*;
@@ -358,6 +359,31 @@ mod tests {
         assert_eq!((report.reloaded, report.failed), (2, 0));
         let h2c = Args::try_parse_from(["h2hop-front", "--h2c"]).unwrap();
         assert!(h2c.config().unwrap().reloader().is_empty());
+    }
+
+    /// Off by default; a duration turns the watcher on, and needs --config.
+    #[test]
+    fn config_watch_interval_is_off_unless_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("front.toml");
+        let text = "[[cluster]]\nname = \"w\"\nendpoints = [\"w:1\"]\nh2c = true\n\n[[route]]\ncluster = \"w\"\n";
+        std::fs::write(&path, text).unwrap();
+        let path = path.display().to_string();
+        let args = Args::try_parse_from(["h2hop-front", "--config", &path]).unwrap();
+        let config = args.config().unwrap();
+        assert_eq!(config.config_watch_interval, None);
+        assert_eq!(config.config_file.as_deref(), Some(Path::new(&path)));
+        let watched = [
+            "h2hop-front",
+            "--config",
+            &path,
+            "--config-watch-interval",
+            "2s",
+        ];
+        let config = Args::try_parse_from(watched).unwrap().config().unwrap();
+        assert_eq!(config.config_watch_interval, Some(Duration::from_secs(2)));
+        let without_file = ["h2hop-front", "--h2c", "--config-watch-interval", "2s"];
+        assert!(Args::try_parse_from(without_file).is_err());
     }
 
     #[test]
