@@ -47,8 +47,9 @@ pub(crate) async fn handle(
             host.to_str().ok()
         })
         .unwrap_or("");
-    // One snapshot for the whole request: a reload meanwhile changes the
-    // next request, not this one.
+    // One routing snapshot per request, held until its answer's head: a
+    // reload meanwhile changes the next request, not this one. An open
+    // tunnel or a streaming body holds its stream, not the snapshot.
     let snapshot = context.routing.load();
     let routing: &Snapshot = &snapshot;
     let route = routing.routes.find(authority, request.uri().path());
