@@ -14,22 +14,23 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use h2hop_front::{ReloadError, ReloadSummary, RoutingReload};
 use h2hop_integration::app::TestApp;
 use h2hop_integration::binaries;
 use h2hop_integration::client::{self, close_handshake, echo_roundtrip, raw_request, ws_connect};
+use h2hop_integration::h2_tap::{self, Tapped};
 use h2hop_integration::harness::{loopback, within};
 use h2hop_integration::logs::Captured;
 use h2hop_integration::process::{Process, Signal};
 use h2hop_integration::wait::{eventually, eventually_async};
 use http::{Method, StatusCode};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -37,40 +38,12 @@ use tokio_util::sync::CancellationToken;
 /// a log line, a reload seen by the watcher).
 const SOON: Duration = Duration::from_secs(5);
 
-/// HTTP/2 frame type GOAWAY (RFC 9113 §6.8).
-const GOAWAY: u8 = 0x7;
-
-/// What a backend's forwarder saw of the front's connections.
-#[derive(Default)]
-struct Seen {
-    /// Connections the front opened.
-    accepted: AtomicUsize,
-    /// Of those, still open.
-    open: AtomicUsize,
-    /// The error code of each GOAWAY the front sent.
-    goaways: Mutex<Vec<u32>>,
-}
-
-impl Seen {
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-
-    fn open(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
-    }
-
-    fn goaways(&self) -> Vec<u32> {
-        self.goaways.lock().unwrap().clone()
-    }
-}
-
 /// A cluster's one endpoint: an app behind an h2c sidecar, reached at
-/// `addr` through a counting forwarder.
+/// `addr` through a forwarder that sees the front's connections.
 struct Backend {
     app: TestApp,
     addr: SocketAddr,
-    seen: Arc<Seen>,
+    seen: Arc<Tapped>,
 }
 
 impl Backend {
@@ -86,8 +59,8 @@ impl Backend {
         ));
         let forwarder = loopback().await.unwrap();
         let addr = forwarder.local_addr().unwrap();
-        let seen = Arc::new(Seen::default());
-        tokio::spawn(forward(
+        let seen = Arc::new(Tapped::default());
+        tokio::spawn(h2_tap::forward(
             forwarder,
             sidecar_addr,
             seen.clone(),
@@ -100,82 +73,6 @@ impl Backend {
     fn saw(&self, path: &str) -> usize {
         let requests = self.app.requests();
         requests.iter().filter(|r| r.uri.path() == path).count()
-    }
-}
-
-/// Accepts the front's connections and relays them to `target`, counting
-/// them and reading the frames the front sends.
-async fn forward(
-    listener: TcpListener,
-    target: SocketAddr,
-    seen: Arc<Seen>,
-    stop: CancellationToken,
-) {
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((inbound, _)) = accepted else { continue };
-        seen.accepted.fetch_add(1, Ordering::SeqCst);
-        seen.open.fetch_add(1, Ordering::SeqCst);
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            if let Ok(outbound) = TcpStream::connect(target).await {
-                let (mut from_front, mut to_front) = inbound.into_split();
-                let (mut from_sidecar, mut to_sidecar) = outbound.into_split();
-                let up = async {
-                    let mut frames = Frames::default();
-                    let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n @ 1..) = from_front.read(&mut buf).await {
-                        frames.feed(&buf[..n], &seen);
-                        if to_sidecar.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to_sidecar.shutdown().await;
-                };
-                let down = async {
-                    let _ = tokio::io::copy(&mut from_sidecar, &mut to_front).await;
-                    let _ = to_front.shutdown().await;
-                };
-                tokio::join!(up, down);
-            }
-            seen.open.fetch_sub(1, Ordering::SeqCst);
-        });
-    }
-}
-
-/// The client's side of an HTTP/2 connection, frame by frame: the
-/// preface, then 9-byte frame headers (RFC 9113 §3.4, §4.1).
-#[derive(Default)]
-struct Frames {
-    buffer: Vec<u8>,
-    past_preface: bool,
-}
-
-impl Frames {
-    fn feed(&mut self, bytes: &[u8], seen: &Seen) {
-        self.buffer.extend_from_slice(bytes);
-        if !self.past_preface {
-            if self.buffer.len() < 24 {
-                return;
-            }
-            self.buffer.drain(..24);
-            self.past_preface = true;
-        }
-        while self.buffer.len() >= 9 {
-            let length = u32::from_be_bytes([0, self.buffer[0], self.buffer[1], self.buffer[2]]);
-            let end = 9 + length as usize;
-            if self.buffer.len() < end {
-                return;
-            }
-            if self.buffer[3] == GOAWAY && length >= 8 {
-                let code: [u8; 4] = self.buffer[13..17].try_into().unwrap();
-                seen.goaways.lock().unwrap().push(u32::from_be_bytes(code));
-            }
-            self.buffer.drain(..end);
-        }
     }
 }
 
@@ -245,70 +142,91 @@ async fn get(front: SocketAddr, path: &str) -> u16 {
     raw_request(front, &head).await.unwrap().status
 }
 
-/// Plain GETs in a loop on one keep-alive client connection, each to a
-/// path of its own, until [`PlainLoop::finish`].
-struct PlainLoop {
-    answered: Arc<AtomicUsize>,
+/// Work repeated in a background task until [`Looping::finish`]: how
+/// many rounds went through, and what the task hands back.
+struct Looping<T> {
+    done: Arc<AtomicUsize>,
     stop: CancellationToken,
-    task: JoinHandle<Vec<String>>,
+    task: JoinHandle<T>,
 }
 
-impl PlainLoop {
-    async fn start(front: SocketAddr) -> PlainLoop {
-        let answered = Arc::new(AtomicUsize::new(0));
-        let stop = CancellationToken::new();
-        let (count, stopped) = (answered.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            let mut failures = Vec::new();
-            let mut sender = client::http1_connect(front).await.unwrap();
-            let mut n = 0;
-            while !stopped.is_cancelled() {
-                n += 1;
-                let path = format!("/plain/{n}");
-                let request = client::request(Method::GET, front, &path, client::full("")).unwrap();
-                match sender.send_request(request).await {
-                    Ok(response) if response.status() == StatusCode::OK => {
-                        client::body_bytes(response).await.unwrap();
-                        count.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Ok(response) => failures.push(format!("{path}: {}", response.status())),
-                    Err(err) => {
-                        failures.push(format!("{path}: {err}"));
-                        break;
-                    }
-                }
-                // Paces the loop; nothing waits on this pause.
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            failures
-        });
-        let plain = PlainLoop {
-            answered,
-            stop,
-            task,
-        };
-        plain.wait_for_more(3).await;
-        plain
-    }
-
+impl<T> Looping<T> {
+    /// Waits until `more` further rounds went through, for at most [`SOON`].
     async fn wait_for_more(&self, more: usize) {
-        let target = self.answered.load(Ordering::SeqCst) + more;
+        let target = self.done.load(Ordering::SeqCst) + more;
         let done = eventually(SOON, || {
-            self.task.is_finished() || self.answered.load(Ordering::SeqCst) >= target
+            self.task.is_finished() || self.done.load(Ordering::SeqCst) >= target
         });
-        assert!(done.await, "{more} more plain answers within {SOON:?}");
-        assert!(!self.task.is_finished(), "the plain loop ended early");
+        assert!(done.await, "{more} more rounds within {SOON:?}");
+        assert!(!self.task.is_finished(), "the loop ended early");
     }
 
-    /// Stops the loop: how many were answered, and the failures.
-    async fn finish(self) -> (usize, Vec<String>) {
+    /// Stops the loop: the rounds done, and what the task returned.
+    async fn finish(self) -> (usize, T) {
         self.stop.cancel();
-        let failures = self.task.await.unwrap();
-        (self.answered.load(Ordering::SeqCst), failures)
+        let returned = self.task.await.unwrap();
+        (self.done.load(Ordering::SeqCst), returned)
     }
 }
 
-/// Plain requests the app of `backend` answered from a [`PlainLoop`].
+/// Plain GETs in a loop on one keep-alive client connection, each to a
+/// path of its own (`/plain/{lane}/{n}`); the task returns the failures.
+async fn plain_loop(front: SocketAddr, lane: usize) -> Looping<Vec<String>> {
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let (count, stopped) = (done.clone(), stop.clone());
+    let task = tokio::spawn(async move {
+        let mut failures = Vec::new();
+        let mut sender = client::http1_connect(front).await.unwrap();
+        let mut n = 0;
+        while !stopped.is_cancelled() {
+            n += 1;
+            let path = format!("/plain/{lane}/{n}");
+            let request = client::request(Method::GET, front, &path, client::full("")).unwrap();
+            match sender.send_request(request).await {
+                Ok(response) if response.status() == StatusCode::OK => {
+                    client::body_bytes(response).await.unwrap();
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(response) => failures.push(format!("{path}: {}", response.status())),
+                Err(err) => {
+                    failures.push(format!("{path}: {err}"));
+                    break;
+                }
+            }
+            // Paces the loop; nothing waits on this pause.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        failures
+    });
+    let looping = Looping { done, stop, task };
+    looping.wait_for_more(3).await;
+    looping
+}
+
+/// A tunnel echoing one message after another; any lost or wrong echo
+/// fails the task, which returns the tunnel, still open.
+async fn echo_loop(front: SocketAddr) -> Looping<WebSocketStream<TcpStream>> {
+    let (mut ws, _) = ws_connect(front, "/ws/old", &[]).await.unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let (count, stopped) = (done.clone(), stop.clone());
+    let task = tokio::spawn(async move {
+        while !stopped.is_cancelled() {
+            let n = count.load(Ordering::SeqCst);
+            echo(&mut ws, &format!("message {n}")).await;
+            count.fetch_add(1, Ordering::SeqCst);
+            // Paces the loop; nothing waits on this pause.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        ws
+    });
+    let looping = Looping { done, stop, task };
+    looping.wait_for_more(3).await;
+    looping
+}
+
+/// Plain requests the app of `backend` answered from a [`plain_loop`].
 fn plain_seen(backend: &Backend) -> usize {
     let requests = backend.app.requests();
     let plain = requests
@@ -318,15 +236,16 @@ fn plain_seen(backend: &Backend) -> usize {
 }
 
 /// One echo on `ws`, checked.
-async fn echo(ws: &mut tokio_tungstenite::WebSocketStream<TcpStream>, text: &str) {
+async fn echo(ws: &mut WebSocketStream<TcpStream>, text: &str) {
     let echoed = echo_roundtrip(ws, Message::text(text)).await.unwrap();
     assert_eq!(echoed, Message::text(text));
 }
 
-/// A route moved from cluster `a` to cluster `b` under open tunnels and a
-/// plain request loop: no request fails, the tunnels keep echoing, new
-/// requests and tunnels go to `b`; `a`, kept, keeps its one connection,
-/// and takes requests on it again once routed to.
+/// A route moved from cluster `a` to cluster `b` under open tunnels (one
+/// echoing throughout) and three plain request loops: no request fails,
+/// the tunnels keep echoing, new requests and tunnels go to `b`; `a`,
+/// kept, keeps its one connection, and takes requests on it again once
+/// routed to.
 #[tokio::test]
 async fn a_route_moves_under_live_traffic_and_nothing_is_lost() {
     within(async {
@@ -335,14 +254,18 @@ async fn a_route_moves_under_live_traffic_and_nothing_is_lost() {
         let (a, b) = (Backend::start(&stop).await, Backend::start(&stop).await);
         let front = Front::start(&both_clusters(&a, &b, "a"), None, &stop).await;
 
-        let mut tunnels = Vec::new();
-        for _ in 0..3 {
+        let echoing = echo_loop(front.addr).await;
+        let mut idle = Vec::new();
+        for _ in 0..2 {
             let (ws, _) = ws_connect(front.addr, "/ws/old", &[]).await.unwrap();
-            tunnels.push(ws);
+            idle.push(ws);
         }
         assert_eq!((a.saw("/ws/old"), b.saw("/ws/old")), (3, 0));
-        let plain = PlainLoop::start(front.addr).await;
-        assert!(plain_seen(&a) >= 3 && plain_seen(&b) == 0);
+        let mut plain = Vec::new();
+        for lane in 0..3 {
+            plain.push(plain_loop(front.addr, lane).await);
+        }
+        assert!(plain_seen(&a) >= 9 && plain_seen(&b) == 0);
 
         front.write(&both_clusters(&a, &b, "b"));
         let summary = front.reload.reload().unwrap();
@@ -353,22 +276,35 @@ async fn a_route_moves_under_live_traffic_and_nothing_is_lost() {
         };
         assert_eq!(summary, expected);
 
-        let moved = eventually(SOON, || plain_seen(&b) >= 5).await;
-        assert!(moved, "the plain loop's requests did not reach b");
+        // Every lane's next requests go to b, and none to a any more.
+        for lane in &plain {
+            lane.wait_for_more(2).await;
+        }
         let on_a = plain_seen(&a);
-        plain.wait_for_more(5).await;
+        let on_b = plain_seen(&b);
+        assert!(on_b >= 6, "{on_b} plain requests reached b");
+        for lane in &plain {
+            lane.wait_for_more(5).await;
+        }
         assert_eq!(plain_seen(&a), on_a, "a request went to a after the reload");
-        for (i, ws) in tunnels.iter_mut().enumerate() {
+        assert!(plain_seen(&b) >= on_b + 15);
+        echoing.wait_for_more(5).await;
+        for (i, ws) in idle.iter_mut().enumerate() {
             echo(ws, &format!("still open {i}")).await;
         }
         let (mut new_ws, _) = ws_connect(front.addr, "/ws/new", &[]).await.unwrap();
         echo(&mut new_ws, "new").await;
         assert_eq!((a.saw("/ws/new"), b.saw("/ws/new")), (0, 1));
 
-        let (answered, failures) = plain.finish().await;
-        assert!(failures.is_empty(), "failed requests: {failures:?}");
-        assert!(answered >= 13, "{answered} answered");
-        for ws in &mut tunnels {
+        for lane in plain {
+            let (answered, failures) = lane.finish().await;
+            assert!(failures.is_empty(), "failed requests: {failures:?}");
+            assert!(answered >= 10, "{answered} answered");
+        }
+        let (echoed, mut ws) = echoing.finish().await;
+        assert!(echoed >= 8, "{echoed} echoed");
+        echo(&mut ws, "last").await;
+        for ws in &mut idle {
             echo(ws, "last").await;
         }
         // Kept: a's connection stayed up, unused, and serves again.
@@ -377,11 +313,8 @@ async fn a_route_moves_under_live_traffic_and_nothing_is_lost() {
         front.reload.reload().unwrap();
         assert_eq!(get(front.addr, "/back").await, 200);
         assert_eq!((a.saw("/back"), b.saw("/back")), (1, 0));
-        assert_eq!(
-            a.seen.accepted(),
-            1,
-            "a kept cluster opened a new connection"
-        );
+        let accepted = a.seen.accepted();
+        assert_eq!(accepted, 1, "a kept cluster opened a new connection");
         assert_eq!(b.seen.accepted(), 1);
         assert!(a.seen.goaways().is_empty(), "{:?}", a.seen.goaways());
     })
