@@ -14,6 +14,8 @@
 //! 5. [`upstream`]: the HTTP/2 connections, TLS with ALPN `h2` or h2c.
 //!
 //! [`context`] holds what the request stages share; it calls none of them.
+//! [`live_routing`] holds the clusters and routes in use, and swaps in new
+//! ones when the `--config` file is reloaded (SIGHUP, or its watcher).
 //!
 //! [`run`] takes an already-bound listener and a cancellation token; only
 //! `main` binds, reads signals and picks the exit code.
