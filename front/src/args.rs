@@ -16,7 +16,7 @@ use rustls::pki_types::ServerName;
 
 use crate::client_fields::{ClientFields, ForwardedFields};
 use crate::config::{Config, defaults};
-use crate::config_file::{self, ConfigError};
+use crate::config_file::ConfigError;
 use crate::edge_tls_config::{self, EdgeTlsError, EdgeTlsFlags};
 use crate::proxy_header::{ProxyMode, ProxyProtocol};
 use crate::upstream::{UpstreamConfig, UpstreamTls};
@@ -75,6 +75,16 @@ pub struct Args {
     /// README); replaces --sidecar and its TLS flags.
     #[arg(long, env = "H2HOP_FRONT_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Also reload --config when its content changes, checked this often;
+    /// 0s (the default) reloads only on SIGHUP. TLS files are reloaded on
+    /// SIGHUP only.
+    #[arg(
+        long,
+        env = "H2HOP_FRONT_CONFIG_WATCH_INTERVAL",
+        default_value = "0s",
+        requires = "config"
+    )]
+    pub config_watch_interval: humantime::Duration,
     /// Validate the flags and --config, print a summary, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -286,13 +296,16 @@ impl Args {
         };
         let mut certificates = Vec::new();
         if let Some(path) = &self.config {
-            let mut file = config_file::load(path).map_err(|source| ArgsError::ConfigFile {
-                path: path.clone(),
-                source,
-            })?;
-            certificates = std::mem::take(&mut file.certificates);
-            config.routing = Some(file.into_routing(&config.upstream));
+            certificates =
+                config
+                    .use_config_file(path)
+                    .map_err(|source| ArgsError::ConfigFile {
+                        path: path.clone(),
+                        source,
+                    })?;
         }
+        config.config_watch_interval = Some(self.config_watch_interval.into())
+            .filter(|every: &std::time::Duration| !every.is_zero());
         config.response_timeout = self.response_timeout.into();
         config.upgrade_timeout = self.upgrade_timeout.into();
         config.tunnel_idle_timeout = self.tunnel_idle_timeout.into();
@@ -379,6 +392,7 @@ impl Args {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::time::Duration;
 
     use super::*;
@@ -467,6 +481,31 @@ mod tests {
         assert_eq!((report.reloaded, report.failed), (2, 0));
         let h2c = Args::try_parse_from(["h2hop-front", "--h2c"]).unwrap();
         assert!(h2c.config().unwrap().reloader().is_empty());
+    }
+
+    /// Off by default; a duration turns the watcher on, and needs --config.
+    #[test]
+    fn config_watch_interval_is_off_unless_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("front.toml");
+        let text = "[[cluster]]\nname = \"w\"\nendpoints = [\"w:1\"]\nh2c = true\n\n[[route]]\ncluster = \"w\"\n";
+        std::fs::write(&path, text).unwrap();
+        let path = path.display().to_string();
+        let args = Args::try_parse_from(["h2hop-front", "--config", &path]).unwrap();
+        let config = args.config().unwrap();
+        assert_eq!(config.config_watch_interval, None);
+        assert_eq!(config.config_file.as_deref(), Some(Path::new(&path)));
+        let watched = [
+            "h2hop-front",
+            "--config",
+            &path,
+            "--config-watch-interval",
+            "2s",
+        ];
+        let config = Args::try_parse_from(watched).unwrap().config().unwrap();
+        assert_eq!(config.config_watch_interval, Some(Duration::from_secs(2)));
+        let without_file = ["h2hop-front", "--h2c", "--config-watch-interval", "2s"];
+        assert!(Args::try_parse_from(without_file).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! ships named in [`defaults`] (the flags in [`crate::args`] take theirs
 //! from there too). Built by `args`, read by [`crate::listener`].
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,9 @@ use h2hop::tls::reload::{Reloadable, Reloader};
 use h2hop::upgrade::Protocols;
 
 use crate::client_fields::ClientFields;
+use crate::config_file::{self, ConfigError};
+use crate::edge_tls_config::CertificateEntry;
+use crate::live_routing::RoutingReload;
 use crate::proxy_header::ProxyProtocol;
 use crate::routes;
 use crate::upstream::{UpstreamConfig, UpstreamTls};
@@ -85,6 +89,15 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// From `--config`: the clusters and the routes to them.
     pub routing: Option<Routing>,
+    /// The `--config` file [`Config::routing`] was read from: a reload
+    /// (SIGHUP, [`Config::routing_reload`]) reads it again.
+    pub config_file: Option<PathBuf>,
+    /// How often the front reads [`Config::config_file`] to reload it when
+    /// its content changed; `None` (the default): only on request.
+    pub config_watch_interval: Option<Duration>,
+    /// Reloads the routing of the front that runs with this configuration
+    /// ([`RoutingReload::reload`]); clones share it.
+    pub routing_reload: RoutingReload,
     /// Bound on the wait for the sidecar's response head to a plain request.
     pub response_timeout: Duration,
     /// Bound on the wait for the sidecar's answer to an upgrade.
@@ -151,6 +164,9 @@ impl Default for Config {
         Self {
             upstream: UpstreamConfig::default(),
             routing: None,
+            config_file: None,
+            config_watch_interval: None,
+            routing_reload: RoutingReload::default(),
             response_timeout: defaults::RESPONSE_TIMEOUT,
             upgrade_timeout: defaults::UPGRADE_TIMEOUT,
             tunnel_idle_timeout: defaults::TUNNEL_IDLE_TIMEOUT,
@@ -196,6 +212,18 @@ impl Config {
 }
 
 impl Config {
+    /// Reads the `--config` file at `path` into [`Config::routing`], its
+    /// endpoints with the timeouts of [`Config::upstream`], and keeps the
+    /// path for reloads. Returns the file's `[[certificate]]` tables, for
+    /// the TLS listener.
+    pub fn use_config_file(&mut self, path: &Path) -> Result<Vec<CertificateEntry>, ConfigError> {
+        let mut file = config_file::load(path)?;
+        let certificates = std::mem::take(&mut file.certificates);
+        self.routing = Some(file.into_routing(&self.upstream));
+        self.config_file = Some(path.to_path_buf());
+        Ok(certificates)
+    }
+
     /// What SIGHUP reloads: every TLS configuration read from files (the
     /// flags' sidecar TLS, each `--config` cluster's, the client-facing
     /// certificate), each once.

@@ -1,5 +1,5 @@
 //! The `--config FILE` TOML → validated clusters and a [`RouteTable`],
-//! before any socket is bound. Called when the flags name a file; without
+//! before any socket is bound, and again on each reload. Called when the flags name a file; without
 //! one, the front has a single cluster and [`RouteTable::single`].
 //!
 //! A complete file:
@@ -524,7 +524,8 @@ fn cluster_of(raw: RawCluster, base_dir: &Path) -> Result<ClusterConfig, ConfigE
 
 /// Loads a TLS cluster's files into an [`UpstreamTls`], as
 /// [`crate::args::Args`] does for `--ca`, `--cert` and `--key`. A reload
-/// (SIGHUP) reads these files again; the rest of the file is read once.
+/// (SIGHUP) reads these files again, and the whole file too
+/// ([`crate::live_routing`]).
 fn tls_of(raw: &RawCluster, name: String, base_dir: &Path) -> Result<UpstreamTls, ConfigError> {
     let required = |path: &Option<PathBuf>, key| {
         path.as_deref()

@@ -1,5 +1,5 @@
 //! What every request handler of the front shares: the [`Context`] the
-//! listener builds once (clusters, routes, timeouts, limits, metrics), and
+//! listener builds once (the live routing, timeouts, limits, metrics), and
 //! the shape of every answer ([`ResponseBody`]). Used by [`crate::dispatch`],
 //! [`crate::tunnel`] and [`crate::forward`]; it calls none of them.
 
@@ -20,7 +20,7 @@ use http_body_util::{Either, Full};
 
 use crate::client_fields::ClientFields;
 use crate::error::{Error, UpstreamStep};
-use crate::routes::RouteTable;
+use crate::live_routing::LiveRouting;
 use crate::upstream::Cluster;
 
 /// The body of every response the front writes: its own short texts, or a
@@ -39,9 +39,9 @@ pub fn streamed(body: H2Body) -> ResponseBody {
 
 /// What every request handler shares.
 pub struct Context {
-    /// The sidecar clusters, indexed by the routes.
-    pub clusters: Vec<Cluster>,
-    pub(crate) routes: RouteTable,
+    /// The clusters and routes in use now; a reload swaps them. Each
+    /// request loads them once.
+    pub(crate) routing: Arc<LiveRouting>,
     /// Bound on the sidecar's response head to a plain request.
     pub response_timeout: Duration,
     /// Bound on the sidecar's answer to an upgrade, and on an upgrade body.

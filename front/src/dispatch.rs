@@ -27,6 +27,7 @@ use crate::client_fields::Settled;
 use crate::client_limits::InFlight;
 use crate::context::{Context, ResponseBody};
 use crate::header_rules::Substitutions;
+use crate::live_routing::Snapshot;
 use crate::routes::Route;
 use crate::{forward, tunnel};
 
@@ -61,7 +62,12 @@ pub(crate) async fn handle(
             host.to_str().ok()
         })
         .unwrap_or("");
-    let route = context.routes.find(authority, request.uri().path());
+    // One routing snapshot per request, held until its answer's head: a
+    // reload meanwhile changes the next request, not this one. An open
+    // tunnel or a streaming body holds its stream, not the snapshot.
+    let snapshot = context.routing.load();
+    let routing: &Snapshot = &snapshot;
+    let route = routing.routes.find(authority, request.uri().path());
     let access_kind = match class {
         Class::Tunnel(_) => access::Kind::Tunnel,
         _ => access::Kind::Request,
@@ -77,7 +83,15 @@ pub(crate) async fn handle(
     let version = request.version();
     let span = debug_span!("stream", kind, ?version, %authority, path = request.uri().path());
     async move {
-        let mut response = answer(context, class, route, (&settled, request), &mut entry).await;
+        let mut response = answer(
+            context,
+            class,
+            route,
+            routing,
+            (&settled, request),
+            &mut entry,
+        )
+        .await;
         if context.client_fields.request_id_echo {
             response
                 .headers_mut()
@@ -102,6 +116,7 @@ async fn answer(
     context: &Context,
     class: Class,
     route: Option<&Route>,
+    routing: &Snapshot,
     (settled, request): (&Settled, Request<Incoming>),
     entry: &mut Option<Entry>,
 ) -> Response<ResponseBody> {
@@ -120,7 +135,7 @@ async fn answer(
         return text(StatusCode::NOT_FOUND, "no route for this host and path");
     };
     // Drawn once per request (per tunnel) when the route is weighted.
-    let cluster = &context.clusters[route.cluster.pick()];
+    let cluster = &*routing.clusters[route.cluster.pick()];
     if let Some(entry) = entry {
         entry.route(cluster.shared_name());
     }

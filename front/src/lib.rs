@@ -16,6 +16,8 @@
 //! 5. [`upstream`]: the HTTP/2 connections, TLS with ALPN `h2` or h2c.
 //!
 //! [`context`] holds what the request stages share; it calls none of them.
+//! [`live_routing`] holds the clusters and routes in use, and swaps in new
+//! ones when the `--config` file is reloaded (SIGHUP, or its watcher).
 //!
 //! [`run`] takes an already-bound listener and a cancellation token; only
 //! `main` binds, reads signals and picks the exit code.
@@ -34,6 +36,7 @@ mod error;
 pub(crate) mod forward;
 pub mod header_rules;
 pub(crate) mod listener;
+pub mod live_routing;
 pub mod proxy_header;
 pub mod routes;
 pub(crate) mod tunnel;
@@ -44,6 +47,7 @@ pub use client_fields::{ClientFields, ForwardedFields};
 pub use config::{Config, Routing};
 pub use context::client_scheme;
 pub use error::{Error, UpstreamStep};
+pub use live_routing::{ReloadError, ReloadSummary, RoutingReload};
 pub use proxy_header::{ProxyMode, ProxyProtocol};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

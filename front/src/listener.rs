@@ -28,9 +28,8 @@ use tracing::{Instrument as _, debug, info_span, warn};
 use crate::client_http::{ClientSettings, serve_h1, serve_h2};
 use crate::client_limits::{AddressPlace, PerAddress};
 use crate::context::Context;
+use crate::live_routing::{self, LiveRouting, Snapshot};
 use crate::proxy_header::{self, ProxyProtocol};
-use crate::routes::RouteTable;
-use crate::upstream::Cluster;
 use crate::{Config, Listeners};
 
 /// Accepts connections on `plain` (HTTP/1.1) and, when the configuration
@@ -53,22 +52,25 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
     };
     let client_tls = config.client_tls.clone();
     let proxy = Arc::new(config.proxy_protocol.clone());
-    let (clusters, routes) = match config.routing {
-        Some(routing) => {
-            let clusters = routing.clusters.into_iter();
-            let clusters =
-                clusters.map(|(name, endpoints)| Cluster::new(name, endpoints, metrics.clone()));
-            (clusters.collect(), routing.routes)
-        }
-        None => {
-            let name = config.upstream.addr.clone();
-            let cluster = Cluster::new(name, vec![config.upstream], metrics.clone());
-            (vec![cluster], RouteTable::single(0))
-        }
-    };
+    let flags = config.upstream.clone();
+    let snapshot = Snapshot::initial(config.routing, config.upstream, &metrics);
+    let routing = Arc::new(LiveRouting::new(snapshot));
+    let reload = config.routing_reload.clone();
+    reload.attach(
+        config.config_file.clone(),
+        flags,
+        routing.clone(),
+        metrics.clone(),
+    );
+    if let (Some(file), Some(every)) = (&config.config_file, config.config_watch_interval) {
+        let stop = drain.begun().clone();
+        // Read before serving, so that a change from now on is seen.
+        let loaded = std::fs::read(file).ok();
+        let watch = live_routing::watch(reload, file.clone(), loaded, every, stop);
+        tokio::spawn(watch);
+    }
     let context = Arc::new(Context {
-        clusters,
-        routes,
+        routing,
         response_timeout: config.response_timeout,
         upgrade_timeout: config.upgrade_timeout,
         tunnel_timeouts: relay::Timeouts {
@@ -298,14 +300,15 @@ async fn refuse_connection(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
-/// `/readyz`: some sidecar of some cluster has a usable connection, or
-/// takes a new one now.
+/// `/readyz`: some sidecar of some cluster (of the routing in use) has a
+/// usable connection, or takes a new one now.
 fn sidecar_usable(context: Arc<Context>) -> Readiness {
     Arc::new(move || {
         let context = context.clone();
         Box::pin(async move {
             let mut reasons = Vec::new();
-            for cluster in &context.clusters {
+            let routing = context.routing.load();
+            for cluster in &routing.clusters {
                 for endpoint in cluster.endpoints() {
                     match endpoint.ready().await {
                         Ok(()) => return Ok(()),

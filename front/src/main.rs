@@ -1,5 +1,6 @@
 //! `h2hop-front` binary: flags → config → logging → bind → [`h2hop_front::run`];
-//! SIGTERM/SIGINT shut it down, SIGHUP reloads its certificates.
+//! SIGTERM/SIGINT shut it down, SIGHUP reloads its certificates and its
+//! `--config` file.
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -66,6 +67,12 @@ async fn serve(args: Args, config: h2hop_front::Config) -> anyhow::Result<()> {
     let reloads =
         h2hop::tls::reload::on_hangup(config.reloader()).context("cannot watch SIGHUP")?;
     tokio::spawn(reloads);
+    // And the --config file's routes and clusters, beside the certificates.
+    if config.config_file.is_some() {
+        let routing = h2hop_front::live_routing::on_hangup(config.routing_reload.clone())
+            .context("cannot watch SIGHUP")?;
+        tokio::spawn(routing);
+    }
     tracing::info!(
         %listen,
         %tls_listen,

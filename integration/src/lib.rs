@@ -15,6 +15,7 @@ pub mod bystander;
 pub mod client;
 pub mod front_process;
 pub mod h2_client;
+pub mod h2_tap;
 pub mod harness;
 pub mod interop;
 pub mod logs;

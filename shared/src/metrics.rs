@@ -72,6 +72,15 @@ pub enum Culprit {
     Timeout,
 }
 
+/// How a configuration reload went, for the `config_reloads` counter.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new configuration is in use.
+    Ok,
+    /// The file was unusable; the configuration in use stays.
+    Failed,
+}
+
 /// Bytes' direction: toward the app, or toward the client.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Direction {
@@ -97,6 +106,7 @@ macro_rules! label_values {
 
 label_values!(TunnelResult { Clean => "clean", Reset => "reset", Idle => "idle", FinTimeout => "fin_timeout", Refused => "refused", Failed => "failed" });
 label_values!(Direction { Up => "up", Down => "down" });
+label_values!(ReloadResult { Ok => "ok", Failed => "failed" });
 label_values!(LimitKind { ClientConnections => "client_connections", ClientAddress => "client_address", ClientStreams => "client_streams" });
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -126,6 +136,11 @@ struct LimitLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabel {
+    result: ReloadResult,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CulpritLabel {
     culprit: &'static str,
 }
@@ -142,6 +157,7 @@ pub struct Metrics {
     request_seconds: Histogram,
     errors: Family<CulpritLabel, Counter>,
     limits_reached: Family<LimitLabel, Counter>,
+    config_reloads: Family<ReloadLabel, Counter>,
     connections: Gauge<i64, AtomicI64>,
     streams: Gauge<i64, AtomicI64>,
     /// The `culprit` label of [`Culprit::Peer`]: `sidecar` or `front`.
@@ -204,6 +220,12 @@ impl Metrics {
             "Connections refused by a limit, or that reached one, by limit",
             limits_reached.clone(),
         );
+        let config_reloads = Family::<ReloadLabel, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration file reloads, by result",
+            config_reloads.clone(),
+        );
         let connections = Gauge::default();
         registry.register("http2_connections", connections_help, connections.clone());
         let streams = Gauge::default();
@@ -218,6 +240,7 @@ impl Metrics {
             request_seconds,
             errors,
             limits_reached,
+            config_reloads,
             connections,
             streams,
             peer,
@@ -228,6 +251,13 @@ impl Metrics {
     pub fn limit_reached(&self, limit: LimitKind) {
         self.limits_reached
             .get_or_create(&LimitLabel { limit })
+            .inc();
+    }
+
+    /// Counts one configuration reload by how it went.
+    pub fn config_reloaded(&self, result: ReloadResult) {
+        self.config_reloads
+            .get_or_create(&ReloadLabel { result })
             .inc();
     }
 
@@ -414,5 +444,17 @@ mod tests {
             Some(2.0)
         );
         assert_eq!(value(&text, "h2hop_errors_total{culprit=\"peer\"}"), None);
+    }
+
+    #[test]
+    fn config_reloads_are_counted_by_result() {
+        let metrics = Metrics::new("sidecar", "connections", "streams");
+        metrics.config_reloaded(ReloadResult::Ok);
+        metrics.config_reloaded(ReloadResult::Failed);
+        metrics.config_reloaded(ReloadResult::Failed);
+        let text = metrics.encode();
+        let series = "h2hop_config_reloads_total{result=";
+        assert_eq!(value(&text, &format!("{series}\"ok\"}}")), Some(1.0));
+        assert_eq!(value(&text, &format!("{series}\"failed\"}}")), Some(2.0));
     }
 }

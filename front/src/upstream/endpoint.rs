@@ -64,6 +64,11 @@ impl Endpoint {
         &self.config.addr
     }
 
+    /// The settings it was made with (a reload compares them).
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.config
+    }
+
     /// Whether this sidecar has a live connection, dialling one if none:
     /// the front's readiness.
     pub async fn ready(&self) -> Result<(), Error> {

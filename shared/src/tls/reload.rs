@@ -146,6 +146,20 @@ impl<T> Reloadable<T> {
     pub fn is_from_files(&self) -> bool {
         self.inner.source.is_some()
     }
+
+    /// The files it is read from (empty for one made in memory): two
+    /// configurations from the same files are built alike.
+    pub fn files(&self) -> &[PathBuf] {
+        self.inner
+            .source
+            .as_ref()
+            .map_or(&[], |source| &source.files)
+    }
+
+    /// Whether `other` is a clone of this one (they share their value).
+    pub fn shares(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
 }
 
 /// One file-backed configuration, whatever its type, for the [`Reloader`].
