@@ -325,7 +325,8 @@ impl Args {
         config.error_details = self.error_details;
         config.client_fields = self.client_fields();
         config.proxy_protocol = self.proxy_protocol()?;
-        config.client_tls = edge_tls_config::client_tls(&self.edge_tls(), certificates)?;
+        config.client_tls_flags = self.edge_tls();
+        config.client_tls = edge_tls_config::client_tls(&config.client_tls_flags, certificates)?;
         Ok(config)
     }
 

@@ -13,7 +13,7 @@ use h2hop::upgrade::Protocols;
 
 use crate::client_fields::ClientFields;
 use crate::config_file::{self, ConfigError};
-use crate::edge_tls_config::CertificateEntry;
+use crate::edge_tls_config::{CertificateEntry, EdgeTlsFlags};
 use crate::live_routing::RoutingReload;
 use crate::proxy_header::ProxyProtocol;
 use crate::routes;
@@ -141,6 +141,10 @@ pub struct Config {
     /// on [`Listeners::tls`]; each handshake takes
     /// its current value (see [`Config::reloader`]).
     pub client_tls: Option<Reloadable<rustls::ServerConfig>>,
+    /// The `--tls-*` flags [`Config::client_tls`] was built from: a
+    /// reload of [`Config::config_file`] builds it again from them and the
+    /// file's `[[certificate]]` tables.
+    pub client_tls_flags: EdgeTlsFlags,
     /// Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL to HTTP/2 clients, so
     /// that they open WebSockets (and other tunnels) with RFC 8441.
     pub client_extended_connect: bool,
@@ -183,6 +187,7 @@ impl Default for Config {
             max_tunnels: defaults::MAX_TUNNELS as usize,
             max_header_size: defaults::MAX_HEADER_SIZE as usize,
             client_tls: None,
+            client_tls_flags: EdgeTlsFlags::default(),
             client_extended_connect: true,
             error_details: false,
             client_fields: ClientFields::default(),

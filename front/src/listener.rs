@@ -61,6 +61,9 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         flags,
         routing.clone(),
         metrics.clone(),
+        client_tls
+            .clone()
+            .map(|tls| (tls, config.client_tls_flags.clone())),
     );
     if let (Some(file), Some(every)) = (&config.config_file, config.config_watch_interval) {
         let stop = drain.begun().clone();

@@ -12,7 +12,13 @@
 //! to the sidecar is open (the relay and the response body hold the
 //! stream, not the snapshot).
 //!
-//! A bad file changes nothing: the error is logged with its cause chain.
+//! The file's `[[certificate]]` tables are read again too: with the
+//! `--tls-*` flags they make a new TLS listener configuration, which the
+//! listener's [`Reloadable`] adopts (new handshakes use it) in the same
+//! reload as the routing.
+//!
+//! A bad file changes nothing, routing or certificates: the error is
+//! logged with its cause chain.
 //! A good one keeps each cluster whose settings are unchanged (same name,
 //! endpoints, timeouts, TLS files and server name, `max_connections`) as
 //! the same object, with its connections; a changed cluster gets a new
@@ -32,8 +38,11 @@ use h2hop::metrics::{Metrics, ReloadResult};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use h2hop::tls::reload::Reloadable;
+
 use crate::config::Routing;
 use crate::config_file::{self, ConfigError};
+use crate::edge_tls_config::{self, EdgeTlsError, EdgeTlsFlags};
 use crate::routes::RouteTable;
 use crate::upstream::{Cluster, UpstreamConfig, UpstreamTls};
 
@@ -125,6 +134,9 @@ struct Attached {
     flags: UpstreamConfig,
     live: Arc<LiveRouting>,
     metrics: Arc<Metrics>,
+    /// The TLS listener's configuration and the flags it was built from;
+    /// `None` without a TLS listener.
+    client_tls: Option<(Reloadable<rustls::ServerConfig>, EdgeTlsFlags)>,
 }
 
 /// What a reload changed, by cluster name.
@@ -141,6 +153,9 @@ pub struct ReloadSummary {
     pub removed: Vec<String>,
     /// Routes in the new table.
     pub routes: usize,
+    /// `[[certificate]]` tables the TLS listener now serves (besides its
+    /// default certificate).
+    pub certificates: usize,
 }
 
 /// Why a reload changed nothing.
@@ -161,6 +176,16 @@ pub enum ReloadError {
         #[source]
         source: ConfigError,
     },
+    /// The file's `[[certificate]]` tables (or the files they name) do not
+    /// make a TLS configuration; routing and certificates in use stay.
+    #[error("--config {}: certificates", path.display())]
+    ClientTls {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the table or file.
+        #[source]
+        source: EdgeTlsError,
+    },
 }
 
 impl RoutingReload {
@@ -171,12 +196,14 @@ impl RoutingReload {
         flags: UpstreamConfig,
         live: Arc<LiveRouting>,
         metrics: Arc<Metrics>,
+        client_tls: Option<(Reloadable<rustls::ServerConfig>, EdgeTlsFlags)>,
     ) {
         let attached = Attached {
             file,
             flags,
             live,
             metrics,
+            client_tls,
         };
         *self.lock() = Some(attached);
     }
@@ -196,14 +223,32 @@ impl RoutingReload {
         let Some(path) = &attached.file else {
             return Err(ReloadError::NoConfigFile);
         };
-        let file = config_file::load(path).map_err(|source| ReloadError::File {
+        let mut file = config_file::load(path).map_err(|source| ReloadError::File {
             path: path.clone(),
             source,
         })?;
+        // Built before anything is swapped: a bad table changes nothing.
+        let certificates = std::mem::take(&mut file.certificates);
+        let count = certificates.len();
+        let tls_error = |source| ReloadError::ClientTls {
+            path: path.clone(),
+            source,
+        };
+        let client_tls = match &attached.client_tls {
+            Some((in_use, flags)) => edge_tls_config::client_tls(flags, certificates)
+                .map_err(tls_error)?
+                .map(|built| (in_use, built)),
+            None if count > 0 => return Err(tls_error(EdgeTlsError::NoListener)),
+            None => None,
+        };
         let routing = file.into_routing(&attached.flags);
         let old = attached.live.load();
-        let (snapshot, summary) = rebuild(routing, &old, &attached.metrics);
+        let (snapshot, mut summary) = rebuild(routing, &old, &attached.metrics);
+        if let Some((in_use, built)) = client_tls {
+            in_use.adopt(&built);
+        }
         attached.live.store(snapshot);
+        summary.certificates = count;
         Ok(summary)
     }
 
@@ -227,6 +272,7 @@ impl RoutingReload {
                     replaced = ?summary.replaced,
                     removed = ?summary.removed,
                     routes = summary.routes,
+                    certificates = summary.certificates,
                     "configuration reloaded"
                 );
                 true
@@ -467,6 +513,7 @@ mod tests {
             replaced: vec!["moved".to_owned()],
             removed: vec!["gone".to_owned()],
             routes: 1,
+            certificates: 0,
         };
         assert_eq!(summary, expected);
         assert!(Arc::ptr_eq(find(&old, "same"), find(&new, "same")));
@@ -518,7 +565,7 @@ mod tests {
         assert!(matches!(reload.reload(), Err(ReloadError::NotServing)));
         let snapshot = Snapshot::initial(None, UpstreamConfig::default(), &metrics());
         let live = Arc::new(LiveRouting::new(snapshot));
-        reload.attach(None, UpstreamConfig::default(), live, metrics());
+        reload.attach(None, UpstreamConfig::default(), live, metrics(), None);
         assert!(matches!(reload.reload(), Err(ReloadError::NoConfigFile)));
     }
 }

@@ -252,12 +252,22 @@ impl Site {
 /// A front in-process, configured by `flags` as `main` would be; its TLS
 /// listener's address and its reload handle.
 async fn start_front(flags: &[String], stop: &CancellationToken) -> (SocketAddr, Reloader) {
+    let (addr, reloader, _) = start_front_reloadable(flags, stop).await;
+    (addr, reloader)
+}
+
+/// [`start_front`], with the handle that reloads its `--config` file too.
+async fn start_front_reloadable(
+    flags: &[String],
+    stop: &CancellationToken,
+) -> (SocketAddr, Reloader, h2hop_front::RoutingReload) {
     let argv = std::iter::once("h2hop-front".to_owned()).chain(flags.iter().cloned());
     let config = h2hop_front::args::Args::try_parse_from(argv)
         .unwrap()
         .config()
         .unwrap();
     let reloader = config.reloader();
+    let routing_reload = config.routing_reload.clone();
     let tls = loopback().await.unwrap();
     let addr = tls.local_addr().unwrap();
     let listeners = h2hop_front::Listeners {
@@ -266,7 +276,7 @@ async fn start_front(flags: &[String], stop: &CancellationToken) -> (SocketAddr,
         admin: None,
     };
     tokio::spawn(h2hop_front::run(config, listeners, stop.child_token()));
-    (addr, reloader)
+    (addr, reloader, routing_reload)
 }
 
 /// The certificate shown for each SNI name: the exact one, else the
@@ -517,6 +527,60 @@ async fn reload_swaps_an_sni_certificate_and_a_broken_file_keeps_the_set() {
             let seen = Client::sni(name).handshake(addr).await.unwrap();
             assert!(seen.leaf == *leaf, "{name}: the set in use changed");
         }
+    })
+    .await;
+}
+
+/// Re-reading `--config` re-reads its `[[certificate]]` list: a table
+/// added serves its name, one removed leaves its name to the default, and
+/// a table that does not load changes nothing (nor the routing); a SIGHUP
+/// after that reloads the files of the list now in use.
+#[tokio::test]
+async fn a_config_reload_takes_the_new_certificate_list() {
+    within(async {
+        let stop = CancellationToken::new();
+        let _stop = stop.clone().drop_guard();
+        let site = Site::new();
+        let (addr, reloader, routing) = start_front_reloadable(&site.flags(&[]), &stop).await;
+        let shop = write_cert(site.dir.path(), "shop", &["shop.test"]);
+        let seen = Client::sni("shop.test").handshake(addr).await.unwrap();
+        assert!(seen.leaf == site.leaves.default, "no table names it yet");
+
+        // The wildcard table replaced by one for shop.test.
+        let toml = site.dir.path().join("front.toml");
+        let text = std::fs::read_to_string(&toml).unwrap();
+        let (head, _wildcard) = text.rsplit_once("[[certificate]]").unwrap();
+        let with_shop = format!(
+            "{head}[[certificate]]\nnames = [\"shop.test\"]\ncert = \"shop.pem\"\nkey = \"shop-key.pem\"\n"
+        );
+        std::fs::write(&toml, &with_shop).unwrap();
+        let summary = routing.reload().unwrap();
+        assert_eq!(summary.certificates, 2);
+        for (name, leaf) in [
+            ("shop.test", &shop),
+            (API, &site.leaves.api),
+            ("www.example.com", &site.leaves.default),
+        ] {
+            let seen = Client::sni(name).handshake(addr).await.unwrap();
+            assert!(seen.leaf == *leaf, "{name}: not the certificate of the new list");
+        }
+
+        // A table whose certificate does not cover its name: refused whole.
+        let broken = with_shop.replace("names = [\"shop.test\"]", "names = [\"other.test\"]");
+        std::fs::write(&toml, broken).unwrap();
+        let err = routing.reload().unwrap_err();
+        assert!(
+            matches!(err, h2hop_front::ReloadError::ClientTls { .. }),
+            "{err}"
+        );
+        let seen = Client::sni("shop.test").handshake(addr).await.unwrap();
+        assert!(seen.leaf == shop, "the list in use changed");
+
+        // SIGHUP's certificate reload now reads shop.pem, in use.
+        let new_shop = write_cert(site.dir.path(), "shop", &["shop.test"]);
+        assert_eq!(reloader.reload().failed, 0);
+        let seen = Client::sni("shop.test").handshake(addr).await.unwrap();
+        assert!(seen.leaf == new_shop, "the reload read the old list's files");
     })
     .await;
 }

@@ -50,7 +50,9 @@ struct Source<T> {
 struct Inner<T> {
     current: RwLock<Arc<T>>,
     /// `None` for a configuration handed over in memory: nothing to reload.
-    source: Option<Source<T>>,
+    /// Behind a lock of its own: [`Reloadable::adopt`] replaces it when a
+    /// re-read `--config` names other files.
+    source: RwLock<Option<Arc<Source<T>>>>,
 }
 
 /// A TLS configuration (rustls' `ServerConfig` or `ClientConfig`) that can
@@ -69,7 +71,7 @@ impl<T> Clone for Reloadable<T> {
 
 impl<T> fmt::Debug for Reloadable<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.inner.source {
+        match self.source() {
             Some(source) => f
                 .debug_struct("Reloadable")
                 .field("label", &source.label)
@@ -86,7 +88,7 @@ impl<T> From<Arc<T>> for Reloadable<T> {
         Self {
             inner: Arc::new(Inner {
                 current: RwLock::new(config),
-                source: None,
+                source: RwLock::new(None),
             }),
         }
     }
@@ -105,11 +107,11 @@ impl<T> Reloadable<T> {
         Ok(Self {
             inner: Arc::new(Inner {
                 current: RwLock::new(first.config),
-                source: Some(Source {
+                source: RwLock::new(Some(Arc::new(Source {
                     label: label.into(),
                     files,
                     load: Box::new(load),
-                }),
+                }))),
             }),
         })
     }
@@ -129,7 +131,7 @@ impl<T> Reloadable<T> {
     /// new certificate, or `None` for a configuration made in memory. On
     /// error the configuration in use stays.
     pub fn reload(&self) -> Result<Option<Sans>, TlsError> {
-        let Some(source) = &self.inner.source else {
+        let Some(source) = self.source() else {
             return Ok(None);
         };
         let loaded = (source.load)()?;
@@ -144,16 +146,39 @@ impl<T> Reloadable<T> {
     /// Whether it is read from files, so that [`Reloadable::reload`] can
     /// change it.
     pub fn is_from_files(&self) -> bool {
-        self.inner.source.is_some()
+        self.source().is_some()
+    }
+
+    /// Where it is read from now, if from files.
+    fn source(&self) -> Option<Arc<Source<T>>> {
+        let source = self.inner.source.read();
+        source.unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Takes `other`'s configuration and files as its own: every clone of
+    /// this one (the listener's, the [`Reloader`]'s) serves `other`'s
+    /// configuration from the next handshake on, and reloads from
+    /// `other`'s files. For a re-read `--config` that names other
+    /// certificate files.
+    pub fn adopt(&self, other: &Self) {
+        let source = other.source();
+        *self
+            .inner
+            .source
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = source;
+        *self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = other.current();
     }
 
     /// The files it is read from (empty for one made in memory): two
     /// configurations from the same files are built alike.
-    pub fn files(&self) -> &[PathBuf] {
-        self.inner
-            .source
-            .as_ref()
-            .map_or(&[], |source| &source.files)
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.source()
+            .map_or_else(Vec::new, |source| source.files.clone())
     }
 
     /// Whether `other` is a clone of this one (they share their value).
@@ -170,7 +195,7 @@ trait Reload: Send + Sync {
 impl<T: Send + Sync> Reload for Reloadable<T> {
     /// Reloads and logs the outcome; true when it worked.
     fn reload_and_log(&self) -> bool {
-        let Some(source) = &self.inner.source else {
+        let Some(source) = self.source() else {
             return true;
         };
         let files = source
@@ -385,6 +410,41 @@ mod tests {
     use tokio_rustls::{TlsAcceptor, TlsConnector};
 
     use super::*;
+
+    /// A file-backed value that loads `value` (and counts its loads).
+    fn counting(label: &str, value: u32) -> (Reloadable<u32>, Arc<std::sync::atomic::AtomicUsize>) {
+        let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = loads.clone();
+        let files = vec![PathBuf::from(label)];
+        let reloadable = Reloadable::from_files(label, files, move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(Loaded {
+                config: Arc::new(value),
+                names: Sans::default(),
+            })
+        });
+        (reloadable.unwrap(), loads)
+    }
+
+    #[test]
+    fn adopting_takes_the_others_value_and_files_for_every_clone() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (old, old_loads) = counting("old.pem", 1);
+        let served = old.clone();
+        let mut reloader = Reloader::new();
+        reloader.add(&old);
+        let (new, new_loads) = counting("new.pem", 2);
+        served.adopt(&new);
+        assert_eq!(*old.current(), 2);
+        assert_eq!(old.files(), [PathBuf::from("new.pem")]);
+        assert_eq!(reloader.reload().failed, 0);
+        assert_eq!((old_loads.load(Relaxed), new_loads.load(Relaxed)), (1, 2));
+        let fixed: Reloadable<u32> = Arc::new(7).into();
+        assert!(!fixed.is_from_files());
+        fixed.adopt(&new);
+        assert!(fixed.is_from_files());
+        assert_eq!(*fixed.current(), 2);
+    }
 
     fn pki(front_uri: &str) -> DevPki {
         DevPki::generate_with(&["localhost".to_owned()], &[front_uri.to_owned()]).unwrap()
