@@ -98,15 +98,18 @@ impl ClientFields {
         let trusted = self.trusted_proxies.contains(peer);
         let scheme = scheme_of(request);
         // The authority the client asked for (RFC 9112 §3.2.2), before any
-        // route rewrites it.
-        let host = request
-            .uri()
-            .authority()
-            .map(|authority| authority.as_str().to_owned())
-            .or_else(|| {
-                let host = request.headers().get(http::header::HOST)?;
-                host.to_str().ok().map(str::to_owned)
-            });
+        // route rewrites it; copied only for `Forwarded`, which names it.
+        let host = self.write.forwarded().then(|| {
+            request
+                .uri()
+                .authority()
+                .map(|authority| authority.as_str().to_owned())
+                .or_else(|| {
+                    let host = request.headers().get(http::header::HOST)?;
+                    host.to_str().ok().map(str::to_owned)
+                })
+        });
+        let host = host.flatten();
         let headers = request.headers_mut();
         let client = if trusted {
             walk_trusted(headers, peer, &self.trusted_proxies)
