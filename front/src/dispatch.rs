@@ -41,10 +41,13 @@ pub(crate) async fn handle(
 ) -> Response<Logged<ResponseBody>> {
     // Before routing, so that routes and the app see the settled fields.
     let settled = context.client_fields.settle(peer, &mut request);
-    // Carried to the sidecar for its PROXY header toward the app.
-    request
-        .extensions_mut()
-        .insert(ClientAddress(settled.client));
+    // Carried to the sidecar for its PROXY header toward the app, unless
+    // it can read it from X-Forwarded-For.
+    if settled.carry_client {
+        request
+            .extensions_mut()
+            .insert(ClientAddress(settled.client));
+    }
     let class = classify::classify(&request, &context.protocols, context.upgrade_body_limit);
     let kind = match class {
         Class::Tunnel(_) => "tunnel",

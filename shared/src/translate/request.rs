@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, Request, Version};
 
 use super::TranslateError;
 use super::hop_by_hop::{self, HopByHop};
-use crate::request_identity::{CLIENT_FIELD, ClientAddress};
+use crate::request_identity::{CLIENT_FIELD, ClientAddress, address_value};
 use crate::{upgrade, websocket};
 
 /// Fields of the RFC 6455 handshake that stay on their own HTTP/1.1 leg
@@ -111,10 +111,7 @@ pub fn h1_to_h2(
     // The client the front settled on, for the sidecar's PROXY header
     // (after the loop above dropped any client's own `h2hop-…` field).
     if let Some(ClientAddress(client)) = parts.extensions.get() {
-        let text = client.to_string();
-        if let Ok(value) = HeaderValue::from_str(&text) {
-            headers.insert(CLIENT_FIELD, value);
-        }
+        headers.insert(CLIENT_FIELD, address_value(*client));
     }
     let mut request = Request::new(());
     *request.method_mut() = method;

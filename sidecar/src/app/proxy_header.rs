@@ -6,10 +6,10 @@
 //! header. Called by [`crate::app::App`] for tunnels and plain requests
 //! when [`AppConfig::proxy_protocol`] is on.
 //!
-//! The client is the address the front settled on, which h2hop's front
-//! sends in its own `h2hop-client` field (the sidecar trusts its front:
-//! mutual TLS); from a front that sends none, the rightmost
-//! `X-Forwarded-For` entry. Without either (or one that is not an
+//! The client is the address the front settled on (the sidecar trusts its
+//! front: mutual TLS): the front's own `h2hop-client` field where it sends
+//! one (behind trusted proxies the client is not the last hop), else the
+//! rightmost `X-Forwarded-For` entry. Without either (or one that is not an
 //! address), the header carries the LOCAL command, and the app keeps the
 //! sidecar's own address. `X-Forwarded-For` has no port, so the source port is 0; the
 //! destination is the app's address as dialed.
