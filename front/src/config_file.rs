@@ -63,10 +63,9 @@ use h2hop::tls::reload;
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
-use crate::config::Routing;
 use crate::edge_tls_config::{CertificateEntry, RawCertificate};
 use crate::header_rules::{HeaderRuleError, HeaderRules, RawAddField, RawHeaderRules};
-use crate::routes::{HostMatch, Route, RouteError, RouteTable};
+use crate::routes::{HostMatch, Route, RouteError, RouteTable, Routing};
 use crate::upstream::{UpstreamConfig, UpstreamTls};
 use crate::weighted::{ClusterChoice, RawWeighted, WeightError};
 
@@ -321,7 +320,7 @@ struct RawRoute {
 }
 
 fn default_max_connections() -> usize {
-    crate::config::defaults::ENDPOINT_MAX_CONNECTIONS
+    crate::defaults::ENDPOINT_MAX_CONNECTIONS
 }
 
 /// Reads and validates the file at `path`; relative TLS paths in it are

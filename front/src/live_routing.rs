@@ -40,10 +40,9 @@ use tracing::{debug, error, info, warn};
 
 use h2hop::tls::reload::Reloadable;
 
-use crate::config::Routing;
 use crate::config_file::{self, ConfigError};
 use crate::edge_tls_config::{self, EdgeTlsError, EdgeTlsFlags};
-use crate::routes::RouteTable;
+use crate::routes::{RouteTable, Routing};
 use crate::upstream::{Cluster, UpstreamConfig, UpstreamTls};
 
 /// The clusters and routes one request is routed with.

@@ -33,6 +33,7 @@ use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Uri};
 
 use crate::header_rules::HeaderRules;
+use crate::upstream::UpstreamConfig;
 use crate::weighted::ClusterChoice;
 
 /// How a route matches the request's host (the authority without port,
@@ -67,6 +68,17 @@ pub struct Route {
     pub host_rewrite: Option<String>,
     /// Fields added to and removed from the request and the response.
     pub headers: HeaderRules,
+}
+
+/// Clusters of sidecars and the routes that pick one per request: what a
+/// `--config` file (or the flags' one sidecar) amounts to.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// Each cluster's name and sidecars, in configuration order; routes
+    /// refer to them by index.
+    pub clusters: Vec<(String, Vec<UpstreamConfig>)>,
+    /// Routes in order; the first match wins, none gives 404.
+    pub routes: RouteTable,
 }
 
 /// Routes in the order they are tried.

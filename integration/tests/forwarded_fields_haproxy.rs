@@ -12,65 +12,28 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
+use std::path::Path;
 
 use h2hop_integration::client::{body_bytes, full, http1_connect, request};
+use h2hop_integration::haproxy::{Haproxy, haproxy_or_skip};
 use h2hop_integration::harness::{Pair, within};
 use h2hop_integration::logs::Captured;
-use h2hop_integration::process::{Output, Process, find_program, free_port};
-use h2hop_integration::scratch::Scratch;
 use http::{Method, StatusCode};
 
-/// Where haproxy is installed, or `None` after a loud skip line.
-fn haproxy_or_skip(test: &str) -> Option<PathBuf> {
-    if let Some(program) = find_program("haproxy") {
-        return Some(program);
-    }
-    if std::env::var("H2HOP_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1") {
-        panic!("{test}: haproxy is not installed and H2HOP_REQUIRE_EXTERNAL=1");
-    }
-    eprintln!("!!! SKIPPED {test}: haproxy is not installed (apt-get install haproxy)");
-    None
-}
-
-/// HAProxy on a free loopback port, HTTP/1.1 to `front` from 127.0.0.2,
-/// appending `X-Forwarded-For`; killed when dropped.
-struct Haproxy {
-    addr: SocketAddr,
-    _process: Process,
-    _scratch: Scratch,
-}
-
-impl Haproxy {
-    async fn start(program: &PathBuf, front: SocketAddr) -> Haproxy {
-        let scratch = Scratch::create("forwarded-haproxy").unwrap();
-        let addr = free_port().unwrap();
-        let config = format!(
+/// HAProxy in `mode http` on a free loopback port, relaying to `front`
+/// from 127.0.0.2 and appending `X-Forwarded-For`.
+async fn haproxy_before(program: &Path, front: SocketAddr) -> Haproxy {
+    let config = |addr: SocketAddr| {
+        format!(
             "global\n    maxconn 100\n\
              defaults\n    mode http\n    timeout connect 5s\n    timeout client 10s\n    timeout server 10s\n\
              frontend clients\n    bind {addr}\n    option forwardfor\n    default_backend h2hop\n\
              backend h2hop\n    server front {front} source 127.0.0.2\n"
-        );
-        let path = scratch.write("haproxy.cfg", &config).unwrap();
-        let mut command = Command::new(program);
-        command.arg("-db").arg("-f").arg(&path);
-        let output = Output::Files {
-            stdout: scratch.path("haproxy.out.log"),
-            stderr: scratch.path("haproxy.log"),
-        };
-        let mut process = Process::spawn("haproxy", &mut command, output).unwrap();
-        let ready = process.wait_accepting(addr, Duration::from_secs(10)).await;
-        if let Err(err) = ready {
-            panic!("{err:#}\n{}", scratch.log_tails());
-        }
-        Haproxy {
-            addr,
-            _process: process,
-            _scratch: scratch,
-        }
-    }
+        )
+    };
+    Haproxy::start(program, "forwarded-haproxy", config)
+        .await
+        .unwrap()
 }
 
 /// What the app received for a GET to `to` with a forged
@@ -100,7 +63,8 @@ async fn forged_get(pair: &Pair, to: SocketAddr) -> (String, String) {
 /// forged fields are gone.
 #[tokio::test]
 async fn behind_haproxy_the_client_is_the_address_haproxy_saw() {
-    let Some(program) = haproxy_or_skip("behind_haproxy_the_client_is_the_address_haproxy_saw")
+    let Some(program) =
+        haproxy_or_skip("behind_haproxy_the_client_is_the_address_haproxy_saw").unwrap()
     else {
         return;
     };
@@ -114,7 +78,7 @@ async fn behind_haproxy_the_client_is_the_address_haproxy_saw() {
             .start()
             .await
             .unwrap();
-        let haproxy = Haproxy::start(&program, pair.front).await;
+        let haproxy = haproxy_before(&program, pair.front).await;
 
         let (xff, id) = forged_get(&pair, haproxy.addr).await;
         // HAProxy adds its own line after the client's; the front joins

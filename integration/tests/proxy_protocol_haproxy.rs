@@ -15,16 +15,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use h2hop_front::{Config, ProxyMode, ProxyProtocol};
+use h2hop_integration::haproxy::{self, Haproxy};
 use h2hop_integration::harness::{Pair, within};
 use h2hop_integration::logs::Captured;
-use h2hop_integration::process::{Output, Process, find_program, free_port};
-use h2hop_integration::scratch::Scratch;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
@@ -33,64 +30,24 @@ use tokio_tungstenite::tungstenite::Message;
 
 const GET: &[u8] = b"GET /echo HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n";
 
-/// Where haproxy is installed, or `None` after a loud `!!! SKIPPED` line;
-/// with `H2HOP_REQUIRE_EXTERNAL=1` a missing haproxy fails the test.
+/// HAProxy relaying TCP to `target` with a PROXY v2 header.
+async fn haproxy_before(program: &Path, target: SocketAddr) -> Haproxy {
+    let config = |addr: SocketAddr| {
+        format!(
+            "global\n    maxconn 100\n\
+             defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
+             frontend lb\n    bind {addr}\n    default_backend h2hop\n\
+             backend h2hop\n    server front {target} send-proxy-v2\n"
+        )
+    };
+    Haproxy::start(program, "proxy-protocol-haproxy", config)
+        .await
+        .unwrap()
+}
+
+/// Where haproxy is installed, or `None` when the test is to be skipped.
 fn haproxy_or_skip(test: &str) -> Option<PathBuf> {
-    if let Some(program) = find_program("haproxy") {
-        return Some(program);
-    }
-    if std::env::var("H2HOP_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1") {
-        panic!("{test}: haproxy is not installed and H2HOP_REQUIRE_EXTERNAL=1");
-    }
-    eprintln!("!!! SKIPPED {test}: haproxy is not installed (apt-get install haproxy)");
-    None
-}
-
-/// One haproxy process relaying TCP to `target` with a PROXY v2 header;
-/// dropping it kills and reaps it.
-struct Haproxy {
-    addr: SocketAddr,
-    _process: Process,
-    _scratch: Scratch,
-}
-
-impl Haproxy {
-    async fn start(program: &Path, target: SocketAddr) -> Haproxy {
-        let scratch = Scratch::create("proxy-protocol-haproxy").unwrap();
-        let addr = free_port().unwrap();
-        let config = format!(
-            "global\n\
-             \x20   maxconn 100\n\
-             defaults\n\
-             \x20   mode tcp\n\
-             \x20   timeout connect 5s\n\
-             \x20   timeout client 30s\n\
-             \x20   timeout server 30s\n\
-             frontend lb\n\
-             \x20   bind {addr}\n\
-             \x20   default_backend h2hop\n\
-             backend h2hop\n\
-             \x20   server front {target} send-proxy-v2\n"
-        );
-        let config = scratch.write("haproxy.cfg", &config).unwrap();
-        let output = Output::Files {
-            stdout: scratch.path("haproxy.out.log"),
-            stderr: scratch.path("haproxy.log"),
-        };
-        // -db: stay in the foreground, no daemon to lose track of.
-        let mut command = Command::new(program);
-        command.arg("-db").arg("-f").arg(&config);
-        let mut process = Process::spawn("haproxy", &mut command, output).unwrap();
-        let ready = process.wait_accepting(addr, Duration::from_secs(10)).await;
-        if let Err(err) = ready {
-            panic!("{err:#}{}", scratch.log_tails());
-        }
-        Haproxy {
-            addr,
-            _process: process,
-            _scratch: scratch,
-        }
-    }
+    haproxy::haproxy_or_skip(test).unwrap()
 }
 
 fn required_from_haproxy(config: &mut Config) {
@@ -129,7 +86,7 @@ async fn a_request_through_haproxy_send_proxy_v2_is_the_clients() {
             .start()
             .await
             .unwrap();
-        let haproxy = Haproxy::start(&program, pair.front).await;
+        let haproxy = haproxy_before(&program, pair.front).await;
 
         let mut client = connect_from_127_0_0_2(haproxy.addr).await;
         let client_addr = client.local_addr().unwrap();
@@ -171,7 +128,7 @@ async fn tls_through_haproxy_send_proxy_v2_is_the_clients() {
             .start()
             .await
             .unwrap();
-        let haproxy = Haproxy::start(&program, pair.front_tls.unwrap()).await;
+        let haproxy = haproxy_before(&program, pair.front_tls.unwrap()).await;
 
         let tcp = connect_from_127_0_0_2(haproxy.addr).await;
         let client_addr = tcp.local_addr().unwrap();
@@ -242,7 +199,7 @@ async fn the_app_sees_the_client_fields_through_haproxy() {
             .start()
             .await
             .unwrap();
-        let haproxy = Haproxy::start(&program, pair.front).await;
+        let haproxy = haproxy_before(&program, pair.front).await;
         let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
         let mut client = connect_from_127_0_0_2(haproxy.addr).await;
