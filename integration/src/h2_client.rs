@@ -39,7 +39,13 @@ pub async fn tls_connect(pair: &Pair, alpn: &[&[u8]]) -> anyhow::Result<TlsStrea
 /// effect (the front sends them before it can ACK our PING). The
 /// connection runs in a task of its own until it ends.
 pub async fn h2_connect(pair: &Pair) -> anyhow::Result<SendRequest<Bytes>> {
-    let tls = tls_connect(pair, &[b"h2"]).await?;
+    h2_over(tls_connect(pair, &[b"h2"]).await?).await
+}
+
+/// HTTP/2 over `tls`, which must have chosen ALPN `h2`, with the front's
+/// SETTINGS in effect, as [`h2_connect`]; the connection runs in a task of
+/// its own.
+pub async fn h2_over(tls: TlsStream<TcpStream>) -> anyhow::Result<SendRequest<Bytes>> {
     anyhow::ensure!(
         tls.get_ref().1.alpn_protocol() == Some(&b"h2"[..]),
         "the front did not choose h2"

@@ -113,16 +113,6 @@ impl Routed {
         let tls = TlsConnector::from(Arc::new(config))
             .connect(ServerName::try_from("localhost")?, tcp)
             .await?;
-        anyhow::ensure!(
-            tls.get_ref().1.alpn_protocol() == Some(&b"h2"[..]),
-            "the front did not choose h2"
-        );
-        let (send, mut connection) = h2::client::handshake(tls).await?;
-        let mut ping_pong = connection.ping_pong().context("PING handle taken")?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        ping_pong.ping(h2::Ping::opaque()).await?;
-        Ok(send)
+        crate::h2_client::h2_over(tls).await
     }
 }

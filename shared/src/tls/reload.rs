@@ -381,25 +381,6 @@ pub fn hop_client_config_files(
     })
 }
 
-/// The edge server configuration, the front's toward its clients
-/// ([`super::edge_server_config`]), from its certificate chain and key files.
-pub fn edge_server_config_files(
-    label: &str,
-    cert: &Path,
-    key: &Path,
-    h2: bool,
-) -> Result<Reloadable<ServerConfig>, TlsError> {
-    let files = vec![cert.to_path_buf(), key.to_path_buf()];
-    let (cert, key) = (cert.to_path_buf(), key.to_path_buf());
-    Reloadable::from_files(label, files, move || {
-        let chain = load_certs(&cert)?;
-        let names = leaf_names(&chain);
-        let config = super::edge_server_config(chain, load_key(&key)?, h2)
-            .map_err(|err| name_key_files(err, &cert, &key))?;
-        Ok(Loaded { config, names })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -569,11 +550,9 @@ mod tests {
             &dir.path().join("ca.pem"),
             AllowedSans::any(),
         );
-        let edge_server = edge_server_config_files("clients", &server_cert, &server_key, true);
         for (err, cert, key) in [
             (hop_client.unwrap_err(), &cert, &key),
             (hop_server.unwrap_err(), &server_cert, &server_key),
-            (edge_server.unwrap_err(), &server_cert, &server_key),
         ] {
             let text = crate::telemetry::chain(&err);
             assert_eq!(
@@ -591,7 +570,7 @@ mod tests {
     fn from_files_fails_at_once_on_a_bad_file() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
-        let err = edge_server_config_files("clients", &missing, &missing, true).unwrap_err();
+        let err = hop_client_config_files("front", &missing, &missing, &missing).unwrap_err();
         assert!(matches!(err, TlsError::ReadFile { .. }), "{err:?}");
     }
 
