@@ -12,6 +12,7 @@ use h2hop::tls::identity::AllowedSans;
 use h2hop::tls::reload::{self, Reloadable};
 use h2hop::upgrade::{ProtocolError, Protocols};
 
+use crate::app::AppProtocol;
 use crate::config::{Config, UpgradePolicy, defaults};
 
 /// h2hop-sidecar: accepts HTTP/2 from h2hop-front (mutual TLS by default),
@@ -117,6 +118,12 @@ pub struct Args {
     /// each instead of the keep-alive pool. Off by default.
     #[arg(long, env = "H2HOP_SIDECAR_APP_PROXY_PROTOCOL")]
     pub app_proxy_protocol: bool,
+    /// What the app speaks: `http1` (a keep-alive pool, WebSocket
+    /// Upgrades for tunnels) or `h2c` (HTTP/2 with prior knowledge, for
+    /// gRPC apps; tunnels as RFC 8441 extended CONNECT when the app
+    /// enables it, else 501).
+    #[arg(long, env = "H2HOP_SIDECAR_APP_PROTOCOL", value_enum, default_value_t = AppProtocol::Http1)]
+    pub app_protocol: AppProtocol,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
     /// one thread.
     #[arg(long, env = "H2HOP_SIDECAR_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -163,6 +170,7 @@ impl Args {
         config.app.response_timeout = self.response_timeout.into();
         config.app.upgrade_timeout = self.upgrade_timeout.into();
         config.app.proxy_protocol = self.app_proxy_protocol;
+        config.app.protocol = self.app_protocol;
         config.tunnel_idle_timeout = self.tunnel_idle_timeout.into();
         config.tcp_keepalive = self.keepalive.settings();
         config.max_concurrent_streams = self.max_streams;

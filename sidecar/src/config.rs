@@ -10,7 +10,7 @@ use h2hop::metrics::Metrics;
 use h2hop::tls::reload::{Reloadable, Reloader};
 use h2hop::upgrade::Protocols;
 
-use crate::app::AppConfig;
+use crate::app::{AppConfig, AppProtocol};
 
 /// The defaults of the sidecar's flags, each used by both the flag and
 /// [`Config::default`].
@@ -119,6 +119,7 @@ impl Default for Config {
                 response_timeout: defaults::RESPONSE_TIMEOUT,
                 upgrade_timeout: defaults::UPGRADE_TIMEOUT,
                 proxy_protocol: false,
+                protocol: AppProtocol::Http1,
             },
             tls: None,
             max_concurrent_streams: defaults::MAX_STREAMS,

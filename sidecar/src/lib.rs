@@ -29,7 +29,7 @@ pub(crate) mod listener;
 pub(crate) mod respond;
 pub(crate) mod tunnel;
 
-pub use app::AppConfig;
+pub use app::{AppConfig, AppProtocol};
 pub use config::{Config, UpgradePolicy};
 pub use error::{AppStep, Error};
 use tokio::net::TcpListener;

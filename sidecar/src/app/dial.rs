@@ -17,11 +17,25 @@ use tracing::debug;
 
 use crate::error::{AppStep, Error};
 
+/// The protocol the app speaks on its plain connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppProtocol {
+    /// HTTP/1.1: a keep-alive pool for requests, an Upgrade for tunnels.
+    #[default]
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge (RFC 9113 §3.3): streams on
+    /// a small pool of connections, extended CONNECT (RFC 8441) for
+    /// tunnels when the app enables it.
+    H2c,
+}
+
 /// How the sidecar reaches its app.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
     /// The app's `host:port`.
     pub addr: String,
+    /// What the app speaks (`--app-protocol`).
+    pub protocol: AppProtocol,
     /// Bound on TCP connect to the app.
     pub connect_timeout: Duration,
     /// Bound on the wait for the app's response head to a plain request.

@@ -35,7 +35,7 @@ mod dial;
 mod pool;
 mod proxy_header;
 
-pub use dial::AppConfig;
+pub use dial::{AppConfig, AppProtocol};
 use dial::{app_http, dial, open_http1};
 use pool::{Pool, SendError};
 

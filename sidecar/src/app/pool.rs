@@ -209,7 +209,7 @@ mod tests {
     use hyper_util::rt::TokioIo;
 
     use crate::Error;
-    use crate::app::dial::{AppConfig, open_http1};
+    use crate::app::dial::{AppConfig, AppProtocol, open_http1};
 
     fn config(addr: SocketAddr) -> AppConfig {
         AppConfig {
@@ -218,6 +218,7 @@ mod tests {
             response_timeout: Duration::from_secs(5),
             upgrade_timeout: Duration::from_secs(5),
             proxy_protocol: false,
+            protocol: AppProtocol::Http1,
         }
     }
 
