@@ -121,7 +121,7 @@ pub struct Args {
     /// What the app speaks: `http1` (a keep-alive pool, WebSocket
     /// Upgrades for tunnels) or `h2c` (HTTP/2 with prior knowledge, for
     /// gRPC apps; tunnels as RFC 8441 extended CONNECT when the app
-    /// enables it, else 501).
+    /// enables it, else 501). Not with `--app-proxy-protocol`.
     #[arg(long, env = "H2HOP_SIDECAR_APP_PROTOCOL", value_enum, default_value_t = AppProtocol::Http1)]
     pub app_protocol: AppProtocol,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
@@ -154,6 +154,12 @@ pub enum ArgsError {
     /// A value out of range.
     #[error("--max-streams must be at least 1")]
     MaxStreams,
+    /// `--app-proxy-protocol` names one client per connection, and an
+    /// h2c connection carries many clients' streams at once.
+    #[error(
+        "--app-proxy-protocol cannot be used with --app-protocol h2c: a PROXY header names one client per connection, and HTTP/2 connections to the app are shared by every client's streams"
+    )]
+    ProxyProtocolWithH2c,
 }
 
 impl Args {
@@ -161,6 +167,9 @@ impl Args {
     pub fn config(&self) -> Result<Config, ArgsError> {
         if self.max_streams == 0 {
             return Err(ArgsError::MaxStreams);
+        }
+        if self.app_proxy_protocol && self.app_protocol == AppProtocol::H2c {
+            return Err(ArgsError::ProxyProtocolWithH2c);
         }
         let mut config = Config::new(self.app.to_string(), None);
         if !self.h2c {
@@ -337,6 +346,25 @@ mod tests {
         assert!(
             Args::try_parse_from(["h2hop-sidecar", "--h2c", "--allow-front-san", "x"]).is_err()
         );
+    }
+
+    /// A PROXY header per connection cannot name the clients of an h2c
+    /// connection's many streams: the combination is refused up front.
+    #[test]
+    fn app_proxy_protocol_is_refused_with_h2c_apps() {
+        let args =
+            Args::try_parse_from(["h2hop-sidecar", "--h2c", "--app-protocol", "h2c"]).unwrap();
+        assert_eq!(args.config().unwrap().app.protocol, AppProtocol::H2c);
+        let args = Args::try_parse_from([
+            "h2hop-sidecar",
+            "--h2c",
+            "--app-protocol",
+            "h2c",
+            "--app-proxy-protocol",
+        ])
+        .unwrap();
+        let err = args.config().unwrap_err();
+        assert!(matches!(err, ArgsError::ProxyProtocolWithH2c), "{err:?}");
     }
 
     /// Off by default; the flag, or its environment variable, turns it on.

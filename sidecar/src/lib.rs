@@ -1,4 +1,5 @@
-//! `h2hop-sidecar`: HTTP/2 from fronts in, HTTP/1.1 to the local app out.
+//! `h2hop-sidecar`: HTTP/2 from fronts in, HTTP/1.1 or h2c to the local
+//! app out.
 //!
 //! The path of a stream, stage by stage:
 //! 1. [`listener`]: accept, TLS with a required client certificate (from the
@@ -10,8 +11,11 @@
 //!    WebSocket with a fresh key), `200` on its 101, then the relay; or
 //!    [`forward`]: the app's keep-alive pool; both answer through
 //!    [`respond`];
+//!    With `--app-protocol h2c`, [`tunnel_h2c`] (an extended CONNECT to
+//!    the app, relayed stream to stream by [`stream_relay`]) and
+//!    [`forward_h2c`] (a stream on the app's HTTP/2 pool) take their place;
 //! 4. [`app`]: connections to the app (dedicated for tunnels, pooled for
-//!    requests), each reached by `dial`.
+//!    requests), each reached by `dial`; for h2c, a small HTTP/2 pool.
 //!
 //! [`context`] holds what the stream stages share; it calls none of them.
 //!
@@ -25,9 +29,12 @@ pub(crate) mod context;
 pub(crate) mod dispatch;
 mod error;
 pub(crate) mod forward;
+pub(crate) mod forward_h2c;
 pub(crate) mod listener;
 pub(crate) mod respond;
+pub(crate) mod stream_relay;
 pub(crate) mod tunnel;
+pub(crate) mod tunnel_h2c;
 
 pub use app::{AppConfig, AppProtocol};
 pub use config::{Config, UpgradePolicy};

@@ -29,8 +29,9 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tracing::debug;
 
+use crate::app::StreamPlace;
 use crate::context::Context;
-use crate::{Error, respond};
+use crate::{Error, respond, stream_relay};
 
 /// Opens the tunnel: the app's `101` checked and the stream answered `200`.
 /// Returns what the relay needs, or `None` when the app refused the
@@ -71,11 +72,13 @@ pub async fn open(
         .send_response(switched.reply, false)
         .map_err(Error::Respond)?;
     Ok(Some(Opened {
-        io: switched.io,
-        prefix: switched.prefix,
-        early: switched.early,
+        way: Way::Tcp {
+            io: switched.io,
+            prefix: switched.prefix,
+            early: switched.early,
+            recv,
+        },
         send,
-        recv,
         // The app is trusted to end its half: no fin timeout of its own.
         timeouts: relay::Timeouts {
             idle: context.tunnel_idle_timeout,
@@ -90,14 +93,59 @@ pub async fn open(
 /// dispatch has returned, so that a tunnel's task keeps only this for its
 /// whole life, not the state of everything that opened it.
 pub struct Opened {
-    io: TcpStream,
-    prefix: Bytes,
-    early: Bytes,
+    way: Way,
     send: SendStream<Bytes>,
-    recv: RecvStream,
     timeouts: relay::Timeouts,
     metrics: OpenTunnel,
     _place: Permit,
+}
+
+/// What the front's stream is relayed with.
+enum Way {
+    /// An HTTP/1.1 app's upgraded connection.
+    Tcp {
+        io: TcpStream,
+        prefix: Bytes,
+        early: Bytes,
+        recv: RecvStream,
+    },
+    /// An h2c app's extended CONNECT stream ([`crate::tunnel_h2c`]).
+    Stream {
+        /// The front's stream, receive half.
+        front_recv: RecvStream,
+        /// The app's stream.
+        app: stream_relay::Halves,
+        /// Its place on the app connection, held for the tunnel's life.
+        place: StreamPlace,
+    },
+}
+
+impl Opened {
+    /// A tunnel to an h2c app's stream, for [`crate::tunnel_h2c`].
+    pub(crate) fn streams(
+        context: &Context,
+        protocol: &str,
+        asked: tokio::time::Instant,
+        front: stream_relay::Halves,
+        app: stream_relay::Halves,
+        stream_place: StreamPlace,
+        place: Permit,
+    ) -> Self {
+        Self {
+            way: Way::Stream {
+                front_recv: front.recv,
+                app,
+                place: stream_place,
+            },
+            send: front.send,
+            timeouts: relay::Timeouts {
+                idle: context.tunnel_idle_timeout,
+                fin: context.tunnel_idle_timeout,
+            },
+            metrics: context.metrics.tunnel_opened(protocol, asked.elapsed()),
+            _place: place,
+        }
+    }
 }
 
 impl Opened {
@@ -107,11 +155,8 @@ impl Opened {
     /// [`h2hop::relay`]).
     pub fn relay(self, mut entry: Entry) -> impl Future<Output = ()> {
         let Self {
-            io,
-            prefix,
-            early,
+            way,
             send,
-            recv,
             timeouts,
             metrics,
             _place: place,
@@ -123,7 +168,27 @@ impl Opened {
             // makes the block keep it).
             let _place = &place;
             let started = tokio::time::Instant::now();
-            let end = relay::tunnel(io, prefix, early, send, recv, timeouts).await;
+            let end = match way {
+                Way::Tcp {
+                    io,
+                    prefix,
+                    early,
+                    recv,
+                } => relay::tunnel(io, prefix, early, send, recv, timeouts).await,
+                Way::Stream {
+                    front_recv,
+                    app,
+                    place,
+                } => {
+                    let front = stream_relay::Halves {
+                        send,
+                        recv: front_recv,
+                    };
+                    let end = stream_relay::relay(front, app, timeouts.idle).await;
+                    drop(place);
+                    end
+                }
+            };
             debug!(duration = ?started.elapsed(), "tunnel closed");
             entry.add_bytes(end.to_tcp, end.to_stream);
             entry.close(end.close.into());
@@ -224,7 +289,7 @@ async fn exchange(
 }
 
 /// The place, or a 503 naming the limit.
-fn overloaded_unless(place: Option<Permit>, limit: &Limit) -> Result<Permit, Error> {
+pub(crate) fn overloaded_unless(place: Option<Permit>, limit: &Limit) -> Result<Permit, Error> {
     place.ok_or(Error::Overloaded {
         what: limit.what(),
         max: limit.max(),
