@@ -14,6 +14,7 @@ use h2hop::upgrade::{ProtocolError, Protocols};
 
 use crate::app::AppProtocol;
 use crate::config::{Config, UpgradePolicy, defaults};
+use crate::config_file::{self, ConfigError};
 
 /// h2hop-sidecar: accepts HTTP/2 from h2hop-front (mutual TLS by default),
 /// turns each RFC 8441 extended CONNECT stream back into an HTTP/1.1
@@ -28,6 +29,11 @@ pub struct Args {
     /// The app's address, host:port (HTTP/1.1).
     #[arg(long, env = "H2HOP_SIDECAR_APP", default_value = defaults::APP)]
     pub app: HostPort,
+    /// A TOML file naming several apps, each chosen by `:authority` or
+    /// path prefix; streams no app takes get 404. Replaces --app and
+    /// --app-protocol (each app has its own address and protocol).
+    #[arg(long, env = "H2HOP_SIDECAR_CONFIG", conflicts_with_all = ["app", "app_protocol"])]
+    pub config: Option<PathBuf>,
     /// Accept cleartext HTTP/2 (h2c, prior knowledge) instead of mutual TLS.
     /// Only for meshes that encrypt elsewhere.
     #[arg(long, env = "H2HOP_SIDECAR_H2C")]
@@ -154,6 +160,15 @@ pub enum ArgsError {
     /// A value out of range.
     #[error("--max-streams must be at least 1")]
     MaxStreams,
+    /// The --config file is unusable.
+    #[error("--config {}", path.display())]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the app.
+        #[source]
+        source: ConfigError,
+    },
 }
 
 impl Args {
@@ -171,6 +186,13 @@ impl Args {
         config.app.upgrade_timeout = self.upgrade_timeout.into();
         config.app.proxy_protocol = self.app_proxy_protocol;
         config.app.protocol = self.app_protocol;
+        if let Some(path) = &self.config {
+            config.apps =
+                config_file::load(path, &config.app).map_err(|source| ArgsError::ConfigFile {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
         config.tunnel_idle_timeout = self.tunnel_idle_timeout.into();
         config.tcp_keepalive = self.keepalive.settings();
         config.max_concurrent_streams = self.max_streams;

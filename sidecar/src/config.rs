@@ -11,6 +11,7 @@ use h2hop::tls::reload::{Reloadable, Reloader};
 use h2hop::upgrade::Protocols;
 
 use crate::app::{AppConfig, AppProtocol};
+use crate::apps::NamedApp;
 
 /// The defaults of the sidecar's flags, each used by both the flag and
 /// [`Config::default`].
@@ -44,8 +45,13 @@ pub mod defaults {
 /// Everything the sidecar needs, validated before any socket is bound.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// How to reach the app.
+    /// How to reach the app; with [`Config::apps`], only the settings
+    /// every named app shares (its address is unused).
     pub app: AppConfig,
+    /// The named apps of `--config`, each stream going to the one its
+    /// `:authority` or path picks ([`crate::apps`]); empty: [`Config::app`]
+    /// takes every stream.
+    pub apps: Vec<NamedApp>,
     /// TLS for fronts (client certificate required), or `None` for h2c.
     /// Each handshake takes its current value, so a reload (see
     /// [`Config::reloader`]) changes new connections only.
@@ -121,6 +127,7 @@ impl Default for Config {
                 proxy_protocol: false,
                 protocol: AppProtocol::Http1,
             },
+            apps: Vec::new(),
             tls: None,
             max_concurrent_streams: defaults::MAX_STREAMS,
             handshake_timeout: defaults::HANDSHAKE_TIMEOUT,

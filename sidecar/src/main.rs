@@ -35,7 +35,15 @@ async fn serve(args: Args, config: h2hop_sidecar::Config) -> anyhow::Result<()> 
         [] => "any".to_owned(),
         sans => sans.join(","),
     };
-    tracing::info!(%listen, app = %args.app, h2c = args.h2c, %allow_front_sans, "h2hop-sidecar ready");
+    let app = match config.apps.as_slice() {
+        [] => args.app.to_string(),
+        apps => apps
+            .iter()
+            .map(|app| app.name.as_ref())
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    tracing::info!(%listen, %app, h2c = args.h2c, %allow_front_sans, "h2hop-sidecar ready");
     let shutdown = CancellationToken::new();
     tokio::spawn(h2hop::signals::on_signal(shutdown.clone()));
     let listeners = h2hop_sidecar::Listeners { hop, admin };
