@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use clap::Parser as _;
 use h2hop_integration::app::TestApp;
+use h2hop_integration::binaries;
 use h2hop_integration::client::{
     body_bytes, echo_roundtrip, full, http1_connect, raw_request, request, ws_connect,
 };
@@ -224,4 +225,53 @@ async fn readyz(addr: SocketAddr) -> (u16, String) {
     let status = response.status().as_u16();
     let body = body_bytes(response).await.unwrap();
     (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// `h2hop-sidecar --check-config --config FILE`: the apps and exit 0 for a
+/// good file; the app at fault and a failure exit for a bad one; `--app`
+/// beside `--config` is refused.
+#[test]
+fn check_config_validates_the_file() {
+    let dir = binaries::dir();
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("sidecar.toml");
+    let check = |text: &str, extra: &[&str]| {
+        std::fs::write(&path, text).unwrap();
+        std::process::Command::new(dir.join("h2hop-sidecar"))
+            .args(["--h2c", "--check-config", "--config"])
+            .arg(&path)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let good = APPS
+        .replace("{API}", "10.0.0.1:9000")
+        .replace("{WEB}", "10.0.0.2:8000");
+    let output = check(&good, &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("configuration OK: 2 app(s)"), "{stdout}");
+    assert!(
+        stdout.contains("app api: 10.0.0.1:9000 (http1); authorities api.test"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("app web: 10.0.0.2:8000 (http1); path_prefix /web"),
+        "{stdout}"
+    );
+
+    let output = check(&good.replace("path_prefix = \"/web/\"", ""), &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        stderr.contains("--config") && stderr.contains("app \"web\" matches nothing"),
+        "{stderr}"
+    );
+
+    let output = check(&good, &["--app", "127.0.0.1:1"]);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--app"),
+        "{output:?}"
+    );
 }

@@ -34,6 +34,9 @@ pub struct Args {
     /// --app-protocol (each app has its own address and protocol).
     #[arg(long, env = "H2HOP_SIDECAR_CONFIG", conflicts_with_all = ["app", "app_protocol"])]
     pub config: Option<PathBuf>,
+    /// Validate the flags and --config, print the apps, and exit.
+    #[arg(long)]
+    pub check_config: bool,
     /// Accept cleartext HTTP/2 (h2c, prior knowledge) instead of mutual TLS.
     /// Only for meshes that encrypt elsewhere.
     #[arg(long, env = "H2HOP_SIDECAR_H2C")]

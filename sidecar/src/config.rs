@@ -80,6 +80,48 @@ pub struct Config {
 }
 
 impl Config {
+    /// What `--check-config` prints: the apps, how each is reached and
+    /// which streams it takes, one line each.
+    pub fn apps_summary(&self) -> String {
+        let reached = |app: &AppConfig| {
+            let protocol = match app.protocol {
+                AppProtocol::Http1 => "http1",
+                AppProtocol::H2c => "h2c",
+            };
+            format!("{} ({protocol})", app.addr)
+        };
+        if self.apps.is_empty() {
+            return format!(
+                "configuration OK: one app, {}, for every stream\n",
+                reached(&self.app)
+            );
+        }
+        let mut summary = format!("configuration OK: {} app(s)\n", self.apps.len());
+        for app in &self.apps {
+            let mut takes = Vec::new();
+            if !app.route.authorities.is_empty() {
+                let authorities: Vec<String> = app
+                    .route
+                    .authorities
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                takes.push(format!("authorities {}", authorities.join(", ")));
+            }
+            if let Some(prefix) = &app.route.path_prefix {
+                takes.push(format!("path_prefix {prefix}"));
+            }
+            let line = format!(
+                "  app {}: {}; {}\n",
+                app.name,
+                reached(&app.config),
+                takes.join("; ")
+            );
+            summary.push_str(&line);
+        }
+        summary
+    }
+
     /// What SIGHUP reloads: the TLS files, when TLS comes from files.
     pub fn reloader(&self) -> Reloader {
         let mut reloader = Reloader::new();

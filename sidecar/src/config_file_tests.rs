@@ -174,3 +174,21 @@ fn the_config_flag_loads_the_apps_and_excludes_app() {
     );
     assert!(chain.contains("address"), "{chain}");
 }
+
+/// `--check-config`'s report names each app, how it is reached and what
+/// it takes; without a file, the one app.
+#[test]
+fn the_summary_lists_each_app() {
+    let mut config = crate::Config::default();
+    assert_eq!(
+        config.apps_summary(),
+        "configuration OK: one app, 127.0.0.1:8000 (http1), for every stream\n"
+    );
+    config.apps = parse(TWO_APPS, &flags()).unwrap();
+    assert_eq!(
+        config.apps_summary(),
+        "configuration OK: 2 app(s)\n\
+         \x20 app api: 127.0.0.1:9000 (h2c); authorities api.internal, api.internal:8443\n\
+         \x20 app web: localhost:8000 (http1); path_prefix /web\n"
+    );
+}

@@ -17,6 +17,13 @@ fn main() -> anyhow::Result<()> {
     // Held to the end of main: dropping it flushes the last log lines.
     let _log = h2hop::telemetry::init(&args.log).context("cannot start logging")?;
     let config = args.config().context("invalid configuration")?;
+    if args.check_config {
+        use std::io::Write as _;
+        std::io::stdout()
+            .lock()
+            .write_all(config.apps_summary().as_bytes())?;
+        return Ok(());
+    }
     let runtime =
         h2hop::runtime::build(args.workers.map(usize::from)).context("cannot start the runtime")?;
     runtime.block_on(serve(args, config))
