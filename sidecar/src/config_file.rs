@@ -16,11 +16,14 @@
 //! name = "web"
 //! address = "127.0.0.1:8000"
 //! path_prefix = "/"                # matched at a segment boundary
+//! response_timeout = "2m"          # optional, as --response-timeout
 //! ```
 //!
 //! How a stream picks its app is in [`crate::apps`]. Each app needs
-//! `authorities`, a `path_prefix`, or both. The timeouts and
-//! `--app-proxy-protocol` of the flags apply to every app. Refused: no
+//! `authorities`, a `path_prefix`, or both. `connect_timeout`,
+//! `response_timeout` and `upgrade_timeout` (humantime, such as `"5s"`)
+//! override the flag of the same name for one app; the flags' values and
+//! `--app-proxy-protocol` apply otherwise. Refused: no
 //! `[[app]]`, unknown keys, two apps with one name, the same authority or
 //! path prefix in two apps, a bad address, authority or prefix. Errors
 //! name the app; errors inside the TOML carry its line and column.
@@ -76,6 +79,16 @@ pub enum ConfigError {
         #[source]
         source: HostPortError,
     },
+    /// A timeout is not a duration such as `"5s"`, or is zero.
+    #[error("app {app:?}: {key} {value:?} is not a duration above zero, such as \"5s\"")]
+    Timeout {
+        /// The app's name.
+        app: String,
+        /// Which timeout.
+        key: &'static str,
+        /// The value as written.
+        value: String,
+    },
     /// An authority or path prefix cannot be used.
     #[error("app {app:?}")]
     Route {
@@ -124,6 +137,9 @@ struct RawApp {
     #[serde(default)]
     authorities: Vec<String>,
     path_prefix: Option<String>,
+    connect_timeout: Option<String>,
+    response_timeout: Option<String>,
+    upgrade_timeout: Option<String>,
 }
 
 /// `protocol` as written.
@@ -199,13 +215,40 @@ fn app_of(raw: RawApp, flags: &AppConfig) -> Result<NamedApp, ConfigError> {
     if authorities.is_empty() && path_prefix.is_none() {
         return Err(ConfigError::MatchesNothing { app: raw.name });
     }
+    let timeout = |key, value: &Option<String>, flag| match value {
+        None => Ok(flag),
+        Some(value) => match humantime::parse_duration(value) {
+            Ok(duration) if !duration.is_zero() => Ok(duration),
+            _ => Err(ConfigError::Timeout {
+                app: raw.name.clone(),
+                key,
+                value: value.clone(),
+            }),
+        },
+    };
+    let config = AppConfig {
+        addr: address.to_string(),
+        protocol: raw.protocol.into(),
+        connect_timeout: timeout(
+            "connect_timeout",
+            &raw.connect_timeout,
+            flags.connect_timeout,
+        )?,
+        response_timeout: timeout(
+            "response_timeout",
+            &raw.response_timeout,
+            flags.response_timeout,
+        )?,
+        upgrade_timeout: timeout(
+            "upgrade_timeout",
+            &raw.upgrade_timeout,
+            flags.upgrade_timeout,
+        )?,
+        ..flags.clone()
+    };
     Ok(NamedApp {
         name: Arc::from(raw.name),
-        config: AppConfig {
-            addr: address.to_string(),
-            protocol: raw.protocol.into(),
-            ..flags.clone()
-        },
+        config,
         route: AppRoute {
             authorities,
             path_prefix,

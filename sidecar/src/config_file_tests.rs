@@ -24,6 +24,7 @@ authorities = ["API.internal", "api.internal:8443"]
 name = "web"
 address = "localhost:8000"
 path_prefix = "/web/"
+response_timeout = "2m"
 "#;
 
 #[test]
@@ -49,6 +50,8 @@ fn a_file_gives_named_apps_with_the_flags_timeouts() {
     assert_eq!(authorities, ["api.internal", "api.internal:8443"]);
     assert_eq!(api.route.path_prefix, None);
     assert_eq!(web.config.protocol, AppProtocol::Http1);
+    assert_eq!(web.config.response_timeout.as_secs(), 120);
+    assert_eq!(web.config.connect_timeout, flags.connect_timeout);
     assert_eq!(web.config.addr, "localhost:8000");
     assert_eq!(web.route.path_prefix.as_deref(), Some("/web"));
     let routes: Vec<AppRoute> = apps.iter().map(|app| app.route.clone()).collect();
@@ -77,6 +80,14 @@ fn unknown_keys_and_protocols_are_refused_with_their_line() {
 #[test]
 fn each_refusal_names_the_app() {
     let cases = [
+        (
+            TWO_APPS.replace("\"2m\"", "\"soon\""),
+            "app \"web\": response_timeout \"soon\" is not a duration",
+        ),
+        (
+            TWO_APPS.replace("\"2m\"", "\"0s\""),
+            "app \"web\": response_timeout \"0s\" is not a duration above zero",
+        ),
         (
             TWO_APPS.replace("\"web\"", "\"api\""),
             "app \"api\" is defined twice",
@@ -153,7 +164,7 @@ fn the_config_flag_loads_the_apps_and_excludes_app() {
         .unwrap();
     let names: Vec<&str> = config.apps.iter().map(|app| &*app.name).collect();
     assert_eq!(names, ["api", "web"]);
-    assert_eq!(config.apps[1].config.response_timeout.as_secs(), 4);
+    assert_eq!(config.apps[0].config.response_timeout.as_secs(), 4);
     for extra in [["--app", "127.0.0.1:1"], ["--app-protocol", "h2c"]] {
         let mut with = argv.to_vec();
         with.extend(extra);
