@@ -9,12 +9,13 @@
 //!    ignoring ASCII case. An entry with a port (`api.internal:8443`)
 //!    matches that port only; an entry without one (`api.internal`)
 //!    matches the host with any port or none. When both kinds match, the
-//!    entry with the port wins;
+//!    entry with the port wins. A trailing dot on the host is ignored;
 //! 2. else the app with the longest `path_prefix` that matches the path at
 //!    a segment boundary: `/api` matches `/api`, `/api/` and `/api/x`,
 //!    never `/apix`. Paths compare byte for byte, case-sensitive, not
 //!    percent-decoded (RFC 3986 §6.2.2.1: only scheme and host are
-//!    case-insensitive); the query is not part of the path;
+//!    case-insensitive); the query is not part of the path. The prefix
+//!    `/` takes every path;
 //! 3. else none.
 //!
 //! Built once by [`crate::listener`]; [`crate::dispatch`] asks it per
@@ -130,6 +131,8 @@ fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
         None | Some("") => None,
         Some(port) => Some(port.parse().ok()?),
     };
+    // `api.test.` is the absolute form of `api.test` (RFC 1034 §3.1).
+    let host = host.strip_suffix('.').unwrap_or(host);
     Some((host, port))
 }
 
@@ -146,8 +149,12 @@ pub fn normalise_prefix(prefix: &str) -> Result<String, AppRouteError> {
 /// Whether `prefix` (as [`normalise_prefix`] left it) matches `path` at a
 /// segment boundary.
 fn prefix_matches(prefix: &str, path: &str) -> bool {
+    // The root takes every path, `*` (RFC 9110 §9.3.7) among them.
+    if prefix == "/" {
+        return true;
+    }
     match path.strip_prefix(prefix) {
-        Some(rest) => prefix == "/" || rest.is_empty() || rest.starts_with('/'),
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
 }

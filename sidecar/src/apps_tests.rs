@@ -25,6 +25,9 @@ fn authorities_ignore_case_and_an_entry_without_port_takes_any_port() {
     }
     assert_eq!(pick(&routes, "api.internal.evil", "/"), None);
     assert_eq!(pick(&routes, "user@api.internal", "/"), Some(0));
+    assert_eq!(pick(&routes, "api.internal.:443", "/"), Some(0));
+    let absolute = [route(&["api.internal."], None)];
+    assert_eq!(pick(&absolute, "api.internal", "/"), Some(0));
 }
 
 #[test]
@@ -59,6 +62,7 @@ fn the_longest_matching_prefix_wins() {
     assert_eq!(pick(&routes, "x", "/api/v2"), Some(2));
     assert_eq!(pick(&routes, "x", "/api/v1"), Some(1));
     assert_eq!(pick(&routes, "x", "/web"), Some(0));
+    assert_eq!(pick(&routes, "x", "*"), Some(0));
 }
 
 #[test]
