@@ -226,7 +226,10 @@ fn apps_reachable(config: &Config) -> Readiness {
 async fn app_reachable(label: &str, app: &AppConfig) -> Option<String> {
     match timeout(app.connect_timeout, TcpStream::connect(app.addr.as_str())).await {
         Ok(Ok(_)) => None,
-        Ok(Err(err)) => Some(format!("{label} ({}) refuses connections: {err}", app.addr)),
-        Err(_) => Some(format!("{label} ({}) did not accept in time", app.addr)),
+        Ok(Err(err)) => Some(format!(
+            "{label} at {} refuses connections: {err}",
+            app.addr
+        )),
+        Err(_) => Some(format!("{label} at {} did not accept in time", app.addr)),
     }
 }
