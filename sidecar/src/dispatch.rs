@@ -4,7 +4,9 @@
 //! `:protocol` goes to [`crate::tunnel`]; a `:protocol` that is not a token
 //! gets 400 (S4), one not allowed 501 (RFC 9220 §3 (N16)); plain CONNECT gets
 //! 405 (RFC 8441 §4 (N8)); anything else is an ordinary request for
-//! [`crate::forward`]. Failures are answered and logged here, once.
+//! [`crate::forward`]. Tunnels and requests go to the app
+//! [`crate::apps::Apps::choose`] picks by `:authority` and path; where it
+//! picks none, 404. Failures are answered and logged here, once.
 
 use std::net::SocketAddr;
 
@@ -83,7 +85,13 @@ pub async fn dispatch(
     // The front's request id and trace id, as received: one grep of either
     // follows the request through front, sidecar and app.
     entry.identity(RequestIdentity::from_headers(request.headers()));
-    let h2c = context.app.config().protocol == AppProtocol::H2c;
+    // The app this stream goes to, by its `:authority` or path; the
+    // access line names it (as `route`) when apps have names.
+    let chosen = context.apps.choose(authority, request.uri().path());
+    if let Some(name) = chosen.as_ref().and_then(|chosen| chosen.name) {
+        entry.route(name.clone());
+    }
+    let app = chosen.map(|chosen| chosen.app);
     async move {
         let result = match protocol {
             // h2 itself refuses :protocol on anything but CONNECT (RFC 8441 §4 (N6)).
@@ -92,12 +100,16 @@ pub async fn dispatch(
             }
             Some(protocol) => match context.upgrades.protocols.find(&protocol) {
                 Some(allowed) => {
-                    let result = if h2c {
-                        let opened = tunnel_h2c::open(context, request, allowed, &mut respond, &mut entry);
-                        Box::pin(opened).await
-                    } else {
-                        let opened = tunnel::open(context, dials, request, allowed, &mut respond, &mut entry);
-                        opened.await
+                    let result = match app {
+                        Some(app) if app.config().protocol == AppProtocol::H2c => {
+                            let opened = tunnel_h2c::open(context, app, request, allowed, &mut respond, &mut entry);
+                            Box::pin(opened).await
+                        }
+                        Some(app) => {
+                            let opened = tunnel::open(context, app, dials, request, allowed, &mut respond, &mut entry);
+                            opened.await
+                        }
+                        None => Err(Error::NoApp),
                     };
                     if result.is_err() {
                         let failed = h2hop::metrics::TunnelResult::Failed;
@@ -108,14 +120,17 @@ pub async fn dispatch(
                 None => Err(Error::UnsupportedProtocol(protocol)),
             },
             None if kind == StreamKind::PlainConnect => Err(Error::PlainConnect),
-            None if h2c => {
-                let forwarded = forward_h2c::forward(context, request, &mut respond, &mut entry);
-                Box::pin(forwarded).await.map(|()| None)
-            }
-            None => {
-                let forwarded = forward::forward(context, request, &mut respond, &mut entry);
-                Box::pin(forwarded).await.map(|()| None)
-            }
+            None => match app {
+                Some(app) if app.config().protocol == AppProtocol::H2c => {
+                    let forwarded = forward_h2c::forward(context, app, request, &mut respond, &mut entry);
+                    Box::pin(forwarded).await.map(|()| None)
+                }
+                Some(app) => {
+                    let forwarded = forward::forward(context, app, request, &mut respond, &mut entry);
+                    Box::pin(forwarded).await.map(|()| None)
+                }
+                None => Err(Error::NoApp),
+            },
         };
         match result {
             Ok(opened) => return opened.map(|opened| (opened, entry)),

@@ -22,6 +22,9 @@ pub enum Error {
     /// An extended CONNECT for a protocol we do not tunnel (RFC 9220 §3 (N16)).
     #[error("protocol {0:?} is not supported")]
     UnsupportedProtocol(String),
+    /// No app of `--config` takes the stream's `:authority` or path.
+    #[error("no app for this authority/path")]
+    NoApp,
     /// A CONNECT without `:protocol`: the sidecar never opens a tunnel to
     /// the `:authority` host (RFC 8441 §4 (N8)).
     #[error("plain CONNECT is not supported")]
@@ -155,6 +158,7 @@ impl Error {
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::UnsupportedProtocol(_) | Error::NoExtendedConnect => StatusCode::NOT_IMPLEMENTED,
             Error::PlainConnect => StatusCode::METHOD_NOT_ALLOWED,
+            Error::NoApp => StatusCode::NOT_FOUND,
             Error::AppTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // Nobody reads the answer to a reset stream; 499 as nginx logs it.

@@ -34,6 +34,7 @@ const DEADLINE_MESSAGE: &str = "deadline exceeded at h2hop-sidecar";
 /// access log `entry` gets the status and the bytes each way.
 pub async fn forward(
     context: &Context,
+    app: &App,
     request: Request<RecvStream>,
     respond: &mut SendResponse<Bytes>,
     entry: &mut Entry,
@@ -41,7 +42,6 @@ pub async fn forward(
     let asked = Instant::now();
     let (parts, recv) = request.into_parts();
     let deadline = grpc::timeout(&parts.headers).and_then(|after| asked.checked_add(after));
-    let app = &context.app;
     let head = app_request(&parts)?;
     let end_of_stream = recv.is_end_stream();
     // S5: a stream the front resets while we wait cancels the open.

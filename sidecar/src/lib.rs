@@ -17,14 +17,18 @@
 //! 4. [`app`]: connections to the app (dedicated for tunnels, pooled for
 //!    requests), each reached by `dial`; for h2c, a small HTTP/2 pool.
 //!
+//! [`apps`] holds the app, or the named apps of `--config`
+//! ([`config_file`]), and picks one per stream by `:authority` or path.
 //! [`context`] holds what the stream stages share; it calls none of them.
 //!
 //! [`run`] takes an already-bound listener and a cancellation token; only
 //! `main` binds, reads signals and picks the exit code.
 
 pub(crate) mod app;
+pub mod apps;
 pub mod args;
 pub mod config;
+pub mod config_file;
 pub(crate) mod context;
 pub(crate) mod dispatch;
 mod error;
@@ -46,8 +50,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Listeners {
     /// Fronts' HTTP/2 connections (mutual TLS, or h2c).
     pub hop: TcpListener,
-    /// The admin endpoints: `/metrics`, `/healthz`, and `/readyz` (the app
-    /// accepts a TCP connection).
+    /// The admin endpoints: `/metrics`, `/healthz`, and `/readyz` (every
+    /// app accepts a TCP connection).
     pub admin: Option<TcpListener>,
 }
 

@@ -29,16 +29,17 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tracing::debug;
 
-use crate::app::StreamPlace;
+use crate::app::{App, StreamPlace};
 use crate::context::Context;
 use crate::{Error, respond, stream_relay};
 
-/// Opens the tunnel: the app's `101` checked and the stream answered `200`.
+/// Opens the tunnel to `app`: its `101` checked and the stream answered `200`.
 /// Returns what the relay needs, or `None` when the app refused the
 /// upgrade and its answer was relayed instead (`entry` gets its status and
 /// body).
 pub async fn open(
     context: &Context,
+    app: &App,
     dials: &Limit,
     request: Request<RecvStream>,
     protocol: &str,
@@ -51,7 +52,7 @@ pub async fn open(
     let (parts, mut recv) = request.into_parts();
     // Boxed: the exchange's state (heads, key, hyper's connection) is far
     // larger than anything else here, and is gone once it has run.
-    let exchange = exchange(context, dials, parts, &mut recv, protocol, respond);
+    let exchange = exchange(context, app, dials, parts, &mut recv, protocol, respond);
     let switched = match Box::pin(exchange).await? {
         Exchange::Switched(switched) => switched,
         // RFC 6455 §4.1 (N45): a 401, 403, 426... goes back as it is. The app
@@ -222,6 +223,7 @@ struct Switched {
 /// connection of its own and checks the answer (RFC 6455 §4.1 (N43)).
 async fn exchange(
     context: &Context,
+    app: &App,
     dials: &Limit,
     parts: http::request::Parts,
     recv: &mut RecvStream,
@@ -231,11 +233,7 @@ async fn exchange(
     let policy = &context.upgrades;
     let carried = upgrade::carried(&parts.headers, policy.body_limit)?;
     // S5: a stream the front resets while we wait cancels the read and the dial.
-    let read = read_body(
-        recv,
-        carried.body_length,
-        context.app.config().upgrade_timeout,
-    );
+    let read = read_body(recv, carried.body_length, app.config().upgrade_timeout);
     let (body, early) = respond::unless_reset(respond, read).await?;
     let (method, body) = if policy.as_get {
         (Method::GET, Bytes::new())
@@ -251,7 +249,6 @@ async fn exchange(
         key: key.as_deref(),
     };
     let app_request = request::h2_to_h1(&parts, Some(&app_upgrade))?;
-    let app = &context.app;
     // Held from the dial until the app's answer; a reset stream gives it
     // back at once (S5).
     let dialing = overloaded_unless(dials.try_take(), dials)?;

@@ -19,7 +19,7 @@ use h2hop::translate::response;
 use http::{Request, StatusCode, Version};
 use tracing::debug;
 
-use crate::app::OpenedStream;
+use crate::app::{App, OpenedStream};
 use crate::context::Context;
 use crate::forward_h2c::{app_request, response_head};
 use crate::tunnel::{Opened, overloaded_unless};
@@ -30,6 +30,7 @@ use crate::{Error, respond, stream_relay};
 /// relayed instead (`entry` gets its status and body).
 pub async fn open(
     context: &Context,
+    app: &App,
     request: Request<RecvStream>,
     protocol: &str,
     respond: &mut SendResponse<Bytes>,
@@ -40,7 +41,6 @@ pub async fn open(
     let asked = tokio::time::Instant::now();
     let (parts, front_recv) = request.into_parts();
     let head = app_request(&parts)?;
-    let app = &context.app;
     // S5: a stream the front resets while we wait cancels the open.
     let opened = respond::unless_reset(respond, app.open_h2c(head, false)).await?;
     let OpenedStream {
