@@ -62,7 +62,8 @@ pub struct Listeners {
     /// TLS clients (HTTP/2 or HTTP/1.1 by ALPN), with [`Config::client_tls`].
     pub tls: Option<TcpListener>,
     /// The admin endpoints: `/metrics`, `/healthz`, and `/readyz` (a
-    /// usable connection to some sidecar).
+    /// usable connection to some sidecar; with health checks, a healthy
+    /// sidecar in every cluster that has them).
     pub admin: Option<TcpListener>,
 }
 
