@@ -284,7 +284,7 @@ pub enum ArgsError {
         source: ConfigError,
     },
     /// The `--health-check-*` flags are unusable.
-    #[error("--health-check")]
+    #[error("--health-check-path and its flags")]
     HealthCheck(#[from] HealthCheckError),
     /// The Upgrade allow-list is unusable.
     #[error("--upgrade-protocol")]

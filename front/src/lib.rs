@@ -53,7 +53,7 @@ pub use proxy_header::{ProxyMode, ProxyProtocol};
 pub use routes::Routing;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-pub use upstream::{UpstreamConfig, UpstreamTls};
+pub use upstream::{HealthCheck, HealthCheckError, UpstreamConfig, UpstreamTls};
 
 /// Where the front accepts connections.
 pub struct Listeners {

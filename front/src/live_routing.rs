@@ -569,6 +569,31 @@ mod tests {
         assert_eq!(summary.replaced, ["t"]);
     }
 
+    /// A cluster's health check is part of its settings: the same check
+    /// keeps the cluster (and its endpoints' health), another replaces it.
+    #[tokio::test]
+    async fn a_changed_health_check_replaces_the_cluster() {
+        let dir = Path::new("/nonexistent");
+        let checked = |path: &str| {
+            let check = format!("health_check = {{ path = \"{path}\" }}\n\n[[route]]");
+            format!("{}[[route]]\ncluster = \"web\"\n", h2c("web", "a:1"))
+                .replace("\n\n[[route]]", &format!("\n{check}"))
+        };
+        let old = Snapshot::initial(
+            Some(routing(&checked("/health"), dir)),
+            UpstreamConfig::default(),
+            &metrics(),
+        );
+        let (same, summary) = rebuild(routing(&checked("/health"), dir), &old, &metrics());
+        assert_eq!(summary.kept, ["web"]);
+        assert!(Arc::ptr_eq(find(&old, "web"), find(&same, "web")));
+        let (_, summary) = rebuild(routing(&checked("/ready"), dir), &old, &metrics());
+        assert_eq!(summary.replaced, ["web"]);
+        let unchecked = format!("{}[[route]]\ncluster = \"web\"\n", h2c("web", "a:1"));
+        let (_, summary) = rebuild(routing(&unchecked, dir), &old, &metrics());
+        assert_eq!(summary.replaced, ["web"]);
+    }
+
     /// Before the front runs, and for a front without a file, a reload
     /// says why it did nothing.
     #[test]
