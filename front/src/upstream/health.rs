@@ -18,7 +18,7 @@ use std::time::Duration;
 use h2hop::metrics::{HealthCheckResult, Metrics};
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use rand::Rng as _;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::upstream::endpoint::Endpoint;
 use crate::upstream::{Cluster, HealthCheck};
@@ -132,6 +132,9 @@ async fn run(
             HealthCheckResult::Fail
         };
         metrics.health_checked(&cluster, &addr, result);
+        if let Err(reason) = &outcome {
+            debug!(%cluster, sidecar = %addr, %reason, "health check failed");
+        }
         if let Some(healthy) = verdict.record(passed, &check) {
             endpoint.set_healthy(healthy);
             match &outcome {

@@ -26,7 +26,9 @@ pub struct HealthCheck {
     pub authority: Option<Authority>,
     /// The pause between the end of one check and the start of the next.
     pub interval: Duration,
-    /// Bound on one check, from opening the stream to the response head.
+    /// Bound on one check: opening the stream (dialling, if the endpoint
+    /// has no connection), the response head, and its body (of which
+    /// 64 KiB at most are read).
     pub timeout: Duration,
     /// Passes in a row that bring an unhealthy endpoint back.
     pub healthy_threshold: u32,
