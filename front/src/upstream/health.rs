@@ -20,6 +20,7 @@ use http::{HeaderValue, Request, StatusCode, Uri, header};
 use rand::Rng as _;
 use tracing::{debug, info, warn};
 
+use crate::error::Error;
 use crate::upstream::endpoint::Endpoint;
 use crate::upstream::{Cluster, HealthCheck};
 
@@ -132,20 +133,11 @@ async fn run(
             HealthCheckResult::Fail
         };
         metrics.health_checked(&cluster, &addr, result);
-        if let Err(reason) = &outcome {
-            debug!(%cluster, sidecar = %addr, %reason, "health check failed");
-        }
-        if let Some(healthy) = verdict.record(passed, &check) {
+        let flipped = verdict.record(passed, &check);
+        if let Some(healthy) = flipped {
             endpoint.set_healthy(healthy);
-            match &outcome {
-                Ok(status) => {
-                    info!(%cluster, sidecar = %addr, %status, passes = check.healthy_threshold, "health check passed: endpoint takes new streams again")
-                }
-                Err(reason) => {
-                    warn!(%cluster, sidecar = %addr, %reason, failures = check.unhealthy_threshold, "health check failed: endpoint takes no new streams")
-                }
-            }
         }
+        log_outcome(&cluster, &addr, &check, &outcome, flipped.is_some());
         metrics.endpoint_health(&cluster, &addr, verdict.healthy());
         drop(endpoint);
         tokio::time::sleep(check.interval).await;
@@ -153,15 +145,60 @@ async fn run(
     metrics.endpoint_health_gone(&cluster, &addr);
 }
 
+/// Every failed check at debug; a check that flips the endpoint's state at
+/// warn (out) or info (back in), with the status or the failure.
+fn log_outcome(
+    cluster: &str,
+    addr: &str,
+    check: &HealthCheck,
+    outcome: &Result<StatusCode, CheckFailure>,
+    flipped: bool,
+) {
+    match outcome {
+        Ok(status) if flipped => {
+            info!(cluster, sidecar = addr, %status, passes = check.healthy_threshold, "health check passed: endpoint takes new streams again");
+        }
+        Ok(_) => {}
+        Err(failure) => {
+            let error = h2hop::telemetry::chain(failure);
+            if flipped {
+                warn!(cluster, sidecar = addr, %error, failures = check.unhealthy_threshold, "health check failed: endpoint takes no new streams");
+            } else {
+                debug!(cluster, sidecar = addr, %error, "health check failed");
+            }
+        }
+    }
+}
+
+/// Why one check failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckFailure {
+    /// The check's target does not make a request.
+    #[error("health check request")]
+    Request(#[source] http::Error),
+    /// No stream could be opened on the endpoint (connect, TLS, backoff).
+    #[error("cannot open the health check stream")]
+    Open(#[source] Error),
+    /// The stream failed before the answer ended.
+    #[error("health check stream failed")]
+    Stream(#[source] h2::Error),
+    /// No complete answer within the check's timeout.
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+    /// The answer is not a 2xx.
+    #[error("answered {0}")]
+    Status(StatusCode),
+}
+
 /// One check of `endpoint`: the status of a 2xx answer, or why it failed.
-pub async fn probe(endpoint: &Endpoint, check: &HealthCheck) -> Result<StatusCode, String> {
-    let request = check_request(endpoint.addr(), check)?;
+pub async fn probe(endpoint: &Endpoint, check: &HealthCheck) -> Result<StatusCode, CheckFailure> {
+    let request = check_request(endpoint.addr(), check).map_err(CheckFailure::Request)?;
     let exchange = async {
         let (response, _send, _slot) = endpoint
             .open_stream(request, true)
             .await
-            .map_err(|err| h2hop::telemetry::chain(&err))?;
-        let response = response.await.map_err(|err| err.to_string())?;
+            .map_err(CheckFailure::Open)?;
+        let response = response.await.map_err(CheckFailure::Stream)?;
         let status = response.status();
         let mut body = response.into_body();
         let mut read = 0;
@@ -169,25 +206,25 @@ pub async fn probe(endpoint: &Endpoint, check: &HealthCheck) -> Result<StatusCod
             let Some(chunk) = body.data().await else {
                 break;
             };
-            let chunk = chunk.map_err(|err| err.to_string())?;
+            let chunk = chunk.map_err(CheckFailure::Stream)?;
             read += chunk.len();
             let _ = body.flow_control().release_capacity(chunk.len());
         }
-        Ok::<_, String>(status)
+        Ok(status)
     };
     let status = tokio::time::timeout(check.timeout, exchange)
         .await
-        .map_err(|_| format!("no answer within {:?}", check.timeout))??;
+        .map_err(|_| CheckFailure::TimedOut(check.timeout))??;
     if status.is_success() {
         Ok(status)
     } else {
-        Err(format!("status {status}"))
+        Err(CheckFailure::Status(status))
     }
 }
 
 /// `GET` of the check's path, its authority or else `addr`, marked with
 /// [`USER_AGENT`].
-fn check_request(addr: &str, check: &HealthCheck) -> Result<Request<()>, String> {
+fn check_request(addr: &str, check: &HealthCheck) -> Result<Request<()>, http::Error> {
     let authority = match &check.authority {
         Some(authority) => authority.as_str(),
         None => addr,
@@ -196,11 +233,8 @@ fn check_request(addr: &str, check: &HealthCheck) -> Result<Request<()>, String>
         .scheme("http")
         .authority(authority)
         .path_and_query(check.path.clone())
-        .build()
-        .map_err(|err| format!("health check target: {err}"))?;
-    let mut request = Request::get(uri)
-        .body(())
-        .map_err(|err| format!("health check request: {err}"))?;
+        .build()?;
+    let mut request = Request::get(uri).body(())?;
     request
         .headers_mut()
         .insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
