@@ -322,3 +322,33 @@ async fn a_plain_get_is_answered_by_the_app() {
     })
     .await;
 }
+
+/// An upgrade whose body the front carried (an HTTP/1.1 client's POST
+/// Upgrade) cannot become an extended CONNECT, which has no body
+/// (RFC 8441 §4): 501 saying so, and nothing reaches the app.
+#[tokio::test]
+async fn an_upgrade_with_a_body_is_refused_toward_an_h2c_app() {
+    within(async {
+        let options = H2cAppOptions {
+            extended_connect: true,
+        };
+        let app = H2cApp::spawn(options).await.unwrap();
+        let pair = pair_toward(&app).await;
+        let client = connect(&pair).await;
+        let mut head = extended_connect();
+        head.headers_mut()
+            .insert("h2hop-upgrade-method", HeaderValue::from_static("POST"));
+        head.headers_mut()
+            .insert("h2hop-upgrade-body-length", HeaderValue::from_static("4"));
+        let (response, mut upload) = open(&client, head, false).await;
+        upload
+            .send_data(Bytes::from_static(b"body"), false)
+            .unwrap();
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
+        let body = String::from_utf8(read_to_end(&mut response.into_body()).await).unwrap();
+        assert!(body.contains("request body"), "{body}");
+        assert!(app.seen().requests.is_empty());
+    })
+    .await;
+}

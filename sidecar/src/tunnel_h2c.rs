@@ -7,7 +7,9 @@
 //! is answered 501 ([`crate::Error::NoExtendedConnect`]). The app's 2xx
 //! opens the tunnel, answered `200` (RFC 8441 §5), and the two streams are
 //! relayed ([`crate::stream_relay`]); any other answer is relayed as is.
-//! No method, body or key is rewritten: those are HTTP/1.1 Upgrade matters.
+//! No method, body or key is rewritten: those are HTTP/1.1 Upgrade
+//! matters. An upgrade whose body the front carried is refused (501): an
+//! extended CONNECT has no request body (RFC 8441 §4).
 
 use bytes::Bytes;
 use h2::RecvStream;
@@ -16,6 +18,7 @@ use h2hop::access::Entry;
 use h2hop::metrics::TunnelResult;
 use h2hop::relay::H2Body;
 use h2hop::translate::response;
+use h2hop::upgrade;
 use http::{Request, StatusCode, Version};
 use tracing::debug;
 
@@ -39,6 +42,13 @@ pub async fn open(
     let place = overloaded_unless(context.tunnels.try_take(), &context.tunnels)?;
     let asked = tokio::time::Instant::now();
     let (parts, front_recv) = request.into_parts();
+    // A method the front carried has no place in an extended CONNECT and
+    // is dropped; a body would reach the app as tunnel bytes, so an
+    // upgrade with one is refused.
+    let carried = upgrade::carried(&parts.headers, context.upgrades.body_limit)?;
+    if carried.body_length > 0 {
+        return Err(Error::UpgradeBodyToH2c(carried.body_length));
+    }
     let head = app_request(&parts)?;
     let app = &context.app;
     // S5: a stream the front resets while we wait cancels the open.
