@@ -352,3 +352,37 @@ async fn an_upgrade_with_a_body_is_refused_toward_an_h2c_app() {
     })
     .await;
 }
+
+/// A tunnel to an h2c app where nothing moves for the tunnel idle timeout
+/// is reset on both sides (CANCEL), as a TCP tunnel would be.
+#[tokio::test]
+async fn an_idle_tunnel_to_an_h2c_app_is_reset_both_ways() {
+    within(async {
+        let options = H2cAppOptions {
+            extended_connect: true,
+        };
+        let app = H2cApp::spawn(options).await.unwrap();
+        let pair = Pair::builder()
+            .h2c()
+            .app_at(app.addr)
+            .sidecar_config(|config| {
+                config.app.protocol = AppProtocol::H2c;
+                config.tunnel_idle_timeout = Duration::from_millis(300);
+            })
+            .start()
+            .await
+            .unwrap();
+        let client = connect(&pair).await;
+        let (response, _upload) = open(&client, extended_connect(), false).await;
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut recv = response.into_body();
+        let ended = recv.data().await.expect("a reset, not END_STREAM");
+        assert_eq!(ended.unwrap_err().reason(), Some(Reason::CANCEL));
+        assert_eq!(
+            app.reset_on("/chat", SEEN_WITHIN).await,
+            Some(Reason::CANCEL)
+        );
+    })
+    .await;
+}
