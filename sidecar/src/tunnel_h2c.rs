@@ -22,9 +22,8 @@ use h2hop::upgrade;
 use http::{Request, StatusCode, Version};
 use tracing::debug;
 
-use crate::app::OpenedStream;
+use crate::app::{OpenedStream, app_request, response_head};
 use crate::context::Context;
-use crate::forward_h2c::{app_request, response_head};
 use crate::tunnel::{Opened, overloaded_unless};
 use crate::{Error, respond, stream_relay};
 
@@ -59,7 +58,8 @@ pub async fn open(
         place: stream_place,
     } = opened;
     let bound = app.config().upgrade_timeout;
-    let answer = respond::unless_reset(respond, response_head(app, response, bound)).await?;
+    let answer =
+        respond::unless_reset(respond, response_head(app.config(), response, bound)).await?;
     let (head, app_recv) = answer.into_parts();
     if !head.status.is_success() {
         debug!(

@@ -45,7 +45,7 @@ mod proxy_header;
 pub use dial::{AppConfig, AppProtocol};
 use dial::{app_http, dial, open_http1};
 use h2c::H2cPool;
-pub use h2c::{OpenedStream, StreamPlace};
+pub use h2c::{OpenedStream, StreamPlace, app_request, response_head};
 use pool::{Pool, SendError};
 
 use crate::error::{AppStep, Error};
