@@ -386,3 +386,51 @@ async fn an_idle_tunnel_to_an_h2c_app_is_reset_both_ways() {
     })
     .await;
 }
+
+/// A client reset while the sidecar waits for the app's head reaches the
+/// app as a reset too (the request had ended: only the reset says it).
+#[tokio::test]
+async fn a_client_reset_before_the_head_reaches_the_app() {
+    within(async {
+        let app = H2cApp::spawn(H2cAppOptions::default()).await.unwrap();
+        let pair = pair_toward(&app).await;
+        let client = connect(&pair).await;
+        let (_response, mut stream) = open(&client, request(Method::GET, "/hang"), true).await;
+        // The request reached the app before the reset is sent.
+        let reached = async {
+            while app.seen().requests.is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(SEEN_WITHIN, reached).await.unwrap();
+        stream.send_reset(Reason::CANCEL);
+        assert_eq!(
+            app.reset_on("/hang", SEEN_WITHIN).await,
+            Some(Reason::CANCEL)
+        );
+    })
+    .await;
+}
+
+/// A `grpc-timeout` that runs out once the head went out can only reset
+/// the stream (gRPC over HTTP/2, "Timeout"): both streams get CANCEL.
+#[tokio::test]
+async fn grpc_timeout_after_the_head_resets_both_streams() {
+    within(async {
+        let app = H2cApp::spawn(H2cAppOptions::default()).await.unwrap();
+        let pair = pair_toward(&app).await;
+        let client = connect(&pair).await;
+        let mut head = request(Method::POST, "/head-then-hang");
+        head.headers_mut()
+            .insert("grpc-timeout", HeaderValue::from_static("100m"));
+        let (response, _upload) = open(&client, head, true).await;
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut recv = response.into_body();
+        let ended = recv.data().await.expect("a reset, not END_STREAM");
+        assert_eq!(ended.unwrap_err().reason(), Some(Reason::CANCEL));
+        let reason = app.reset_on("/head-then-hang", SEEN_WITHIN).await;
+        assert_eq!(reason, Some(Reason::CANCEL));
+    })
+    .await;
+}
