@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use h2::RecvStream;
 use h2::SendStream;
 use h2::client::{ResponseFuture, SendRequest};
+use h2::{Reason, RecvStream};
 use h2hop::h2_settings::{CONNECTION_WINDOW, MAX_FRAME_SIZE, REMEMBERED_RESETS, STREAM_WINDOW};
 use http::header::HOST;
 use http::{HeaderMap, Request, Version};
@@ -192,10 +192,13 @@ pub async fn response_head(
 }
 
 /// A stream error from the app as the sidecar's error: a reset the app
-/// sent stays a reset, anything else is a failure of the connection.
+/// sent stays a reset; a stream above the last one the app's GOAWAY said
+/// it processed was not processed (RFC 9113 §6.8), as if refused;
+/// anything else is a failure of the connection.
 fn app_stream_error(config: &AppConfig, err: h2::Error) -> Error {
     match err.reason() {
         Some(reason) if err.is_reset() && err.is_remote() => Error::AppReset(reason),
+        Some(_) if err.is_go_away() && err.is_remote() => Error::AppReset(Reason::REFUSED_STREAM),
         _ => app_h2(config, err),
     }
 }
