@@ -7,6 +7,7 @@
 //! - `/echo`: `200` at once, every DATA chunk sent back within flow
 //!   control, then trailers `x-echo-bytes: N` and `grpc-status: 0`;
 //! - `/hang`: never answers; records the reset that ends the stream;
+//! - `/head-then-hang`: `200` at once, then nothing; records the reset;
 //! - `/refuse`: resets the stream with REFUSED_STREAM;
 //! - anything else: `200` with the body `hello`.
 //!
@@ -161,6 +162,14 @@ async fn stream(
         (None, "/hang") => {
             let _recv = recv;
             std::future::poll_fn(|cx| respond.poll_reset(cx)).await.ok()
+        }
+        (None, "/head-then-hang") => {
+            let _recv = recv;
+            // Once the head is out, the reset shows on the send half.
+            match respond.send_response(Response::new(()), false) {
+                Ok(mut send) => std::future::poll_fn(|cx| send.poll_reset(cx)).await.ok(),
+                Err(err) => err.reason(),
+            }
         }
         (None, "/refuse") => {
             respond.send_reset(Reason::REFUSED_STREAM);

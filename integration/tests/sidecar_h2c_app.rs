@@ -322,3 +322,115 @@ async fn a_plain_get_is_answered_by_the_app() {
     })
     .await;
 }
+
+/// An upgrade whose body the front carried (an HTTP/1.1 client's POST
+/// Upgrade) cannot become an extended CONNECT, which has no body
+/// (RFC 8441 §4): 501 saying so, and nothing reaches the app.
+#[tokio::test]
+async fn an_upgrade_with_a_body_is_refused_toward_an_h2c_app() {
+    within(async {
+        let options = H2cAppOptions {
+            extended_connect: true,
+        };
+        let app = H2cApp::spawn(options).await.unwrap();
+        let pair = pair_toward(&app).await;
+        let client = connect(&pair).await;
+        let mut head = extended_connect();
+        head.headers_mut()
+            .insert("h2hop-upgrade-method", HeaderValue::from_static("POST"));
+        head.headers_mut()
+            .insert("h2hop-upgrade-body-length", HeaderValue::from_static("4"));
+        let (response, mut upload) = open(&client, head, false).await;
+        upload
+            .send_data(Bytes::from_static(b"body"), false)
+            .unwrap();
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
+        let body = String::from_utf8(read_to_end(&mut response.into_body()).await).unwrap();
+        assert!(body.contains("request body"), "{body}");
+        assert!(app.seen().requests.is_empty());
+    })
+    .await;
+}
+
+/// A tunnel to an h2c app where nothing moves for the tunnel idle timeout
+/// is reset on both sides (CANCEL), as a TCP tunnel would be.
+#[tokio::test]
+async fn an_idle_tunnel_to_an_h2c_app_is_reset_both_ways() {
+    within(async {
+        let options = H2cAppOptions {
+            extended_connect: true,
+        };
+        let app = H2cApp::spawn(options).await.unwrap();
+        let pair = Pair::builder()
+            .h2c()
+            .app_at(app.addr)
+            .sidecar_config(|config| {
+                config.app.protocol = AppProtocol::H2c;
+                config.tunnel_idle_timeout = Duration::from_millis(300);
+            })
+            .start()
+            .await
+            .unwrap();
+        let client = connect(&pair).await;
+        let (response, _upload) = open(&client, extended_connect(), false).await;
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut recv = response.into_body();
+        let ended = recv.data().await.expect("a reset, not END_STREAM");
+        assert_eq!(ended.unwrap_err().reason(), Some(Reason::CANCEL));
+        assert_eq!(
+            app.reset_on("/chat", SEEN_WITHIN).await,
+            Some(Reason::CANCEL)
+        );
+    })
+    .await;
+}
+
+/// A client reset while the sidecar waits for the app's head reaches the
+/// app as a reset too (the request had ended: only the reset says it).
+#[tokio::test]
+async fn a_client_reset_before_the_head_reaches_the_app() {
+    within(async {
+        let app = H2cApp::spawn(H2cAppOptions::default()).await.unwrap();
+        let pair = pair_toward(&app).await;
+        let client = connect(&pair).await;
+        let (_response, mut stream) = open(&client, request(Method::GET, "/hang"), true).await;
+        // The request reached the app before the reset is sent.
+        let reached = async {
+            while app.seen().requests.is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(SEEN_WITHIN, reached).await.unwrap();
+        stream.send_reset(Reason::CANCEL);
+        assert_eq!(
+            app.reset_on("/hang", SEEN_WITHIN).await,
+            Some(Reason::CANCEL)
+        );
+    })
+    .await;
+}
+
+/// A `grpc-timeout` that runs out once the head went out can only reset
+/// the stream (gRPC over HTTP/2, "Timeout"): both streams get CANCEL.
+#[tokio::test]
+async fn grpc_timeout_after_the_head_resets_both_streams() {
+    within(async {
+        let app = H2cApp::spawn(H2cAppOptions::default()).await.unwrap();
+        let pair = pair_toward(&app).await;
+        let client = connect(&pair).await;
+        let mut head = request(Method::POST, "/head-then-hang");
+        head.headers_mut()
+            .insert("grpc-timeout", HeaderValue::from_static("100m"));
+        let (response, _upload) = open(&client, head, true).await;
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut recv = response.into_body();
+        let ended = recv.data().await.expect("a reset, not END_STREAM");
+        assert_eq!(ended.unwrap_err().reason(), Some(Reason::CANCEL));
+        let reason = app.reset_on("/head-then-hang", SEEN_WITHIN).await;
+        assert_eq!(reason, Some(Reason::CANCEL));
+    })
+    .await;
+}

@@ -22,6 +22,7 @@
 
 pub mod accept;
 pub mod access;
+pub mod activity;
 pub mod admin;
 pub mod batch_writer;
 pub mod drain;

@@ -19,7 +19,6 @@ use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -31,6 +30,8 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use crate::activity::Activity;
 
 /// Fresh read space each worker thread's [`SCRATCH`] takes at a time. A
 /// read gets at least [`MIN_READ`] of it, so throughput reads stay large.
@@ -250,32 +251,6 @@ where
             send.send_reset(Reason::CANCEL);
         }
         (end, halves)
-    }
-}
-
-/// When a tunnel last moved a byte, stamped by both directions (which run
-/// in one task; atomic only because the task may move between threads).
-struct Activity {
-    started: Instant,
-    /// Milliseconds from `started` to the last byte moved.
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
 }
 

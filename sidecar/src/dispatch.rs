@@ -4,9 +4,11 @@
 //! `:protocol` goes to [`crate::tunnel`]; a `:protocol` that is not a token
 //! gets 400 (S4), one not allowed 501 (RFC 9220 §3 (N16)); plain CONNECT gets
 //! 405 (RFC 8441 §4 (N8)); anything else is an ordinary request for
-//! [`crate::forward`]. Tunnels and requests go to the app
-//! [`crate::apps::Apps::choose`] picks by `:authority` and path; where it
-//! picks none, 404. Failures are answered and logged here, once.
+//! [`crate::forward`]. Toward an h2c app (`--app-protocol h2c`) the same
+//! streams go to [`crate::tunnel_h2c`] and [`crate::forward_h2c`]. Tunnels
+//! and requests go to the app [`crate::apps::Apps::choose`] picks by
+//! `:authority` and path; where it picks none, 404. Failures are answered
+//! and logged here, once; an app's reset is passed on as a reset.
 
 use std::net::SocketAddr;
 

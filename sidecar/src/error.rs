@@ -91,6 +91,13 @@ pub enum Error {
         "the app does not accept extended CONNECT: its HTTP/2 SETTINGS did not enable it (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 8441 §3)"
     )]
     NoExtendedConnect,
+    /// An upgrade that carried a request body, toward an h2c app: an
+    /// extended CONNECT has no body of its own (RFC 8441 §4), so the app
+    /// would read the body as tunnel bytes.
+    #[error(
+        "an upgrade request with a body ({0} bytes) cannot reach an HTTP/2 app: extended CONNECT carries no request body (RFC 8441 §4)"
+    )]
+    UpgradeBodyToH2c(u64),
     /// The app answered the upgrade with a 101 that does not open the
     /// tunnel asked for (RFC 6455 §4.1 (N43)).
     #[error("app's upgrade answer refused")]
@@ -142,6 +149,7 @@ impl Error {
             | Error::AppReset(_)
             | Error::NoExtendedConnect
             | Error::BadSwitch(_) => Culprit::App,
+            Error::UpgradeBodyToH2c(_) => Culprit::Client,
             Error::Respond(_) => Culprit::Peer,
             _ => Culprit::Client,
         }
@@ -156,7 +164,9 @@ impl Error {
                 StatusCode::BAD_REQUEST
             }
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Error::UnsupportedProtocol(_) | Error::NoExtendedConnect => StatusCode::NOT_IMPLEMENTED,
+            Error::UnsupportedProtocol(_)
+            | Error::NoExtendedConnect
+            | Error::UpgradeBodyToH2c(_) => StatusCode::NOT_IMPLEMENTED,
             Error::PlainConnect => StatusCode::METHOD_NOT_ALLOWED,
             Error::NoApp => StatusCode::NOT_FOUND,
             Error::AppTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -183,7 +193,9 @@ impl Error {
         let details = details
             || matches!(
                 self,
-                Error::UnsupportedProtocol(_) | Error::NoExtendedConnect
+                Error::UnsupportedProtocol(_)
+                    | Error::NoExtendedConnect
+                    | Error::UpgradeBodyToH2c(_)
             );
         let chain = h2hop::telemetry::chain(self);
         error_answer::body("h2hop-sidecar", self.status(), &chain, id, details)

@@ -2,7 +2,7 @@
 //! stream becomes a stream on the app's HTTP/2 pool, frame for frame.
 //!
 //! Input: an ordinary stream from [`crate::dispatch`]. The request head is
-//! copied ([`app_request`]); its body and trailers stream to the app in a
+//! copied ([`crate::app::app_request`]); its body and trailers stream to the app in a
 //! task of their own, within each side's flow control; the app's head,
 //! body and trailers stream back ([`crate::respond`]). The response
 //! timeout bounds the head. A `grpc-timeout` bounds the whole exchange
@@ -17,15 +17,14 @@ use h2::{Reason, RecvStream};
 use h2hop::access::{Close, Counted, Direction, Entry};
 use h2hop::grpc;
 use h2hop::relay::{self, H2Body};
-use http::header::HOST;
-use http::{HeaderMap, Request, Version};
+use http::Request;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::{Instant, timeout_at};
 use tracing::warn;
 
-use crate::app::{App, OpenedStream};
+use crate::app::{App, OpenedStream, app_request, response_head};
 use crate::context::Context;
-use crate::{AppStep, Error, respond};
+use crate::{Error, respond};
 
 /// The message of the sidecar's DEADLINE_EXCEEDED answer.
 const DEADLINE_MESSAGE: &str = "deadline exceeded at h2hop-sidecar";
@@ -60,7 +59,7 @@ pub async fn forward(
         Upload(tokio::spawn(relay::send_body(body, send)))
     });
     let bound = app.config().response_timeout;
-    let head = until(deadline, response_head(app, response, bound));
+    let head = until(deadline, response_head(app.config(), response, bound));
     let Some(answer) = respond::unless_reset(respond, head).await? else {
         return deadline_exceeded(context, respond, entry, asked);
     };
@@ -93,37 +92,6 @@ struct Upload(JoinHandle<Result<u64, std::io::Error>>);
 impl Drop for Upload {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// The app's response head within `bound`. A stream the app reset is
-/// [`Error::AppReset`], answered with a reset.
-pub(crate) async fn response_head(
-    app: &App,
-    response: h2::client::ResponseFuture,
-    bound: std::time::Duration,
-) -> Result<http::Response<RecvStream>, Error> {
-    let config = app.config();
-    match timeout(bound, response).await {
-        Err(_) => Err(Error::AppTimeout {
-            step: AppStep::Response,
-            addr: config.addr.clone(),
-            after: bound,
-        }),
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(err)) => Err(app_stream_error(app, err)),
-    }
-}
-
-/// A stream error from the app as the sidecar's error: a reset the app
-/// sent stays a reset, anything else is a failure of the connection.
-pub(crate) fn app_stream_error(app: &App, err: h2::Error) -> Error {
-    match err.reason() {
-        Some(reason) if err.is_reset() && err.is_remote() => Error::AppReset(reason),
-        _ => Error::AppH2 {
-            addr: app.config().addr.clone(),
-            source: err,
-        },
     }
 }
 
@@ -160,39 +128,4 @@ fn deadline_exceeded(
     entry.status(status);
     entry.close(Close::Done);
     Ok(())
-}
-
-/// The request head the app receives: method, `:scheme`, `:authority`,
-/// `:path` (and `:protocol` for an extended CONNECT) and fields as the
-/// front sent them, `h2hop-…` fields aside; HTTP/2's own rules on fields
-/// (RFC 9113 §8.2.2) already held for the front's stream. A value with
-/// surrounding blanks makes the request malformed (RFC 9113 §8.2.1) and is
-/// never forwarded.
-pub(crate) fn app_request(parts: &http::request::Parts) -> Result<Request<()>, Error> {
-    let mut headers = HeaderMap::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        // `:authority` says it; a second `host` could only disagree.
-        if h2hop::upgrade::is_reserved(name) || (name == HOST && parts.uri.authority().is_some()) {
-            continue;
-        }
-        let blank = |byte: &u8| matches!(byte, b' ' | b'\t');
-        let bytes = value.as_bytes();
-        if bytes.first().is_some_and(blank) || bytes.last().is_some_and(blank) {
-            return Err(Error::Translate(
-                h2hop::translate::TranslateError::Invalid {
-                    what: "field value",
-                },
-            ));
-        }
-        headers.append(name.clone(), value.clone());
-    }
-    let mut request = Request::new(());
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = parts.uri.clone();
-    *request.version_mut() = Version::HTTP_2;
-    *request.headers_mut() = headers;
-    if let Some(protocol) = parts.extensions.get::<h2::ext::Protocol>() {
-        request.extensions_mut().insert(protocol.clone());
-    }
-    Ok(request)
 }

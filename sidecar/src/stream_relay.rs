@@ -8,11 +8,11 @@
 //! direction stays at one frame, flow control runs end to end.
 
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use h2::{Reason, RecvStream, SendStream};
+use h2hop::activity::Activity;
 use h2hop::relay::{self, Close, TunnelEnd};
 use tokio::time::Instant;
 
@@ -110,31 +110,5 @@ async fn pipe(
                 let _ = recv.flow_control().release_capacity(len);
             }
         }
-    }
-}
-
-/// When a byte last moved either way (atomic only because the task may
-/// move between threads).
-struct Activity {
-    started: Instant,
-    /// Milliseconds from `started` to the last byte moved.
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
 }

@@ -185,7 +185,9 @@ impl Opened {
                         send,
                         recv: front_recv,
                     };
-                    let end = stream_relay::relay(front, app, timeouts.idle).await;
+                    // Boxed: an HTTP/1.1 app's idle tunnels are not to
+                    // carry the size of this other relay's state.
+                    let end = Box::pin(stream_relay::relay(front, app, timeouts.idle)).await;
                     drop(place);
                     end
                 }

@@ -7,7 +7,9 @@
 //! is answered 501 ([`crate::Error::NoExtendedConnect`]). The app's 2xx
 //! opens the tunnel, answered `200` (RFC 8441 §5), and the two streams are
 //! relayed ([`crate::stream_relay`]); any other answer is relayed as is.
-//! No method, body or key is rewritten: those are HTTP/1.1 Upgrade matters.
+//! No method, body or key is rewritten: those are HTTP/1.1 Upgrade
+//! matters. An upgrade whose body the front carried is refused (501): an
+//! extended CONNECT has no request body (RFC 8441 §4).
 
 use bytes::Bytes;
 use h2::RecvStream;
@@ -16,12 +18,12 @@ use h2hop::access::Entry;
 use h2hop::metrics::TunnelResult;
 use h2hop::relay::H2Body;
 use h2hop::translate::response;
+use h2hop::upgrade;
 use http::{Request, StatusCode, Version};
 use tracing::debug;
 
-use crate::app::{App, OpenedStream};
+use crate::app::{App, OpenedStream, app_request, response_head};
 use crate::context::Context;
-use crate::forward_h2c::{app_request, response_head};
 use crate::tunnel::{Opened, overloaded_unless};
 use crate::{Error, respond, stream_relay};
 
@@ -40,6 +42,13 @@ pub async fn open(
     let place = overloaded_unless(context.tunnels.try_take(), &context.tunnels)?;
     let asked = tokio::time::Instant::now();
     let (parts, front_recv) = request.into_parts();
+    // A method the front carried has no place in an extended CONNECT and
+    // is dropped; a body would reach the app as tunnel bytes, so an
+    // upgrade with one is refused.
+    let carried = upgrade::carried(&parts.headers, context.upgrades.body_limit)?;
+    if carried.body_length > 0 {
+        return Err(Error::UpgradeBodyToH2c(carried.body_length));
+    }
     let head = app_request(&parts)?;
     // S5: a stream the front resets while we wait cancels the open.
     let opened = respond::unless_reset(respond, app.open_h2c(head, false)).await?;
@@ -49,7 +58,8 @@ pub async fn open(
         place: stream_place,
     } = opened;
     let bound = app.config().upgrade_timeout;
-    let answer = respond::unless_reset(respond, response_head(app, response, bound)).await?;
+    let answer =
+        respond::unless_reset(respond, response_head(app.config(), response, bound)).await?;
     let (head, app_recv) = answer.into_parts();
     if !head.status.is_success() {
         debug!(

@@ -45,7 +45,9 @@ pub struct AppConfig {
     pub upgrade_timeout: Duration,
     /// Each connection to the app starts with a PROXY protocol v2 header
     /// naming the request's client (`--app-proxy-protocol`); plain
-    /// requests then get a connection each instead of the pool.
+    /// requests then get a connection each instead of the pool. Not used
+    /// with [`AppProtocol::H2c`], whose connections carry every client's
+    /// streams (the flags refuse the pair).
     pub proxy_protocol: bool,
 }
 

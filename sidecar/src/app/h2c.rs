@@ -1,6 +1,9 @@
 //! Cleartext HTTP/2 with prior knowledge toward the app (RFC 9113 §3.3):
 //! a small pool of connections ([`H2cPool`]) that plain streams and
-//! extended CONNECTs share. Used by [`crate::app::App::open_h2c`].
+//! extended CONNECTs share, used by [`crate::app::App::open_h2c`]; the
+//! request head the app gets ([`app_request`]) and the wait for its
+//! answer ([`response_head`]), used by [`crate::forward_h2c`] and
+//! [`crate::tunnel_h2c`].
 //!
 //! Each connection is ready only after its handshake and one PING round
 //! trip: the app sends its SETTINGS before it can ACK our PING, and h2
@@ -20,8 +23,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::SendStream;
 use h2::client::{ResponseFuture, SendRequest};
+use h2::{Reason, RecvStream};
 use h2hop::h2_settings::{CONNECTION_WINDOW, MAX_FRAME_SIZE, REMEMBERED_RESETS, STREAM_WINDOW};
-use http::Request;
+use http::header::HOST;
+use http::{HeaderMap, Request, Version};
 use tokio::sync::{Mutex, oneshot};
 use tokio::time::timeout;
 use tracing::{debug, info, warn};
@@ -166,6 +171,71 @@ impl H2cPool {
         connections.push(connection.clone());
         Ok((connection, place))
     }
+}
+
+/// The app's response head within `bound`. A stream the app reset is
+/// [`Error::AppReset`], answered with a reset.
+pub async fn response_head(
+    config: &AppConfig,
+    response: h2::client::ResponseFuture,
+    bound: Duration,
+) -> Result<http::Response<RecvStream>, Error> {
+    match timeout(bound, response).await {
+        Err(_) => Err(Error::AppTimeout {
+            step: AppStep::Response,
+            addr: config.addr.clone(),
+            after: bound,
+        }),
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(err)) => Err(app_stream_error(config, err)),
+    }
+}
+
+/// A stream error from the app as the sidecar's error: a reset the app
+/// sent stays a reset; a stream above the last one the app's GOAWAY said
+/// it processed was not processed (RFC 9113 §6.8), as if refused;
+/// anything else is a failure of the connection.
+fn app_stream_error(config: &AppConfig, err: h2::Error) -> Error {
+    match err.reason() {
+        Some(reason) if err.is_reset() && err.is_remote() => Error::AppReset(reason),
+        Some(_) if err.is_go_away() && err.is_remote() => Error::AppReset(Reason::REFUSED_STREAM),
+        _ => app_h2(config, err),
+    }
+}
+
+/// The request head the app receives: method, `:scheme`, `:authority`,
+/// `:path` (and `:protocol` for an extended CONNECT) and fields as the
+/// front sent them, `h2hop-…` fields aside; HTTP/2's own rules on fields
+/// (RFC 9113 §8.2.2) already held for the front's stream. A value with
+/// surrounding blanks makes the request malformed (RFC 9113 §8.2.1) and is
+/// never forwarded.
+pub fn app_request(parts: &http::request::Parts) -> Result<Request<()>, Error> {
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        // `:authority` says it; a second `host` could only disagree.
+        if h2hop::upgrade::is_reserved(name) || (name == HOST && parts.uri.authority().is_some()) {
+            continue;
+        }
+        let blank = |byte: &u8| matches!(byte, b' ' | b'\t');
+        let bytes = value.as_bytes();
+        if bytes.first().is_some_and(blank) || bytes.last().is_some_and(blank) {
+            return Err(Error::Translate(
+                h2hop::translate::TranslateError::Invalid {
+                    what: "field value",
+                },
+            ));
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    let mut request = Request::new(());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = Version::HTTP_2;
+    *request.headers_mut() = headers;
+    if let Some(protocol) = parts.extensions.get::<h2::ext::Protocol>() {
+        request.extensions_mut().insert(protocol.clone());
+    }
+    Ok(request)
 }
 
 /// An HTTP/2 failure with the app, as the sidecar's error.

@@ -137,3 +137,36 @@ async fn an_app_that_is_down_is_a_connect_failure() {
     let failed = H2cPool::default().open_stream(&config, get(), true).await;
     assert!(matches!(failed, Err(Error::ConnectApp { .. })));
 }
+
+/// The app's head: `h2hop-…` fields and a `host` beside `:authority` are
+/// dropped, `te: trailers` and the pseudo-fields kept; a value with
+/// surrounding blanks is malformed (RFC 9113 §8.2.1) and never forwarded.
+#[test]
+fn the_apps_head_keeps_end_to_end_fields_only() {
+    let (parts, ()) = Request::builder()
+        .method(Method::POST)
+        .uri("https://app.test/svc/Call")
+        .header("te", "trailers")
+        .header("host", "app.test")
+        .header("h2hop-client", "192.0.2.1:5000")
+        .header("grpc-timeout", "1S")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let head = super::h2c::app_request(&parts).unwrap();
+    assert_eq!(head.version(), http::Version::HTTP_2);
+    assert_eq!(head.uri(), "https://app.test/svc/Call");
+    assert_eq!(head.headers()["te"], "trailers");
+    assert_eq!(head.headers()["grpc-timeout"], "1S");
+    assert!(head.headers().get("host").is_none());
+    assert!(head.headers().get("h2hop-client").is_none());
+
+    let (parts, ()) = Request::builder()
+        .uri("https://app.test/")
+        .header("x-padded", " value")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let refused = super::h2c::app_request(&parts);
+    assert!(matches!(refused, Err(Error::Translate(_))));
+}

@@ -45,7 +45,7 @@ mod proxy_header;
 pub use dial::{AppConfig, AppProtocol};
 use dial::{app_http, dial, open_http1};
 use h2c::H2cPool;
-pub use h2c::{OpenedStream, StreamPlace};
+pub use h2c::{OpenedStream, StreamPlace, app_request, response_head};
 use pool::{Pool, SendError};
 
 use crate::error::{AppStep, Error};
@@ -75,16 +75,29 @@ impl App {
 
     /// Opens an HTTP/2 stream on the app (`--app-protocol h2c`) for
     /// `request`, an absolute URI and HTTP/2 fields (with `:protocol` for
-    /// an extended CONNECT), `end_of_stream` when it has no body. Bounded
-    /// by the connect timeout when a connection must open.
+    /// an extended CONNECT), `end_of_stream` when it has no body. A
+    /// connection that must open has the connect timeout; the whole wait
+    /// (behind other streams' opens too) has the response timeout, or the
+    /// upgrade timeout for an extended CONNECT, as the HTTP/1.1 pool does.
     pub async fn open_h2c(
         &self,
         request: Request<()>,
         end_of_stream: bool,
     ) -> Result<OpenedStream, Error> {
-        self.h2c
-            .open_stream(&self.config, request, end_of_stream)
+        let tunnel = request.extensions().get::<h2::ext::Protocol>().is_some();
+        let bound = if tunnel {
+            self.config.upgrade_timeout
+        } else {
+            self.config.response_timeout
+        };
+        let opening = self.h2c.open_stream(&self.config, request, end_of_stream);
+        timeout(bound, opening)
             .await
+            .map_err(|_| Error::AppTimeout {
+                step: AppStep::Connect,
+                addr: self.config.addr.clone(),
+                after: bound,
+            })?
     }
 
     /// Sends a plain request (origin-form target, `Host` set) on a pooled
