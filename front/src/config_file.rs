@@ -15,6 +15,10 @@
 //! key = "certs/front-key.pem"
 //! server_name = "sidecar.internal"           # default: host of the first endpoint
 //! max_connections = 64                       # per endpoint, default 64, at least 1
+//! # Passive outlier ejection and retries: off unless present (see
+//! # crate::cluster_policy for every key and its default).
+//! outlier_detection = { consecutive_failures = 5, base_ejection_time = "30s" }
+//! retry = { retries = 1, on = ["connect-failure", "refused-stream", "reset", "503"] }
 //!
 //! [[cluster]]
 //! name = "web"
@@ -63,10 +67,11 @@ use h2hop::tls::reload;
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
+use crate::cluster_policy::{PolicyError, RawOutlier, RawRetry};
 use crate::edge_tls_config::{CertificateEntry, RawCertificate};
 use crate::header_rules::{HeaderRuleError, HeaderRules, RawAddField, RawHeaderRules};
 use crate::routes::{HostMatch, Route, RouteError, RouteTable, Routing};
-use crate::upstream::{UpstreamConfig, UpstreamTls};
+use crate::upstream::{OutlierConfig, RetryPolicy, UpstreamConfig, UpstreamTls};
 use crate::weighted::{ClusterChoice, RawWeighted, WeightError};
 
 /// A validated `--config` file.
@@ -96,6 +101,8 @@ impl FileConfig {
                         addr: addr.to_string(),
                         tls: cluster.tls.clone(),
                         max_connections: cluster.max_connections,
+                        outlier: cluster.outlier,
+                        retry: cluster.retry.clone(),
                         ..flags.clone()
                     })
                     .collect();
@@ -120,6 +127,10 @@ pub struct ClusterConfig {
     pub tls: Option<UpstreamTls>,
     /// Most HTTP/2 connections to each endpoint (at least 1).
     pub max_connections: usize,
+    /// Passive outlier ejection; `None` (the default) for none.
+    pub outlier: Option<OutlierConfig>,
+    /// Retries of plain requests; the default retries nothing.
+    pub retry: RetryPolicy,
 }
 
 /// Why a configuration file cannot be used.
@@ -203,6 +214,15 @@ pub enum ConfigError {
     MaxConnections {
         /// The cluster's name.
         cluster: String,
+    },
+    /// A cluster's `outlier_detection` or `retry` table is unusable.
+    #[error("cluster {cluster:?}")]
+    Policy {
+        /// The cluster's name.
+        cluster: String,
+        /// What is wrong, naming the key.
+        #[source]
+        source: PolicyError,
     },
     /// A route names a cluster that is not defined.
     #[error("route {route}: unknown cluster {name:?}")]
@@ -296,6 +316,8 @@ struct RawCluster {
     server_name: Option<String>,
     #[serde(default = "default_max_connections")]
     max_connections: usize,
+    outlier_detection: Option<RawOutlier>,
+    retry: Option<RawRetry>,
 }
 
 /// One `[[route]]` as written.
@@ -492,6 +514,7 @@ fn cluster_of(raw: RawCluster, base_dir: &Path) -> Result<ClusterConfig, ConfigE
     if raw.max_connections == 0 {
         return Err(ConfigError::MaxConnections { cluster: raw.name });
     }
+    let (outlier, retry) = policies(&raw)?;
     let tls = if raw.h2c {
         let present = [
             ("ca", raw.ca.is_some()),
@@ -518,7 +541,26 @@ fn cluster_of(raw: RawCluster, base_dir: &Path) -> Result<ClusterConfig, ConfigE
         endpoints,
         tls,
         max_connections: raw.max_connections,
+        outlier,
+        retry,
     })
+}
+
+/// A cluster's outlier ejection and retry policy, off where not given.
+fn policies(raw: &RawCluster) -> Result<(Option<OutlierConfig>, RetryPolicy), ConfigError> {
+    let invalid = |source| ConfigError::Policy {
+        cluster: raw.name.clone(),
+        source,
+    };
+    let outlier = match raw.outlier_detection.clone() {
+        Some(table) => Some(table.validate().map_err(invalid)?),
+        None => None,
+    };
+    let retry = match raw.retry.clone() {
+        Some(table) => table.validate().map_err(invalid)?,
+        None => RetryPolicy::default(),
+    };
+    Ok((outlier, retry))
 }
 
 /// Loads a TLS cluster's files into an [`UpstreamTls`], as

@@ -349,6 +349,8 @@ fn same_settings(current: &UpstreamConfig, new: &UpstreamConfig) -> bool {
         keepalive_interval,
         keepalive_timeout,
         max_connections,
+        outlier,
+        retry,
     } = current;
     *addr == new.addr
         && same_tls(tls.as_ref(), new.tls.as_ref())
@@ -357,6 +359,8 @@ fn same_settings(current: &UpstreamConfig, new: &UpstreamConfig) -> bool {
         && *keepalive_interval == new.keepalive_interval
         && *keepalive_timeout == new.keepalive_timeout
         && *max_connections == new.max_connections
+        && *outlier == new.outlier
+        && *retry == new.retry
 }
 
 /// Same server name, and the same TLS configuration or one read from the

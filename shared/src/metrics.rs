@@ -81,6 +81,17 @@ pub enum ReloadResult {
     Failed,
 }
 
+/// What became of a retry the front considered, for the `retries` counter.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum RetryResult {
+    /// The retry went out.
+    Sent,
+    /// The cluster's retry budget had no place: the failure was answered.
+    BudgetExhausted,
+    /// The request body could not be replayed: it went out once.
+    NotReplayable,
+}
+
 /// Bytes' direction: toward the app, or toward the client.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Direction {
@@ -107,6 +118,7 @@ macro_rules! label_values {
 label_values!(TunnelResult { Clean => "clean", Reset => "reset", Idle => "idle", FinTimeout => "fin_timeout", Refused => "refused", Failed => "failed" });
 label_values!(Direction { Up => "up", Down => "down" });
 label_values!(ReloadResult { Ok => "ok", Failed => "failed" });
+label_values!(RetryResult { Sent => "sent", BudgetExhausted => "budget_exhausted", NotReplayable => "not_replayable" });
 label_values!(LimitKind { ClientConnections => "client_connections", ClientAddress => "client_address", ClientStreams => "client_streams" });
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -141,6 +153,17 @@ struct ReloadLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    cluster: String,
+    result: RetryResult,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabel {
+    cluster: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CulpritLabel {
     culprit: &'static str,
 }
@@ -158,6 +181,8 @@ pub struct Metrics {
     errors: Family<CulpritLabel, Counter>,
     limits_reached: Family<LimitLabel, Counter>,
     config_reloads: Family<ReloadLabel, Counter>,
+    retries: Family<RetryLabels, Counter>,
+    outlier_ejections: Family<ClusterLabel, Counter>,
     connections: Gauge<i64, AtomicI64>,
     streams: Gauge<i64, AtomicI64>,
     /// The `culprit` label of [`Culprit::Peer`]: `sidecar` or `front`.
@@ -226,6 +251,18 @@ impl Metrics {
             "Configuration file reloads, by result",
             config_reloads.clone(),
         );
+        let retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "retries",
+            "Retries of plain requests to a cluster: sent, or not sent and why",
+            retries.clone(),
+        );
+        let outlier_ejections = Family::<ClusterLabel, Counter>::default();
+        registry.register(
+            "outlier_ejections",
+            "Sidecars ejected after failures in a row, by cluster",
+            outlier_ejections.clone(),
+        );
         let connections = Gauge::default();
         registry.register("http2_connections", connections_help, connections.clone());
         let streams = Gauge::default();
@@ -241,6 +278,8 @@ impl Metrics {
             errors,
             limits_reached,
             config_reloads,
+            retries,
+            outlier_ejections,
             connections,
             streams,
             peer,
@@ -258,6 +297,25 @@ impl Metrics {
     pub fn config_reloaded(&self, result: ReloadResult) {
         self.config_reloads
             .get_or_create(&ReloadLabel { result })
+            .inc();
+    }
+
+    /// Counts one retry of a request to `cluster` by what became of it.
+    pub fn retried(&self, cluster: &str, result: RetryResult) {
+        self.retries
+            .get_or_create(&RetryLabels {
+                cluster: cluster.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Counts one sidecar of `cluster` ejected.
+    pub fn outlier_ejected(&self, cluster: &str) {
+        self.outlier_ejections
+            .get_or_create(&ClusterLabel {
+                cluster: cluster.to_owned(),
+            })
             .inc();
     }
 

@@ -9,6 +9,8 @@
 
 mod cluster;
 mod endpoint;
+pub mod outlier;
+pub mod retry;
 mod session;
 
 use std::time::Duration;
@@ -20,6 +22,9 @@ use h2hop::tls::reload::Reloadable;
 use rustls::pki_types::ServerName;
 
 pub use cluster::Cluster;
+pub(crate) use cluster::copy_head;
+pub use outlier::{Outcome, OutlierConfig};
+pub use retry::{RetryOn, RetryPolicy};
 pub use session::StreamSlot;
 
 /// How the front reaches its sidecar.
@@ -40,6 +45,11 @@ pub struct UpstreamConfig {
     pub keepalive_timeout: Duration,
     /// Most HTTP/2 connections to this sidecar.
     pub max_connections: usize,
+    /// Passive outlier ejection of the cluster, `None` for none. A cluster
+    /// setting: the cluster takes its first endpoint's.
+    pub outlier: Option<OutlierConfig>,
+    /// Retries of plain requests. A cluster setting, like `outlier`.
+    pub retry: RetryPolicy,
 }
 
 /// TLS settings toward the sidecar.
