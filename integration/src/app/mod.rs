@@ -20,7 +20,7 @@ mod tunnel;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -61,7 +61,8 @@ pub static LAST_WORDS: [u8; 24 * 1024] = {
 /// `/echo`, `/bytes/N`, `/status/NNN`, `GET /hop-fields` (hop-by-hop
 /// response fields), anything else `hello from app`. A request
 /// (plain or upgrade) for `/slow` gets its answer only at shutdown, one for
-/// `/delay/MS` after MS milliseconds.
+/// `/delay/MS` after MS milliseconds. [`TestApp::answer_plain_with`]
+/// makes every plain request get one status instead.
 pub struct TestApp {
     /// The address the app listens on.
     pub addr: SocketAddr,
@@ -103,6 +104,8 @@ struct State {
     outcome_added: Notify,
     connections: AtomicUsize,
     ended: AtomicUsize,
+    /// The status every plain request gets, or 0 for the routes'.
+    forced_status: AtomicU16,
 }
 
 /// Raw outcomes in completion order, plus how many `next_raw_outcome` took.
@@ -155,6 +158,7 @@ impl TestApp {
             outcome_added: Notify::new(),
             connections: AtomicUsize::new(0),
             ended: AtomicUsize::new(0),
+            forced_status: AtomicU16::new(0),
         });
         let ctx = Ctx {
             state: state.clone(),
@@ -194,6 +198,14 @@ impl TestApp {
             }
             notified.await;
         }
+    }
+
+    /// From now on every plain request (after any `/delay/MS`) gets
+    /// `status` and a short text body, whatever its path; `None` goes back
+    /// to the routes. Upgrades are not affected.
+    pub fn answer_plain_with(&self, status: Option<http::StatusCode>) {
+        let code = status.map_or(0, |status| status.as_u16());
+        self.state.forced_status.store(code, Ordering::SeqCst);
     }
 
     /// Number of TCP connections accepted so far.
