@@ -146,3 +146,27 @@ async fn under_a_total_outage_the_budget_caps_retries() {
     })
     .await;
 }
+
+/// Each try waits at most `per_try_timeout` for the head: both apps
+/// answer only after a second, so each of the two tries is cut after
+/// 300 ms (its stream reset) and the client gets 504, well before the
+/// apps' answers.
+#[tokio::test]
+async fn a_slow_try_is_cut_by_the_per_try_timeout_and_retried() {
+    within(async {
+        let config = RETRYING.replace(
+            "retry = { retries = 1, max_body = 1024 }",
+            "retry = { retries = 1, on = [\"per-try-timeout\"], per_try_timeout = \"300ms\" }",
+        );
+        let routed = Routed::start(&config).await.unwrap();
+        let (status, _) = send(&routed, Method::GET, "/delay/1000", Bytes::new()).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(routed.apps[0].requests().len(), 1);
+        assert_eq!(
+            routed.apps[1].requests().len(),
+            1,
+            "the retry went to the other"
+        );
+    })
+    .await;
+}

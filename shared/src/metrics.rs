@@ -440,6 +440,32 @@ mod tests {
     }
 
     #[test]
+    fn retries_and_ejections_are_counted_by_cluster() {
+        let metrics = Metrics::new("sidecar", "connections", "streams");
+        metrics.retried("api", RetryResult::Sent);
+        metrics.retried("api", RetryResult::Sent);
+        metrics.retried("api", RetryResult::BudgetExhausted);
+        metrics.retried("web", RetryResult::NotReplayable);
+        metrics.outlier_ejected("api");
+        let text = metrics.encode();
+        let series = [
+            ("h2hop_retries_total{cluster=\"api\",result=\"sent\"}", 2.0),
+            (
+                "h2hop_retries_total{cluster=\"api\",result=\"budget_exhausted\"}",
+                1.0,
+            ),
+            (
+                "h2hop_retries_total{cluster=\"web\",result=\"not_replayable\"}",
+                1.0,
+            ),
+            ("h2hop_outlier_ejections_total{cluster=\"api\"}", 1.0),
+        ];
+        for (name, count) in series {
+            assert_eq!(value(&text, name), Some(count), "{name} in {text}");
+        }
+    }
+
+    #[test]
     fn tunnels_requests_and_errors_are_counted() {
         let metrics = Metrics::new("front", "connections", "streams");
         let open = metrics.tunnel_opened("websocket", Duration::from_millis(3));
