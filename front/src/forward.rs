@@ -26,7 +26,7 @@ use tracing::{Instrument as _, Span, debug};
 use crate::Error;
 use crate::context::{self, Context, ResponseBody, answer_version, client_scheme};
 use crate::retry;
-use crate::upstream::{Cluster, Outcome};
+use crate::upstream::{Cluster, Outcome, RetryOn};
 
 /// Forwards one request and returns the response to stream to the client;
 /// the request body's bytes are counted into `counts`.
@@ -41,24 +41,21 @@ pub async fn forward(
     let end_of_stream = body.is_end_stream();
     let _active = cluster.retry_budget().request();
     let policy = cluster.retry_policy();
-    if policy.retries > 0 {
-        if retry::replayable(end_of_stream, body.size_hint().exact(), policy) {
-            let body = if end_of_stream {
-                None
-            } else {
-                Some(read_body(context, body, counts).await?)
-            };
-            let (response, slot) = retry::send(context, cluster, upstream_request, body).await?;
-            let (head, recv) = response.into_parts();
-            let relayed = response::relay(&head, answer_version(&parts));
-            return Ok(relayed.map(|()| context::streamed(H2Body::with_guard(recv, slot))));
-        }
-        context
-            .metrics
-            .retried(cluster.name(), RetryResult::NotReplayable);
+    if policy.retries > 0 && retry::replayable(end_of_stream, body.size_hint().exact(), policy) {
+        let body = if end_of_stream {
+            None
+        } else {
+            Some(read_body(context, body, counts).await?)
+        };
+        let (response, slot) = retry::send(context, cluster, upstream_request, body).await?;
+        let (head, recv) = response.into_parts();
+        let relayed = response::relay(&head, answer_version(&parts));
+        return Ok(relayed.map(|()| context::streamed(H2Body::with_guard(recv, slot))));
     }
-    let (index, (response, send, slot)) =
-        cluster.open_stream(upstream_request, end_of_stream).await?;
+    let opened = cluster.open_stream(upstream_request, end_of_stream).await;
+    let (index, (response, send, slot)) = opened.inspect_err(|err| {
+        not_replayed(context, cluster, retry::condition_of(err, false));
+    })?;
     // A client body that breaks (bad chunking, a cut connection) resets the
     // stream, which fails the response below; this says it was the client.
     let (body_failed, mut body_failure) = oneshot::channel();
@@ -87,13 +84,26 @@ pub async fn forward(
                 if let Some(outcome) = retry::outcome_of(&err) {
                     cluster.record(index, outcome);
                 }
+                not_replayed(context, cluster, retry::condition_of(&err, false));
                 err
             }
         })?;
     cluster.record(index, Outcome::of_status(response.status()));
+    let status = RetryOn::Status(response.status());
+    not_replayed(context, cluster, Some(status));
     let (head, recv) = response.into_parts();
     let relayed = response::relay(&head, answer_version(&parts));
     Ok(relayed.map(|()| context::streamed(H2Body::with_guard(recv, slot))))
+}
+
+/// Counts a failure the cluster would have retried, had the request's
+/// body been replayable.
+fn not_replayed(context: &Context, cluster: &Cluster, condition: Option<RetryOn>) {
+    if condition.is_some_and(|condition| cluster.retry_policy().retries_on(condition)) {
+        context
+            .metrics
+            .retried(cluster.name(), RetryResult::NotReplayable);
+    }
 }
 
 /// A replayable request body, read whole within the response timeout

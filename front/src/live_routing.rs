@@ -20,7 +20,8 @@
 //! A bad file changes nothing, routing or certificates: the error is
 //! logged with its cause chain.
 //! A good one keeps each cluster whose settings are unchanged (same name,
-//! endpoints, timeouts, TLS files and server name, `max_connections`) as
+//! endpoints, timeouts, TLS files and server name, `max_connections`,
+//! outlier ejection and retry policy) as
 //! the same object, with its connections; a changed cluster gets a new
 //! one, and a removed one leaves the snapshot. A cluster no snapshot holds
 //! any more is dropped with its connections' request handles: h2 then

@@ -2,7 +2,7 @@
 //! (the least loaded one not backing off nor ejected; an unreachable one is
 //! skipped for the next). Called by the request stages through
 //! [`Cluster::open_stream`], which report each stream's outcome back
-//! through [`Cluster::record`] for the [`outlier`] ejection.
+//! through [`Cluster::record`] for the [`crate::upstream::outlier`] ejection.
 
 use std::sync::Arc;
 

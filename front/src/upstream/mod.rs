@@ -5,7 +5,9 @@
 //! MAX_CONCURRENT_STREAMS; the endpoint dials another connection (TCP, then
 //! TLS with ALPN `h2` unless h2c) when none has room or all broke, and the
 //! [`session`] handshake makes it a usable [`session::Session`]. Called by
-//! [`crate::tunnel`] and [`crate::forward`].
+//! [`crate::tunnel`], [`crate::forward`] and [`crate::retry`], which report
+//! each stream's [`Outcome`] back for the [`outlier`] ejection and follow
+//! the cluster's [`retry`] policy.
 
 mod cluster;
 mod endpoint;
