@@ -458,6 +458,44 @@ mod tests {
         assert_eq!(format!("{parsed:#?}"), format!("{:#?}", Config::default()));
     }
 
+    /// The --retry* flags make the default cluster's policy; a condition
+    /// or a value out of range is refused with the flag's name.
+    #[test]
+    fn retry_flags_make_the_policy() {
+        let args = [
+            "h2hop-front",
+            "--h2c",
+            "--retries",
+            "2",
+            "--retry-on",
+            "reset,502",
+            "--retry-per-try-timeout",
+            "250ms",
+            "--retry-max-body",
+            "100",
+        ];
+        let config = Args::try_parse_from(args).unwrap().config().unwrap();
+        let policy = config.upstream.retry;
+        assert_eq!(policy.retries, 2);
+        assert_eq!(
+            policy.on,
+            vec![
+                RetryOn::Reset,
+                RetryOn::Status(http::StatusCode::BAD_GATEWAY)
+            ]
+        );
+        assert_eq!(policy.per_try_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(policy.max_body, 100);
+        let bad = Args::try_parse_from(["h2hop-front", "--h2c", "--retry-on", "5xx"]).unwrap_err();
+        assert!(bad.to_string().contains("5xx"), "{bad}");
+        let over = Args::try_parse_from(["h2hop-front", "--h2c", "--retries", "11"])
+            .unwrap()
+            .config()
+            .unwrap_err();
+        let chain = h2hop::telemetry::chain(&over);
+        assert!(chain.contains("retry.retries"), "{chain}");
+    }
+
     /// An address without a port is refused when the flags are read (and
     /// so by `--check-config`), not met as a 502 per request.
     #[test]
