@@ -18,8 +18,9 @@ use crate::upstream::{OpenStream, UpstreamConfig};
 
 /// A named set of sidecars of equal standing (a config file's cluster, or
 /// the one `--sidecar`). Each stream goes to the sidecar with the fewest
-/// open streams among those not backing off after a failed dial; a sidecar
-/// that cannot be reached is skipped for the next.
+/// open streams among those not backing off after a failed dial, not
+/// ejected, and not tried yet by the same request; a sidecar that cannot
+/// be reached is skipped for the next.
 pub struct Cluster {
     name: Arc<str>,
     endpoints: Vec<Endpoint>,
@@ -112,16 +113,23 @@ impl Cluster {
             let opened = only.open_stream(request, end_of_stream).await;
             return opened.map(|open| (0, open));
         }
+        // Ejected endpoints come last: they take a stream only when no
+        // other could be dialled, rather than the request failing.
         let ejected = self.outliers.ejected();
+        let is_ejected = |index: usize| ejected.get(index).copied().unwrap_or(false);
         let mut candidates: Vec<(usize, &Endpoint)> = self
             .endpoints
             .iter()
             .enumerate()
-            .filter(|(index, _)| !ejected.get(*index).copied().unwrap_or(false))
             .filter(|(_, endpoint)| endpoint.backing_off().is_none())
             .collect();
-        candidates
-            .sort_by_key(|(index, endpoint)| (avoid.contains(index), endpoint.active_streams()));
+        candidates.sort_by_key(|(index, endpoint)| {
+            (
+                is_ejected(*index),
+                avoid.contains(index),
+                endpoint.active_streams(),
+            )
+        });
         let mut last_failure = None;
         for (index, endpoint) in candidates {
             match endpoint

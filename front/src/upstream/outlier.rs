@@ -3,8 +3,8 @@
 //!
 //! Input: the [`Outcome`] of every stream (or dial) a cluster's endpoint
 //! took, reported through [`crate::upstream::Cluster::record`]. Output:
-//! which endpoints are ejected now, a filter of the cluster's pick beside
-//! its backoff. An endpoint with `consecutive_failures` failures in a row
+//! which endpoints are ejected now: the cluster's pick takes them last,
+//! only when no other endpoint can be dialled. An endpoint with `consecutive_failures` failures in a row
 //! (5xx answers, resets, timeouts, failed dials) is ejected for
 //! `base_ejection_time` times its ejection count, up to
 //! `max_ejection_time`; at most `max_ejection_percent` of the cluster's
@@ -147,7 +147,7 @@ impl Outliers {
         record.consecutive = 0;
         let length = ejection_time(config, record.ejections);
         record.ejected_until = Some(now + length);
-        warn!(sidecar = addr, ejections = record.ejections, for_ = ?length, "sidecar ejected after failures in a row");
+        warn!(sidecar = addr, ejections = record.ejections, ejected_for = ?length, "sidecar ejected after failures in a row");
         Some(length)
     }
 }
