@@ -1,6 +1,7 @@
 //! Retry stage: a replayable plain request is sent again, on another
 //! sidecar where there is one, when a try fails in a way its cluster's
-//! [`RetryPolicy`] retries.
+//! [`RetryPolicy`] retries; a tunnel only when refused unprocessed
+//! ([`tunnel_retry`], for [`crate::tunnel`]).
 //!
 //! Input: the request head for HTTP/2 and its whole body (a body the
 //! policy's `max_body` holds; [`crate::forward`] decides). Output: the
@@ -24,6 +25,7 @@ use tracing::debug;
 
 use crate::context::Context;
 use crate::error::{Error, UpstreamStep};
+use crate::upstream::retry::RetryInFlight;
 use crate::upstream::{Cluster, Outcome, RetryOn, RetryPolicy, StreamSlot, copy_head};
 
 /// The answer of a try: the response head and stream, and the stream's
@@ -189,6 +191,31 @@ async fn try_once(
             })
         }
     }
+}
+
+/// A place in the budget to open a tunnel again after `error` ended try
+/// number `tries`: only when the sidecar refused the stream unprocessed
+/// (RFC 9113 §8.7) and the cluster's policy retries that. A tunnel that
+/// got any answer, or broke otherwise, is never tried again.
+pub fn tunnel_retry(
+    context: &Context,
+    cluster: &Cluster,
+    error: &Error,
+    tries: usize,
+) -> Option<RetryInFlight> {
+    let policy = cluster.retry_policy();
+    let refused = condition_of(error, false) == Some(RetryOn::RefusedStream);
+    let tries_left = tries <= usize::try_from(policy.retries).unwrap_or(usize::MAX);
+    if !(refused && tries_left && policy.retries_on(RetryOn::RefusedStream)) {
+        return None;
+    }
+    let place = cluster.retry_budget().try_retry(policy);
+    let result = match place {
+        Some(_) => RetryResult::Sent,
+        None => RetryResult::BudgetExhausted,
+    };
+    context.metrics.retried(cluster.name(), result);
+    place
 }
 
 /// Whether a body of this size hint can be replayed under `policy`: none,

@@ -34,7 +34,7 @@ use crate::Error;
 use crate::classify::TunnelRequest;
 use crate::context::{self, Context, ResponseBody, answer_version, client_scheme};
 use crate::retry;
-use crate::upstream::{Cluster, Outcome, RetryOn, StreamSlot, copy_head};
+use crate::upstream::{Cluster, Outcome, StreamSlot, copy_head};
 
 /// Sends the extended CONNECT (and the upgrade's body) and answers the
 /// client with what came back.
@@ -157,19 +157,11 @@ async fn connect(
                 }
                 // Only a stream the sidecar refused unprocessed is tried
                 // again (RFC 9113 §8.7): the app has not seen it.
-                let refused = retry::condition_of(&err, false) == Some(RetryOn::RefusedStream);
-                let policy = cluster.retry_policy();
-                let again = refused
-                    && tried.len() <= usize::try_from(policy.retries).unwrap_or(usize::MAX)
-                    && policy.retries_on(RetryOn::RefusedStream);
-                let place = again.then(|| cluster.retry_budget().try_retry(policy));
-                match place.flatten() {
-                    Some(place) => {
-                        debug!(attempt = tried.len(), "retrying the refused tunnel");
-                        _in_flight = Some(place);
-                    }
-                    None => return Err(err),
-                }
+                let Some(place) = retry::tunnel_retry(context, cluster, &err, tried.len()) else {
+                    return Err(err);
+                };
+                debug!(attempt = tried.len(), "retrying the refused tunnel");
+                _in_flight = Some(place);
             }
         }
     }
