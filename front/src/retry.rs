@@ -172,8 +172,10 @@ async fn try_once(
     let (index, (response, mut send, slot)) =
         opened.map_err(|error| Failure { error, index: None })?;
     if let Some(body) = body {
-        // Queued whole (at most `max_body`); h2 sends it as the stream's
-        // window allows. A failure shows in the response below.
+        // Queued whole (at most `max_body`): h2 asks for the capacity
+        // itself and sends it as the stream's window opens, while we wait
+        // for the head (an app may answer before reading it). A failure
+        // shows in the response below.
         let _ = send.send_data(body, true);
     }
     match context.await_response(response, bound, cluster).await {

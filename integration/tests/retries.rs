@@ -170,3 +170,24 @@ async fn a_slow_try_is_cut_by_the_per_try_timeout_and_retried() {
     })
     .await;
 }
+
+/// A replayed body larger than the stream's first window (64 KiB - 1)
+/// still reaches app 2 whole: it is sent as the window opens.
+#[tokio::test]
+async fn a_body_larger_than_the_window_is_replayed_intact() {
+    within(async {
+        let config = RETRYING.replace("max_body = 1024", "max_body = 262144");
+        let routed = Routed::start(&config).await.unwrap();
+        routed.apps[0].answer_plain_with(Some(StatusCode::SERVICE_UNAVAILABLE));
+        let body: Bytes = (0..200_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>()
+            .into();
+        let (status, echoed) = send(&routed, Method::POST, "/echo", body.clone()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(echoed.len(), body.len());
+        assert!(echoed == body, "the echoed body differs");
+        assert_eq!(routed.apps[0].requests().len(), 1);
+    })
+    .await;
+}
