@@ -15,11 +15,14 @@ use h2hop::upgrade::{ProtocolError, Protocols};
 use rustls::pki_types::ServerName;
 
 use crate::client_fields::{ClientFields, ForwardedFields};
+use crate::cluster_policy::{PolicyError, check_retry};
 use crate::config::{Config, defaults};
 use crate::config_file::ConfigError;
 use crate::edge_tls_config::{self, EdgeTlsError, EdgeTlsFlags};
 use crate::proxy_header::{ProxyMode, ProxyProtocol};
-use crate::upstream::{FLAG_NAMES, HealthCheck, HealthCheckError, UpstreamConfig, UpstreamTls};
+use crate::upstream::{
+    FLAG_NAMES, HealthCheck, HealthCheckError, RetryOn, RetryPolicy, UpstreamConfig, UpstreamTls,
+};
 
 /// h2hop-front: accepts HTTP/1.1 clients and carries their WebSockets as
 /// RFC 8441 extended CONNECT streams, and their plain requests as ordinary
@@ -142,6 +145,35 @@ pub struct Args {
     /// Bound on the wait for the sidecar's response head to a plain request.
     #[arg(long, env = "H2HOP_FRONT_RESPONSE_TIMEOUT", default_value_t = defaults::RESPONSE_TIMEOUT.into())]
     pub response_timeout: humantime::Duration,
+    /// Tries of a plain request after the first, on a failure --retry-on
+    /// lists; 0 (the default) turns retries off. Only a request without a
+    /// body, or with a Content-Length of at most --retry-max-body, is
+    /// retried.
+    #[arg(long, env = "H2HOP_FRONT_RETRIES", default_value_t = 0)]
+    pub retries: u32,
+    /// What is retried: connect-failure, refused-stream, reset,
+    /// per-try-timeout, or a status such as 503 (comma-separated).
+    #[arg(
+        long,
+        env = "H2HOP_FRONT_RETRY_ON",
+        value_delimiter = ',',
+        default_value = "connect-failure,refused-stream,reset,503"
+    )]
+    pub retry_on: Vec<RetryOn>,
+    /// Bound on each try's wait for the response head (default: only
+    /// --response-timeout, which bounds all tries together).
+    #[arg(long, env = "H2HOP_FRONT_RETRY_PER_TRY_TIMEOUT")]
+    pub retry_per_try_timeout: Option<humantime::Duration>,
+    /// Retries in flight at most, in percent of the requests in flight.
+    #[arg(long, env = "H2HOP_FRONT_RETRY_BUDGET_PERCENT", default_value_t = 20)]
+    pub retry_budget_percent: u8,
+    /// Retries in flight allowed whatever --retry-budget-percent gives.
+    #[arg(long, env = "H2HOP_FRONT_RETRY_MIN_CONCURRENT", default_value_t = 3)]
+    pub retry_min_concurrent: u32,
+    /// Largest request body (bytes, from its Content-Length) kept to be
+    /// sent again; a larger one streams up once and is not retried.
+    #[arg(long, env = "H2HOP_FRONT_RETRY_MAX_BODY", default_value_t = 64 * 1024)]
+    pub retry_max_body: u64,
     /// Bound on the wait for the sidecar's answer to an upgrade (and for
     /// the upgrade's body from the client).
     #[arg(long, env = "H2HOP_FRONT_UPGRADE_TIMEOUT", default_value_t = defaults::UPGRADE_TIMEOUT.into())]
@@ -286,6 +318,9 @@ pub enum ArgsError {
     /// The `--health-check-*` flags are unusable.
     #[error("--health-check-path and its flags")]
     HealthCheck(#[from] HealthCheckError),
+    /// A --retry* flag is out of its range.
+    #[error("--retry flags")]
+    Retry(#[source] PolicyError),
     /// The Upgrade allow-list is unusable.
     #[error("--upgrade-protocol")]
     Protocols(#[from] ProtocolError),
@@ -301,6 +336,20 @@ pub enum ArgsError {
 }
 
 impl Args {
+    /// The `--retry*` flags as the default cluster's retry policy.
+    fn retry_policy(&self) -> Result<RetryPolicy, ArgsError> {
+        let policy = RetryPolicy {
+            retries: self.retries,
+            on: self.retry_on.clone(),
+            per_try_timeout: self.retry_per_try_timeout.map(Into::into),
+            budget_percent: self.retry_budget_percent,
+            min_retries_concurrent: self.retry_min_concurrent,
+            max_body: self.retry_max_body,
+        };
+        check_retry(&policy).map_err(ArgsError::Retry)?;
+        Ok(policy)
+    }
+
     /// Validates the flags and loads the TLS files.
     pub fn config(&self) -> Result<Config, ArgsError> {
         let tls = if self.h2c || self.config.is_some() {
@@ -315,6 +364,7 @@ impl Args {
             keepalive_interval: self.keepalive_interval.into(),
             keepalive_timeout: self.keepalive_timeout.into(),
             health_check: self.health_check()?,
+            retry: self.retry_policy()?,
             ..config.upstream
         };
         let mut certificates = Vec::new();
@@ -446,6 +496,44 @@ mod tests {
             .config()
             .unwrap();
         assert_eq!(format!("{parsed:#?}"), format!("{:#?}", Config::default()));
+    }
+
+    /// The --retry* flags make the default cluster's policy; a condition
+    /// or a value out of range is refused with the flag's name.
+    #[test]
+    fn retry_flags_make_the_policy() {
+        let args = [
+            "h2hop-front",
+            "--h2c",
+            "--retries",
+            "2",
+            "--retry-on",
+            "reset,502",
+            "--retry-per-try-timeout",
+            "250ms",
+            "--retry-max-body",
+            "100",
+        ];
+        let config = Args::try_parse_from(args).unwrap().config().unwrap();
+        let policy = config.upstream.retry;
+        assert_eq!(policy.retries, 2);
+        assert_eq!(
+            policy.on,
+            vec![
+                RetryOn::Reset,
+                RetryOn::Status(http::StatusCode::BAD_GATEWAY)
+            ]
+        );
+        assert_eq!(policy.per_try_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(policy.max_body, 100);
+        let bad = Args::try_parse_from(["h2hop-front", "--h2c", "--retry-on", "5xx"]).unwrap_err();
+        assert!(bad.to_string().contains("5xx"), "{bad}");
+        let over = Args::try_parse_from(["h2hop-front", "--h2c", "--retries", "11"])
+            .unwrap()
+            .config()
+            .unwrap_err();
+        let chain = h2hop::telemetry::chain(&over);
+        assert!(chain.contains("retry.retries"), "{chain}");
     }
 
     /// An address without a port is refused when the flags are read (and

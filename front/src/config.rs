@@ -17,7 +17,7 @@ use crate::edge_tls_config::{CertificateEntry, EdgeTlsFlags};
 use crate::live_routing::RoutingReload;
 use crate::proxy_header::ProxyProtocol;
 use crate::routes::Routing;
-use crate::upstream::{UpstreamConfig, UpstreamTls};
+use crate::upstream::{RetryPolicy, UpstreamConfig, UpstreamTls};
 
 pub use crate::defaults;
 
@@ -33,6 +33,8 @@ impl Default for UpstreamConfig {
             keepalive_timeout: defaults::KEEPALIVE_TIMEOUT,
             max_connections: defaults::ENDPOINT_MAX_CONNECTIONS,
             health_check: None,
+            outlier: None,
+            retry: RetryPolicy::default(),
         }
     }
 }

@@ -19,6 +19,10 @@
 //! # sidecar to its app; a 2xx within timeout passes. Durations as "5s",
 //! # "250ms". A changed health_check makes a new cluster on reload.
 //! health_check = { path = "/healthz", interval = "5s", timeout = "1s", healthy_threshold = 2, unhealthy_threshold = 3, authority = "app" }
+//! # Passive outlier ejection and retries: off unless present (see
+//! # crate::cluster_policy for every key and its default).
+//! outlier_detection = { consecutive_failures = 5, base_ejection_time = "30s" }
+//! retry = { retries = 1, on = ["connect-failure", "refused-stream", "reset", "503"] }
 //!
 //! [[cluster]]
 //! name = "web"
@@ -67,10 +71,14 @@ use h2hop::tls::reload;
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
+use crate::cluster_policy::{PolicyError, RawOutlier, RawRetry};
 use crate::edge_tls_config::{CertificateEntry, RawCertificate};
 use crate::header_rules::{HeaderRuleError, HeaderRules, RawAddField, RawHeaderRules};
 use crate::routes::{HostMatch, Route, RouteError, RouteTable, Routing};
-use crate::upstream::{HealthCheck, HealthCheckError, RawHealthCheck, UpstreamConfig, UpstreamTls};
+use crate::upstream::{
+    HealthCheck, HealthCheckError, OutlierConfig, RawHealthCheck, RetryPolicy, UpstreamConfig,
+    UpstreamTls,
+};
 use crate::weighted::{ClusterChoice, RawWeighted, WeightError};
 
 /// A validated `--config` file.
@@ -101,6 +109,8 @@ impl FileConfig {
                         tls: cluster.tls.clone(),
                         max_connections: cluster.max_connections,
                         health_check: cluster.health_check.clone(),
+                        outlier: cluster.outlier,
+                        retry: cluster.retry.clone(),
                         ..flags.clone()
                     })
                     .collect();
@@ -127,6 +137,10 @@ pub struct ClusterConfig {
     pub max_connections: usize,
     /// Active health checks of each endpoint; `None`: off.
     pub health_check: Option<HealthCheck>,
+    /// Passive outlier ejection; `None` (the default) for none.
+    pub outlier: Option<OutlierConfig>,
+    /// Retries of plain requests; the default retries nothing.
+    pub retry: RetryPolicy,
 }
 
 /// Why a configuration file cannot be used.
@@ -219,6 +233,15 @@ pub enum ConfigError {
         /// What is wrong, naming the key.
         #[source]
         source: HealthCheckError,
+    },
+    /// A cluster's `outlier_detection` or `retry` table is unusable.
+    #[error("cluster {cluster:?}")]
+    Policy {
+        /// The cluster's name.
+        cluster: String,
+        /// What is wrong, naming the key.
+        #[source]
+        source: PolicyError,
     },
     /// A route names a cluster that is not defined.
     #[error("route {route}: unknown cluster {name:?}")]
@@ -313,6 +336,8 @@ struct RawCluster {
     #[serde(default = "default_max_connections")]
     max_connections: usize,
     health_check: Option<RawHealthCheck>,
+    outlier_detection: Option<RawOutlier>,
+    retry: Option<RawRetry>,
 }
 
 /// One `[[route]]` as written.
@@ -516,6 +541,7 @@ fn cluster_of(mut raw: RawCluster, base_dir: &Path) -> Result<ClusterConfig, Con
         })?),
         None => None,
     };
+    let (outlier, retry) = policies(&raw)?;
     let tls = if raw.h2c {
         let present = [
             ("ca", raw.ca.is_some()),
@@ -543,7 +569,26 @@ fn cluster_of(mut raw: RawCluster, base_dir: &Path) -> Result<ClusterConfig, Con
         tls,
         max_connections: raw.max_connections,
         health_check,
+        outlier,
+        retry,
     })
+}
+
+/// A cluster's outlier ejection and retry policy, off where not given.
+fn policies(raw: &RawCluster) -> Result<(Option<OutlierConfig>, RetryPolicy), ConfigError> {
+    let invalid = |source| ConfigError::Policy {
+        cluster: raw.name.clone(),
+        source,
+    };
+    let outlier = match raw.outlier_detection.clone() {
+        Some(table) => Some(table.validate().map_err(invalid)?),
+        None => None,
+    };
+    let retry = match raw.retry.clone() {
+        Some(table) => table.validate().map_err(invalid)?,
+        None => RetryPolicy::default(),
+    };
+    Ok((outlier, retry))
 }
 
 /// Loads a TLS cluster's files into an [`UpstreamTls`], as

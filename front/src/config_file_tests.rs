@@ -396,3 +396,44 @@ fn routes_are_numbered_in_file_order() {
         "{err:?}"
     );
 }
+
+/// A cluster's `outlier_detection` and `retry` tables reach every one of
+/// its endpoints; clusters without them have neither; a bad table names
+/// the cluster and the key.
+#[test]
+fn outlier_and_retry_tables_reach_the_endpoints() {
+    let text = r#"
+        [[cluster]]
+        name = "api"
+        endpoints = ["a:1", "b:1"]
+        h2c = true
+        outlier_detection = { consecutive_failures = 2 }
+        retry = { retries = 2, on = ["503"] }
+
+        [[cluster]]
+        name = "plain"
+        endpoints = ["c:1"]
+        h2c = true
+
+        [[route]]
+        cluster = "api"
+    "#;
+    let routing = parse(text, Path::new("."))
+        .unwrap()
+        .into_routing(&UpstreamConfig::default());
+    let (_, api) = &routing.clusters[0];
+    for endpoint in api {
+        assert_eq!(endpoint.outlier.unwrap().consecutive_failures, 2);
+        assert_eq!(endpoint.retry.retries, 2);
+    }
+    let (_, plain) = &routing.clusters[1];
+    assert_eq!(plain[0].outlier, None);
+    assert_eq!(plain[0].retry.retries, 0);
+    let bad = text.replace("consecutive_failures = 2", "consecutive_failures = 0");
+    let err = parse(&bad, Path::new(".")).unwrap_err();
+    let chain = h2hop::telemetry::chain(&err);
+    assert!(
+        chain.contains("\"api\"") && chain.contains("consecutive_failures"),
+        "{chain}"
+    );
+}

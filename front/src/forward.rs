@@ -3,11 +3,16 @@
 //! Input: a request [`crate::classify`] found plain. Output: the sidecar's
 //! response, head translated and body streamed back as it arrives. The
 //! request body streams up in its own task, bounded by the stream window.
+//! When the cluster retries, a body its policy can replay (none, or a
+//! known length within `max_body`) is read whole first and the request
+//! goes through [`crate::retry`]; any other streams up once.
 
 use std::io;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use h2hop::access::{self, Counted, Direction};
+use h2hop::metrics::RetryResult;
 use h2hop::relay::{self, H2Body};
 use h2hop::translate::request::{self, Kind};
 use h2hop::translate::response;
@@ -20,7 +25,8 @@ use tracing::{Instrument as _, Span, debug};
 
 use crate::Error;
 use crate::context::{self, Context, ResponseBody, answer_version, client_scheme};
-use crate::upstream::Cluster;
+use crate::retry;
+use crate::upstream::{Cluster, Outcome, RetryOn};
 
 /// Forwards one request and returns the response to stream to the client;
 /// the request body's bytes are counted into `counts`.
@@ -33,7 +39,23 @@ pub async fn forward(
     let (parts, body) = client.into_parts();
     let upstream_request = request::h1_to_h2(&parts, client_scheme(&parts), Kind::Forward)?;
     let end_of_stream = body.is_end_stream();
-    let (response, send, slot) = cluster.open_stream(upstream_request, end_of_stream).await?;
+    let _active = cluster.retry_budget().request();
+    let policy = cluster.retry_policy();
+    if policy.retries > 0 && retry::replayable(end_of_stream, body.size_hint().exact(), policy) {
+        let body = if end_of_stream {
+            None
+        } else {
+            Some(read_body(context, body, counts).await?)
+        };
+        let (response, slot) = retry::send(context, cluster, upstream_request, body).await?;
+        let (head, recv) = response.into_parts();
+        let relayed = response::relay(&head, answer_version(&parts));
+        return Ok(relayed.map(|()| context::streamed(H2Body::with_guard(recv, slot))));
+    }
+    let opened = cluster.open_stream(upstream_request, end_of_stream).await;
+    let (index, (response, send, slot)) = opened.inspect_err(|err| {
+        not_replayed(context, cluster, retry::condition_of(err, false));
+    })?;
     // A client body that breaks (bad chunking, a cut connection) resets the
     // stream, which fails the response below; this says it was the client.
     let (body_failed, mut body_failure) = oneshot::channel();
@@ -58,9 +80,44 @@ pub async fn forward(
         .await
         .map_err(|err| match body_failure.try_recv() {
             Ok(body_err) => Error::ClientBody(body_err),
-            Err(_) => err,
+            Err(_) => {
+                if let Some(outcome) = retry::outcome_of(&err) {
+                    cluster.record(index, outcome);
+                }
+                not_replayed(context, cluster, retry::condition_of(&err, false));
+                err
+            }
         })?;
+    cluster.record(index, Outcome::of_status(response.status()));
+    let status = RetryOn::Status(response.status());
+    not_replayed(context, cluster, Some(status));
     let (head, recv) = response.into_parts();
     let relayed = response::relay(&head, answer_version(&parts));
     Ok(relayed.map(|()| context::streamed(H2Body::with_guard(recv, slot))))
+}
+
+/// Counts a failure the cluster would have retried, had the request's
+/// body been replayable.
+fn not_replayed(context: &Context, cluster: &Cluster, condition: Option<RetryOn>) {
+    if condition.is_some_and(|condition| cluster.retry_policy().retries_on(condition)) {
+        context
+            .metrics
+            .retried(cluster.name(), RetryResult::NotReplayable);
+    }
+}
+
+/// A replayable request body, read whole within the response timeout
+/// (its length is known and small: [`retry::replayable`]).
+async fn read_body(
+    context: &Context,
+    body: Incoming,
+    counts: Arc<access::ByteCounts>,
+) -> Result<Bytes, Error> {
+    let bound = context.response_timeout;
+    let body = Counted::new(body, counts, Direction::Up);
+    let collected = tokio::time::timeout(bound, body.collect())
+        .await
+        .map_err(|_| Error::ClientBodyTimeout(bound))?
+        .map_err(Error::ClientBody)?;
+    Ok(collected.to_bytes())
 }

@@ -27,6 +27,7 @@ pub mod classify;
 pub(crate) mod client_fields;
 pub(crate) mod client_http;
 pub(crate) mod client_limits;
+pub mod cluster_policy;
 pub mod config;
 pub mod config_file;
 pub(crate) mod context;
@@ -39,6 +40,7 @@ pub mod header_rules;
 pub(crate) mod listener;
 pub mod live_routing;
 pub mod proxy_header;
+pub(crate) mod retry;
 pub mod routes;
 pub(crate) mod tunnel;
 pub(crate) mod upstream;
@@ -53,7 +55,9 @@ pub use proxy_header::{ProxyMode, ProxyProtocol};
 pub use routes::Routing;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-pub use upstream::{HealthCheck, HealthCheckError, UpstreamConfig, UpstreamTls};
+pub use upstream::{
+    HealthCheck, HealthCheckError, OutlierConfig, RetryOn, RetryPolicy, UpstreamConfig, UpstreamTls,
+};
 
 /// Where the front accepts connections.
 pub struct Listeners {

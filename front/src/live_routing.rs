@@ -21,8 +21,8 @@
 //! logged with its cause chain.
 //! A good one keeps each cluster whose settings are unchanged (same name,
 //! endpoints, timeouts, TLS files and server name, `max_connections`,
-//! `health_check`) as the same object, with its connections and its
-//! endpoints' health; a changed cluster gets a new
+//! `health_check`, outlier ejection and retry policy) as the same object,
+//! with its connections and its endpoints' health; a changed cluster gets a new
 //! one, and a removed one leaves the snapshot. A cluster no snapshot holds
 //! any more is dropped with its connections' request handles: h2 then
 //! lets the streams still open (live tunnels, bodies) run to their end and
@@ -361,6 +361,8 @@ fn same_settings(current: &UpstreamConfig, new: &UpstreamConfig) -> bool {
         keepalive_timeout,
         max_connections,
         health_check,
+        outlier,
+        retry,
     } = current;
     *addr == new.addr
         && same_tls(tls.as_ref(), new.tls.as_ref())
@@ -370,6 +372,8 @@ fn same_settings(current: &UpstreamConfig, new: &UpstreamConfig) -> bool {
         && *keepalive_timeout == new.keepalive_timeout
         && *max_connections == new.max_connections
         && *health_check == new.health_check
+        && *outlier == new.outlier
+        && *retry == new.retry
 }
 
 /// Same server name, and the same TLS configuration or one read from the

@@ -33,7 +33,8 @@ use h2hop::metrics::{OpenTunnel, TunnelResult};
 use crate::Error;
 use crate::classify::TunnelRequest;
 use crate::context::{self, Context, ResponseBody, answer_version, client_scheme};
-use crate::upstream::{Cluster, StreamSlot};
+use crate::retry;
+use crate::upstream::{Cluster, Outcome, StreamSlot, copy_head};
 
 /// Sends the extended CONNECT (and the upgrade's body) and answers the
 /// client with what came back.
@@ -126,18 +127,44 @@ async fn connect(
     };
     let protocol = Kind::Tunnel(upgrade.protocol.as_str());
     let upstream_request = request::h1_to_h2(parts, client_scheme(parts), protocol)?;
-    let (response, mut send, slot) = cluster.open_stream(upstream_request, false).await?;
-    if !body.is_empty() {
-        // A failure here (the stream reset) shows in the response below.
-        let mut sent = 0;
-        let bound = context.upgrade_timeout;
-        let _ = tokio::time::timeout(bound, relay::send_data(&mut send, body, &mut sent)).await;
+    let mut tried = Vec::new();
+    let mut _in_flight = None;
+    loop {
+        let opened = cluster
+            .open_stream_avoiding(copy_head(&upstream_request), false, &tried)
+            .await;
+        let (index, (response, mut send, slot)) = opened?;
+        tried.push(index);
+        if !body.is_empty() {
+            // A failure here (the stream reset) shows in the response below.
+            let mut sent = 0;
+            let bound = context.upgrade_timeout;
+            let data = body.clone();
+            let _ = tokio::time::timeout(bound, relay::send_data(&mut send, data, &mut sent)).await;
+        }
+        let response = context
+            .await_response(response, context.upgrade_timeout, cluster)
+            .await;
+        match response {
+            Ok(response) => {
+                cluster.record(index, Outcome::of_status(response.status()));
+                let (head, recv) = response.into_parts();
+                return Ok((head, recv, send, slot));
+            }
+            Err(err) => {
+                if let Some(outcome) = retry::outcome_of(&err) {
+                    cluster.record(index, outcome);
+                }
+                // Only a stream the sidecar refused unprocessed is tried
+                // again (RFC 9113 §8.7): the app has not seen it.
+                let Some(place) = retry::tunnel_retry(context, cluster, &err, tried.len()) else {
+                    return Err(err);
+                };
+                debug!(attempt = tried.len(), "retrying the refused tunnel");
+                _in_flight = Some(place);
+            }
+        }
     }
-    let response = context
-        .await_response(response, context.upgrade_timeout, cluster)
-        .await?;
-    let (head, recv) = response.into_parts();
-    Ok((head, recv, send, slot))
 }
 
 /// The sidecar refused the tunnel: ends our half of the stream and builds

@@ -90,6 +90,17 @@ pub enum HealthCheckResult {
     Fail,
 }
 
+/// What became of a retry the front considered, for the `retries` counter.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum RetryResult {
+    /// The retry went out.
+    Sent,
+    /// The cluster's retry budget had no place: the failure was answered.
+    BudgetExhausted,
+    /// The request body could not be replayed: it went out once.
+    NotReplayable,
+}
+
 /// Bytes' direction: toward the app, or toward the client.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Direction {
@@ -117,6 +128,7 @@ label_values!(TunnelResult { Clean => "clean", Reset => "reset", Idle => "idle",
 label_values!(Direction { Up => "up", Down => "down" });
 label_values!(HealthCheckResult { Pass => "pass", Fail => "fail" });
 label_values!(ReloadResult { Ok => "ok", Failed => "failed" });
+label_values!(RetryResult { Sent => "sent", BudgetExhausted => "budget_exhausted", NotReplayable => "not_replayable" });
 label_values!(LimitKind { ClientConnections => "client_connections", ClientAddress => "client_address", ClientStreams => "client_streams" });
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -164,6 +176,17 @@ struct HealthCheckLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    cluster: String,
+    result: RetryResult,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabel {
+    cluster: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CulpritLabel {
     culprit: &'static str,
 }
@@ -183,6 +206,8 @@ pub struct Metrics {
     config_reloads: Family<ReloadLabel, Counter>,
     upstream_healthy: Family<EndpointLabels, Gauge>,
     health_checks: Family<HealthCheckLabels, Counter>,
+    retries: Family<RetryLabels, Counter>,
+    outlier_ejections: Family<ClusterLabel, Counter>,
     connections: Gauge<i64, AtomicI64>,
     streams: Gauge<i64, AtomicI64>,
     /// The `culprit` label of [`Culprit::Peer`]: `sidecar` or `front`.
@@ -263,6 +288,18 @@ impl Metrics {
             "Active health checks, by cluster, endpoint and result",
             health_checks.clone(),
         );
+        let retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "retries",
+            "Retries of plain requests to a cluster: sent, or not sent and why",
+            retries.clone(),
+        );
+        let outlier_ejections = Family::<ClusterLabel, Counter>::default();
+        registry.register(
+            "outlier_ejections",
+            "Sidecars ejected after failures in a row, by cluster",
+            outlier_ejections.clone(),
+        );
         let connections = Gauge::default();
         registry.register("http2_connections", connections_help, connections.clone());
         let streams = Gauge::default();
@@ -280,6 +317,8 @@ impl Metrics {
             config_reloads,
             upstream_healthy,
             health_checks,
+            retries,
+            outlier_ejections,
             connections,
             streams,
             peer,
@@ -330,6 +369,25 @@ impl Metrics {
             result,
         };
         self.health_checks.get_or_create(&labels).inc();
+    }
+
+    /// Counts one retry of a request to `cluster` by what became of it.
+    pub fn retried(&self, cluster: &str, result: RetryResult) {
+        self.retries
+            .get_or_create(&RetryLabels {
+                cluster: cluster.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Counts one sidecar of `cluster` ejected.
+    pub fn outlier_ejected(&self, cluster: &str) {
+        self.outlier_ejections
+            .get_or_create(&ClusterLabel {
+                cluster: cluster.to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -450,6 +508,32 @@ mod tests {
             .find(|line| line.starts_with(series))
             .and_then(|line| line.rsplit(' ').next())
             .and_then(|value| value.parse().ok())
+    }
+
+    #[test]
+    fn retries_and_ejections_are_counted_by_cluster() {
+        let metrics = Metrics::new("sidecar", "connections", "streams");
+        metrics.retried("api", RetryResult::Sent);
+        metrics.retried("api", RetryResult::Sent);
+        metrics.retried("api", RetryResult::BudgetExhausted);
+        metrics.retried("web", RetryResult::NotReplayable);
+        metrics.outlier_ejected("api");
+        let text = metrics.encode();
+        let series = [
+            ("h2hop_retries_total{cluster=\"api\",result=\"sent\"}", 2.0),
+            (
+                "h2hop_retries_total{cluster=\"api\",result=\"budget_exhausted\"}",
+                1.0,
+            ),
+            (
+                "h2hop_retries_total{cluster=\"web\",result=\"not_replayable\"}",
+                1.0,
+            ),
+            ("h2hop_outlier_ejections_total{cluster=\"api\"}", 1.0),
+        ];
+        for (name, count) in series {
+            assert_eq!(value(&text, name), Some(count), "{name} in {text}");
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! A cluster: sidecars of equal standing, and which one takes a stream
-//! (the least loaded healthy one not backing off; an unreachable one is
-//! skipped for the next). Called by the request stages through [`Cluster::open_stream`].
+//! (the least loaded healthy one not backing off nor ejected; an unreachable one is
+//! skipped for the next). Called by the request stages through
+//! [`Cluster::open_stream`], which report each stream's outcome back
+//! through [`Cluster::record`] for the [`crate::upstream::outlier`] ejection.
 
 use std::sync::Arc;
 
@@ -10,15 +12,22 @@ use tracing::debug;
 
 use crate::error::Error;
 use crate::upstream::endpoint::Endpoint;
+use crate::upstream::outlier::{Outcome, Outliers};
+use crate::upstream::retry::{RetryBudget, RetryPolicy};
 use crate::upstream::{OpenStream, UpstreamConfig};
 
 /// A named set of sidecars of equal standing (a config file's cluster, or
 /// the one `--sidecar`). Each stream goes to the sidecar with the fewest
-/// open streams among those not backing off after a failed dial; a sidecar
-/// that cannot be reached is skipped for the next.
+/// open streams among those not backing off after a failed dial, not
+/// ejected, and not tried yet by the same request; a sidecar that cannot
+/// be reached is skipped for the next.
 pub struct Cluster {
     name: Arc<str>,
     endpoints: Vec<Arc<Endpoint>>,
+    outliers: Outliers,
+    retry: RetryPolicy,
+    budget: RetryBudget,
+    metrics: Arc<Metrics>,
 }
 
 impl Cluster {
@@ -28,12 +37,43 @@ impl Cluster {
         endpoints: Vec<UpstreamConfig>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let endpoints = endpoints.into_iter();
+        let (outlier, retry) = endpoints
+            .first()
+            .map(|first| (first.outlier, first.retry.clone()))
+            .unwrap_or_default();
+        let outliers = Outliers::new(outlier, endpoints.len());
         Self {
             name: name.into(),
             endpoints: endpoints
+                .into_iter()
                 .map(|config| Arc::new(Endpoint::new(config, metrics.clone())))
                 .collect(),
+            outliers,
+            retry,
+            budget: RetryBudget::default(),
+            metrics,
+        }
+    }
+
+    /// How plain requests to this cluster are retried.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The cluster's requests in flight and retries among them.
+    pub fn retry_budget(&self) -> &RetryBudget {
+        &self.budget
+    }
+
+    /// Records what a stream on endpoint `index` (from
+    /// [`Cluster::open_stream_avoiding`]) said about it.
+    pub fn record(&self, index: usize, outcome: Outcome) {
+        let addr = self
+            .endpoints
+            .get(index)
+            .map_or("", |endpoint| endpoint.addr());
+        if self.outliers.record(index, outcome, addr).is_some() {
+            self.metrics.outlier_ejected(&self.name);
         }
     }
 
@@ -59,31 +99,57 @@ impl Cluster {
         &self,
         request: Request<()>,
         end_of_stream: bool,
-    ) -> Result<OpenStream, Error> {
+    ) -> Result<(usize, OpenStream), Error> {
+        self.open_stream_avoiding(request, end_of_stream, &[]).await
+    }
+
+    /// [`Cluster::open_stream`], taking the endpoints in `avoid` (indexes,
+    /// those a request already tried) only when no other is left. Returns
+    /// the index of the endpoint that took the stream, for
+    /// [`Cluster::record`]. A failed dial is recorded here.
+    pub async fn open_stream_avoiding(
+        &self,
+        request: Request<()>,
+        end_of_stream: bool,
+        avoid: &[usize],
+    ) -> Result<(usize, OpenStream), Error> {
         if !self.endpoints.iter().any(|endpoint| endpoint.healthy()) {
             return Err(Error::NoHealthyEndpoint {
                 cluster: self.name.to_string(),
             });
         }
         if let [only] = self.endpoints.as_slice() {
-            return only.open_stream(request, end_of_stream).await;
+            let opened = only.open_stream(request, end_of_stream).await;
+            return opened.map(|open| (0, open));
         }
-        let mut candidates: Vec<&Endpoint> = self
+        // Ejected endpoints come last: they take a stream only when no
+        // other could be dialled, rather than the request failing.
+        let ejected = self.outliers.ejected();
+        let is_ejected = |index: usize| ejected.get(index).copied().unwrap_or(false);
+        let mut candidates: Vec<(usize, &Endpoint)> = self
             .endpoints
             .iter()
             .map(|endpoint| &**endpoint)
-            .filter(|endpoint| endpoint.healthy() && endpoint.backing_off().is_none())
+            .enumerate()
+            .filter(|(_, endpoint)| endpoint.healthy() && endpoint.backing_off().is_none())
             .collect();
-        candidates.sort_by_key(|endpoint| endpoint.active_streams());
+        candidates.sort_by_key(|(index, endpoint)| {
+            (
+                is_ejected(*index),
+                avoid.contains(index),
+                endpoint.active_streams(),
+            )
+        });
         let mut last_failure = None;
-        for endpoint in candidates {
+        for (index, endpoint) in candidates {
             match endpoint
                 .open_stream(copy_head(&request), end_of_stream)
                 .await
             {
-                Ok(open) => return Ok(open),
+                Ok(open) => return Ok((index, open)),
                 Err(err) if err.is_dial_failure() => {
                     debug!(sidecar = endpoint.addr(), error = %err, "trying the next sidecar");
+                    self.record(index, Outcome::ConnectFailure);
                     last_failure = Some(err);
                 }
                 Err(err) => return Err(err),
@@ -97,7 +163,7 @@ impl Cluster {
 
 /// A request head again, for another attempt (`http::Request` is not
 /// `Clone`): method, target, version, fields and `:protocol`.
-fn copy_head(request: &Request<()>) -> Request<()> {
+pub(crate) fn copy_head(request: &Request<()>) -> Request<()> {
     let mut copy = Request::new(());
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();

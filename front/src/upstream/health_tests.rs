@@ -182,7 +182,7 @@ async fn unhealthy_endpoints_take_no_streams_and_make_the_front_unready() {
     let clusters = [cluster.clone()];
     assert_eq!(readiness(&clusters).await, Ok(()));
     first.set_healthy(false);
-    let (response, _send, _slot) = cluster.open_stream(get(), true).await.unwrap();
+    let (_, (response, _send, _slot)) = cluster.open_stream(get(), true).await.unwrap();
     assert_eq!(response.await.unwrap().status(), StatusCode::OK);
     assert!(
         first.backing_off().is_none(),

@@ -5,13 +5,17 @@
 //! MAX_CONCURRENT_STREAMS; the endpoint dials another connection (TCP, then
 //! TLS with ALPN `h2` unless h2c) when none has room or all broke, and the
 //! [`session`] handshake makes it a usable [`session::Session`]. Called by
-//! [`crate::tunnel`] and [`crate::forward`]. With a [`HealthCheck`], the
-//! [`health`] tasks take endpoints whose app fails it out of the pick.
+//! [`crate::tunnel`], [`crate::forward`] and [`crate::retry`], which report
+//! each stream's [`Outcome`] back for the [`outlier`] ejection and follow
+//! the cluster's [`retry`] policy. With a [`HealthCheck`], the [`health`]
+//! tasks take endpoints whose app fails it out of the pick.
 
 mod cluster;
 mod endpoint;
 pub(crate) mod health;
 mod health_config;
+pub mod outlier;
+pub mod retry;
 mod session;
 
 use std::time::Duration;
@@ -23,7 +27,10 @@ use h2hop::tls::reload::Reloadable;
 use rustls::pki_types::ServerName;
 
 pub use cluster::Cluster;
+pub(crate) use cluster::copy_head;
 pub use health_config::{FLAG_NAMES, HealthCheck, HealthCheckError, RawHealthCheck};
+pub use outlier::{Outcome, OutlierConfig};
+pub use retry::{RetryOn, RetryPolicy};
 pub use session::StreamSlot;
 
 /// How the front reaches its sidecar.
@@ -47,6 +54,11 @@ pub struct UpstreamConfig {
     /// Active health checks of this sidecar (through it, of its app);
     /// `None`: off, the sidecar always takes new streams.
     pub health_check: Option<HealthCheck>,
+    /// Passive outlier ejection of the cluster, `None` for none. A cluster
+    /// setting: the cluster takes its first endpoint's.
+    pub outlier: Option<OutlierConfig>,
+    /// Retries of plain requests. A cluster setting, like `outlier`.
+    pub retry: RetryPolicy,
 }
 
 /// TLS settings toward the sidecar.

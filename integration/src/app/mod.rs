@@ -63,7 +63,8 @@ pub static LAST_WORDS: [u8; 24 * 1024] = {
 /// [`TestApp::set_health`], 200 at first), anything else `hello from
 /// app`. A request
 /// (plain or upgrade) for `/slow` gets its answer only at shutdown, one for
-/// `/delay/MS` after MS milliseconds.
+/// `/delay/MS` after MS milliseconds. [`TestApp::answer_plain_with`]
+/// makes every plain request get one status instead.
 pub struct TestApp {
     /// The address the app listens on.
     pub addr: SocketAddr,
@@ -107,6 +108,8 @@ struct State {
     ended: AtomicUsize,
     /// The status `/health` answers.
     health: AtomicU16,
+    /// The status every plain request gets, or 0 for the routes'.
+    forced_status: AtomicU16,
 }
 
 /// Raw outcomes in completion order, plus how many `next_raw_outcome` took.
@@ -160,6 +163,7 @@ impl TestApp {
             connections: AtomicUsize::new(0),
             ended: AtomicUsize::new(0),
             health: AtomicU16::new(200),
+            forced_status: AtomicU16::new(0),
         });
         let ctx = Ctx {
             state: state.clone(),
@@ -204,6 +208,14 @@ impl TestApp {
     /// Sets the status `/health` answers from now on (200 at first).
     pub fn set_health(&self, status: http::StatusCode) {
         self.state.health.store(status.as_u16(), Ordering::SeqCst);
+    }
+
+    /// From now on every plain request (after any `/delay/MS`) gets
+    /// `status` and a short text body, whatever its path; `None` goes back
+    /// to the routes. Upgrades are not affected.
+    pub fn answer_plain_with(&self, status: Option<http::StatusCode>) {
+        let code = status.map_or(0, |status| status.as_u16());
+        self.state.forced_status.store(code, Ordering::SeqCst);
     }
 
     /// Number of TCP connections accepted so far.

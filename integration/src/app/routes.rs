@@ -68,9 +68,20 @@ pub(super) fn route(req: Request<Incoming>, ctx: &Ctx) -> Response<AppBody> {
         let status = ctx.state.health.load(std::sync::atomic::Ordering::SeqCst);
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         text(status, "health")
+    } else if let Some(status) = forced_status(ctx) {
+        text(status, "forced status")
     } else {
         route_plain(req)
     }
+}
+
+/// The status [`super::TestApp::answer_plain_with`] set, if any.
+fn forced_status(ctx: &Ctx) -> Option<StatusCode> {
+    let code = ctx
+        .state
+        .forced_status
+        .load(std::sync::atomic::Ordering::SeqCst);
+    StatusCode::from_u16(code).ok()
 }
 
 /// Records the request head as it arrives, before any `/delay/MS`, so that
