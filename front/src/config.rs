@@ -15,6 +15,7 @@ use crate::client_fields::ClientFields;
 use crate::config_file::{self, ConfigError};
 use crate::edge_tls_config::{CertificateEntry, EdgeTlsFlags};
 use crate::live_routing::RoutingReload;
+use crate::preface::PlainH2c;
 use crate::proxy_header::ProxyProtocol;
 use crate::routes::Routing;
 use crate::upstream::{UpstreamConfig, UpstreamTls};
@@ -103,6 +104,9 @@ pub struct Config {
     /// Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL to HTTP/2 clients, so
     /// that they open WebSockets (and other tunnels) with RFC 8441.
     pub client_extended_connect: bool,
+    /// Serve a plain listener client that opens with the HTTP/2 preface
+    /// HTTP/2 (h2c with prior knowledge, RFC 9113 §3.3); on by default.
+    pub plain_h2c: PlainH2c,
     /// Error answers carry their whole cause chain (sidecar addresses, TLS
     /// and OS failures) instead of a fixed text per 5xx status; for
     /// development.
@@ -144,6 +148,7 @@ impl Default for Config {
             client_tls: None,
             client_tls_flags: EdgeTlsFlags::default(),
             client_extended_connect: true,
+            plain_h2c: PlainH2c::On,
             error_details: false,
             client_fields: ClientFields::default(),
             proxy_protocol: ProxyProtocol::default(),
