@@ -84,7 +84,10 @@ pub async fn bidi_interleaved(client: &mut GrpcClient, app: &GrpcApp) {
             text: text.clone(),
             index: 0,
         };
-        send.send(message).await.unwrap();
+        if send.send(message).await.is_err() {
+            let ended = echoes.message().await;
+            panic!("the call ended before message {index}: {ended:?}");
+        }
         let echo = echoes.message().await.unwrap().expect("an echo");
         assert_eq!((echo.text, echo.index), (text, index));
     }
