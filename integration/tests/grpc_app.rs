@@ -77,3 +77,12 @@ async fn deadline_mid_stream_direct() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn cancel_mid_stream_direct() {
+    within(async {
+        let (app, mut client, _stop) = direct().await;
+        cases::cancel_mid_stream(&mut client, &app).await;
+    })
+    .await;
+}

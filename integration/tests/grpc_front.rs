@@ -6,7 +6,7 @@
 //!
 //! - `unary_through_the_front`, `status_and_message_through_the_front`,
 //!   `server_stream_through_the_front`, `client_stream_through_the_front`,
-//!   `bidi_interleaved_through_the_front`,
+//!   `bidi_interleaved_through_the_front`, `cancel_mid_stream_through_the_front`,
 //!   `deadline_mid_stream_through_the_front`: the cases of
 //!   [`h2hop_integration::grpc::cases`].
 
@@ -82,6 +82,15 @@ async fn deadline_mid_stream_through_the_front() {
     within(async {
         let (app, mut client, _stop) = front_before_app().await;
         cases::deadline_mid_stream(&mut client, &app).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cancel_mid_stream_through_the_front() {
+    within(async {
+        let (app, mut client, _stop) = front_before_app().await;
+        cases::cancel_mid_stream(&mut client, &app).await;
     })
     .await;
 }

@@ -11,9 +11,13 @@
 //! - `server_stream_*`: five messages, then status 0;
 //! - `client_stream_*`: ten messages summed;
 //! - `bidi_interleaved_*`: each echo read before the next message is sent;
+//! - `cancel_mid_stream_*`: the client gives up after two messages (no
+//!   deadline): its reset crosses front and sidecar, and the app sees the
+//!   call cancelled;
 //! - `deadline_mid_stream_*`: the client's deadline (300 ms, sent as
 //!   `grpc-timeout`) passes mid-stream: DEADLINE_EXCEEDED at the client,
-//!   and the reset reaches the app, which sees the call cancelled.
+//!   and the app sees the call cancelled (the client and the sidecar,
+//!   which keeps `grpc-timeout` too, each reset the stream).
 
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -90,6 +94,11 @@ async fn bidi_interleaved(listener: Listener) {
     cases::bidi_interleaved(&mut t.client, &t.app).await;
 }
 
+async fn cancel_mid_stream(listener: Listener) {
+    let mut t = through(listener).await;
+    cases::cancel_mid_stream(&mut t.client, &t.app).await;
+}
+
 async fn deadline_mid_stream(listener: Listener) {
     let mut t = through(listener).await;
     cases::deadline_mid_stream(&mut t.client, &t.app).await;
@@ -153,4 +162,14 @@ async fn deadline_mid_stream_over_tls() {
 #[tokio::test]
 async fn deadline_mid_stream_over_h2c() {
     within(deadline_mid_stream(Listener::H2c)).await;
+}
+
+#[tokio::test]
+async fn cancel_mid_stream_over_tls() {
+    within(cancel_mid_stream(Listener::Tls)).await;
+}
+
+#[tokio::test]
+async fn cancel_mid_stream_over_h2c() {
+    within(cancel_mid_stream(Listener::H2c)).await;
 }

@@ -97,10 +97,30 @@ pub async fn bidi_interleaved(client: &mut GrpcClient, app: &GrpcApp) {
     assert_eq!(call.outcome, Outcome::Finished);
 }
 
+/// A client that cancels mid-stream (no deadline, so no hop acts on
+/// `grpc-timeout`): its reset reaches the app, which sees the call
+/// cancelled long before the stream would have ended.
+pub async fn cancel_mid_stream(client: &mut GrpcClient, app: &GrpcApp) {
+    let asked = StreamRequest {
+        text: "until cancelled".to_owned(),
+        count: 500,
+        delay_ms: 20,
+    };
+    let messages = client.server_stream_cancelled(asked, 2).await.unwrap();
+    assert_eq!(messages.len(), 2);
+    let call = app
+        .ended(SERVER_STREAM, END_SEEN_WITHIN)
+        .await
+        .expect("the app saw the call end");
+    assert_eq!(call.outcome, Outcome::Cancelled);
+    assert!(!call.headers.contains_key("grpc-timeout"));
+}
+
 /// A deadline that passes mid-stream: the client ends the call with
 /// DEADLINE_EXCEEDED after some of the messages, the app got the
-/// deadline as `grpc-timeout`, and sees the call cancelled (the reset
-/// reached it) long before the stream would have ended.
+/// deadline as `grpc-timeout`, and sees the call cancelled (a reset
+/// reached it: the client's, or a hop's that keeps the deadline) long
+/// before the stream would have ended.
 pub async fn deadline_mid_stream(client: &mut GrpcClient, app: &GrpcApp) {
     let asked = StreamRequest {
         text: "slow".to_owned(),

@@ -170,6 +170,32 @@ impl GrpcClient {
         Streamed { messages, status }
     }
 
+    /// `ServerStream` without a deadline, given up after `keep` messages:
+    /// the call is dropped, which resets its stream (RST_STREAM CANCEL),
+    /// as a client cancels a call. The messages read before.
+    pub async fn server_stream_cancelled(
+        &mut self,
+        asked: StreamRequest,
+        keep: usize,
+    ) -> Result<Vec<EchoMessage>, Status> {
+        self.ready().await?;
+        let path = PathAndQuery::from_static(SERVER_STREAM);
+        let codec = ProstCodec::default();
+        let mut stream = self
+            .grpc
+            .server_streaming(Request::new(asked), path, codec)
+            .await?
+            .into_inner();
+        let mut messages = Vec::new();
+        while messages.len() < keep {
+            match stream.message().await? {
+                Some(message) => messages.push(message),
+                None => break,
+            }
+        }
+        Ok(messages)
+    }
+
     /// `ClientStream`: the sum and count of `values`, sent one message each.
     pub async fn client_stream(&mut self, values: Vec<u64>) -> Result<Sum, Status> {
         self.ready().await?;
