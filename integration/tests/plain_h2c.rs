@@ -10,6 +10,9 @@
 //!   an Upgrade: h2c still refused.
 //! - `with_plain_h2c_off_the_preface_is_closed`: `--plain-h2c off` gives
 //!   the preface what HTTP/1.1 gives it (a close), and the h2 client fails.
+//! - `nghttpx_speaks_h2c_to_the_plain_listener`: another implementation's
+//!   h2c client, nghttpx with an HTTP/2 backend as a mesh proxy sets one up
+//!   (skipped loudly without nghttpx, unless `H2HOP_REQUIRE_EXTERNAL=1`).
 
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -27,6 +30,7 @@ use h2hop_integration::bad_input_h1::{Expect, MAX_HEAD, case, run_refusals};
 use h2hop_integration::client;
 use h2hop_integration::h2_client::{extended_connect, h2_handshake, h2c_connect};
 use h2hop_integration::harness::{Pair, within};
+use h2hop_integration::interop::{Nghttpx, nghttpx_or_skip};
 use http::{Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -242,6 +246,38 @@ async fn with_plain_h2c_off_the_preface_is_closed() {
         let refused = tokio::time::timeout(Duration::from_secs(5), h2c_connect(pair.front)).await;
         assert!(matches!(refused, Ok(Err(_))), "h2c served with it off");
         assert!(pair.app.requests().is_empty());
+    })
+    .await;
+}
+
+/// nghttpx, HTTP/1.1 in and cleartext HTTP/2 with prior knowledge out (as
+/// a mesh proxy reaches a service), pointed at the front's plain
+/// listener: a GET crosses nghttpx, the front and the sidecar to the app,
+/// and nghttpx logs the front as its backend.
+#[tokio::test]
+async fn nghttpx_speaks_h2c_to_the_plain_listener() {
+    let Some(program) = nghttpx_or_skip("nghttpx → h2c → h2hop-front plain listener") else {
+        return;
+    };
+    within(async {
+        let pair = pair().await;
+        let nghttpx = Nghttpx::front(&program, pair.front).await.unwrap();
+        let mut send = client::http1_connect(nghttpx.addr).await.unwrap();
+        let request = client::request(Method::GET, nghttpx.addr, "/via-nghttpx", client::full(""));
+        let response = send.send_request(request.unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            client::body_bytes(response).await.unwrap(),
+            "hello from app"
+        );
+        let seen = pair.app.requests().pop().unwrap();
+        assert_eq!(seen.uri.path(), "/via-nghttpx");
+        assert_eq!(seen.headers["x-forwarded-proto"], "http");
+        let backend = format!("backend={}:{}", pair.front.ip(), pair.front.port());
+        nghttpx
+            .access_log_line(&["\"GET /via-nghttpx HTTP/1.1\" 200", &backend])
+            .await
+            .unwrap();
     })
     .await;
 }
