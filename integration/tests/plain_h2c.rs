@@ -10,6 +10,8 @@
 //!   an Upgrade: h2c still refused.
 //! - `with_plain_h2c_off_the_preface_is_closed`: `--plain-h2c off` gives
 //!   the preface what HTTP/1.1 gives it (a close), and the h2 client fails.
+//! - `h2c_after_a_proxy_header`: a PROXY header first, then the preface:
+//!   h2c served, the header's client named to the app.
 //! - `nghttpx_speaks_h2c_to_the_plain_listener`: another implementation's
 //!   h2c client, nghttpx with an HTTP/2 backend as a mesh proxy sets one up
 //!   (skipped loudly without nghttpx, unless `H2HOP_REQUIRE_EXTERNAL=1`).
@@ -25,7 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::client::SendRequest;
-use h2hop_front::PlainH2c;
+use h2hop_front::{PlainH2c, ProxyMode, ProxyProtocol};
 use h2hop_integration::bad_input_h1::{Expect, MAX_HEAD, case, run_refusals};
 use h2hop_integration::client;
 use h2hop_integration::h2_client::{extended_connect, h2_handshake, h2c_connect};
@@ -246,6 +248,39 @@ async fn with_plain_h2c_off_the_preface_is_closed() {
         let refused = tokio::time::timeout(Duration::from_secs(5), h2c_connect(pair.front)).await;
         assert!(matches!(refused, Ok(Err(_))), "h2c served with it off");
         assert!(pair.app.requests().is_empty());
+    })
+    .await;
+}
+
+/// A balancer's PROXY v1 header, then h2c: the preface is looked for
+/// after the header, and the header's source is the client the app is
+/// told of.
+#[tokio::test]
+async fn h2c_after_a_proxy_header() {
+    within(async {
+        let pair = Pair::builder()
+            .h2c()
+            .front_config(|config| {
+                config.proxy_protocol = ProxyProtocol {
+                    mode: ProxyMode::Required,
+                    from: "127.0.0.1".parse().unwrap(),
+                };
+            })
+            .start()
+            .await
+            .unwrap();
+        let mut tcp = TcpStream::connect(pair.front).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let header = b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 80\r\n";
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, header)
+            .await
+            .unwrap();
+        let send = h2_handshake(tcp).await.unwrap();
+        let (status, body) = get(&send, "http://localhost/behind-a-balancer").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, b"hello from app");
+        let seen = pair.app.requests().pop().unwrap();
+        assert_eq!(seen.headers["x-forwarded-for"], "192.0.2.7");
     })
     .await;
 }
