@@ -158,7 +158,8 @@ pub struct Args {
     /// request timeout ever applies to a tunnel.
     #[arg(long, env = "H2HOP_FRONT_TUNNEL_IDLE_TIMEOUT", default_value_t = defaults::TUNNEL_IDLE_TIMEOUT.into())]
     pub tunnel_idle_timeout: humantime::Duration,
-    /// Bound on reading a client's request head.
+    /// Bound on reading a client's request head; also on a cleartext
+    /// client's first bytes, which tell h2c from HTTP/1.1.
     #[arg(long, env = "H2HOP_FRONT_HEADER_TIMEOUT", default_value_t = defaults::HEADER_TIMEOUT.into())]
     pub header_timeout: humantime::Duration,
     /// A client connection with no request or tunnel in flight for this

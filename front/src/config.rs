@@ -65,7 +65,8 @@ pub struct Config {
     pub tcp_keepalive: Option<h2hop::accept::Keepalive>,
     /// Bound on reading a client's request head (slowloris); also the
     /// bound on a new connection's first request (on HTTP/2, that covers
-    /// the preface and SETTINGS).
+    /// the preface and SETTINGS), and on a cleartext client's first bytes,
+    /// which tell h2c from HTTP/1.1.
     pub header_timeout: Duration,
     /// A client connection with no request or tunnel in flight for this
     /// long is closed (HTTP/2: GOAWAY first).
