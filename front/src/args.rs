@@ -19,6 +19,7 @@ use crate::cluster_policy::{PolicyError, check_retry};
 use crate::config::{Config, defaults};
 use crate::config_file::ConfigError;
 use crate::edge_tls_config::{self, EdgeTlsError, EdgeTlsFlags};
+use crate::preface::PlainH2c;
 use crate::proxy_header::{ProxyMode, ProxyProtocol};
 use crate::upstream::{
     FLAG_NAMES, HealthCheck, HealthCheckError, RetryOn, RetryPolicy, UpstreamConfig, UpstreamTls,
@@ -30,7 +31,8 @@ use crate::upstream::{
 #[derive(Debug, clap::Parser)]
 #[command(name = "h2hop-front", version)]
 pub struct Args {
-    /// Address to accept HTTP/1.1 clients on.
+    /// Address to accept cleartext clients on: HTTP/1.1, and HTTP/2 with
+    /// prior knowledge unless --plain-h2c off.
     #[arg(long, env = "H2HOP_FRONT_LISTEN", default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
     /// Address to accept TLS clients on: HTTP/2 (with RFC 8441 WebSockets)
@@ -74,6 +76,12 @@ pub struct Args {
     /// browsers then open their WebSockets on a separate HTTP/1.1 connection.
     #[arg(long, env = "H2HOP_FRONT_NO_CLIENT_EXTENDED_CONNECT")]
     pub no_client_extended_connect: bool,
+    /// Whether the plain listener (--listen) also serves cleartext HTTP/2
+    /// with prior knowledge (h2c, as mesh gRPC clients speak), told from
+    /// HTTP/1.1 by the HTTP/2 connection preface. `off`: HTTP/1.1 only.
+    /// An `Upgrade: h2c` request is refused either way.
+    #[arg(long, env = "H2HOP_FRONT_PLAIN_H2C", value_enum, default_value_t = PlainH2c::On)]
+    pub plain_h2c: PlainH2c,
     /// A TOML file of sidecar clusters and the routes to them (see the
     /// README); replaces --sidecar and its TLS flags.
     #[arg(long, env = "H2HOP_FRONT_CONFIG")]
@@ -182,7 +190,8 @@ pub struct Args {
     /// request timeout ever applies to a tunnel.
     #[arg(long, env = "H2HOP_FRONT_TUNNEL_IDLE_TIMEOUT", default_value_t = defaults::TUNNEL_IDLE_TIMEOUT.into())]
     pub tunnel_idle_timeout: humantime::Duration,
-    /// Bound on reading a client's request head.
+    /// Bound on reading a client's request head; also on a cleartext
+    /// client's first bytes, which tell h2c from HTTP/1.1.
     #[arg(long, env = "H2HOP_FRONT_HEADER_TIMEOUT", default_value_t = defaults::HEADER_TIMEOUT.into())]
     pub header_timeout: humantime::Duration,
     /// A client connection with no request or tunnel in flight for this
@@ -395,6 +404,7 @@ impl Args {
         config.max_tunnels = self.max_tunnels as usize;
         config.max_header_size = self.max_header_size as usize;
         config.client_extended_connect = !self.no_client_extended_connect;
+        config.plain_h2c = self.plain_h2c;
         config.error_details = self.error_details;
         config.client_fields = self.client_fields();
         config.proxy_protocol = self.proxy_protocol()?;
@@ -691,6 +701,17 @@ mod tests {
         let args =
             Args::try_parse_from(["h2hop-front", "--h2c", "--tcp-keepalive-idle", "0s"]).unwrap();
         assert_eq!(args.config().unwrap().tcp_keepalive, None);
+    }
+
+    /// h2c on the plain listener is on by default; `off` turns it off, and
+    /// a value that is neither is refused.
+    #[test]
+    fn plain_h2c_is_on_unless_turned_off() {
+        let args = Args::try_parse_from(["h2hop-front", "--h2c"]).unwrap();
+        assert_eq!(args.config().unwrap().plain_h2c, PlainH2c::On);
+        let args = Args::try_parse_from(["h2hop-front", "--h2c", "--plain-h2c", "off"]).unwrap();
+        assert_eq!(args.config().unwrap().plain_h2c, PlainH2c::Off);
+        assert!(Args::try_parse_from(["h2hop-front", "--h2c", "--plain-h2c", "no"]).is_err());
     }
 
     /// Off by default; the flag, or its environment variable, turns it on.

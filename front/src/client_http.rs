@@ -1,6 +1,7 @@
 //! One client connection's HTTP, once accepted (and TLS done): hyper's
 //! HTTP/1.1 server with upgrades, or its HTTP/2 server with RFC 8441
-//! extended CONNECT when ALPN chose `h2`, each within the connection's
+//! extended CONNECT (when ALPN chose `h2`, or a cleartext client sent the
+//! HTTP/2 preface), each within the connection's
 //! bounds ([`crate::client_limits`]: idle timeout, stream limit, early
 //! resets). Each request goes to [`crate::dispatch::handle`]. Called by
 //! [`crate::listener`].
@@ -26,6 +27,7 @@ use tracing::{debug, warn};
 use crate::client_limits::{Activity, Resets};
 use crate::context::Context;
 use crate::dispatch::handle;
+use crate::preface::PlainH2c;
 
 /// How long a connection closed for resetting most of its streams may
 /// finish what it has in flight after its GOAWAY.
@@ -46,6 +48,8 @@ pub(crate) struct ClientSettings {
     pub(crate) idle_timeout: Duration,
     /// Streams open at once on an HTTP/2 connection.
     pub(crate) max_streams: u32,
+    /// Whether a cleartext client may open with the HTTP/2 preface.
+    pub(crate) plain_h2c: PlainH2c,
 }
 
 /// HTTP/1.1 with upgrades. Once shutdown begins it finishes the request in
@@ -89,12 +93,14 @@ pub(crate) async fn serve_h1<T>(
     }
 }
 
-/// HTTP/2 from a client (ALPN `h2`): ordinary requests, and RFC 8441
-/// extended CONNECT when advertised. Shutdown sends GOAWAY and lets the
-/// open streams finish.
+/// HTTP/2 from a client (ALPN `h2` over TLS, or cleartext with prior
+/// knowledge, as `scheme` says): ordinary requests, and RFC 8441 extended
+/// CONNECT when advertised. Shutdown sends GOAWAY and lets the open
+/// streams finish.
 pub(crate) async fn serve_h2<T>(
     io: T,
     peer: SocketAddr,
+    scheme: Scheme,
     context: Arc<Context>,
     settings: ClientSettings,
 ) where
@@ -121,9 +127,8 @@ pub(crate) async fn serve_h2<T>(
             warn!(%peer, max_streams, "HTTP/2 client reached its stream limit: further streams are refused (REFUSED_STREAM)");
             context.metrics.limit_reached(LimitKind::ClientStreams);
         }
-        // HTTP/2 is served over TLS only: classify checks the client's
-        // `:scheme` against it.
-        request.extensions_mut().insert(Scheme::HTTPS);
+        // Classify checks the client's `:scheme` against the connection's.
+        request.extensions_mut().insert(scheme.clone());
         // Boxed, as for HTTP/1.1.
         Box::pin(async move {
             let response = handle(&context, peer, request, exchange).await;

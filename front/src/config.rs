@@ -15,6 +15,7 @@ use crate::client_fields::ClientFields;
 use crate::config_file::{self, ConfigError};
 use crate::edge_tls_config::{CertificateEntry, EdgeTlsFlags};
 use crate::live_routing::RoutingReload;
+use crate::preface::PlainH2c;
 use crate::proxy_header::ProxyProtocol;
 use crate::routes::Routing;
 use crate::upstream::{RetryPolicy, UpstreamConfig, UpstreamTls};
@@ -66,7 +67,8 @@ pub struct Config {
     pub tcp_keepalive: Option<h2hop::accept::Keepalive>,
     /// Bound on reading a client's request head (slowloris); also the
     /// bound on a new connection's first request (on HTTP/2, that covers
-    /// the preface and SETTINGS).
+    /// the preface and SETTINGS), and on a cleartext client's first bytes,
+    /// which tell h2c from HTTP/1.1.
     pub header_timeout: Duration,
     /// A client connection with no request or tunnel in flight for this
     /// long is closed (HTTP/2: GOAWAY first).
@@ -106,6 +108,9 @@ pub struct Config {
     /// Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL to HTTP/2 clients, so
     /// that they open WebSockets (and other tunnels) with RFC 8441.
     pub client_extended_connect: bool,
+    /// Serve a plain listener client that opens with the HTTP/2 preface
+    /// HTTP/2 (h2c with prior knowledge, RFC 9113 §3.3); on by default.
+    pub plain_h2c: PlainH2c,
     /// Error answers carry their whole cause chain (sidecar addresses, TLS
     /// and OS failures) instead of a fixed text per 5xx status; for
     /// development.
@@ -147,6 +152,7 @@ impl Default for Config {
             client_tls: None,
             client_tls_flags: EdgeTlsFlags::default(),
             client_extended_connect: true,
+            plain_h2c: PlainH2c::On,
             error_details: false,
             client_fields: ClientFields::default(),
             proxy_protocol: ProxyProtocol::default(),

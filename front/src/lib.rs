@@ -4,7 +4,8 @@
 //! The path of a request, stage by stage:
 //! 1. [`listener`]: accept on the plain and TLS listeners, one task per
 //!    connection under the connection limits ([`client_limits`]), the
-//!    client's address settled by a PROXY header if any ([`proxy_header`]);
+//!    client's address settled by a PROXY header if any ([`proxy_header`]),
+//!    a cleartext client's HTTP told by its first bytes ([`preface`]);
 //! 2. [`client_http`]: HTTP/1.1 with upgrades, or HTTP/2 with RFC 8441, each
 //!    within its connection's bounds (idle timeout, streams, early resets);
 //! 3. [`dispatch`]: each request [`classify`]d (allowed upgrade, plain
@@ -39,6 +40,7 @@ pub(crate) mod forward;
 pub mod header_rules;
 pub(crate) mod listener;
 pub mod live_routing;
+pub mod preface;
 pub mod proxy_header;
 pub(crate) mod retry;
 pub mod routes;
@@ -51,6 +53,7 @@ pub use config::Config;
 pub use context::client_scheme;
 pub use error::{Error, UpstreamStep};
 pub use live_routing::{ReloadError, ReloadSummary, RoutingReload};
+pub use preface::PlainH2c;
 pub use proxy_header::{ProxyMode, ProxyProtocol};
 pub use routes::Routing;
 use tokio::net::TcpListener;
@@ -61,7 +64,8 @@ pub use upstream::{
 
 /// Where the front accepts connections.
 pub struct Listeners {
-    /// HTTP/1.1 clients.
+    /// Cleartext clients: HTTP/1.1, or HTTP/2 with prior knowledge
+    /// ([`Config::plain_h2c`]).
     pub plain: TcpListener,
     /// TLS clients (HTTP/2 or HTTP/1.1 by ALPN), with [`Config::client_tls`].
     pub tls: Option<TcpListener>,

@@ -3,7 +3,8 @@
 //! the client's address from a PROXY header if one is expected
 //! ([`crate::proxy_header`]), does the TLS handshake, and hands the
 //! connection to [`crate::client_http`] (HTTP/2 if the client's ALPN
-//! chose it, else HTTP/1.1). It builds the [`Context`] every request
+//! chose it, or a cleartext client sent the HTTP/2 preface
+//! ([`crate::preface`]), else HTTP/1.1). It builds the [`Context`] every request
 //! shares, serves readiness on the admin listener, and drains on shutdown.
 
 use std::net::SocketAddr;
@@ -29,10 +30,11 @@ use crate::client_http::{ClientSettings, serve_h1, serve_h2};
 use crate::client_limits::{AddressPlace, PerAddress};
 use crate::context::Context;
 use crate::live_routing::{self, LiveRouting, Snapshot};
+use crate::preface::{self, PlainH2c, Spoken};
 use crate::proxy_header::{self, ProxyProtocol};
 use crate::{Config, Listeners};
 
-/// Accepts connections on `plain` (HTTP/1.1) and, when the configuration
+/// Accepts connections on `plain` (HTTP/1.1, or h2c) and, when the configuration
 /// has client TLS, on `tls` (HTTP/2 or HTTP/1.1 by ALPN), until `shutdown`
 /// is cancelled; then drains: open connections finish their request in
 /// flight and close, tunnels get up to `drain_timeout`, and whatever still
@@ -49,6 +51,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         extended_connect: config.client_extended_connect,
         idle_timeout: config.client_idle_timeout,
         max_streams: config.client_max_streams,
+        plain_h2c: config.plain_h2c,
     };
     let client_tls = config.client_tls.clone();
     let proxy = Arc::new(config.proxy_protocol.clone());
@@ -245,7 +248,7 @@ async fn serve_admitted(
         let Some(_permit) = permit else {
             return refuse_connection(stream).await;
         };
-        return serve_h1(stream, peer, Scheme::HTTP, context, settings).await;
+        return serve_plain(stream, peer, context, settings).await;
     };
     // Over the limit, a TLS client is simply closed: an answer would cost
     // the handshake the limit is there to spare.
@@ -253,6 +256,30 @@ async fn serve_admitted(
     // Boxed: the TLS handshake's state is kilobytes that a cleartext
     // connection's task need not be sized for.
     Box::pin(serve_tls(stream, peer, client_tls, context, settings)).await;
+}
+
+/// A cleartext connection: HTTP/2 with prior knowledge if it opens with
+/// the preface (RFC 9113 §3.3, §3.4) and `--plain-h2c` is on, else
+/// HTTP/1.1. The wait for the first bytes is bounded by the header timeout
+/// (a client that sends part of the preface, then something else, may
+/// then take that long again to send its HTTP/1.1 head).
+async fn serve_plain(
+    stream: TcpStream,
+    peer: SocketAddr,
+    context: Arc<Context>,
+    settings: ClientSettings,
+) {
+    if settings.plain_h2c == PlainH2c::Off {
+        return serve_h1(stream, peer, Scheme::HTTP, context, settings).await;
+    }
+    let begun = context.drain.begun();
+    let Some((spoken, stream)) = preface::tell(stream, settings.header_timeout, begun).await else {
+        return debug!("cleartext client sent nothing decisive: closed");
+    };
+    match spoken {
+        Spoken::Http2 => serve_h2(stream, peer, Scheme::HTTP, context, settings).await,
+        Spoken::Http1 => serve_h1(stream, peer, Scheme::HTTP, context, settings).await,
+    }
 }
 
 /// TLS, then HTTP/2 if ALPN chose `h2`, else HTTP/1.1.
@@ -274,7 +301,7 @@ async fn serve_tls(
         Ok(Ok(tls)) => tls,
     };
     if tls.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2) {
-        serve_h2(tls, peer, context, settings).await;
+        serve_h2(tls, peer, Scheme::HTTPS, context, settings).await;
     } else {
         serve_h1(tls, peer, Scheme::HTTPS, context, settings).await;
     }

@@ -1,5 +1,7 @@
 //! An HTTP/2 client of the front's TLS listener, as a browser connects:
-//! TLS trusting the pair's CA with ALPN `h2`, then the `h2` crate's client.
+//! TLS trusting the pair's CA with ALPN `h2`, then the `h2` crate's client;
+//! or of its plain listener with prior knowledge (h2c), as a mesh gRPC
+//! client connects.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use http::{Method, Request};
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -50,7 +53,26 @@ pub async fn h2_over(tls: TlsStream<TcpStream>) -> anyhow::Result<SendRequest<By
         tls.get_ref().1.alpn_protocol() == Some(&b"h2"[..]),
         "the front did not choose h2"
     );
-    let (send, mut connection) = h2::client::handshake(tls).await?;
+    h2_handshake(tls).await
+}
+
+/// Cleartext HTTP/2 with prior knowledge (RFC 9113 §3.3) to `addr` (the
+/// front's plain listener), with the server's SETTINGS in effect, as
+/// [`h2_connect`].
+pub async fn h2c_connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Bytes>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    h2_handshake(tcp).await
+}
+
+/// The `h2` client's handshake over `io`, then a PING answered, so that
+/// the server's SETTINGS are in effect; the connection runs in a task of
+/// its own until it ends.
+pub async fn h2_handshake<T>(io: T) -> anyhow::Result<SendRequest<Bytes>>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (send, mut connection) = h2::client::handshake(io).await?;
     let mut ping_pong = connection.ping_pong().context("PING handle taken")?;
     tokio::spawn(async move {
         let _ = connection.await;

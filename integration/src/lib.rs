@@ -1,5 +1,6 @@
 //! End-to-end support for h2hop: the in-process test app behind the sidecar,
-//! the test clients in front of the front, and nghttpx as either half for
+//! the test clients in front of the front, a gRPC app and client
+//! ([`grpc`], tonic), and nghttpx as either half for
 //! the interoperability tests, and log capture; for the abuse tests, bad
 //! HTTP/1.1 requests written by hand, raw HTTP/2 frames, bystander clients
 //! and the front as a child process; for the fault tests, a pseudo-random
@@ -14,6 +15,7 @@ pub mod binaries;
 pub mod bystander;
 pub mod client;
 pub mod front_process;
+pub mod grpc;
 pub mod h2_client;
 pub mod h2_tap;
 pub mod h2c_app;

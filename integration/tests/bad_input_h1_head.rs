@@ -4,8 +4,7 @@
 //!
 //! - `malformed_request_lines_get_400_and_reach_nobody`: a request line
 //!   that is not `method SP target SP HTTP/1.x`, an unusable target or a
-//!   version hyper does not speak gets 400 (the HTTP/2 preface a close),
-//!   and `OPTIONS *` is no 5xx.
+//!   version hyper does not speak gets 400, and `OPTIONS *` is no 5xx.
 //! - `bad_field_names_and_values_get_400_and_reach_nobody`: whitespace
 //!   before the colon, obs-fold, bare CR, NUL, DEL and non-token bytes, and
 //!   a bad Host get 400; bare LF line ends, where accepted, deliver exactly
@@ -25,8 +24,7 @@ use h2hop_integration::bad_input_h1::{
 };
 use h2hop_integration::harness::within;
 
-/// RFC 9112 §3, §3.2: the [`request_line_cases`] get 400 (the preface a
-/// close), reach nobody, and `OPTIONS *` is no 5xx.
+/// RFC 9112 §3, §3.2: the [`request_line_cases`] get 400, reach nobody, and `OPTIONS *` is no 5xx.
 #[tokio::test]
 async fn malformed_request_lines_get_400_and_reach_nobody() {
     within(async {

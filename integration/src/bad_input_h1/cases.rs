@@ -11,8 +11,8 @@ const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// RFC 9112 §3 (request line), §3.2 (target forms), §2.2: a request line
 /// that is not `method SP target SP HTTP/1.x`, an unusable target or a
-/// version hyper does not speak gets 400 and never reaches the app. The
-/// HTTP/2 preface on the HTTP/1.1 listener is closed unanswered.
+/// version hyper does not speak gets 400 and never reaches the app. (The
+/// HTTP/2 preface starts h2c: `tests/plain_h2c.rs`.)
 pub fn request_line_cases() -> Vec<Case> {
     let bad = Expect::Status(400);
     let line = |l: &str| format!("{l}\r\nHost: app.test\r\n\r\n").into_bytes();
@@ -47,11 +47,6 @@ pub fn request_line_cases() -> Vec<Case> {
         ),
         // RFC 9112 §3.2.4: asterisk form is for OPTIONS only.
         case("asterisk form on GET", line("GET * HTTP/1.1"), bad),
-        case(
-            "HTTP/2 preface",
-            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            Expect::Closed,
-        ),
     ]
 }
 
