@@ -6,15 +6,22 @@
 //! - [`systems`]: starts each system under test as child processes
 //!   (app, and the proxies in front of it) and says where clients connect;
 //! - [`workloads`]: the load generator: throughput, latency, idle memory,
-//!   handshakes, plain requests;
-//! - [`procstat`] (from the integration library): CPU time and memory of
-//!   the proxy processes, from `/proc`;
+//!   handshakes, plain requests, gRPC unary calls (h2load);
+//! - [`grpc_row`]: the gRPC unary row, each system in front of the gRPC
+//!   app ([`grpc_app`], framing in [`grpc_frame`]);
+//! - [`meter`] and [`procstat`] (from the integration library): CPU time
+//!   and memory of the proxy processes, from `/proc`;
 //! - [`report`]: medians over rounds, ratios to direct, a Markdown table and
 //!   an SVG chart.
 //!
 //! `h2hop-bench app --listen ADDR` runs the echo app as its own process (the
-//! benchmark starts it so; it is also the "direct" system).
+//! benchmark starts it so; it is also the "direct" system);
+//! `h2hop-bench grpc-app --listen ADDR` runs the gRPC app so.
 
+mod grpc_app;
+mod grpc_frame;
+mod grpc_row;
+mod meter;
 mod report;
 mod systems;
 mod workloads;
@@ -31,9 +38,10 @@ use h2hop_integration::process::{Output, Process};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use h2hop_integration::procstat::{self, CpuTimes};
+use h2hop_integration::procstat;
+use meter::Meter;
 use report::{Figure, Results};
-use systems::{Binaries, Kind, Running, Target};
+use systems::{Binaries, Kind, Running, Target, Traffic};
 
 /// Benchmarks h2hop against direct and peer proxy pairs on loopback.
 #[derive(Debug, clap::Parser)]
@@ -64,12 +72,12 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
     /// Workloads to run, comma-separated: throughput, latency, memory,
-    /// handshakes, plain.
+    /// handshakes, plain, grpc (h2load's gRPC unary calls over h2c).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,latency,memory,handshakes,plain",
-        value_parser = ["throughput", "latency", "memory", "handshakes", "plain"]
+        default_value = "throughput,latency,memory,handshakes,plain,grpc",
+        value_parser = ["throughput", "latency", "memory", "handshakes", "plain", "grpc"]
     )]
     workloads: Vec<String>,
     /// A few seconds per workload, h2hop over h2c and direct only: proves the
@@ -92,6 +100,16 @@ enum AppCommand {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
+    /// Serve the gRPC app (h2c; answers every unary call with its message
+    /// and `grpc-status: 0`).
+    GrpcApp {
+        /// Address to listen on; port 0 picks one, printed as `listening ADDR`.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Runtime worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
     /// Run one workload against a system already running at `--addr` and
     /// print what it measured: for profiling a pair started by hand (under
     /// valgrind or perf, say).
@@ -99,7 +117,8 @@ enum AppCommand {
         /// Where the system accepts clients.
         #[arg(long)]
         addr: SocketAddr,
-        /// handshakes (32 in flight), plain (8 connections) or latency (1 tunnel).
+        /// handshakes (32 in flight), plain (8 connections), latency (1
+        /// tunnel) or grpc (h2load; the system must carry gRPC).
         #[arg(long)]
         workload: String,
         /// How long to run it, in seconds.
@@ -113,6 +132,9 @@ fn main() -> anyhow::Result<()> {
     match args.app.take() {
         Some(AppCommand::App { listen, workers }) => {
             return h2hop::runtime::build(Some(workers))?.block_on(serve_app(listen));
+        }
+        Some(AppCommand::GrpcApp { listen, workers }) => {
+            return h2hop::runtime::build(Some(workers))?.block_on(serve_grpc_app(listen));
         }
         Some(AppCommand::Drive {
             addr,
@@ -174,7 +196,18 @@ async fn drive(addr: SocketAddr, workload: &str, duration: Duration) -> anyhow::
                 done.round_trips, done.p50_us, done.p99_us
             )
         }
-        other => bail!("unknown workload {other:?}: handshakes, plain or latency"),
+        "grpc" => {
+            workloads::check_call(addr).await?;
+            let scratch = h2hop_integration::scratch::Scratch::create("grpc-drive")?;
+            let done = workloads::grpc_load(addr, duration, scratch.dir()).await?;
+            format!(
+                "grpc: {} calls, {} failed, {:.0}/s",
+                done.calls,
+                done.failures,
+                done.per_s()
+            )
+        }
+        other => bail!("unknown workload {other:?}: handshakes, plain, latency or grpc"),
     };
     say(&line)
 }
@@ -186,6 +219,17 @@ async fn serve_app(listen: SocketAddr) -> anyhow::Result<()> {
     writeln!(std::io::stdout().lock(), "listening {}", app.addr)?;
     std::future::pending::<()>().await;
     Ok(())
+}
+
+/// The gRPC app process: serves until killed.
+async fn serve_grpc_app(listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen).await?;
+    writeln!(
+        std::io::stdout().lock(),
+        "listening {}",
+        listener.local_addr()?
+    )?;
+    grpc_app::serve(listener).await
 }
 
 /// Each idle tunnel costs about six descriptors across client, proxies and app.
@@ -212,37 +256,63 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         bail!("--systems must start with direct: every ratio is taken against it");
     }
     let bins = Binaries::beside_current_exe()?;
-    let (app, app_addr) = start_app(args.workers).await?;
+    let (app, app_addr) = start_app("app", args.workers).await?;
     // The load generator (this process) and the app: their CPU per
     // handshake or request bounds what any proxy pair can reach on a
     // machine whose cores they share.
     let load_pids = [std::process::id(), app.pid()];
+    let http1 = args.workloads.iter().any(|w| w != "grpc");
+    let grpc = if args.workloads.iter().any(|w| w == "grpc") {
+        Some(start_app("grpc-app", args.workers).await?)
+    } else {
+        None
+    };
+    let grpc_settings = grpc_row::RowSettings {
+        duration: Duration::from_secs_f64(args.seconds),
+        workers: args.workers,
+        smoke: args.smoke,
+    };
     let mut results = Results::default();
     let mut evidence = Vec::new();
+    let mut notes = Vec::new();
     for round in 1..=args.rounds {
         results.next_round();
         for &kind in &kinds {
             say(&format!("round {round}/{}: {}", args.rounds, kind.name()))?;
-            let running = systems::start(kind, app_addr, &bins, args.workers).await?;
-            let idle = kind.holds_idle_tunnels();
-            measure(&running.target, &load_pids, idle, &args, &mut results).await?;
-            if round == 1 && kind.has_http2_hop() {
-                evidence.push((kind.name(), middle_hop(&running)));
+            if http1 {
+                let running =
+                    systems::start(kind, Traffic::Http1, app_addr, &bins, args.workers).await?;
+                let idle = kind.holds_idle_tunnels();
+                measure(&running.target, &load_pids, idle, &args, &mut results).await?;
+                if round == 1 && kind.has_http2_hop() {
+                    evidence.push((kind.name(), middle_hop(&running)));
+                }
+            }
+            if let Some((grpc_app, grpc_addr)) = &grpc {
+                let load_pids = [std::process::id(), grpc_app.pid()];
+                let (addr, settings) = (*grpc_addr, grpc_settings);
+                let row = grpc_row::measure(kind, addr, &bins, settings, &load_pids, &mut results);
+                if let Some(note) = row.await? {
+                    say(&note)?;
+                    notes.push(format!("round {round}: {note}"));
+                }
             }
         }
     }
     drop(app);
-    write_report(&args, &results, &evidence)
+    drop(grpc);
+    write_report(&args, &results, &evidence, &notes)
 }
 
-/// Starts the app process and reads the address it printed.
-async fn start_app(workers: usize) -> anyhow::Result<(Process, SocketAddr)> {
+/// Starts an app process (`app` or `grpc-app`, a subcommand of this
+/// binary) and reads the address it printed.
+async fn start_app(subcommand: &str, workers: usize) -> anyhow::Result<(Process, SocketAddr)> {
     let exe = std::env::current_exe()?;
     let workers = workers.to_string();
-    let args = ["app", "--listen", "127.0.0.1:0", "--workers", &workers];
+    let args = [subcommand, "--listen", "127.0.0.1:0", "--workers", &workers];
     let mut command = std::process::Command::new(exe);
     command.args(args);
-    let child = Process::spawn("app", &mut command, Output::Lines)?;
+    let child = Process::spawn(subcommand, &mut command, Output::Lines)?;
     let line = child
         .wait_for_line(&["listening "], Duration::from_secs(10))
         .await?;
@@ -488,43 +558,12 @@ async fn measure(
     Ok(())
 }
 
-/// CPU spent by the proxies and by the load (client and app) from
-/// [`Meter::start`] to [`Meter::spent`]; a process gone counts as zero.
-struct Meter<'a> {
-    proxies: &'a [u32],
-    load: &'a [u32],
-    proxies_before: CpuTimes,
-    load_before: CpuTimes,
-}
-
-impl<'a> Meter<'a> {
-    fn start(proxies: &'a [u32], load: &'a [u32]) -> Self {
-        Meter {
-            proxies,
-            load,
-            proxies_before: times(proxies),
-            load_before: times(load),
-        }
-    }
-
-    /// The proxies' and the load's CPU since the start.
-    fn spent(&self) -> (CpuTimes, CpuTimes) {
-        (
-            times(self.proxies) - self.proxies_before,
-            times(self.load) - self.load_before,
-        )
-    }
-}
-
-fn times(pids: &[u32]) -> CpuTimes {
-    procstat::total_cpu_times(pids).unwrap_or_default()
-}
-
 /// Writes results.md and ratios.svg into `--out`, and the table to stdout.
 fn write_report(
     args: &Args,
     results: &Results,
     evidence: &[(&str, Vec<String>)],
+    notes: &[String],
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -541,6 +580,12 @@ fn write_report(
     );
     let mut text = results.markdown(&heading);
     text.push_str("\nEach cell: the median over rounds, and in brackets the median of the per-round ratios to direct.\n");
+    if let Some(line) = grpc_row::summary(results) {
+        text.push_str(&format!("\n{line}\n"));
+    }
+    for note in notes {
+        text.push_str(&format!("\n- {}\n", note.replace('`', "'")));
+    }
     if !evidence.is_empty() {
         text.push_str(
             "\nThe middle hop is HTTP/2 extended CONNECT (sidecar-side logs, first round):\n\n",
