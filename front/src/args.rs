@@ -19,7 +19,7 @@ use crate::config::{Config, defaults};
 use crate::config_file::ConfigError;
 use crate::edge_tls_config::{self, EdgeTlsError, EdgeTlsFlags};
 use crate::proxy_header::{ProxyMode, ProxyProtocol};
-use crate::upstream::{UpstreamConfig, UpstreamTls};
+use crate::upstream::{FLAG_NAMES, HealthCheck, HealthCheckError, UpstreamConfig, UpstreamTls};
 
 /// h2hop-front: accepts HTTP/1.1 clients and carries their WebSockets as
 /// RFC 8441 extended CONNECT streams, and their plain requests as ordinary
@@ -120,6 +120,25 @@ pub struct Args {
     /// ends its tunnels (a sidecar gone without a FIN).
     #[arg(long, env = "H2HOP_FRONT_KEEPALIVE_TIMEOUT", default_value_t = defaults::KEEPALIVE_TIMEOUT.into())]
     pub keepalive_timeout: humantime::Duration,
+    /// Turns on active health checks of --sidecar: a GET of this path
+    /// (with `user-agent: h2hop-health-check`) through the sidecar to the
+    /// app; a 2xx within --health-check-timeout passes. A --config cluster
+    /// sets its own `health_check` instead. Default: off.
+    #[arg(long, env = "H2HOP_FRONT_HEALTH_CHECK_PATH", conflicts_with = "config")]
+    pub health_check_path: Option<String>,
+    /// The pause between the end of one health check and the next.
+    #[arg(long, env = "H2HOP_FRONT_HEALTH_CHECK_INTERVAL", default_value_t = defaults::HEALTH_CHECK_INTERVAL.into(), requires = "health_check_path")]
+    pub health_check_interval: humantime::Duration,
+    /// Bound on one health check, up to the response head.
+    #[arg(long, env = "H2HOP_FRONT_HEALTH_CHECK_TIMEOUT", default_value_t = defaults::HEALTH_CHECK_TIMEOUT.into(), requires = "health_check_path")]
+    pub health_check_timeout: humantime::Duration,
+    /// Passes in a row that bring an unhealthy sidecar back.
+    #[arg(long, env = "H2HOP_FRONT_HEALTH_CHECK_HEALTHY_THRESHOLD", default_value_t = defaults::HEALTH_CHECK_HEALTHY_THRESHOLD, requires = "health_check_path")]
+    pub health_check_healthy_threshold: u32,
+    /// Failures in a row that take a sidecar out: it gets no new streams
+    /// (503 when no other is left) until it passes again.
+    #[arg(long, env = "H2HOP_FRONT_HEALTH_CHECK_UNHEALTHY_THRESHOLD", default_value_t = defaults::HEALTH_CHECK_UNHEALTHY_THRESHOLD, requires = "health_check_path")]
+    pub health_check_unhealthy_threshold: u32,
     /// Bound on the wait for the sidecar's response head to a plain request.
     #[arg(long, env = "H2HOP_FRONT_RESPONSE_TIMEOUT", default_value_t = defaults::RESPONSE_TIMEOUT.into())]
     pub response_timeout: humantime::Duration,
@@ -264,6 +283,9 @@ pub enum ArgsError {
         #[source]
         source: ConfigError,
     },
+    /// The `--health-check-*` flags are unusable.
+    #[error("--health-check-path and its flags")]
+    HealthCheck(#[from] HealthCheckError),
     /// The Upgrade allow-list is unusable.
     #[error("--upgrade-protocol")]
     Protocols(#[from] ProtocolError),
@@ -292,6 +314,7 @@ impl Args {
             tls_timeout: self.tls_timeout.into(),
             keepalive_interval: self.keepalive_interval.into(),
             keepalive_timeout: self.keepalive_timeout.into(),
+            health_check: self.health_check()?,
             ..config.upstream
         };
         let mut certificates = Vec::new();
@@ -328,6 +351,21 @@ impl Args {
         config.client_tls_flags = self.edge_tls();
         config.client_tls = edge_tls_config::client_tls(&config.client_tls_flags, certificates)?;
         Ok(config)
+    }
+
+    /// The `--health-check-*` flags, if `--health-check-path` turns them on.
+    fn health_check(&self) -> Result<Option<HealthCheck>, ArgsError> {
+        let Some(path) = &self.health_check_path else {
+            return Ok(None);
+        };
+        let check = HealthCheck {
+            interval: self.health_check_interval.into(),
+            timeout: self.health_check_timeout.into(),
+            healthy_threshold: self.health_check_healthy_threshold,
+            unhealthy_threshold: self.health_check_unhealthy_threshold,
+            ..HealthCheck::new(path)?
+        };
+        Ok(Some(check.validate(&FLAG_NAMES)?))
     }
 
     /// The flags of the client-facing TLS listener.
@@ -423,6 +461,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `--health-check-path` turns checks of --sidecar on, the other
+    /// flags tune them; alone they are refused, as is a zero threshold.
+    #[test]
+    fn health_check_flags_set_the_sidecar_check() {
+        let config = |flags: &[&str]| {
+            let mut line = vec!["h2hop-front", "--h2c"];
+            line.extend_from_slice(flags);
+            Args::try_parse_from(line).map(|args| args.config())
+        };
+        let plain = config(&[]).unwrap().unwrap();
+        assert!(plain.upstream.health_check.is_none());
+        let on = config(&[
+            "--health-check-path",
+            "/healthz",
+            "--health-check-interval",
+            "2s",
+            "--health-check-unhealthy-threshold",
+            "4",
+        ])
+        .unwrap()
+        .unwrap();
+        let check = on.upstream.health_check.unwrap();
+        assert_eq!(check.path.as_str(), "/healthz");
+        assert_eq!(check.interval, Duration::from_secs(2));
+        assert_eq!(check.timeout, defaults::HEALTH_CHECK_TIMEOUT);
+        assert_eq!(check.unhealthy_threshold, 4);
+        assert!(config(&["--health-check-interval", "2s"]).is_err());
+        let zero = config(&[
+            "--health-check-path",
+            "/h",
+            "--health-check-healthy-threshold",
+            "0",
+        ]);
+        let err = zero.unwrap().unwrap_err();
+        assert!(
+            h2hop::telemetry::chain(&err)
+                .contains("--health-check-healthy-threshold must be at least 1"),
+            "{err}"
+        );
+        let relative = config(&["--health-check-path", "healthz"])
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(
+            relative,
+            ArgsError::HealthCheck(HealthCheckError::Path(_))
+        ));
     }
 
     #[test]

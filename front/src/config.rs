@@ -32,6 +32,7 @@ impl Default for UpstreamConfig {
             keepalive_interval: defaults::KEEPALIVE_INTERVAL,
             keepalive_timeout: defaults::KEEPALIVE_TIMEOUT,
             max_connections: defaults::ENDPOINT_MAX_CONNECTIONS,
+            health_check: None,
         }
     }
 }

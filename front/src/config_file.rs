@@ -15,6 +15,10 @@
 //! key = "certs/front-key.pem"
 //! server_name = "sidecar.internal"           # default: host of the first endpoint
 //! max_connections = 64                       # per endpoint, default 64, at least 1
+//! # Active health checks (default: off): a GET of path through each
+//! # sidecar to its app; a 2xx within timeout passes. Durations as "5s",
+//! # "250ms". A changed health_check makes a new cluster on reload.
+//! health_check = { path = "/healthz", interval = "5s", timeout = "1s", healthy_threshold = 2, unhealthy_threshold = 3, authority = "app" }
 //!
 //! [[cluster]]
 //! name = "web"
@@ -66,7 +70,7 @@ use serde::Deserialize;
 use crate::edge_tls_config::{CertificateEntry, RawCertificate};
 use crate::header_rules::{HeaderRuleError, HeaderRules, RawAddField, RawHeaderRules};
 use crate::routes::{HostMatch, Route, RouteError, RouteTable, Routing};
-use crate::upstream::{UpstreamConfig, UpstreamTls};
+use crate::upstream::{HealthCheck, HealthCheckError, RawHealthCheck, UpstreamConfig, UpstreamTls};
 use crate::weighted::{ClusterChoice, RawWeighted, WeightError};
 
 /// A validated `--config` file.
@@ -96,6 +100,7 @@ impl FileConfig {
                         addr: addr.to_string(),
                         tls: cluster.tls.clone(),
                         max_connections: cluster.max_connections,
+                        health_check: cluster.health_check.clone(),
                         ..flags.clone()
                     })
                     .collect();
@@ -120,6 +125,8 @@ pub struct ClusterConfig {
     pub tls: Option<UpstreamTls>,
     /// Most HTTP/2 connections to each endpoint (at least 1).
     pub max_connections: usize,
+    /// Active health checks of each endpoint; `None`: off.
+    pub health_check: Option<HealthCheck>,
 }
 
 /// Why a configuration file cannot be used.
@@ -203,6 +210,15 @@ pub enum ConfigError {
     MaxConnections {
         /// The cluster's name.
         cluster: String,
+    },
+    /// A cluster's `health_check` table cannot be used.
+    #[error("cluster {cluster:?}: health_check")]
+    HealthCheck {
+        /// The cluster's name.
+        cluster: String,
+        /// What is wrong, naming the key.
+        #[source]
+        source: HealthCheckError,
     },
     /// A route names a cluster that is not defined.
     #[error("route {route}: unknown cluster {name:?}")]
@@ -296,6 +312,7 @@ struct RawCluster {
     server_name: Option<String>,
     #[serde(default = "default_max_connections")]
     max_connections: usize,
+    health_check: Option<RawHealthCheck>,
 }
 
 /// One `[[route]]` as written.
@@ -476,7 +493,7 @@ fn cluster_choice(
 }
 
 /// Validates one cluster and loads its TLS files.
-fn cluster_of(raw: RawCluster, base_dir: &Path) -> Result<ClusterConfig, ConfigError> {
+fn cluster_of(mut raw: RawCluster, base_dir: &Path) -> Result<ClusterConfig, ConfigError> {
     let endpoints = raw
         .endpoints
         .iter()
@@ -492,6 +509,13 @@ fn cluster_of(raw: RawCluster, base_dir: &Path) -> Result<ClusterConfig, ConfigE
     if raw.max_connections == 0 {
         return Err(ConfigError::MaxConnections { cluster: raw.name });
     }
+    let health_check = match raw.health_check.take() {
+        Some(check) => Some(check.resolve().map_err(|source| ConfigError::HealthCheck {
+            cluster: raw.name.clone(),
+            source,
+        })?),
+        None => None,
+    };
     let tls = if raw.h2c {
         let present = [
             ("ca", raw.ca.is_some()),
@@ -518,6 +542,7 @@ fn cluster_of(raw: RawCluster, base_dir: &Path) -> Result<ClusterConfig, ConfigE
         endpoints,
         tls,
         max_connections: raw.max_connections,
+        health_check,
     })
 }
 

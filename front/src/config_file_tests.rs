@@ -136,6 +136,41 @@ fn module_doc_example_parses() {
     let config = parse(&example, pki_dir().path()).unwrap();
     assert_eq!(config.clusters.len(), 2);
     assert_eq!(config.routes.routes().len(), 2);
+    let check = config.clusters[0].health_check.as_ref().unwrap();
+    assert_eq!(check.path.as_str(), "/healthz");
+    assert!(config.clusters[1].health_check.is_none());
+}
+
+/// A cluster's `health_check` reaches each of its endpoints; a bad one
+/// names the cluster and the key.
+#[test]
+fn health_check_goes_to_every_endpoint_and_bad_ones_name_the_cluster() {
+    let text =
+        h2c_with("health_check = { path = \"/h\", interval = \"100ms\", unhealthy_threshold = 2 }")
+            .replace("[\"web:80\"]", "[\"web:80\", \"web:81\"]");
+    let routing = parse(&text, Path::new("/nonexistent"))
+        .unwrap()
+        .into_routing(&UpstreamConfig::default());
+    let (_, endpoints) = &routing.clusters[0];
+    assert_eq!(endpoints.len(), 2);
+    for endpoint in endpoints {
+        let check = endpoint.health_check.as_ref().unwrap();
+        assert_eq!(check.interval, std::time::Duration::from_millis(100));
+        assert_eq!(check.unhealthy_threshold, 2);
+    }
+    let err = parse_err(&h2c_with(
+        "health_check = { path = \"/h\", healthy_threshold = 0 }",
+    ));
+    assert_eq!(
+        chain(&err),
+        "cluster \"web\": health_check: health check healthy_threshold must be at least 1"
+    );
+    let err = parse_err(&h2c_with("health_check = { interval = \"1s\" }"));
+    assert!(
+        chain(&err).contains("missing field `path`"),
+        "{}",
+        chain(&err)
+    );
 }
 
 #[test]

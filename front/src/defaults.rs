@@ -43,3 +43,13 @@ pub const MAX_HEADER_SIZE: u32 = 64 * 1024;
 /// HTTP/2 connections to one endpoint. With the sidecar's default of
 /// 1,000 streams each, room for 64,000 tunnels.
 pub const ENDPOINT_MAX_CONNECTIONS: usize = 64;
+/// `--health-check-interval`, and a `health_check` table's `interval`.
+pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// `--health-check-timeout`, and a `health_check` table's `timeout`.
+pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// `--health-check-healthy-threshold`: passes in a row that bring an
+/// endpoint back.
+pub const HEALTH_CHECK_HEALTHY_THRESHOLD: u32 = 2;
+/// `--health-check-unhealthy-threshold`: failures in a row that take an
+/// endpoint out.
+pub const HEALTH_CHECK_UNHEALTHY_THRESHOLD: u32 = 3;

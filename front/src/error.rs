@@ -102,6 +102,12 @@ pub enum Error {
         /// The cluster's name.
         cluster: String,
     },
+    /// Active health checks took every sidecar of the cluster out.
+    #[error("no healthy sidecar in cluster {cluster:?}")]
+    NoHealthyEndpoint {
+        /// The cluster's name.
+        cluster: String,
+    },
     /// The upgraded client connection could not be taken over.
     #[error("client upgrade failed")]
     ClientUpgrade(#[source] hyper::Error),
@@ -167,9 +173,10 @@ impl Error {
             Error::Translate(_) | Error::ClientBody(_) => StatusCode::BAD_REQUEST,
             Error::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::UpstreamFull { .. } | Error::Overloaded { .. } | Error::NoEndpoint { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::UpstreamFull { .. }
+            | Error::Overloaded { .. }
+            | Error::NoEndpoint { .. }
+            | Error::NoHealthyEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::ConnectUpstream { .. }
             | Error::UpstreamTls { .. }
             | Error::UpstreamH2 { .. }

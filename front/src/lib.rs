@@ -53,7 +53,7 @@ pub use proxy_header::{ProxyMode, ProxyProtocol};
 pub use routes::Routing;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-pub use upstream::{UpstreamConfig, UpstreamTls};
+pub use upstream::{HealthCheck, HealthCheckError, UpstreamConfig, UpstreamTls};
 
 /// Where the front accepts connections.
 pub struct Listeners {
@@ -62,7 +62,8 @@ pub struct Listeners {
     /// TLS clients (HTTP/2 or HTTP/1.1 by ALPN), with [`Config::client_tls`].
     pub tls: Option<TcpListener>,
     /// The admin endpoints: `/metrics`, `/healthz`, and `/readyz` (a
-    /// usable connection to some sidecar).
+    /// usable connection to some sidecar; with health checks, a healthy
+    /// sidecar in every cluster that has them).
     pub admin: Option<TcpListener>,
 }
 

@@ -303,23 +303,16 @@ async fn refuse_connection(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
-/// `/readyz`: some sidecar of some cluster (of the routing in use) has a
-/// usable connection, or takes a new one now.
+/// `/readyz`, over the clusters of the routing in use: each with health
+/// checks has a healthy sidecar, and some sidecar of the others has a
+/// usable connection, or takes a new one now
+/// ([`crate::upstream::health::readiness`]).
 fn sidecar_usable(context: Arc<Context>) -> Readiness {
     Arc::new(move || {
         let context = context.clone();
         Box::pin(async move {
-            let mut reasons = Vec::new();
             let routing = context.routing.load();
-            for cluster in &routing.clusters {
-                for endpoint in cluster.endpoints() {
-                    match endpoint.ready().await {
-                        Ok(()) => return Ok(()),
-                        Err(err) => reasons.push(h2hop::telemetry::chain(&err)),
-                    }
-                }
-            }
-            Err(reasons.join("; "))
+            crate::upstream::health::readiness(&routing.clusters).await
         })
     })
 }

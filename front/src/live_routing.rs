@@ -20,8 +20,9 @@
 //! A bad file changes nothing, routing or certificates: the error is
 //! logged with its cause chain.
 //! A good one keeps each cluster whose settings are unchanged (same name,
-//! endpoints, timeouts, TLS files and server name, `max_connections`) as
-//! the same object, with its connections; a changed cluster gets a new
+//! endpoints, timeouts, TLS files and server name, `max_connections`,
+//! `health_check`) as the same object, with its connections and its
+//! endpoints' health; a changed cluster gets a new
 //! one, and a removed one leaves the snapshot. A cluster no snapshot holds
 //! any more is dropped with its connections' request handles: h2 then
 //! lets the streams still open (live tunnels, bodies) run to their end and
@@ -43,7 +44,7 @@ use h2hop::tls::reload::Reloadable;
 use crate::config_file::{self, ConfigError};
 use crate::edge_tls_config::{self, EdgeTlsError, EdgeTlsFlags};
 use crate::routes::{RouteTable, Routing};
-use crate::upstream::{Cluster, UpstreamConfig, UpstreamTls};
+use crate::upstream::{Cluster, UpstreamConfig, UpstreamTls, health};
 
 /// The clusters and routes one request is routed with.
 pub(crate) struct Snapshot {
@@ -66,22 +67,32 @@ impl Snapshot {
                 clusters: routing
                     .clusters
                     .into_iter()
-                    .map(|(name, endpoints)| {
-                        Arc::new(Cluster::new(name, endpoints, metrics.clone()))
-                    })
+                    .map(|(name, endpoints)| checked_cluster(name, endpoints, metrics))
                     .collect(),
                 routes: routing.routes,
             },
             None => {
                 let name = upstream.addr.clone();
-                let cluster = Cluster::new(name, vec![upstream], metrics.clone());
+                let cluster = checked_cluster(name, vec![upstream], metrics);
                 Self {
-                    clusters: vec![Arc::new(cluster)],
+                    clusters: vec![cluster],
                     routes: RouteTable::single(0),
                 }
             }
         }
     }
+}
+
+/// A new shared cluster, its health checks (if it has any) started: they
+/// end once the cluster is dropped.
+fn checked_cluster(
+    name: String,
+    endpoints: Vec<UpstreamConfig>,
+    metrics: &Arc<Metrics>,
+) -> Arc<Cluster> {
+    let cluster = Arc::new(Cluster::new(name, endpoints, metrics.clone()));
+    health::start(&cluster, metrics);
+    cluster
 }
 
 /// The snapshot in use now. `arc-swap` rather than `RwLock<Arc<_>>`: a
@@ -306,11 +317,11 @@ fn rebuild(routing: Routing, old: &Snapshot, metrics: &Arc<Metrics>) -> (Snapsho
             Some(_) => {
                 info!(cluster = %name, "cluster changed: new connections; the old ones close once their streams end");
                 summary.replaced.push(name.clone());
-                Arc::new(Cluster::new(name, endpoints, metrics.clone()))
+                checked_cluster(name, endpoints, metrics)
             }
             None => {
                 summary.added.push(name.clone());
-                Arc::new(Cluster::new(name, endpoints, metrics.clone()))
+                checked_cluster(name, endpoints, metrics)
             }
         };
         clusters.push(cluster);
@@ -349,6 +360,7 @@ fn same_settings(current: &UpstreamConfig, new: &UpstreamConfig) -> bool {
         keepalive_interval,
         keepalive_timeout,
         max_connections,
+        health_check,
     } = current;
     *addr == new.addr
         && same_tls(tls.as_ref(), new.tls.as_ref())
@@ -357,6 +369,7 @@ fn same_settings(current: &UpstreamConfig, new: &UpstreamConfig) -> bool {
         && *keepalive_interval == new.keepalive_interval
         && *keepalive_timeout == new.keepalive_timeout
         && *max_connections == new.max_connections
+        && *health_check == new.health_check
 }
 
 /// Same server name, and the same TLS configuration or one read from the
@@ -554,6 +567,31 @@ mod tests {
         );
         let (_, summary) = rebuild(routing(&cleartext, dir.path()), &old, &metrics());
         assert_eq!(summary.replaced, ["t"]);
+    }
+
+    /// A cluster's health check is part of its settings: the same check
+    /// keeps the cluster (and its endpoints' health), another replaces it.
+    #[tokio::test]
+    async fn a_changed_health_check_replaces_the_cluster() {
+        let dir = Path::new("/nonexistent");
+        let checked = |path: &str| {
+            let check = format!("health_check = {{ path = \"{path}\" }}\n\n[[route]]");
+            format!("{}[[route]]\ncluster = \"web\"\n", h2c("web", "a:1"))
+                .replace("\n\n[[route]]", &format!("\n{check}"))
+        };
+        let old = Snapshot::initial(
+            Some(routing(&checked("/health"), dir)),
+            UpstreamConfig::default(),
+            &metrics(),
+        );
+        let (same, summary) = rebuild(routing(&checked("/health"), dir), &old, &metrics());
+        assert_eq!(summary.kept, ["web"]);
+        assert!(Arc::ptr_eq(find(&old, "web"), find(&same, "web")));
+        let (_, summary) = rebuild(routing(&checked("/ready"), dir), &old, &metrics());
+        assert_eq!(summary.replaced, ["web"]);
+        let unchecked = format!("{}[[route]]\ncluster = \"web\"\n", h2c("web", "a:1"));
+        let (_, summary) = rebuild(routing(&unchecked, dir), &old, &metrics());
+        assert_eq!(summary.replaced, ["web"]);
     }
 
     /// Before the front runs, and for a front without a file, a reload

@@ -41,19 +41,44 @@ fn report_config(config: &h2hop_front::Config) -> anyhow::Result<()> {
             for (name, endpoints) in &routing.clusters {
                 let addrs: Vec<&str> = endpoints.iter().map(|e| e.addr.as_str()).collect();
                 writeln!(out, "  cluster {name}: {}", addrs.join(", "))?;
+                if let Some(first) = endpoints.first() {
+                    report_health_check(&mut out, first)?;
+                }
             }
         }
-        None => writeln!(
-            out,
-            "configuration OK: one sidecar, {}",
-            config.upstream.addr
-        )?,
+        None => {
+            writeln!(
+                out,
+                "configuration OK: one sidecar, {}",
+                config.upstream.addr
+            )?;
+            report_health_check(&mut out, &config.upstream)?;
+        }
     }
     let proxy = &config.proxy_protocol;
     if proxy.mode != h2hop_front::ProxyMode::Off {
         writeln!(out, "  PROXY protocol {} from {}", proxy.mode, proxy.from)?;
     }
     Ok(())
+}
+
+/// The active health check of `upstream`'s cluster, if it has one.
+fn report_health_check(
+    out: &mut impl std::io::Write,
+    upstream: &h2hop_front::UpstreamConfig,
+) -> std::io::Result<()> {
+    let Some(check) = &upstream.health_check else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "    health check: GET {} every {:?} (timeout {:?}); out after {} failures, back after {} passes",
+        check.path,
+        check.interval,
+        check.timeout,
+        check.unhealthy_threshold,
+        check.healthy_threshold
+    )
 }
 
 async fn serve(args: Args, config: h2hop_front::Config) -> anyhow::Result<()> {

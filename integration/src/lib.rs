@@ -16,6 +16,7 @@ pub mod client;
 pub mod front_process;
 pub mod h2_client;
 pub mod h2_tap;
+pub mod h2c_app;
 pub mod haproxy;
 pub mod harness;
 pub mod interop;

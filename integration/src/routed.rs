@@ -6,7 +6,8 @@
 //! Input: the TOML, in which `{A}` and `{B}` stand for the two sidecars and
 //! `{DOWN}` for a port where nothing listens. Output: a [`Routed`] with the
 //! apps (to read what reached them) and the front's addresses, and an
-//! HTTP/2 client for its TLS listener ([`Routed::h2_connect`]). Everything
+//! HTTP/2 client for its TLS listener ([`Routed::h2_connect`]), and its
+//! admin listener. Everything
 //! stops when the [`Routed`] is dropped.
 
 use std::net::SocketAddr;
@@ -29,10 +30,14 @@ use crate::harness::{closed_port, loopback};
 pub struct Routed {
     /// The apps behind the sidecars `{A}` and `{B}`, in that order.
     pub apps: [TestApp; 2],
+    /// The sidecars `{A}` and `{B}`, in that order.
+    pub sidecars: [SocketAddr; 2],
     /// The front's cleartext HTTP/1.1 listener.
     pub front: SocketAddr,
     /// The front's TLS listener (ALPN `h2` or `http/1.1`).
     pub front_tls: SocketAddr,
+    /// The front's admin listener (`/readyz`, `/metrics`).
+    pub admin: SocketAddr,
     /// The CA that signed the front's certificate for `localhost`.
     pki: DevPki,
     _stop: DropGuard,
@@ -81,17 +86,21 @@ impl Routed {
         let tls = loopback().await?;
         let front = plain.local_addr()?;
         let front_tls = tls.local_addr()?;
+        let admin_listener = loopback().await?;
+        let admin = admin_listener.local_addr()?;
         let listeners = h2hop_front::Listeners {
             plain,
             tls: Some(tls),
-            admin: None,
+            admin: Some(admin_listener),
         };
         tokio::spawn(h2hop_front::run(config, listeners, stop.child_token()));
         let [a, b]: [TestApp; 2] = apps.try_into().ok().context("two apps were started")?;
         Ok(Routed {
             apps: [a, b],
+            sidecars: [sidecars[0], sidecars[1]],
             front,
             front_tls,
+            admin,
             pki,
             _stop: stop.drop_guard(),
         })

@@ -26,6 +26,7 @@ pub mod admin;
 pub mod batch_writer;
 pub mod drain;
 pub mod error_answer;
+pub mod grpc;
 pub mod h2_settings;
 pub mod host_port;
 pub mod limit;

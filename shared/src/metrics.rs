@@ -81,6 +81,15 @@ pub enum ReloadResult {
     Failed,
 }
 
+/// How one active health check went, for the `health_checks` counter.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum HealthCheckResult {
+    /// A 2xx answer arrived within the check's timeout.
+    Pass,
+    /// Anything else: another status, an error, or no answer in time.
+    Fail,
+}
+
 /// Bytes' direction: toward the app, or toward the client.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Direction {
@@ -106,6 +115,7 @@ macro_rules! label_values {
 
 label_values!(TunnelResult { Clean => "clean", Reset => "reset", Idle => "idle", FinTimeout => "fin_timeout", Refused => "refused", Failed => "failed" });
 label_values!(Direction { Up => "up", Down => "down" });
+label_values!(HealthCheckResult { Pass => "pass", Fail => "fail" });
 label_values!(ReloadResult { Ok => "ok", Failed => "failed" });
 label_values!(LimitKind { ClientConnections => "client_connections", ClientAddress => "client_address", ClientStreams => "client_streams" });
 
@@ -141,6 +151,19 @@ struct ReloadLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    cluster: String,
+    endpoint: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HealthCheckLabels {
+    cluster: String,
+    endpoint: String,
+    result: HealthCheckResult,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CulpritLabel {
     culprit: &'static str,
 }
@@ -158,6 +181,8 @@ pub struct Metrics {
     errors: Family<CulpritLabel, Counter>,
     limits_reached: Family<LimitLabel, Counter>,
     config_reloads: Family<ReloadLabel, Counter>,
+    upstream_healthy: Family<EndpointLabels, Gauge>,
+    health_checks: Family<HealthCheckLabels, Counter>,
     connections: Gauge<i64, AtomicI64>,
     streams: Gauge<i64, AtomicI64>,
     /// The `culprit` label of [`Culprit::Peer`]: `sidecar` or `front`.
@@ -226,6 +251,18 @@ impl Metrics {
             "Configuration file reloads, by result",
             config_reloads.clone(),
         );
+        let upstream_healthy = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "upstream_healthy",
+            "Whether active health checks let an endpoint take new streams (1) or not (0), by cluster and endpoint",
+            upstream_healthy.clone(),
+        );
+        let health_checks = Family::<HealthCheckLabels, Counter>::default();
+        registry.register(
+            "health_checks",
+            "Active health checks, by cluster, endpoint and result",
+            health_checks.clone(),
+        );
         let connections = Gauge::default();
         registry.register("http2_connections", connections_help, connections.clone());
         let streams = Gauge::default();
@@ -241,6 +278,8 @@ impl Metrics {
             errors,
             limits_reached,
             config_reloads,
+            upstream_healthy,
+            health_checks,
             connections,
             streams,
             peer,
@@ -259,6 +298,38 @@ impl Metrics {
         self.config_reloads
             .get_or_create(&ReloadLabel { result })
             .inc();
+    }
+
+    /// Sets whether `endpoint` of `cluster` takes new streams, as its
+    /// active health checks last decided.
+    pub fn endpoint_health(&self, cluster: &str, endpoint: &str, healthy: bool) {
+        let labels = EndpointLabels {
+            cluster: cluster.to_owned(),
+            endpoint: endpoint.to_owned(),
+        };
+        self.upstream_healthy
+            .get_or_create(&labels)
+            .set(i64::from(healthy));
+    }
+
+    /// Drops the health series of `endpoint` of `cluster`: its checks
+    /// stopped (the cluster was removed or replaced).
+    pub fn endpoint_health_gone(&self, cluster: &str, endpoint: &str) {
+        let labels = EndpointLabels {
+            cluster: cluster.to_owned(),
+            endpoint: endpoint.to_owned(),
+        };
+        self.upstream_healthy.remove(&labels);
+    }
+
+    /// Counts one active health check of `endpoint` of `cluster`.
+    pub fn health_checked(&self, cluster: &str, endpoint: &str, result: HealthCheckResult) {
+        let labels = HealthCheckLabels {
+            cluster: cluster.to_owned(),
+            endpoint: endpoint.to_owned(),
+            result,
+        };
+        self.health_checks.get_or_create(&labels).inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -444,6 +515,26 @@ mod tests {
             Some(2.0)
         );
         assert_eq!(value(&text, "h2hop_errors_total{culprit=\"peer\"}"), None);
+    }
+
+    #[test]
+    fn endpoint_health_is_a_gauge_and_checks_are_counted() {
+        let metrics = Metrics::new("sidecar", "connections", "streams");
+        metrics.endpoint_health("web", "10.0.0.1:8443", false);
+        metrics.health_checked("web", "10.0.0.1:8443", HealthCheckResult::Fail);
+        metrics.health_checked("web", "10.0.0.1:8443", HealthCheckResult::Fail);
+        metrics.health_checked("web", "10.0.0.1:8443", HealthCheckResult::Pass);
+        let text = metrics.encode();
+        let labels = "cluster=\"web\",endpoint=\"10.0.0.1:8443\"";
+        let gauge = format!("h2hop_upstream_healthy{{{labels}}}");
+        assert_eq!(value(&text, &gauge), Some(0.0));
+        let checks = format!("h2hop_health_checks_total{{{labels},result=");
+        assert_eq!(value(&text, &format!("{checks}\"fail\"}}")), Some(2.0));
+        assert_eq!(value(&text, &format!("{checks}\"pass\"}}")), Some(1.0));
+        metrics.endpoint_health("web", "10.0.0.1:8443", true);
+        assert_eq!(value(&metrics.encode(), &gauge), Some(1.0));
+        metrics.endpoint_health_gone("web", "10.0.0.1:8443");
+        assert_eq!(value(&metrics.encode(), &gauge), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use h2hop::upgrade::{ProtocolError, Protocols};
 
 use crate::app::AppProtocol;
 use crate::config::{Config, UpgradePolicy, defaults};
+use crate::config_file::{self, ConfigError};
 
 /// h2hop-sidecar: accepts HTTP/2 from h2hop-front (mutual TLS by default),
 /// turns each RFC 8441 extended CONNECT stream back into an HTTP/1.1
@@ -28,6 +29,14 @@ pub struct Args {
     /// The app's address, host:port (HTTP/1.1).
     #[arg(long, env = "H2HOP_SIDECAR_APP", default_value = defaults::APP)]
     pub app: HostPort,
+    /// A TOML file naming several apps, each chosen by `:authority` or
+    /// path prefix; streams no app takes get 404. Replaces --app and
+    /// --app-protocol (each app has its own address and protocol).
+    #[arg(long, env = "H2HOP_SIDECAR_CONFIG", conflicts_with_all = ["app", "app_protocol"])]
+    pub config: Option<PathBuf>,
+    /// Validate the flags and --config, print the apps, and exit.
+    #[arg(long)]
+    pub check_config: bool,
     /// Accept cleartext HTTP/2 (h2c, prior knowledge) instead of mutual TLS.
     /// Only for meshes that encrypt elsewhere.
     #[arg(long, env = "H2HOP_SIDECAR_H2C")]
@@ -121,7 +130,7 @@ pub struct Args {
     /// What the app speaks: `http1` (a keep-alive pool, WebSocket
     /// Upgrades for tunnels) or `h2c` (HTTP/2 with prior knowledge, for
     /// gRPC apps; tunnels as RFC 8441 extended CONNECT when the app
-    /// enables it, else 501).
+    /// enables it, else 501). Not with `--app-proxy-protocol`.
     #[arg(long, env = "H2HOP_SIDECAR_APP_PROTOCOL", value_enum, default_value_t = AppProtocol::Http1)]
     pub app_protocol: AppProtocol,
     /// Runtime worker threads (default: one per CPU). 1 runs everything on
@@ -154,6 +163,21 @@ pub enum ArgsError {
     /// A value out of range.
     #[error("--max-streams must be at least 1")]
     MaxStreams,
+    /// `--app-proxy-protocol` names one client per connection, and an
+    /// h2c connection carries many clients' streams at once.
+    #[error(
+        "--app-proxy-protocol cannot be used with an h2c app: a PROXY header names one client per connection, and HTTP/2 connections to the app are shared by every client's streams"
+    )]
+    ProxyProtocolWithH2c,
+    /// The --config file is unusable.
+    #[error("--config {}", path.display())]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the app.
+        #[source]
+        source: ConfigError,
+    },
 }
 
 impl Args {
@@ -171,6 +195,21 @@ impl Args {
         config.app.upgrade_timeout = self.upgrade_timeout.into();
         config.app.proxy_protocol = self.app_proxy_protocol;
         config.app.protocol = self.app_protocol;
+        if let Some(path) = &self.config {
+            config.apps =
+                config_file::load(path, &config.app).map_err(|source| ArgsError::ConfigFile {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        let h2c_app = config.app.protocol == AppProtocol::H2c
+            || config
+                .apps
+                .iter()
+                .any(|app| app.config.protocol == AppProtocol::H2c);
+        if self.app_proxy_protocol && h2c_app {
+            return Err(ArgsError::ProxyProtocolWithH2c);
+        }
         config.tunnel_idle_timeout = self.tunnel_idle_timeout.into();
         config.tcp_keepalive = self.keepalive.settings();
         config.max_concurrent_streams = self.max_streams;
@@ -207,184 +246,5 @@ impl Args {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser as _;
-
-    /// The flags' defaults are [`Config::default`]: a command line that
-    /// sets nothing but `--h2c` gives exactly it, field for field.
-    #[test]
-    fn bare_command_line_gives_the_default_config() {
-        let parsed = Args::try_parse_from(["h2hop-sidecar", "--h2c"])
-            .unwrap()
-            .config()
-            .unwrap();
-        assert_eq!(format!("{parsed:#?}"), format!("{:#?}", Config::default()));
-    }
-
-    /// An address without a port is refused when the flags are read (and
-    /// so by `--check-config`), not met as a 502 per request.
-    #[test]
-    fn an_address_without_a_port_is_refused_at_start_up() {
-        for flag in ["--app"] {
-            for value in ["127.0.0.1", "localhost", "[::1]"] {
-                let err =
-                    Args::try_parse_from(["h2hop-sidecar", "--h2c", flag, value]).unwrap_err();
-                assert!(
-                    err.to_string().contains("has no port"),
-                    "{flag} {value}: {err}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn tls_files_are_required_unless_h2c() {
-        assert!(Args::try_parse_from(["h2hop-sidecar"]).is_err());
-        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c", "--max-streams", "7"]).unwrap();
-        let config = args.config().unwrap();
-        assert!(config.tls.is_none());
-        assert_eq!(config.max_concurrent_streams, 7);
-        assert_eq!(config.upgrades, UpgradePolicy::default());
-    }
-
-    #[test]
-    fn tcp_keepalive_flags_reach_the_config() {
-        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c"]).unwrap();
-        let default = args.config().unwrap().tcp_keepalive;
-        assert_eq!(default, Some(h2hop::accept::Keepalive::DEFAULT));
-        let argv = ["h2hop-sidecar", "--h2c", "--tcp-keepalive-probes", "3"];
-        let probes = Args::try_parse_from(argv).unwrap().config().unwrap();
-        assert_eq!(probes.tcp_keepalive.map(|k| k.probes), Some(3));
-    }
-
-    #[test]
-    fn upgrade_flags_make_the_policy() {
-        let args = Args::try_parse_from([
-            "h2hop-sidecar",
-            "--h2c",
-            "--upgrade-protocol",
-            "my-proto",
-            "--upgrade-as-get",
-            "--upgrade-body-limit",
-            "10",
-        ])
-        .unwrap();
-        let upgrades = args.config().unwrap().upgrades;
-        assert_eq!(upgrades.protocols.iter().collect::<Vec<_>>(), ["my-proto"]);
-        assert!(upgrades.as_get);
-        assert_eq!(upgrades.body_limit, 10);
-        let args =
-            Args::try_parse_from(["h2hop-sidecar", "--h2c", "--upgrade-protocol", "H2"]).unwrap();
-        assert!(matches!(
-            args.config(),
-            Err(ArgsError::Protocols(ProtocolError::Forbidden(_)))
-        ));
-    }
-
-    /// A sidecar's PEM files in a fresh directory, and the flags naming them.
-    fn tls_flags(dir: &std::path::Path) -> Vec<String> {
-        let pki = h2hop_certs::DevPki::generate(&["localhost".to_owned()]).unwrap();
-        pki.write_to(dir, false).unwrap();
-        let file = |name: &str| dir.join(name).display().to_string();
-        vec![
-            "--cert".to_owned(),
-            file("sidecar.pem"),
-            "--key".to_owned(),
-            file("sidecar-key.pem"),
-            "--client-ca".to_owned(),
-            file("ca.pem"),
-        ]
-    }
-
-    #[test]
-    fn allow_front_san_is_repeatable_and_validated() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut argv = vec!["h2hop-sidecar".to_owned()];
-        argv.extend(tls_flags(dir.path()));
-        let with = |extra: &[&str]| {
-            let mut argv = argv.clone();
-            argv.extend(extra.iter().map(|s| s.to_string()));
-            Args::try_parse_from(argv).unwrap()
-        };
-        let args = with(&[
-            "--allow-front-san",
-            "spiffe://test/front,front.internal",
-            "--allow-front-san",
-            "spiffe://test/other",
-        ]);
-        assert_eq!(
-            args.allow_front_sans,
-            [
-                "spiffe://test/front",
-                "front.internal",
-                "spiffe://test/other"
-            ]
-        );
-        let config = args.config().unwrap();
-        assert!(config.tls.as_ref().unwrap().is_from_files());
-        assert_eq!(config.reloader().len(), 1);
-
-        let err = with(&["--allow-front-san", "spiffe:/typo"])
-            .config()
-            .unwrap_err();
-        assert!(matches!(err, ArgsError::AllowedSans(_)), "{err:?}");
-        assert!(
-            h2hop::telemetry::chain(&err).contains("\"spiffe:/typo\""),
-            "{err}"
-        );
-        // Without TLS there is no certificate to check.
-        assert!(
-            Args::try_parse_from(["h2hop-sidecar", "--h2c", "--allow-front-san", "x"]).is_err()
-        );
-    }
-
-    /// Off by default; the flag, or its environment variable, turns it on.
-    #[test]
-    fn app_proxy_protocol_is_off_unless_asked_for() {
-        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c"]).unwrap();
-        assert!(!args.config().unwrap().app.proxy_protocol);
-        let args =
-            Args::try_parse_from(["h2hop-sidecar", "--h2c", "--app-proxy-protocol"]).unwrap();
-        assert!(args.config().unwrap().app.proxy_protocol);
-        let command = <Args as clap::CommandFactory>::command();
-        let flag = command
-            .get_arguments()
-            .find(|arg| arg.get_id() == "app_proxy_protocol");
-        let env = flag.and_then(|flag| flag.get_env());
-        assert_eq!(
-            env,
-            Some(std::ffi::OsStr::new("H2HOP_SIDECAR_APP_PROXY_PROTOCOL"))
-        );
-    }
-
-    /// Off by default; the flag, or its environment variable, turns it on.
-    #[test]
-    fn error_details_are_off_unless_asked_for() {
-        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c"]).unwrap();
-        assert!(!args.config().unwrap().error_details);
-        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c", "--error-details"]).unwrap();
-        assert!(args.config().unwrap().error_details);
-        let command = <Args as clap::CommandFactory>::command();
-        let flag = command
-            .get_arguments()
-            .find(|arg| arg.get_id() == "error_details");
-        let env = flag.and_then(|flag| flag.get_env());
-        assert_eq!(
-            env,
-            Some(std::ffi::OsStr::new("H2HOP_SIDECAR_ERROR_DETAILS"))
-        );
-    }
-
-    #[test]
-    fn h2c_has_nothing_to_reload() {
-        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c"]).unwrap();
-        assert!(args.config().unwrap().reloader().is_empty());
-    }
-
-    #[test]
-    fn zero_streams_is_refused() {
-        let args = Args::try_parse_from(["h2hop-sidecar", "--h2c", "--max-streams", "0"]).unwrap();
-        assert!(matches!(args.config(), Err(ArgsError::MaxStreams)));
-    }
-}
+#[path = "args_tests.rs"]
+mod tests;

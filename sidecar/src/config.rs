@@ -11,6 +11,7 @@ use h2hop::tls::reload::{Reloadable, Reloader};
 use h2hop::upgrade::Protocols;
 
 use crate::app::{AppConfig, AppProtocol};
+use crate::apps::NamedApp;
 
 /// The defaults of the sidecar's flags, each used by both the flag and
 /// [`Config::default`].
@@ -44,8 +45,13 @@ pub mod defaults {
 /// Everything the sidecar needs, validated before any socket is bound.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// How to reach the app.
+    /// How to reach the app; with [`Config::apps`], only the settings
+    /// every named app shares (its address is unused).
     pub app: AppConfig,
+    /// The named apps of `--config`, each stream going to the one its
+    /// `:authority` or path picks ([`crate::apps`]); empty: [`Config::app`]
+    /// takes every stream.
+    pub apps: Vec<NamedApp>,
     /// TLS for fronts (client certificate required), or `None` for h2c.
     /// Each handshake takes its current value, so a reload (see
     /// [`Config::reloader`]) changes new connections only.
@@ -74,6 +80,48 @@ pub struct Config {
 }
 
 impl Config {
+    /// What `--check-config` prints: the apps, how each is reached and
+    /// which streams it takes, one line each.
+    pub fn apps_summary(&self) -> String {
+        let reached = |app: &AppConfig| {
+            let protocol = match app.protocol {
+                AppProtocol::Http1 => "http1",
+                AppProtocol::H2c => "h2c",
+            };
+            format!("{} ({protocol})", app.addr)
+        };
+        if self.apps.is_empty() {
+            return format!(
+                "configuration OK: one app, {}, for every stream\n",
+                reached(&self.app)
+            );
+        }
+        let mut summary = format!("configuration OK: {} app(s)\n", self.apps.len());
+        for app in &self.apps {
+            let mut takes = Vec::new();
+            if !app.route.authorities.is_empty() {
+                let authorities: Vec<String> = app
+                    .route
+                    .authorities
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                takes.push(format!("authorities {}", authorities.join(", ")));
+            }
+            if let Some(prefix) = &app.route.path_prefix {
+                takes.push(format!("path_prefix {prefix}"));
+            }
+            let line = format!(
+                "  app {}: {}; {}\n",
+                app.name,
+                reached(&app.config),
+                takes.join("; ")
+            );
+            summary.push_str(&line);
+        }
+        summary
+    }
+
     /// What SIGHUP reloads: the TLS files, when TLS comes from files.
     pub fn reloader(&self) -> Reloader {
         let mut reloader = Reloader::new();
@@ -121,6 +169,7 @@ impl Default for Config {
                 proxy_protocol: false,
                 protocol: AppProtocol::Http1,
             },
+            apps: Vec::new(),
             tls: None,
             max_concurrent_streams: defaults::MAX_STREAMS,
             handshake_timeout: defaults::HANDSHAKE_TIMEOUT,

@@ -9,13 +9,14 @@ use h2hop::drain::Drain;
 use h2hop::limit::Limit;
 use h2hop::metrics::Metrics;
 
-use crate::app::App;
+use crate::apps::Apps;
 use crate::config::UpgradePolicy;
 
 /// What every stream handler shares.
 pub struct Context {
-    /// The app behind the sidecar.
-    pub app: App,
+    /// The app, or named apps, behind the sidecar; each stream goes to
+    /// the one [`Apps::choose`] picks.
+    pub apps: Apps,
     /// How upgrades reach the app.
     pub upgrades: UpgradePolicy,
     /// Shutdown: streams are spawned through it so that they drain.

@@ -4,7 +4,9 @@
 //! `:protocol` goes to [`crate::tunnel`]; a `:protocol` that is not a token
 //! gets 400 (S4), one not allowed 501 (RFC 9220 §3 (N16)); plain CONNECT gets
 //! 405 (RFC 8441 §4 (N8)); anything else is an ordinary request for
-//! [`crate::forward`]. Failures are answered and logged here, once.
+//! [`crate::forward`]. Tunnels and requests go to the app
+//! [`crate::apps::Apps::choose`] picks by `:authority` and path; where it
+//! picks none, 404. Failures are answered and logged here, once.
 
 use std::net::SocketAddr;
 
@@ -21,7 +23,7 @@ use http::{Method, Request, Response};
 use tracing::{Instrument as _, debug, debug_span, warn};
 
 use crate::context::Context;
-use crate::{Error, forward, tunnel};
+use crate::{AppProtocol, Error, forward, forward_h2c, tunnel, tunnel_h2c};
 
 /// What a stream from the front asks for, by its method and `:protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +85,13 @@ pub async fn dispatch(
     // The front's request id and trace id, as received: one grep of either
     // follows the request through front, sidecar and app.
     entry.identity(RequestIdentity::from_headers(request.headers()));
+    // The app this stream goes to, by its `:authority` or path; the
+    // access line names it (as `route`) when apps have names.
+    let chosen = context.apps.choose(authority, request.uri().path());
+    if let Some(name) = chosen.as_ref().and_then(|chosen| chosen.name) {
+        entry.route(name.clone());
+    }
+    let app = chosen.map(|chosen| chosen.app);
     async move {
         let result = match protocol {
             // h2 itself refuses :protocol on anything but CONNECT (RFC 8441 §4 (N6)).
@@ -91,8 +100,17 @@ pub async fn dispatch(
             }
             Some(protocol) => match context.upgrades.protocols.find(&protocol) {
                 Some(allowed) => {
-                    let opened = tunnel::open(context, dials, request, allowed, &mut respond, &mut entry);
-                    let result = opened.await;
+                    let result = match app {
+                        Some(app) if app.config().protocol == AppProtocol::H2c => {
+                            let opened = tunnel_h2c::open(context, app, request, allowed, &mut respond, &mut entry);
+                            Box::pin(opened).await
+                        }
+                        Some(app) => {
+                            let opened = tunnel::open(context, app, dials, request, allowed, &mut respond, &mut entry);
+                            opened.await
+                        }
+                        None => Err(Error::NoApp),
+                    };
                     if result.is_err() {
                         let failed = h2hop::metrics::TunnelResult::Failed;
                         context.metrics.tunnel_not_opened(allowed, failed);
@@ -102,14 +120,30 @@ pub async fn dispatch(
                 None => Err(Error::UnsupportedProtocol(protocol)),
             },
             None if kind == StreamKind::PlainConnect => Err(Error::PlainConnect),
-            None => {
-                let forwarded = forward::forward(context, request, &mut respond, &mut entry);
-                Box::pin(forwarded).await.map(|()| None)
-            }
+            None => match app {
+                Some(app) if app.config().protocol == AppProtocol::H2c => {
+                    let forwarded = forward_h2c::forward(context, app, request, &mut respond, &mut entry);
+                    Box::pin(forwarded).await.map(|()| None)
+                }
+                Some(app) => {
+                    let forwarded = forward::forward(context, app, request, &mut respond, &mut entry);
+                    Box::pin(forwarded).await.map(|()| None)
+                }
+                None => Err(Error::NoApp),
+            },
         };
         match result {
             Ok(opened) => return opened.map(|opened| (opened, entry)),
             Err(Error::Reset(reason)) => debug!(?reason, "front reset the stream"),
+            Err(Error::AppReset(reason)) => {
+                // RFC 9113 §8.1: no answer follows a reset; the front's
+                // stream is reset in turn, REFUSED_STREAM kept so that the
+                // front may retry it (RFC 9113 §8.7).
+                debug!(?reason, "app reset the stream");
+                context.metrics.error(h2hop::metrics::Culprit::App);
+                respond.send_reset(reset_toward_front(reason));
+                entry.close(access::Close::Aborted);
+            }
             Err(err) => {
                 // The id ties the answer the front relays to this line,
                 // which alone has the cause: the stream's X-Request-Id, as
@@ -131,6 +165,17 @@ pub async fn dispatch(
     }
     .instrument(span)
     .await
+}
+
+/// The reset the front gets for an app's reset: REFUSED_STREAM (nothing
+/// was processed, RFC 9113 §8.7) and CANCEL stay, anything else is an
+/// INTERNAL_ERROR of ours.
+fn reset_toward_front(app: h2::Reason) -> h2::Reason {
+    match app {
+        h2::Reason::REFUSED_STREAM => h2::Reason::REFUSED_STREAM,
+        h2::Reason::CANCEL | h2::Reason::NO_ERROR => h2::Reason::CANCEL,
+        _ => h2::Reason::INTERNAL_ERROR,
+    }
 }
 
 /// Answers a failed stream with `body`, if it was not answered yet; says

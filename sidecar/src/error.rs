@@ -22,6 +22,9 @@ pub enum Error {
     /// An extended CONNECT for a protocol we do not tunnel (RFC 9220 §3 (N16)).
     #[error("protocol {0:?} is not supported")]
     UnsupportedProtocol(String),
+    /// No app of `--config` takes the stream's `:authority` or path.
+    #[error("no app for this authority/path")]
+    NoApp,
     /// A CONNECT without `:protocol`: the sidecar never opens a tunnel to
     /// the `:authority` host (RFC 8441 §4 (N8)).
     #[error("plain CONNECT is not supported")]
@@ -68,6 +71,26 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// HTTP/2 with the app failed (`--app-protocol h2c`): the handshake,
+    /// or the connection, not one stream.
+    #[error("HTTP/2 with app {addr} failed")]
+    AppH2 {
+        /// The app address.
+        addr: String,
+        /// h2's error.
+        #[source]
+        source: h2::Error,
+    },
+    /// The app reset its HTTP/2 stream; the front's stream is reset in
+    /// turn (RFC 9113 §8.1: a reset ends the exchange, no answer follows).
+    #[error("app reset the stream ({0})")]
+    AppReset(h2::Reason),
+    /// An extended CONNECT toward an h2c app whose SETTINGS did not carry
+    /// ENABLE_CONNECT_PROTOCOL = 1: it must not be sent (RFC 8441 §3).
+    #[error(
+        "the app does not accept extended CONNECT: its HTTP/2 SETTINGS did not enable it (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 8441 §3)"
+    )]
+    NoExtendedConnect,
     /// The app answered the upgrade with a 101 that does not open the
     /// tunnel asked for (RFC 6455 §4.1 (N43)).
     #[error("app's upgrade answer refused")]
@@ -113,7 +136,12 @@ impl Error {
     pub fn culprit(&self) -> Culprit {
         match self {
             Error::AppTimeout { .. } | Error::BodyTimeout(_) => Culprit::Timeout,
-            Error::ConnectApp { .. } | Error::AppHttp { .. } | Error::BadSwitch(_) => Culprit::App,
+            Error::ConnectApp { .. }
+            | Error::AppHttp { .. }
+            | Error::AppH2 { .. }
+            | Error::AppReset(_)
+            | Error::NoExtendedConnect
+            | Error::BadSwitch(_) => Culprit::App,
             Error::Respond(_) => Culprit::Peer,
             _ => Culprit::Client,
         }
@@ -128,14 +156,17 @@ impl Error {
                 StatusCode::BAD_REQUEST
             }
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Error::UnsupportedProtocol(_) => StatusCode::NOT_IMPLEMENTED,
+            Error::UnsupportedProtocol(_) | Error::NoExtendedConnect => StatusCode::NOT_IMPLEMENTED,
             Error::PlainConnect => StatusCode::METHOD_NOT_ALLOWED,
+            Error::NoApp => StatusCode::NOT_FOUND,
             Error::AppTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // Nobody reads the answer to a reset stream; 499 as nginx logs it.
             Error::Reset(_) => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             Error::ConnectApp { .. }
             | Error::AppHttp { .. }
+            | Error::AppH2 { .. }
+            | Error::AppReset(_)
             | Error::BadSwitch(_)
             | Error::Respond(_) => StatusCode::BAD_GATEWAY,
         }
@@ -147,8 +178,13 @@ impl Error {
     /// same id.
     pub fn body(&self, id: &str, details: bool) -> String {
         // A 501 names only the client's own `:protocol`, which it needs to
-        // know was refused (RFC 9220 §3): nothing of ours to hide.
-        let details = details || matches!(self, Error::UnsupportedProtocol(_));
+        // know was refused (RFC 9220 §3), or says that the app does not
+        // take extended CONNECT: nothing of ours to hide.
+        let details = details
+            || matches!(
+                self,
+                Error::UnsupportedProtocol(_) | Error::NoExtendedConnect
+            );
         let chain = h2hop::telemetry::chain(self);
         error_answer::body("h2hop-sidecar", self.status(), &chain, id, details)
     }

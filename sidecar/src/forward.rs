@@ -10,13 +10,15 @@ use h2hop::relay::H2Body;
 use h2hop::translate::request;
 use http::Request;
 
+use crate::app::App;
 use crate::context::Context;
 use crate::{Error, respond};
 
-/// Forwards one request to the app and streams its response back; the
+/// Forwards one request to `app` and streams its response back; the
 /// access log `entry` gets the status and the bytes each way.
 pub async fn forward(
     context: &Context,
+    app: &App,
     request: Request<RecvStream>,
     respond: &mut SendResponse<Bytes>,
     entry: &mut Entry,
@@ -28,7 +30,7 @@ pub async fn forward(
     // :authority; the pool has one address to dial, whatever they say.
     let app_request = request::h2_to_h1(&parts, None)?.map(|()| body);
     // S5: a stream the front resets while we wait cancels the request.
-    let answer = respond::unless_reset(respond, context.app.send(app_request)).await?;
+    let answer = respond::unless_reset(respond, app.send(app_request)).await?;
     let (head, body) = answer.into_parts();
     context
         .metrics

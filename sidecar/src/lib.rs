@@ -1,4 +1,5 @@
-//! `h2hop-sidecar`: HTTP/2 from fronts in, HTTP/1.1 to the local app out.
+//! `h2hop-sidecar`: HTTP/2 from fronts in, HTTP/1.1 or h2c to the local
+//! app out.
 //!
 //! The path of a stream, stage by stage:
 //! 1. [`listener`]: accept, TLS with a required client certificate (from the
@@ -10,24 +11,34 @@
 //!    WebSocket with a fresh key), `200` on its 101, then the relay; or
 //!    [`forward`]: the app's keep-alive pool; both answer through
 //!    [`respond`];
+//!    With `--app-protocol h2c`, [`tunnel_h2c`] (an extended CONNECT to
+//!    the app, relayed stream to stream by [`stream_relay`]) and
+//!    [`forward_h2c`] (a stream on the app's HTTP/2 pool) take their place;
 //! 4. [`app`]: connections to the app (dedicated for tunnels, pooled for
-//!    requests), each reached by `dial`.
+//!    requests), each reached by `dial`; for h2c, a small HTTP/2 pool.
 //!
+//! [`apps`] holds the app, or the named apps of `--config`
+//! ([`config_file`]), and picks one per stream by `:authority` or path.
 //! [`context`] holds what the stream stages share; it calls none of them.
 //!
 //! [`run`] takes an already-bound listener and a cancellation token; only
 //! `main` binds, reads signals and picks the exit code.
 
 pub(crate) mod app;
+pub mod apps;
 pub mod args;
 pub mod config;
+pub mod config_file;
 pub(crate) mod context;
 pub(crate) mod dispatch;
 mod error;
 pub(crate) mod forward;
+pub(crate) mod forward_h2c;
 pub(crate) mod listener;
 pub(crate) mod respond;
+pub(crate) mod stream_relay;
 pub(crate) mod tunnel;
+pub(crate) mod tunnel_h2c;
 
 pub use app::{AppConfig, AppProtocol};
 pub use config::{Config, UpgradePolicy};
@@ -39,8 +50,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Listeners {
     /// Fronts' HTTP/2 connections (mutual TLS, or h2c).
     pub hop: TcpListener,
-    /// The admin endpoints: `/metrics`, `/healthz`, and `/readyz` (the app
-    /// accepts a TCP connection).
+    /// The admin endpoints: `/metrics`, `/healthz`, and `/readyz` (every
+    /// app accepts a TCP connection).
     pub admin: Option<TcpListener>,
 }
 

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use h2hop::admin::Readiness;
 use h2hop::drain::Drain;
 use h2hop::h2_settings::{CONNECTION_WINDOW, MAX_FRAME_SIZE, REMEMBERED_RESETS, STREAM_WINDOW};
@@ -24,7 +25,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::app::{App, AppConfig};
+use crate::app::AppConfig;
+use crate::apps::Apps;
 use crate::context::Context;
 use crate::{Config, Listeners, dispatch};
 
@@ -34,13 +36,13 @@ use crate::{Config, Listeners, dispatch};
 pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationToken) {
     let Listeners { hop, admin } = listeners;
     if let Some(admin) = admin {
-        let ready = app_reachable(config.app.clone());
+        let ready = apps_reachable(&config);
         let metrics = config.metrics.clone();
         tokio::spawn(h2hop::admin::serve(admin, metrics, ready, shutdown.clone()));
     }
     let drain = Drain::new(shutdown);
     let context = Arc::new(Context {
-        app: App::new(config.app.clone()),
+        apps: Apps::new(&config.app, &config.apps),
         upgrades: config.upgrades.clone(),
         drain: drain.clone(),
         tunnel_idle_timeout: config.tunnel_idle_timeout,
@@ -194,16 +196,40 @@ fn scopeguard<F: FnOnce()>(undo: F) -> impl Drop {
     Guard(Some(undo))
 }
 
-/// `/readyz`: the app accepts a TCP connection within the connect timeout.
-fn app_reachable(app: AppConfig) -> Readiness {
+/// `/readyz`: every app accepts a TCP connection within its connect
+/// timeout; the reason names each app that does not.
+fn apps_reachable(config: &Config) -> Readiness {
+    let apps: Arc<[(String, AppConfig)]> = if config.apps.is_empty() {
+        Arc::from([("app".to_owned(), config.app.clone())])
+    } else {
+        let named = config.apps.iter();
+        named
+            .map(|app| (format!("app {}", app.name), app.config.clone()))
+            .collect()
+    };
     Arc::new(move || {
-        let app = app.clone();
+        let apps = apps.clone();
         Box::pin(async move {
-            match timeout(app.connect_timeout, TcpStream::connect(app.addr.as_str())).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(err)) => Err(format!("app {} refuses connections: {err}", app.addr)),
-                Err(_) => Err(format!("app {} did not accept in time", app.addr)),
+            let checks = apps.iter().map(|(label, app)| app_reachable(label, app));
+            let failures: Vec<String> = join_all(checks).await.into_iter().flatten().collect();
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(failures.join("; "))
             }
         })
     })
+}
+
+/// Why the app under `label` is not reachable, or `None` when it accepts
+/// a TCP connection within its connect timeout.
+async fn app_reachable(label: &str, app: &AppConfig) -> Option<String> {
+    match timeout(app.connect_timeout, TcpStream::connect(app.addr.as_str())).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(err)) => Some(format!(
+            "{label} at {} refuses connections: {err}",
+            app.addr
+        )),
+        Err(_) => Some(format!("{label} at {} did not accept in time", app.addr)),
+    }
 }

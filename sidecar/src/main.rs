@@ -17,6 +17,13 @@ fn main() -> anyhow::Result<()> {
     // Held to the end of main: dropping it flushes the last log lines.
     let _log = h2hop::telemetry::init(&args.log).context("cannot start logging")?;
     let config = args.config().context("invalid configuration")?;
+    if args.check_config {
+        use std::io::Write as _;
+        std::io::stdout()
+            .lock()
+            .write_all(config.apps_summary().as_bytes())?;
+        return Ok(());
+    }
     let runtime =
         h2hop::runtime::build(args.workers.map(usize::from)).context("cannot start the runtime")?;
     runtime.block_on(serve(args, config))
@@ -35,7 +42,15 @@ async fn serve(args: Args, config: h2hop_sidecar::Config) -> anyhow::Result<()> 
         [] => "any".to_owned(),
         sans => sans.join(","),
     };
-    tracing::info!(%listen, app = %args.app, h2c = args.h2c, %allow_front_sans, "h2hop-sidecar ready");
+    let app = match config.apps.as_slice() {
+        [] => args.app.to_string(),
+        apps => apps
+            .iter()
+            .map(|app| app.name.as_ref())
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    tracing::info!(%listen, %app, h2c = args.h2c, %allow_front_sans, "h2hop-sidecar ready");
     let shutdown = CancellationToken::new();
     tokio::spawn(h2hop::signals::on_signal(shutdown.clone()));
     let listeners = h2hop_sidecar::Listeners { hop, admin };

@@ -12,8 +12,7 @@ use h2hop::relay;
 use h2hop::translate::response;
 use http::Version;
 use http::response::Parts;
-use http_body::Body as _;
-use hyper::body::Incoming;
+use http_body::Body;
 use tracing::debug;
 
 use crate::Error;
@@ -30,15 +29,20 @@ pub async fn unless_reset<T>(
     }
 }
 
-/// Answers the stream with an app's response: end-to-end fields only
+/// Answers the stream with an app's response (an HTTP/1.1 `Incoming`, or
+/// an h2c app's stream with its trailers): end-to-end fields only
 /// (RFC 9110 §7.6.1 (N29), S7), body streamed within the stream's window.
 /// `entry` gets the status, the body's bytes and whether it all went out.
-pub async fn respond_with(
+pub async fn respond_with<B>(
     respond: &mut SendResponse<Bytes>,
     head: &Parts,
-    body: Incoming,
+    body: B,
     entry: &mut Entry,
-) -> Result<(), Error> {
+) -> Result<(), Error>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     entry.status(head.status);
     let end_of_stream = body.is_end_stream();
     let send = respond

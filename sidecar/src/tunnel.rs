@@ -29,15 +29,17 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tracing::debug;
 
+use crate::app::{App, StreamPlace};
 use crate::context::Context;
-use crate::{Error, respond};
+use crate::{Error, respond, stream_relay};
 
-/// Opens the tunnel: the app's `101` checked and the stream answered `200`.
+/// Opens the tunnel to `app`: its `101` checked and the stream answered `200`.
 /// Returns what the relay needs, or `None` when the app refused the
 /// upgrade and its answer was relayed instead (`entry` gets its status and
 /// body).
 pub async fn open(
     context: &Context,
+    app: &App,
     dials: &Limit,
     request: Request<RecvStream>,
     protocol: &str,
@@ -50,7 +52,7 @@ pub async fn open(
     let (parts, mut recv) = request.into_parts();
     // Boxed: the exchange's state (heads, key, hyper's connection) is far
     // larger than anything else here, and is gone once it has run.
-    let exchange = exchange(context, dials, parts, &mut recv, protocol, respond);
+    let exchange = exchange(context, app, dials, parts, &mut recv, protocol, respond);
     let switched = match Box::pin(exchange).await? {
         Exchange::Switched(switched) => switched,
         // RFC 6455 §4.1 (N45): a 401, 403, 426... goes back as it is. The app
@@ -71,11 +73,13 @@ pub async fn open(
         .send_response(switched.reply, false)
         .map_err(Error::Respond)?;
     Ok(Some(Opened {
-        io: switched.io,
-        prefix: switched.prefix,
-        early: switched.early,
+        way: Way::Tcp {
+            io: switched.io,
+            prefix: switched.prefix,
+            early: switched.early,
+            recv,
+        },
         send,
-        recv,
         // The app is trusted to end its half: no fin timeout of its own.
         timeouts: relay::Timeouts {
             idle: context.tunnel_idle_timeout,
@@ -90,14 +94,59 @@ pub async fn open(
 /// dispatch has returned, so that a tunnel's task keeps only this for its
 /// whole life, not the state of everything that opened it.
 pub struct Opened {
-    io: TcpStream,
-    prefix: Bytes,
-    early: Bytes,
+    way: Way,
     send: SendStream<Bytes>,
-    recv: RecvStream,
     timeouts: relay::Timeouts,
     metrics: OpenTunnel,
     _place: Permit,
+}
+
+/// What the front's stream is relayed with.
+enum Way {
+    /// An HTTP/1.1 app's upgraded connection.
+    Tcp {
+        io: TcpStream,
+        prefix: Bytes,
+        early: Bytes,
+        recv: RecvStream,
+    },
+    /// An h2c app's extended CONNECT stream ([`crate::tunnel_h2c`]).
+    Stream {
+        /// The front's stream, receive half.
+        front_recv: RecvStream,
+        /// The app's stream.
+        app: stream_relay::Halves,
+        /// Its place on the app connection, held for the tunnel's life.
+        place: StreamPlace,
+    },
+}
+
+impl Opened {
+    /// A tunnel to an h2c app's stream, for [`crate::tunnel_h2c`].
+    pub(crate) fn streams(
+        context: &Context,
+        protocol: &str,
+        asked: tokio::time::Instant,
+        front: stream_relay::Halves,
+        app: stream_relay::Halves,
+        stream_place: StreamPlace,
+        place: Permit,
+    ) -> Self {
+        Self {
+            way: Way::Stream {
+                front_recv: front.recv,
+                app,
+                place: stream_place,
+            },
+            send: front.send,
+            timeouts: relay::Timeouts {
+                idle: context.tunnel_idle_timeout,
+                fin: context.tunnel_idle_timeout,
+            },
+            metrics: context.metrics.tunnel_opened(protocol, asked.elapsed()),
+            _place: place,
+        }
+    }
 }
 
 impl Opened {
@@ -107,11 +156,8 @@ impl Opened {
     /// [`h2hop::relay`]).
     pub fn relay(self, mut entry: Entry) -> impl Future<Output = ()> {
         let Self {
-            io,
-            prefix,
-            early,
+            way,
             send,
-            recv,
             timeouts,
             metrics,
             _place: place,
@@ -123,7 +169,27 @@ impl Opened {
             // makes the block keep it).
             let _place = &place;
             let started = tokio::time::Instant::now();
-            let end = relay::tunnel(io, prefix, early, send, recv, timeouts).await;
+            let end = match way {
+                Way::Tcp {
+                    io,
+                    prefix,
+                    early,
+                    recv,
+                } => relay::tunnel(io, prefix, early, send, recv, timeouts).await,
+                Way::Stream {
+                    front_recv,
+                    app,
+                    place,
+                } => {
+                    let front = stream_relay::Halves {
+                        send,
+                        recv: front_recv,
+                    };
+                    let end = stream_relay::relay(front, app, timeouts.idle).await;
+                    drop(place);
+                    end
+                }
+            };
             debug!(duration = ?started.elapsed(), "tunnel closed");
             entry.add_bytes(end.to_tcp, end.to_stream);
             entry.close(end.close.into());
@@ -157,6 +223,7 @@ struct Switched {
 /// connection of its own and checks the answer (RFC 6455 §4.1 (N43)).
 async fn exchange(
     context: &Context,
+    app: &App,
     dials: &Limit,
     parts: http::request::Parts,
     recv: &mut RecvStream,
@@ -166,11 +233,7 @@ async fn exchange(
     let policy = &context.upgrades;
     let carried = upgrade::carried(&parts.headers, policy.body_limit)?;
     // S5: a stream the front resets while we wait cancels the read and the dial.
-    let read = read_body(
-        recv,
-        carried.body_length,
-        context.app.config().upgrade_timeout,
-    );
+    let read = read_body(recv, carried.body_length, app.config().upgrade_timeout);
     let (body, early) = respond::unless_reset(respond, read).await?;
     let (method, body) = if policy.as_get {
         (Method::GET, Bytes::new())
@@ -186,7 +249,6 @@ async fn exchange(
         key: key.as_deref(),
     };
     let app_request = request::h2_to_h1(&parts, Some(&app_upgrade))?;
-    let app = &context.app;
     // Held from the dial until the app's answer; a reset stream gives it
     // back at once (S5).
     let dialing = overloaded_unless(dials.try_take(), dials)?;
@@ -224,7 +286,7 @@ async fn exchange(
 }
 
 /// The place, or a 503 naming the limit.
-fn overloaded_unless(place: Option<Permit>, limit: &Limit) -> Result<Permit, Error> {
+pub(crate) fn overloaded_unless(place: Option<Permit>, limit: &Limit) -> Result<Permit, Error> {
     place.ok_or(Error::Overloaded {
         what: limit.what(),
         max: limit.max(),

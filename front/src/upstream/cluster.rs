@@ -1,6 +1,6 @@
 //! A cluster: sidecars of equal standing, and which one takes a stream
-//! (the least loaded one not backing off; an unreachable one is skipped
-//! for the next). Called by the request stages through [`Cluster::open_stream`].
+//! (the least loaded healthy one not backing off; an unreachable one is
+//! skipped for the next). Called by the request stages through [`Cluster::open_stream`].
 
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use crate::upstream::{OpenStream, UpstreamConfig};
 /// that cannot be reached is skipped for the next.
 pub struct Cluster {
     name: Arc<str>,
-    endpoints: Vec<Endpoint>,
+    endpoints: Vec<Arc<Endpoint>>,
 }
 
 impl Cluster {
@@ -32,7 +32,7 @@ impl Cluster {
         Self {
             name: name.into(),
             endpoints: endpoints
-                .map(|config| Endpoint::new(config, metrics.clone()))
+                .map(|config| Arc::new(Endpoint::new(config, metrics.clone())))
                 .collect(),
         }
     }
@@ -48,24 +48,31 @@ impl Cluster {
     }
 
     /// The sidecars, in configuration order.
-    pub fn endpoints(&self) -> &[Endpoint] {
+    pub fn endpoints(&self) -> &[Arc<Endpoint>] {
         &self.endpoints
     }
 
     /// Opens a stream for `request` on the least loaded reachable sidecar
-    /// (see [`Endpoint::open_stream`]).
+    /// that its health checks keep in (see [`Endpoint::open_stream`]).
+    /// When none is healthy, fails at once: no dial.
     pub async fn open_stream(
         &self,
         request: Request<()>,
         end_of_stream: bool,
     ) -> Result<OpenStream, Error> {
+        if !self.endpoints.iter().any(|endpoint| endpoint.healthy()) {
+            return Err(Error::NoHealthyEndpoint {
+                cluster: self.name.to_string(),
+            });
+        }
         if let [only] = self.endpoints.as_slice() {
             return only.open_stream(request, end_of_stream).await;
         }
         let mut candidates: Vec<&Endpoint> = self
             .endpoints
             .iter()
-            .filter(|endpoint| endpoint.backing_off().is_none())
+            .map(|endpoint| &**endpoint)
+            .filter(|endpoint| endpoint.healthy() && endpoint.backing_off().is_none())
             .collect();
         candidates.sort_by_key(|endpoint| endpoint.active_streams());
         let mut last_failure = None;

@@ -3,7 +3,7 @@
 //! [`session::handshake`]), and the backoff after failed dials. Called by
 //! [`crate::upstream::cluster`].
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -36,6 +36,9 @@ pub struct Endpoint {
     active: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     backoff: std::sync::Mutex<Backoff>,
+    /// Whether active health checks let it take new streams (always, when
+    /// it has none).
+    healthy: AtomicBool,
 }
 
 /// Dial failures in a row, and when the next dial may go out.
@@ -56,6 +59,7 @@ impl Endpoint {
             active: Arc::new(AtomicUsize::new(0)),
             metrics,
             backoff: std::sync::Mutex::new(Backoff::default()),
+            healthy: AtomicBool::new(true),
         }
     }
 
@@ -79,6 +83,16 @@ impl Endpoint {
         }
         sessions.push(self.dial().await?);
         Ok(())
+    }
+
+    /// Whether it may take new streams, as its active health checks last
+    /// decided ([`crate::upstream::health`]); true without checks.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Release);
     }
 
     /// Streams open on this sidecar.

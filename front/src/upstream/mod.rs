@@ -5,10 +5,13 @@
 //! MAX_CONCURRENT_STREAMS; the endpoint dials another connection (TCP, then
 //! TLS with ALPN `h2` unless h2c) when none has room or all broke, and the
 //! [`session`] handshake makes it a usable [`session::Session`]. Called by
-//! [`crate::tunnel`] and [`crate::forward`].
+//! [`crate::tunnel`] and [`crate::forward`]. With a [`HealthCheck`], the
+//! [`health`] tasks take endpoints whose app fails it out of the pick.
 
 mod cluster;
 mod endpoint;
+pub(crate) mod health;
+mod health_config;
 mod session;
 
 use std::time::Duration;
@@ -20,6 +23,7 @@ use h2hop::tls::reload::Reloadable;
 use rustls::pki_types::ServerName;
 
 pub use cluster::Cluster;
+pub use health_config::{FLAG_NAMES, HealthCheck, HealthCheckError, RawHealthCheck};
 pub use session::StreamSlot;
 
 /// How the front reaches its sidecar.
@@ -40,6 +44,9 @@ pub struct UpstreamConfig {
     pub keepalive_timeout: Duration,
     /// Most HTTP/2 connections to this sidecar.
     pub max_connections: usize,
+    /// Active health checks of this sidecar (through it, of its app);
+    /// `None`: off, the sidecar always takes new streams.
+    pub health_check: Option<HealthCheck>,
 }
 
 /// TLS settings toward the sidecar.

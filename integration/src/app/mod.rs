@@ -20,7 +20,7 @@ mod tunnel;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -59,7 +59,9 @@ pub static LAST_WORDS: [u8; 24 * 1024] = {
 /// echoes raw bytes (`/status/NNN` answers that status). Plain requests:
 /// `GET /` (demo page), `GET /ws-cycle?n=N` (a page cycling N WebSockets),
 /// `/echo`, `/bytes/N`, `/status/NNN`, `GET /hop-fields` (hop-by-hop
-/// response fields), anything else `hello from app`. A request
+/// response fields), `/health` (any method: the status set by
+/// [`TestApp::set_health`], 200 at first), anything else `hello from
+/// app`. A request
 /// (plain or upgrade) for `/slow` gets its answer only at shutdown, one for
 /// `/delay/MS` after MS milliseconds.
 pub struct TestApp {
@@ -103,6 +105,8 @@ struct State {
     outcome_added: Notify,
     connections: AtomicUsize,
     ended: AtomicUsize,
+    /// The status `/health` answers.
+    health: AtomicU16,
 }
 
 /// Raw outcomes in completion order, plus how many `next_raw_outcome` took.
@@ -155,6 +159,7 @@ impl TestApp {
             outcome_added: Notify::new(),
             connections: AtomicUsize::new(0),
             ended: AtomicUsize::new(0),
+            health: AtomicU16::new(200),
         });
         let ctx = Ctx {
             state: state.clone(),
@@ -194,6 +199,11 @@ impl TestApp {
             }
             notified.await;
         }
+    }
+
+    /// Sets the status `/health` answers from now on (200 at first).
+    pub fn set_health(&self, status: http::StatusCode) {
+        self.state.health.store(status.as_u16(), Ordering::SeqCst);
     }
 
     /// Number of TCP connections accepted so far.

@@ -64,6 +64,10 @@ const SWITCH_HOP_FIELDS: [(&str, &str); 4] = [
 pub(super) fn route(req: Request<Incoming>, ctx: &Ctx) -> Response<AppBody> {
     if is_upgrade(req.headers()) {
         route_upgrade(req, ctx)
+    } else if req.uri().path() == "/health" {
+        let status = ctx.state.health.load(std::sync::atomic::Ordering::SeqCst);
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        text(status, "health")
     } else {
         route_plain(req)
     }

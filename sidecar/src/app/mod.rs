@@ -1,4 +1,4 @@
-//! App stage: HTTP/1.1 toward the local app.
+//! App stage: HTTP/1.1 or h2c toward the local app.
 //!
 //! Input: a plain request from [`crate::forward`], or an upgrade from
 //! [`crate::tunnel`]; output: the app's response head, its body streaming.
@@ -7,6 +7,10 @@
 //! pooled, because a connection that saw an upgrade attempt cannot be
 //! trusted for another request (S2). Plain requests ([`App::send`]) share a
 //! keep-alive pool ([`pool`]), handed [`dial::open_http1`] to open new ones.
+//!
+//! An app that speaks h2c (`--app-protocol h2c`) gets HTTP/2 streams
+//! instead, on a small pool of prior-knowledge connections ([`h2c`],
+//! [`App::open_h2c`]), plain requests and extended CONNECTs alike.
 //!
 //! With `--app-proxy-protocol` each connection starts with a PROXY v2
 //! header naming one client ([`proxy_header`]), so a connection may carry
@@ -32,11 +36,16 @@ use tokio::time::timeout;
 use tracing::debug;
 
 mod dial;
+mod h2c;
+#[cfg(test)]
+mod h2c_tests;
 mod pool;
 mod proxy_header;
 
 pub use dial::{AppConfig, AppProtocol};
 use dial::{app_http, dial, open_http1};
+use h2c::H2cPool;
+pub use h2c::{OpenedStream, StreamPlace};
 use pool::{Pool, SendError};
 
 use crate::error::{AppStep, Error};
@@ -45,6 +54,8 @@ use crate::error::{AppStep, Error};
 pub struct App {
     config: AppConfig,
     pool: Arc<Pool<Counted<H2Body>>>,
+    /// Connections to an app that speaks h2c (`--app-protocol h2c`).
+    h2c: H2cPool,
 }
 
 impl App {
@@ -53,12 +64,27 @@ impl App {
         Self {
             config,
             pool: Arc::new(Pool::default()),
+            h2c: H2cPool::default(),
         }
     }
 
     /// The configuration.
     pub fn config(&self) -> &AppConfig {
         &self.config
+    }
+
+    /// Opens an HTTP/2 stream on the app (`--app-protocol h2c`) for
+    /// `request`, an absolute URI and HTTP/2 fields (with `:protocol` for
+    /// an extended CONNECT), `end_of_stream` when it has no body. Bounded
+    /// by the connect timeout when a connection must open.
+    pub async fn open_h2c(
+        &self,
+        request: Request<()>,
+        end_of_stream: bool,
+    ) -> Result<OpenedStream, Error> {
+        self.h2c
+            .open_stream(&self.config, request, end_of_stream)
+            .await
     }
 
     /// Sends a plain request (origin-form target, `Host` set) on a pooled
