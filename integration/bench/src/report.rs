@@ -32,7 +32,7 @@ impl Figure {
     /// Whether a higher or lower value is better.
     pub fn better(&self) -> Better {
         match self.unit {
-            "MB/s" | "round trips/s" | "conn/s" | "req/s" | "tunnels" => Better::Higher,
+            "MB/s" | "round trips/s" | "conn/s" | "req/s" | "calls/s" | "tunnels" => Better::Higher,
             _ => Better::Lower,
         }
     }

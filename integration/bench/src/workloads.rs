@@ -1,9 +1,10 @@
-//! Load generator of `h2hop-bench`: its five workloads, each run
-//! against one [`crate::systems::Target`] address (HTTP/1.1, and WebSocket on `/ws`),
-//! loopback only.
+//! Load generator of `h2hop-bench`: its six workloads, each run
+//! against one [`crate::systems::Target`] address (HTTP/1.1, and WebSocket on `/ws`;
+//! for gRPC, HTTP/2 with prior knowledge), loopback only.
 //!
 //! Input: where to connect and for how long. Output: plain figures
-//! ([`Throughput`], [`Latency`], [`IdleSet`], [`Handshakes`], [`Plain`])
+//! ([`Throughput`], [`Latency`], [`IdleSet`], [`Handshakes`], [`Plain`],
+//! [`GrpcLoad`])
 //! that the bench binary combines with [`h2hop_integration::procstat`] readings and hands
 //! to [`super::report`].
 //!
@@ -12,7 +13,10 @@
 //! - `tunnels`: traffic over tunnels already open ([`throughput`],
 //!   [`latency`]);
 //! - `connections`: the tunnel's life itself ([`IdleSet`], [`handshakes`]);
-//! - `plain`: keep-alive HTTP/1.1 requests ([`plain()`]).
+//! - `plain`: keep-alive HTTP/1.1 requests ([`plain()`]);
+//! - `grpc`: one gRPC unary call over h2c, checked to its trailers
+//!   ([`check_call`]);
+//! - `h2load`: gRPC unary load from h2load ([`grpc_load`]).
 //!
 //! Every loop stops at a deadline or after a fixed count, and every network
 //! step has [`IO_TIMEOUT`], so a stalled proxy fails the run instead of
@@ -23,6 +27,8 @@
 #[cfg(test)]
 mod against_test_app;
 mod connections;
+mod grpc;
+mod h2load;
 mod plain;
 mod tunnels;
 mod websocket;
@@ -32,6 +38,10 @@ use std::time::Duration;
 use anyhow::Context;
 
 pub use connections::{IdleSet, handshakes};
+pub use grpc::check_call;
+#[cfg(test)]
+pub use grpc::unary_call;
+pub use h2load::{GrpcLoad, grpc_load};
 pub use plain::plain;
 pub use tunnels::{latency, throughput};
 

@@ -1,5 +1,7 @@
 //! The h2hop pair as child processes: `h2hop-sidecar` in front of the app
-//! and `h2hop-front` in front of it, over h2c or mutual TLS.
+//! and `h2hop-front` in front of it, over h2c or mutual TLS. For gRPC the
+//! sidecar speaks h2c to the app (`--app-protocol h2c`) and clients speak
+//! h2c with prior knowledge to the front's plain listener.
 //!
 //! Input: the app address, the release binaries, the worker count and a
 //! scratch directory (which receives the development PKI for mTLS).
@@ -13,7 +15,7 @@ use h2hop_certs::DevPki;
 use h2hop_integration::process::free_port;
 use h2hop_integration::scratch::Scratch;
 
-use super::{Binaries, Evidence, Plan};
+use super::{Binaries, Evidence, Plan, Traffic};
 
 /// What the sidecar logs for each RFC 8441 stream: its access line with
 /// `kind="tunnel"` and the `:protocol` (`h2hop_sidecar::dispatch` makes a
@@ -31,10 +33,13 @@ pub(super) enum Security {
 
 /// Picks ports, writes certificates if needed, and builds both commands:
 /// `h2hop-sidecar --listen S --app APP (--h2c | --cert --key --client-ca)
-/// --workers W --log-level info --log-format text` and `h2hop-front --listen F
-/// --sidecar S (--h2c | --ca --cert --key) --workers W` (same logging).
+/// [--app-protocol h2c] --workers W --log-level info --log-format text`
+/// and `h2hop-front --listen F --sidecar S (--h2c | --ca --cert --key)
+/// --workers W` (same logging). The sidecar's log is the WebSocket
+/// evidence for [`Traffic::Http1`]; gRPC has none.
 pub(super) fn plan(
     app: SocketAddr,
+    traffic: Traffic,
     bins: &Binaries,
     workers: usize,
     security: Security,
@@ -65,6 +70,9 @@ pub(super) fn plan(
         }
         Security::Mtls => mtls_args(&mut sidecar, &mut front, scratch)?,
     }
+    if traffic == Traffic::Grpc {
+        sidecar.args(["--app-protocol", "h2c"]);
+    }
     for command in [&mut sidecar, &mut front] {
         command.arg("--workers").arg(&workers).args(logging);
     }
@@ -74,7 +82,7 @@ pub(super) fn plan(
         sidecar_addr,
         front,
         front_addr,
-        evidence: Some(Evidence {
+        evidence: (traffic == Traffic::Http1).then(|| Evidence {
             log: scratch.path("sidecar.log"),
             marks: TUNNEL_MARKS,
         }),

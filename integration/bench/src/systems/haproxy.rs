@@ -8,7 +8,13 @@
 //! extended CONNECT when the server advertised
 //! `SETTINGS_ENABLE_CONNECT_PROTOCOL`.
 //!
-//! Input: the app address, the worker count and a scratch directory.
+//! For gRPC every hop is HTTP/2 with prior knowledge: the front's `bind`
+//! and the sidecar's `server` toward the app get `proto h2` too, and the
+//! sidecar shares its app connections as the front does (`http-reuse
+//! always`).
+//!
+//! Input: the app address, the traffic, the worker count and a scratch
+//! directory.
 //! Output: a [`Plan`] for [`super::start`].
 
 use std::net::SocketAddr;
@@ -19,7 +25,7 @@ use anyhow::Context as _;
 use h2hop_integration::process::{find_program, free_port};
 use h2hop_integration::scratch::Scratch;
 
-use super::{Evidence, Plan};
+use super::{Evidence, Plan, Traffic};
 
 /// A sidecar log line that shows a WebSocket arriving over HTTP/2. HAProxy
 /// logs the extended CONNECT as the internal `GET` upgrade it became, so
@@ -63,7 +69,7 @@ defaults
 /// opens one connection per client connection.
 const FRONT: &str = r#"
 frontend fe
-    bind {listen}
+    bind {listen}{client_proto}
     capture request header upgrade len 32
     capture request header sec-websocket-version len 8
     default_backend sc
@@ -73,7 +79,8 @@ backend sc
     server s1 {sidecar} proto h2
 "#;
 
-/// The sidecar: HTTP/2 with prior knowledge in, HTTP/1.1 to the app.
+/// The sidecar: HTTP/2 with prior knowledge in, HTTP/1.1 to the app (for
+/// gRPC, `{app_options}` makes it HTTP/2 with prior knowledge).
 const SIDECAR: &str = r#"
 frontend fe
     bind {listen} proto h2
@@ -81,24 +88,42 @@ frontend fe
     capture request header sec-websocket-version len 8
     default_backend app
 
-backend app
-    server a {app}
+backend app{app_options}
 "#;
+
+/// The sidecar's app server for [`Traffic::Http1`].
+const APP_HTTP1: &str = "
+    server a {app}";
+/// The sidecar's app server for [`Traffic::Grpc`]: HTTP/2, shared.
+const APP_H2: &str = "
+    http-reuse always
+    server a {app} proto h2";
 
 /// Picks ports, writes `front.cfg` and `sidecar.cfg`, and builds
 /// `haproxy -db -f CFG` for each (`-db`: foreground, no daemon).
-pub(super) fn plan(app: SocketAddr, workers: usize, scratch: &Scratch) -> anyhow::Result<Plan> {
+pub(super) fn plan(
+    app: SocketAddr,
+    traffic: Traffic,
+    workers: usize,
+    scratch: &Scratch,
+) -> anyhow::Result<Plan> {
     let program = find_program("haproxy").context("haproxy is not installed")?;
     let sidecar_addr = free_port()?;
     let front_addr = free_port()?;
+    let (client_proto, app_options) = match traffic {
+        Traffic::Http1 => ("", APP_HTTP1),
+        Traffic::Grpc => (" proto h2", APP_H2),
+    };
     let common = COMMON.replace("{workers}", &workers.to_string());
 
     let sidecar_cfg = common.clone()
         + &SIDECAR
+            .replace("{app_options}", app_options)
             .replace("{listen}", &sidecar_addr.to_string())
             .replace("{app}", &app.to_string());
     let front_cfg = common
         + &FRONT
+            .replace("{client_proto}", client_proto)
             .replace("{listen}", &front_addr.to_string())
             .replace("{sidecar}", &sidecar_addr.to_string());
 
@@ -109,7 +134,7 @@ pub(super) fn plan(app: SocketAddr, workers: usize, scratch: &Scratch) -> anyhow
         sidecar_addr,
         front,
         front_addr,
-        evidence: Some(Evidence {
+        evidence: (traffic == Traffic::Http1).then(|| Evidence {
             log: scratch.path("sidecar.out.log"),
             marks: CONNECT_MARKS,
         }),

@@ -2,8 +2,9 @@
 //! an app that is already running: direct (no proxy), the h2hop pair over
 //! h2c and over mTLS, an nghttpx pair and an HAProxy pair.
 //!
-//! Input: a [`Kind`], the app's address, the [`Binaries`] and the worker
-//! count. Output: a [`Running`] whose [`Target`] says where the load
+//! Input: a [`Kind`], the [`Traffic`] it carries (so which app is behind
+//! it and what its clients speak), the app's address, the [`Binaries`]
+//! and the worker count. Output: a [`Running`] whose [`Target`] says where the load
 //! generator connects and which pids are the proxies; dropping it kills
 //! exactly the processes it started. Called by the `h2hop-bench` binary.
 //!
@@ -12,6 +13,8 @@
 //! sees it down. [`Process`] owns the mechanics; [`h2hop_pair`],
 //! [`nghttpx`] and [`haproxy`] only build command lines and configs.
 
+#[cfg(test)]
+mod grpc_tests;
 mod h2hop_pair;
 mod haproxy;
 mod nghttpx;
@@ -87,6 +90,17 @@ impl Binaries {
         }
         Ok(bins)
     }
+}
+
+/// What a system carries, which decides how each hop is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// HTTP/1.1 and WebSocket clients in, an HTTP/1.1 app behind (the echo
+    /// app): the middle hop carries WebSockets as RFC 8441 extended CONNECT.
+    Http1,
+    /// gRPC: HTTP/2 clients with prior knowledge in, an h2c app behind
+    /// (the gRPC app), HTTP/2 at every hop so that trailers pass.
+    Grpc,
 }
 
 /// Which system to start.
@@ -201,10 +215,10 @@ impl Running {
     /// stream, logged when the tunnel closes; nghttpx: `"CONNECT ... HTTP/2"`
     /// with a WebSocket version; HAProxy: `HTTP/2.0 ... upgrade=websocket`,
     /// see `haproxy::CONNECT_MARKS`). An error for direct, or if no line
-    /// matches yet, and for the TCP relay.
+    /// matches yet, and for the TCP relay and gRPC traffic.
     pub fn middle_hop_evidence(&self) -> anyhow::Result<Vec<String>> {
         let Some(evidence) = &self.evidence else {
-            bail!("{} has no HTTP/2 middle hop", self.target.name);
+            bail!("{} keeps no middle-hop evidence", self.target.name);
         };
         let file = File::open(&evidence.log)
             .with_context(|| format!("opening {}", evidence.log.display()))?;
@@ -252,12 +266,14 @@ impl Drop for Running {
     }
 }
 
-/// Starts `kind` in front of the app at `app` (an HTTP/1.1 server with a
-/// WebSocket echo at `/ws`, already running), each proxy process with
+/// Starts `kind` in front of the app at `app`, already running (for
+/// [`Traffic::Http1`] an HTTP/1.1 server with a WebSocket echo at `/ws`,
+/// for [`Traffic::Grpc`] the h2c gRPC app), each proxy process with
 /// `workers` worker threads, and returns once the client port accepts TCP
 /// (at most 10 s, else an error with the tails of the processes' logs).
 pub async fn start(
     kind: Kind,
+    traffic: Traffic,
     app: SocketAddr,
     bins: &Binaries,
     workers: usize,
@@ -275,15 +291,29 @@ pub async fn start(
         });
     }
     let scratch = Scratch::create(kind.name())?;
-    let plan = match kind {
-        Kind::H2hopH2c => h2hop_pair::plan(app, bins, workers, Security::H2c, &scratch)?,
-        Kind::H2hopMtls => h2hop_pair::plan(app, bins, workers, Security::Mtls, &scratch)?,
-        Kind::Nghttpx => nghttpx::plan(app, workers, &scratch)?,
-        Kind::Haproxy => haproxy::plan(app, workers, &scratch)?,
-        Kind::TcpRelay => haproxy::plan_tcp_relay(app, workers, &scratch)?,
-        Kind::Direct => bail!("direct has no processes"),
-    };
+    let plan = plan(kind, traffic, app, bins, workers, &scratch)?;
     launch(kind, scratch, plan).await
+}
+
+/// The [`Plan`] of a pair: its configs written to `scratch`, its commands
+/// built, nothing started.
+fn plan(
+    kind: Kind,
+    traffic: Traffic,
+    app: SocketAddr,
+    bins: &Binaries,
+    workers: usize,
+    scratch: &Scratch,
+) -> anyhow::Result<Plan> {
+    Ok(match kind {
+        Kind::H2hopH2c => h2hop_pair::plan(app, traffic, bins, workers, Security::H2c, scratch)?,
+        Kind::H2hopMtls => h2hop_pair::plan(app, traffic, bins, workers, Security::Mtls, scratch)?,
+        Kind::Nghttpx => nghttpx::plan(app, traffic, workers, scratch)?,
+        Kind::Haproxy => haproxy::plan(app, traffic, workers, scratch)?,
+        // TCP carries any protocol alike.
+        Kind::TcpRelay => haproxy::plan_tcp_relay(app, workers, scratch)?,
+        Kind::Direct => bail!("direct has no processes"),
+    })
 }
 
 /// Starts the sidecar, waits for it, starts the front, waits for it. The

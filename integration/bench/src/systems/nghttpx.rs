@@ -7,7 +7,12 @@
 //! backend turns an HTTP/1.1 WebSocket upgrade into an extended CONNECT
 //! when the backend advertises that setting.
 //!
-//! Input: the app address, the worker count and a scratch directory.
+//! For gRPC the sidecar's backend is HTTP/2 too (`proto=h2`): both
+//! processes then run [`front_command`], whose `no-tls` frontend takes
+//! HTTP/2 with prior knowledge from the client as well.
+//!
+//! Input: the app address, the traffic, the worker count and a scratch
+//! directory.
 //! Output: a [`Plan`] for [`super::start`]. The command lines are
 //! [`h2hop_integration::interop`]'s, which runs each half alone opposite
 //! an in-process h2hop.
@@ -19,24 +24,28 @@ use h2hop_integration::interop::{EXTENDED_CONNECT_MARKS, front_command, sidecar_
 use h2hop_integration::process::{find_program, free_port};
 use h2hop_integration::scratch::Scratch;
 
-use super::{Evidence, Plan};
+use super::{Evidence, Plan, Traffic};
 
 /// Streams one middle-hop connection may carry, as h2hop-sidecar's
 /// `--max-streams` default, instead of nghttpx's 100.
 const MAX_STREAMS: &str = "--frontend-http2-max-concurrent-streams=1000";
 
 /// Picks ports and builds both nghttpx command lines.
-pub(super) fn plan(app: SocketAddr, workers: usize, scratch: &Scratch) -> anyhow::Result<Plan> {
+pub(super) fn plan(
+    app: SocketAddr,
+    traffic: Traffic,
+    workers: usize,
+    scratch: &Scratch,
+) -> anyhow::Result<Plan> {
     let program = find_program("nghttpx").context("nghttpx is not installed (nghttp2-proxy)")?;
     let sidecar_addr = free_port()?;
     let front_addr = free_port()?;
-    let mut sidecar = sidecar_command(
-        &program,
-        workers,
-        sidecar_addr,
-        app,
-        &scratch.path("sidecar-access.log"),
-    );
+    let sidecar_log = scratch.path("sidecar-access.log");
+    let mut sidecar = match traffic {
+        Traffic::Http1 => sidecar_command(&program, workers, sidecar_addr, app, &sidecar_log),
+        // HTTP/2 with prior knowledge in and out.
+        Traffic::Grpc => front_command(&program, workers, sidecar_addr, app, &sidecar_log),
+    };
     sidecar.arg(MAX_STREAMS);
     let front = front_command(
         &program,
@@ -50,8 +59,8 @@ pub(super) fn plan(app: SocketAddr, workers: usize, scratch: &Scratch) -> anyhow
         sidecar_addr,
         front,
         front_addr,
-        evidence: Some(Evidence {
-            log: scratch.path("sidecar-access.log"),
+        evidence: (traffic == Traffic::Http1).then_some(Evidence {
+            log: sidecar_log,
             marks: EXTENDED_CONNECT_MARKS,
         }),
     })

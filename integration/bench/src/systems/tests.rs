@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{Binaries, Kind, Running, start};
+use super::{Binaries, Kind, Running, Traffic, start};
 use h2hop_integration::app::TestApp;
 use h2hop_integration::binaries;
 use h2hop_integration::client::{close_handshake, echo_roundtrip, ws_connect};
@@ -27,7 +27,7 @@ const EVIDENCE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether the peer program for `kind` is installed; if it is not, skips
 /// loudly, or fails when `H2HOP_REQUIRE_EXTERNAL=1`.
-fn peer_installed(program: &str) -> bool {
+pub(super) fn peer_installed(program: &str) -> bool {
     if find_program(program).is_some() {
         return true;
     }
@@ -43,7 +43,7 @@ fn peer_installed(program: &str) -> bool {
 /// Binaries for `kind` (built if need be: call it before a time limit
 /// starts), or `None` if the test must be skipped. Kinds that run no h2hop
 /// binary get placeholder paths they never use.
-fn binaries_for(kind: Kind) -> Option<Binaries> {
+pub(super) fn binaries_for(kind: Kind) -> Option<Binaries> {
     let unused = || Binaries {
         front: PathBuf::new(),
         sidecar: PathBuf::new(),
@@ -79,7 +79,9 @@ async fn echo_through(kind: Kind, bins: &Binaries, workers: usize) {
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = TestApp::spawn(listener, shutdown.clone()).unwrap();
-    let running = start(kind, app.addr, bins, workers).await.unwrap();
+    let running = start(kind, Traffic::Http1, app.addr, bins, workers)
+        .await
+        .unwrap();
     assert_eq!(running.target.name, kind.name());
 
     let (mut ws, response) = ws_connect(running.target.addr, "/ws", &[]).await.unwrap();
@@ -174,10 +176,13 @@ async fn dropping_a_pair_kills_its_processes() {
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = TestApp::spawn(listener, shutdown.clone()).unwrap();
-    let running = tokio::time::timeout(TEST_TIMEOUT, start(Kind::H2hopH2c, app.addr, &bins, 1))
-        .await
-        .unwrap()
-        .unwrap();
+    let running = tokio::time::timeout(
+        TEST_TIMEOUT,
+        start(Kind::H2hopH2c, Traffic::Http1, app.addr, &bins, 1),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let pids = running.target.proxy_pids.clone();
     let scratch = running.scratch_dir().unwrap().to_path_buf();
     assert!(pids.iter().all(|pid| alive(*pid)));
