@@ -7,7 +7,9 @@ use std::path::Path;
 use http::header::HeaderName;
 
 use super::*;
+use crate::header_rules::HeaderRuleError;
 use crate::header_rules::{NameProblem, ValueProblem};
+use crate::weighted::WeightError;
 
 /// Two h2c clusters, `a` and `b`, then `routes`.
 fn with_routes(routes: &str) -> String {

@@ -6,6 +6,7 @@ use h2hop_certs::DevPki;
 use tempfile::TempDir;
 
 use super::*;
+use crate::routes::RouteError;
 
 /// A directory with `certs/{ca,front,front-key}.pem` for "sidecar.internal".
 fn pki_dir() -> TempDir {

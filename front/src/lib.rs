@@ -30,6 +30,7 @@ pub(crate) mod client_http;
 pub(crate) mod client_limits;
 pub mod cluster_policy;
 pub mod config;
+pub mod config_error;
 pub mod config_file;
 pub(crate) mod context;
 pub mod defaults;
