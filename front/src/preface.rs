@@ -105,6 +105,15 @@ pub struct Replay<T> {
     io: T,
 }
 
+impl<T> Replay<T> {
+    /// The bytes read ahead and not given back yet, and the connection:
+    /// a tunnel relays the bare socket, which it can reset.
+    pub fn into_parts(self) -> (bytes::Bytes, T) {
+        let unread = bytes::Bytes::copy_from_slice(&self.read[self.start..self.end]);
+        (unread, self.io)
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for Replay<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,

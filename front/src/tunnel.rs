@@ -33,6 +33,7 @@ use h2hop::metrics::{OpenTunnel, TunnelResult};
 use crate::Error;
 use crate::classify::TunnelRequest;
 use crate::context::{self, Context, ResponseBody, answer_version, client_scheme};
+use crate::preface::Replay;
 use crate::retry;
 use crate::upstream::{Cluster, Outcome, StreamSlot, copy_head};
 
@@ -248,11 +249,24 @@ fn relay_when_upgraded(
                 let io = parts.io.into_inner();
                 relay::tunnel(io, parts.read_buf, Bytes::new(), send, recv, timeouts).await
             }
-            // TLS, or the client's own HTTP/2 stream.
-            Err(upgraded) => {
-                let io = TokioIo::new(upgraded);
-                relay::tunnel_io(io, Bytes::new(), Bytes::new(), send, recv, timeouts).await
-            }
+            Err(upgraded) => match upgraded.downcast::<TokioIo<Replay<TcpStream>>>() {
+                // A plain TCP client whose first bytes the listener read to
+                // tell HTTP/1.1 from h2c: the same, after those bytes.
+                Ok(parts) => {
+                    let (unread, io) = parts.io.into_inner().into_parts();
+                    let early = if unread.is_empty() {
+                        parts.read_buf
+                    } else {
+                        Bytes::from([unread, parts.read_buf].concat())
+                    };
+                    relay::tunnel(io, early, Bytes::new(), send, recv, timeouts).await
+                }
+                // TLS, or the client's own HTTP/2 stream.
+                Err(upgraded) => {
+                    let io = TokioIo::new(upgraded);
+                    relay::tunnel_io(io, Bytes::new(), Bytes::new(), send, recv, timeouts).await
+                }
+            },
         };
         debug!(duration = ?started.elapsed(), "tunnel closed");
         if let Some(mut entry) = entry {
