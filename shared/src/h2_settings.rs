@@ -34,3 +34,23 @@ pub const REMEMBERED_RESETS: usize = 10_000;
 /// RFC 9113 §6.5.2): a relay read of up to 64 KiB goes out as one
 /// DATA frame instead of four of the default 16 KiB.
 pub const MAX_FRAME_SIZE: u32 = 64 * 1024;
+
+/// The HTTP/2 client settings of a connection many clients' streams share
+/// (the front's to a sidecar, the sidecar's to an h2c app): no push, the
+/// windows and frame size above, and resets of our own without a lifetime
+/// limit. Each client's reset resets a stream here, and h2's default
+/// limit, counted over the connection's whole life, would one day end the
+/// shared connection for every client (GOAWAY ENHANCE_YOUR_CALM); the peer
+/// is trusted, and frames for reset streams are dropped quietly while
+/// [`REMEMBERED_RESETS`] of them are remembered.
+pub fn shared_client() -> h2::client::Builder {
+    let mut builder = h2::client::Builder::new();
+    builder
+        .enable_push(false)
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_concurrent_reset_streams(REMEMBERED_RESETS)
+        .max_local_error_reset_streams(None);
+    builder
+}

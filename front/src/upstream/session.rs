@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use h2hop::h2_settings::{CONNECTION_WINDOW, MAX_FRAME_SIZE, REMEMBERED_RESETS, STREAM_WINDOW};
 use h2hop::metrics::Metrics;
 use h2hop::tls;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -102,19 +101,7 @@ where
         addr: addr.clone(),
         source,
     };
-    let (send, mut connection) = h2::client::Builder::new()
-        .enable_push(false)
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(MAX_FRAME_SIZE)
-        // Clients reset their streams at will, and each such reset
-        // resets a stream here. Frames the sidecar had in flight for
-        // them are dropped quietly while remembered; h2's limit on
-        // resets of its own counts over the connection's whole life,
-        // and would one day end this shared connection for every
-        // client (GOAWAY ENHANCE_YOUR_CALM): the sidecar is trusted.
-        .max_concurrent_reset_streams(REMEMBERED_RESETS)
-        .max_local_error_reset_streams(None)
+    let (send, mut connection) = h2hop::h2_settings::shared_client()
         .handshake::<_, Bytes>(io)
         .await
         .map_err(h2_error)?;

@@ -24,7 +24,6 @@ use bytes::Bytes;
 use h2::SendStream;
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{Reason, RecvStream};
-use h2hop::h2_settings::{CONNECTION_WINDOW, MAX_FRAME_SIZE, REMEMBERED_RESETS, STREAM_WINDOW};
 use http::header::HOST;
 use http::{HeaderMap, Request, Version};
 use tokio::sync::{Mutex, oneshot};
@@ -256,17 +255,7 @@ async fn handshake(config: &AppConfig) -> Result<Connection, Error> {
         addr: config.addr.clone(),
         after: bound,
     };
-    let handshake = h2::client::Builder::new()
-        .enable_push(false)
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(MAX_FRAME_SIZE)
-        // Fronts reset streams for their clients, and each such reset
-        // resets one here: h2's lifetime limit on our own resets would
-        // one day end this shared connection (GOAWAY ENHANCE_YOUR_CALM).
-        .max_concurrent_reset_streams(REMEMBERED_RESETS)
-        .max_local_error_reset_streams(None)
-        .handshake::<_, Bytes>(stream);
+    let handshake = h2hop::h2_settings::shared_client().handshake::<_, Bytes>(stream);
     let (send, mut connection) = timeout(bound, handshake)
         .await
         .map_err(|_| timed_out())?
