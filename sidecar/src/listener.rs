@@ -143,20 +143,21 @@ where
                 context.metrics.streams(1);
                 let counted = stream_counted(context.metrics.clone());
                 // Boxed, with all it needs: the dispatch state is kilobytes
-                // (the request among it), moved a few times while the task
-                // is spawned, and freed before a tunnel's relay starts. The
-                // relay is all a tunnel's task keeps for its life.
+                // (the request among it), and freed before a tunnel's relay
+                // starts. The relay is boxed too, so that the task itself
+                // is a few pointers: tokio moves a task's future several
+                // times while spawning it, and an inline relay made every
+                // plain request pay for copying a tunnel's state
+                // (callgrind, sidecar plain GET: 60.6k → 58.9k instructions).
                 let (stream_context, dials) = (context.clone(), dials.clone());
                 let dispatch = Box::pin(async move {
                     dispatch::dispatch(&stream_context, &dials, peer, request, respond).await
                 });
                 context.drain.spawn(async move {
                     let _counted = counted;
-                    let relay = match dispatch.await {
-                        Some((tunnel, entry)) => tunnel.relay(entry),
-                        None => return,
-                    };
-                    relay.await;
+                    if let Some((tunnel, entry)) = dispatch.await {
+                        Box::pin(tunnel.relay(entry)).await;
+                    }
                 });
             }
             Err(err) => {
