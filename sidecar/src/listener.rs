@@ -8,6 +8,7 @@
 //! [`crate::dispatch`].
 
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -123,7 +124,11 @@ where
     let metrics = context.metrics.clone();
     metrics.connections(1);
     let _counted = scopeguard(move || metrics.connections(-1));
-    let begun = context.drain.begun().clone();
+    // One wait for the drain, for the connection's life: made anew for
+    // each stream, it registered with the token (a mutex every task
+    // shares) and left it again per request (callgrind, sidecar plain
+    // GET: 54.0k → 53.8k instructions per request).
+    let mut begun = pin!(context.drain.begun().clone().cancelled_owned());
     let mut going_away = false;
     let dials = Limit::new("pending app dials", context.max_pending_dials);
     loop {
@@ -131,7 +136,7 @@ where
             accepted = connection.accept() => accepted,
             // GOAWAY: the front opens no new stream here, the open ones
             // finish; accept() keeps driving them and ends when they have.
-            () = begun.cancelled(), if !going_away => {
+            () = &mut begun, if !going_away => {
                 going_away = true;
                 connection.graceful_shutdown();
                 continue;
