@@ -6,7 +6,6 @@
 //! resets). Each request goes to [`crate::dispatch::handle`]. Called by
 //! [`crate::listener`].
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -74,9 +73,7 @@ pub(crate) async fn serve_h1<T>(
         // Boxed: hyper moves the future it is given several times, and
         // this one is kilobytes (callgrind: a fifth of a plain GET's work
         // was those copies).
-        Box::pin(
-            async move { Ok::<_, Infallible>(handle(&context, peer, request, exchange).await) },
-        )
+        Box::pin(handle(context, peer, request, exchange))
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -131,9 +128,9 @@ pub(crate) async fn serve_h2<T>(
         request.extensions_mut().insert(scheme.clone());
         // Boxed, as for HTTP/1.1.
         Box::pin(async move {
-            let response = handle(&context, peer, request, exchange).await;
+            let response = handle(context, peer, request, exchange).await;
             unanswered.answered();
-            Ok::<_, Infallible>(response)
+            response
         })
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());

@@ -72,14 +72,19 @@ impl Context {
         bound: Duration,
         cluster: &Cluster,
     ) -> Result<Response<RecvStream>, Error> {
-        let addr = cluster.name().to_owned();
+        // The name is copied only for an error: not every request pays
+        // its allocation.
+        let addr = || cluster.name().to_owned();
         match tokio::time::timeout(bound, response).await {
             Err(_) => Err(Error::UpstreamTimeout {
                 step: UpstreamStep::Response,
-                addr,
+                addr: addr(),
                 after: bound,
             }),
-            Ok(Err(source)) => Err(Error::UpstreamH2 { addr, source }),
+            Ok(Err(source)) => Err(Error::UpstreamH2 {
+                addr: addr(),
+                source,
+            }),
             Ok(Ok(response)) => Ok(response),
         }
     }
