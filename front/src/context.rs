@@ -90,8 +90,9 @@ impl Context {
     }
 }
 
-/// The scheme the client used: HTTP/2 carries it, HTTP/1.1 connections
-/// note theirs in the request's extensions.
+/// The scheme the client used: HTTP/2 carries it; of an HTTP/1.1 request,
+/// a TLS connection notes `https` in the request's extensions, and one
+/// without the note came in the clear.
 pub fn client_scheme(parts: &http::request::Parts) -> Scheme {
     parts
         .uri
