@@ -158,8 +158,9 @@ async fn answer(
         .request
         .apply(&mut parts.headers, &substitutions);
     let request = Request::from_parts(parts, body);
-    let protocol = tunnel.as_ref().map(|tunnel| tunnel.protocol.clone());
-    let result = match tunnel {
+    // Borrowed by the tunnel, not copied: its protocol names it below.
+    let protocol = tunnel.as_ref().map(|tunnel| tunnel.protocol.as_str());
+    let result = match &tunnel {
         // Boxed: a tunnel's future is kilobytes that every plain request's
         // would otherwise be sized for, and copied whole at each move.
         Some(tunnel) => Box::pin(tunnel::open(context, cluster, request, tunnel, entry)).await,
@@ -182,7 +183,7 @@ async fn answer(
             let id = settled.request_id.to_str().unwrap_or_default();
             warn!(status = err.status().as_u16(), request_id = %id, error = %h2hop::telemetry::chain(&err), "request failed");
             context.metrics.error(err.culprit());
-            if let Some(protocol) = &protocol {
+            if let Some(protocol) = protocol {
                 context
                     .metrics
                     .tunnel_not_opened(protocol, TunnelResult::Failed);

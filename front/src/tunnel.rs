@@ -48,7 +48,7 @@ pub async fn open(
     context: &Context,
     cluster: &Cluster,
     mut client: Request<Incoming>,
-    upgrade: TunnelRequest,
+    upgrade: &TunnelRequest,
     entry: &mut Option<Entry>,
 ) -> Result<Response<ResponseBody>, Error> {
     // Taken before the request is consumed: hyper resolves it only after
@@ -66,9 +66,9 @@ pub async fn open(
         entry.protocol(protocol);
         entry.add_bytes(upgrade.body_length, 0);
     }
-    let (head, recv, send, slot) = connect(context, cluster, &parts, body, &upgrade).await?;
+    let (head, recv, send, slot) = connect(context, cluster, &parts, body, upgrade).await?;
     if head.status != StatusCode::OK {
-        let refusal = relay_refusal(context, &parts, &upgrade, &head, send);
+        let refusal = relay_refusal(context, &parts, upgrade, &head, send);
         return Ok(refusal.map(|()| context::streamed(H2Body::with_guard(recv, slot))));
     }
     // HTTP/2 clients get the sidecar's 200 as it is (RFC 8441 §5 (N13)).
