@@ -121,14 +121,16 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
                 address,
                 proxy: proxy.clone(),
             };
-            connection(
+            // Boxed: the spawn would otherwise copy the connection's
+            // kilobytes of state several times on its way into the task.
+            Box::pin(connection(
                 stream,
                 peer,
                 client_tls.clone(),
                 context.clone(),
                 settings,
                 places,
-            )
+            ))
         })
     };
     let plain_loop = accept(plain, None);
