@@ -21,25 +21,25 @@ use crate::workloads::{self, GrpcLoad};
 
 /// Calls per second answered with 2xx, under h2load's load.
 pub const GRPC_RATE: Figure = Figure {
-    order: 26,
+    order: 32,
     label: "gRPC unary calls, 8 h2c connections × 4 streams",
     unit: "calls/s",
 };
 /// Calls that failed under load (h2load's count).
 pub const GRPC_FAIL: Figure = Figure {
-    order: 27,
+    order: 33,
     label: "gRPC call failures",
     unit: "count",
 };
 /// The proxies' CPU time per answered call.
 pub const GRPC_CPU: Figure = Figure {
-    order: 28,
+    order: 34,
     label: "proxy CPU per gRPC call",
     unit: "CPU-µs",
 };
 /// The kernel's part of [`GRPC_CPU`].
 pub const GRPC_KERNEL: Figure = Figure {
-    order: 29,
+    order: 35,
     label: "of which in the kernel, per gRPC call",
     unit: "CPU-µs",
 };

@@ -72,12 +72,15 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
     /// Workloads to run, comma-separated: throughput, latency, memory,
-    /// handshakes, plain, grpc (h2load's gRPC unary calls over h2c).
+    /// handshakes (the client reads after the Close reply until the proxy
+    /// closes TCP), handshakes-close (the client drops the socket once the
+    /// proxy's Close frame arrived), plain, grpc (h2load's gRPC unary calls
+    /// over h2c).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,latency,memory,handshakes,plain,grpc",
-        value_parser = ["throughput", "latency", "memory", "handshakes", "plain", "grpc"]
+        default_value = "throughput,latency,memory,handshakes,handshakes-close,plain,grpc",
+        value_parser = ["throughput", "latency", "memory", "handshakes", "handshakes-close", "plain", "grpc"]
     )]
     workloads: Vec<String>,
     /// A few seconds per workload, h2hop over h2c and direct only: proves the
@@ -117,8 +120,9 @@ enum AppCommand {
         /// Where the system accepts clients.
         #[arg(long)]
         addr: SocketAddr,
-        /// handshakes (32 in flight), plain (8 connections), latency (1
-        /// tunnel) or grpc (h2load; the system must carry gRPC).
+        /// handshakes or handshakes-close (32 in flight), plain (8
+        /// connections), latency (1 tunnel) or grpc (h2load; the system
+        /// must carry gRPC).
         #[arg(long)]
         workload: String,
         /// How long to run it, in seconds.
@@ -171,10 +175,15 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
 /// Runs one workload against `addr` and prints its figures.
 async fn drive(addr: SocketAddr, workload: &str, duration: Duration) -> anyhow::Result<()> {
     let line = match workload {
-        "handshakes" => {
-            let done = workloads::handshakes(addr, 32, duration).await?;
+        "handshakes" | "handshakes-close" => {
+            let closing = if workload == "handshakes" {
+                workloads::Closing::UntilEof
+            } else {
+                workloads::Closing::OnCloseFrame
+            };
+            let done = workloads::handshakes(addr, 32, duration, closing).await?;
             format!(
-                "handshakes: {} completed, {} failed, {:.0}/s",
+                "{workload}: {} completed, {} failed, {:.0}/s",
                 done.completed,
                 done.failures,
                 done.per_s()
@@ -207,7 +216,9 @@ async fn drive(addr: SocketAddr, workload: &str, duration: Duration) -> anyhow::
                 done.per_s()
             )
         }
-        other => bail!("unknown workload {other:?}: handshakes, plain, latency or grpc"),
+        other => bail!(
+            "unknown workload {other:?}: handshakes, handshakes-close, plain, latency or grpc"
+        ),
     };
     say(&line)
 }
