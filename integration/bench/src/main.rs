@@ -1,5 +1,6 @@
 //! `h2hop-bench`: one run, same machine, same workloads through direct,
-//! h2hop (h2c and mTLS), an nghttpx pair and an HAProxy pair; a Markdown
+//! and the h2hop, nghttpx and HAProxy pairs (each over h2c and over
+//! mTLS); a Markdown
 //! table and an SVG chart of the ratios to direct go to `--out`, so that
 //! ratios can be compared.
 //!
@@ -57,12 +58,14 @@ struct Args {
     #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
     seconds: f64,
     /// Systems to measure, comma-separated: direct, h2hop-h2c, h2hop-mtls,
-    /// nghttpx, haproxy, tcp-relay (two HAProxy processes in TCP mode: not
-    /// a peer but the floor of any two-process chain).
+    /// nghttpx, nghttpx-mtls, haproxy, haproxy-mtls (the -mtls pairs carry
+    /// the middle hop as HTTP/2 over TLS with a verified client
+    /// certificate), tcp-relay (two HAProxy processes in TCP mode: not a
+    /// peer but the floor of any two-process chain).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,h2hop-h2c,h2hop-mtls,nghttpx,haproxy,tcp-relay"
+        default_value = "direct,h2hop-h2c,h2hop-mtls,nghttpx,nghttpx-mtls,haproxy,haproxy-mtls,tcp-relay"
     )]
     systems: Vec<String>,
     /// Worker threads of every proxy process (and of the app).
