@@ -14,12 +14,15 @@
 //! - [`meter`] and [`h2hop_integration::procstat`]: CPU time and memory
 //!   of the proxy processes, from `/proc`;
 //! - [`report`]: medians over rounds, ratios to direct, a Markdown table and
-//!   an SVG chart.
+//!   an SVG chart;
+//! - [`crypto_floor`]: what AES-GCM alone costs per GB echoed over the mTLS
+//!   hop on this machine.
 //!
 //! `h2hop-bench app --listen ADDR` runs the echo app as its own process (the
 //! benchmark starts it so; it is also the "direct" system);
 //! `h2hop-bench grpc-app --listen ADDR` runs the gRPC app so.
 
+mod crypto_floor;
 mod grpc_app;
 mod grpc_frame;
 mod grpc_row;
@@ -286,6 +289,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         workers: args.workers,
         smoke: args.smoke,
     };
+    let floors = if args.workloads.iter().any(|w| w == "throughput") {
+        crypto_floors(args.smoke).await?
+    } else {
+        Vec::new()
+    };
     let mut results = Results::default();
     let mut evidence = Vec::new();
     let mut notes = Vec::new();
@@ -321,7 +329,25 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     drop(app);
     drop(grpc);
-    write_report(&args, &results, &evidence, &notes)
+    write_report(&args, &results, &floors, &evidence, &notes)
+}
+
+/// The crypto floors of both AES-GCM suites (h2hop's first, the one the
+/// mTLS target uses), measured on a blocking thread: 0.5 s of CPU per
+/// step, 50 ms in smoke mode.
+async fn crypto_floors(smoke: bool) -> anyhow::Result<Vec<crypto_floor::CryptoFloor>> {
+    let min_cpu = Duration::from_millis(if smoke { 50 } else { 500 });
+    tokio::task::spawn_blocking(move || {
+        [
+            crypto_floor::Suite::Aes128Gcm,
+            crypto_floor::Suite::Aes256Gcm,
+        ]
+        .into_iter()
+        .map(|suite| crypto_floor::measure(suite, min_cpu))
+        .collect()
+    })
+    .await
+    .context("crypto floor thread panicked")?
 }
 
 /// Starts an app process (`app` or `grpc-app`, a subcommand of this
@@ -356,6 +382,7 @@ fn middle_hop(running: &Running) -> Vec<String> {
 fn write_report(
     args: &Args,
     results: &Results,
+    floors: &[crypto_floor::CryptoFloor],
     evidence: &[(&str, Vec<String>)],
     notes: &[String],
 ) -> anyhow::Result<()> {
@@ -376,6 +403,9 @@ fn write_report(
     text.push_str("\nEach cell: the median over rounds, and in brackets the median of the per-round ratios to direct.\n");
     if let Some(line) = grpc_row::summary(results) {
         text.push_str(&format!("\n{line}\n"));
+    }
+    for floor in floors {
+        text.push_str(&format!("\n{}.\n", floor.line()));
     }
     for note in notes {
         text.push_str(&format!("\n- {}\n", note.replace('`', "'")));
