@@ -15,22 +15,26 @@ use crate::report::{Figure, Results};
 use crate::systems::Target;
 use crate::workloads::{self, Closing};
 
-const THROUGHPUT: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const THROUGHPUT: Figure = Figure {
     order: 1,
     label: "throughput, 1 WebSocket, 64 KiB messages",
     unit: "MB/s",
 };
-const CPU_PER_GB: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const CPU_PER_GB: Figure = Figure {
     order: 2,
     label: "proxy CPU per GB echoed",
     unit: "CPU-s/GB",
 };
-const LAT1_P50: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const LAT1_P50: Figure = Figure {
     order: 3,
     label: "round trip p50, 1 tunnel",
     unit: "µs",
 };
-const LAT1_P99: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const LAT1_P99: Figure = Figure {
     order: 4,
     label: "round trip p99, 1 tunnel",
     unit: "µs",
@@ -45,7 +49,8 @@ const LAT1_RATE: Figure = Figure {
     label: "round trips, 1 tunnel",
     unit: "round trips/s",
 };
-const LAT1_CPU: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const LAT1_CPU: Figure = Figure {
     order: 7,
     label: "proxy CPU per round trip, 1 tunnel",
     unit: "CPU-µs",
@@ -55,12 +60,14 @@ const LAT1_KERNEL: Figure = Figure {
     label: "of which in the kernel, per round trip",
     unit: "CPU-µs",
 };
-const LAT16_P50: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const LAT16_P50: Figure = Figure {
     order: 9,
     label: "round trip p50, 16 tunnels",
     unit: "µs",
 };
-const LAT16_P99: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const LAT16_P99: Figure = Figure {
     order: 10,
     label: "round trip p99, 16 tunnels",
     unit: "µs",
@@ -75,12 +82,14 @@ const LAT16_RATE: Figure = Figure {
     label: "round trips, 16 tunnels",
     unit: "round trips/s",
 };
-const LAT16_CPU: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const LAT16_CPU: Figure = Figure {
     order: 13,
     label: "proxy CPU per round trip, 16 tunnels",
     unit: "CPU-µs",
 };
-const IDLE_KIB: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const IDLE_KIB: Figure = Figure {
     order: 14,
     label: "memory per idle tunnel, front + sidecar",
     unit: "KiB",

@@ -16,7 +16,8 @@
 //! - [`report`]: medians over rounds, ratios to direct, a Markdown table and
 //!   an SVG chart;
 //! - [`crypto_floor`]: what AES-GCM alone costs per GB echoed over the mTLS
-//!   hop on this machine.
+//!   hop on this machine;
+//! - [`targets`]: issue 18's targets, met or not, from the same run.
 //!
 //! `h2hop-bench app --listen ADDR` runs the echo app as its own process (the
 //! benchmark starts it so; it is also the "direct" system);
@@ -30,6 +31,7 @@ mod http1_rows;
 mod meter;
 mod report;
 mod systems;
+mod targets;
 mod workloads;
 
 use std::io::Write as _;
@@ -407,6 +409,7 @@ fn write_report(
     for floor in floors {
         text.push_str(&format!("\n{}.\n", floor.line()));
     }
+    text.push_str(&targets::section(results, floors.first()));
     for note in notes {
         text.push_str(&format!("\n- {}\n", note.replace('`', "'")));
     }
