@@ -17,7 +17,9 @@
 //!   an SVG chart;
 //! - [`crypto_floor`]: what AES-GCM alone costs per GB echoed over the mTLS
 //!   hop on this machine;
-//! - [`targets`]: issue 18's targets, met or not, from the same run.
+//! - [`targets`]: issue 18's targets, met or not, from the same run;
+//! - [`scaling`]: `--scaling`, CPU per handshake and per GET with one and
+//!   two worker threads per proxy.
 //!
 //! `h2hop-bench app --listen ADDR` runs the echo app as its own process (the
 //! benchmark starts it so; it is also the "direct" system);
@@ -30,6 +32,7 @@ mod grpc_row;
 mod http1_rows;
 mod meter;
 mod report;
+mod scaling;
 mod systems;
 mod targets;
 mod workloads;
@@ -91,6 +94,11 @@ struct Args {
         value_parser = ["throughput", "latency", "memory", "handshakes", "handshakes-close", "plain", "grpc"]
     )]
     workloads: Vec<String>,
+    /// Also measure h2hop-h2c, nghttpx and haproxy with 1 and with 2 worker
+    /// threads per proxy (handshakes and plain) and print the ratios, in a
+    /// section of their own. Not in smoke mode.
+    #[arg(long)]
+    scaling: bool,
     /// A few seconds per workload, h2hop over h2c and direct only: proves the
     /// benchmark runs (CI), measures nothing worth quoting.
     #[arg(long)]
@@ -163,6 +171,7 @@ fn main() -> anyhow::Result<()> {
         args.seconds = args.seconds.min(1.0);
         args.idle = args.idle.min(200);
         args.systems = vec!["direct".into(), "h2hop-h2c".into()];
+        args.scaling = false;
     }
     raise_descriptor_limit(args.idle)?;
     tokio::runtime::Runtime::new()?.block_on(bench(args))
@@ -297,10 +306,14 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         Vec::new()
     };
     let mut results = Results::default();
+    let mut scaling = args.scaling.then(Results::default);
     let mut evidence = Vec::new();
     let mut notes = Vec::new();
     for round in 1..=args.rounds {
         results.next_round();
+        if let Some(scaling) = &mut scaling {
+            scaling.next_round();
+        }
         for &kind in &kinds {
             say(&format!("round {round}/{}: {}", args.rounds, kind.name()))?;
             if http1 {
@@ -328,10 +341,22 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                 }
             }
         }
+        if let Some(scaling) = &mut scaling {
+            say(&format!("round {round}/{}: worker scaling", args.rounds))?;
+            let duration = Duration::from_secs_f64(args.seconds);
+            scaling::measure(app_addr, &bins, &load_pids, duration, scaling).await?;
+        }
     }
     drop(app);
     drop(grpc);
-    write_report(&args, &results, &floors, &evidence, &notes)
+    let report = Report {
+        results: &results,
+        scaling: scaling.as_ref(),
+        floors: &floors,
+        evidence: &evidence,
+        notes: &notes,
+    };
+    write_report(&args, &report)
 }
 
 /// The crypto floors of both AES-GCM suites (h2hop's first, the one the
@@ -380,14 +405,29 @@ fn middle_hop(running: &Running) -> Vec<String> {
     }
 }
 
+/// What a run measured, for [`write_report`].
+struct Report<'a> {
+    /// The main table.
+    results: &'a Results,
+    /// `--scaling`'s figures.
+    scaling: Option<&'a Results>,
+    /// Crypto floors, h2hop's suite first.
+    floors: &'a [crypto_floor::CryptoFloor],
+    /// Middle-hop log lines per system.
+    evidence: &'a [(&'a str, Vec<String>)],
+    /// Notes from the gRPC rows.
+    notes: &'a [String],
+}
+
 /// Writes results.md and ratios.svg into `--out`, and the table to stdout.
-fn write_report(
-    args: &Args,
-    results: &Results,
-    floors: &[crypto_floor::CryptoFloor],
-    evidence: &[(&str, Vec<String>)],
-    notes: &[String],
-) -> anyhow::Result<()> {
+fn write_report(args: &Args, report: &Report<'_>) -> anyhow::Result<()> {
+    let Report {
+        results,
+        scaling,
+        floors,
+        evidence,
+        notes,
+    } = *report;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let heading = format!(
@@ -410,6 +450,10 @@ fn write_report(
         text.push_str(&format!("\n{}.\n", floor.line()));
     }
     text.push_str(&targets::section(results, floors.first()));
+    if let Some(scaling) = scaling {
+        text.push_str(&scaling::section(scaling));
+        text.push('\n');
+    }
     for note in notes {
         text.push_str(&format!("\n- {}\n", note.replace('`', "'")));
     }
