@@ -459,7 +459,7 @@ fn write_report(args: &Args, report: &Report<'_>) -> anyhow::Result<()> {
     }
     if !evidence.is_empty() {
         text.push_str(
-            "\nThe middle hop is HTTP/2 extended CONNECT (sidecar-side logs, first round):\n\n",
+            "\nThe middle hop is HTTP/2 extended CONNECT, and for the -mtls peers TLS with a verified client certificate (sidecar-side logs, first round):\n\n",
         );
         for (system, lines) in evidence {
             for line in lines {
