@@ -1,6 +1,6 @@
 //! The rows measured through the HTTP/1.1 echo app: WebSocket
-//! throughput, round-trip latency, idle memory and handshakes, and plain
-//! GETs, each with the proxies' CPU read around it.
+//! throughput, round-trip latency, idle memory, handshakes in both close
+//! patterns ([`Closing`]), and plain GETs, each with the proxies' CPU read around it.
 //!
 //! Input: a running system's [`Target`] and the run's settings. Output:
 //! figures recorded into [`Results`]. Called by the bench binary once per
@@ -13,24 +13,28 @@ use h2hop_integration::procstat;
 use crate::meter::Meter;
 use crate::report::{Figure, Results};
 use crate::systems::Target;
-use crate::workloads;
+use crate::workloads::{self, Closing};
 
-const THROUGHPUT: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const THROUGHPUT: Figure = Figure {
     order: 1,
     label: "throughput, 1 WebSocket, 64 KiB messages",
     unit: "MB/s",
 };
-const CPU_PER_GB: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const CPU_PER_GB: Figure = Figure {
     order: 2,
     label: "proxy CPU per GB echoed",
     unit: "CPU-s/GB",
 };
-const LAT1_P50: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const LAT1_P50: Figure = Figure {
     order: 3,
     label: "round trip p50, 1 tunnel",
     unit: "µs",
 };
-const LAT1_P99: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const LAT1_P99: Figure = Figure {
     order: 4,
     label: "round trip p99, 1 tunnel",
     unit: "µs",
@@ -45,7 +49,8 @@ const LAT1_RATE: Figure = Figure {
     label: "round trips, 1 tunnel",
     unit: "round trips/s",
 };
-const LAT1_CPU: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const LAT1_CPU: Figure = Figure {
     order: 7,
     label: "proxy CPU per round trip, 1 tunnel",
     unit: "CPU-µs",
@@ -55,12 +60,14 @@ const LAT1_KERNEL: Figure = Figure {
     label: "of which in the kernel, per round trip",
     unit: "CPU-µs",
 };
-const LAT16_P50: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const LAT16_P50: Figure = Figure {
     order: 9,
     label: "round trip p50, 16 tunnels",
     unit: "µs",
 };
-const LAT16_P99: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const LAT16_P99: Figure = Figure {
     order: 10,
     label: "round trip p99, 16 tunnels",
     unit: "µs",
@@ -75,12 +82,14 @@ const LAT16_RATE: Figure = Figure {
     label: "round trips, 16 tunnels",
     unit: "round trips/s",
 };
-const LAT16_CPU: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const LAT16_CPU: Figure = Figure {
     order: 13,
     label: "proxy CPU per round trip, 16 tunnels",
     unit: "CPU-µs",
 };
-const IDLE_KIB: Figure = Figure {
+/// A row that [`crate::targets`] also reads.
+pub const IDLE_KIB: Figure = Figure {
     order: 14,
     label: "memory per idle tunnel, front + sidecar",
     unit: "KiB",
@@ -90,54 +99,110 @@ const IDLE_ECHO: Figure = Figure {
     label: "idle tunnels still echoing after the hold",
     unit: "tunnels",
 };
-const HANDSHAKES: Figure = Figure {
-    order: 16,
-    label: "handshakes (open, echo, close), 32 in flight",
-    unit: "conn/s",
+/// The figures of one handshake workload, in table order.
+#[derive(Debug, Clone, Copy)]
+pub struct HandshakeFigures {
+    /// Completed cycles per second.
+    pub rate: Figure,
+    /// Failed cycles.
+    pub failures: Figure,
+    /// Proxy CPU (user + kernel) per completed cycle.
+    pub cpu: Figure,
+    /// The kernel's part of [`HandshakeFigures::cpu`].
+    pub kernel: Figure,
+    /// Client and app CPU per completed cycle.
+    pub load: Figure,
+}
+
+/// The `handshakes` workload: [`Closing::UntilEof`].
+pub const HANDSHAKES: HandshakeFigures = HandshakeFigures {
+    rate: Figure {
+        order: 16,
+        label: "handshakes (open, echo, close until EOF), 32 in flight",
+        unit: "conn/s",
+    },
+    failures: Figure {
+        order: 17,
+        label: "handshake failures",
+        unit: "count",
+    },
+    cpu: Figure {
+        order: 18,
+        label: "proxy CPU per handshake",
+        unit: "CPU-µs",
+    },
+    kernel: Figure {
+        order: 19,
+        label: "of which in the kernel, per handshake",
+        unit: "CPU-µs",
+    },
+    load: Figure {
+        order: 20,
+        label: "client + app CPU per handshake",
+        unit: "CPU-µs",
+    },
 };
-const HANDSHAKE_FAIL: Figure = Figure {
-    order: 17,
-    label: "handshake failures",
-    unit: "count",
+
+/// The `handshakes-close` workload: [`Closing::OnCloseFrame`].
+pub const HANDSHAKES_CLOSE: HandshakeFigures = HandshakeFigures {
+    rate: Figure {
+        order: 21,
+        label: "handshakes (open, echo, close until Close frame), 32 in flight",
+        unit: "conn/s",
+    },
+    failures: Figure {
+        order: 22,
+        label: "handshake failures, close until Close frame",
+        unit: "count",
+    },
+    cpu: Figure {
+        order: 23,
+        label: "proxy CPU per handshake, close until Close frame",
+        unit: "CPU-µs",
+    },
+    kernel: Figure {
+        order: 24,
+        label: "of which in the kernel, per handshake, close until Close frame",
+        unit: "CPU-µs",
+    },
+    load: Figure {
+        order: 25,
+        label: "client + app CPU per handshake, close until Close frame",
+        unit: "CPU-µs",
+    },
 };
-const HANDSHAKE_CPU: Figure = Figure {
-    order: 18,
-    label: "proxy CPU per handshake",
-    unit: "CPU-µs",
-};
-const HANDSHAKE_LOAD: Figure = Figure {
-    order: 20,
-    label: "client + app CPU per handshake",
-    unit: "CPU-µs",
-};
-const HANDSHAKE_KERNEL: Figure = Figure {
-    order: 19,
-    label: "of which in the kernel, per handshake",
-    unit: "CPU-µs",
-};
-const PLAIN_RATE: Figure = Figure {
-    order: 21,
+
+/// Plain GETs per second.
+pub const PLAIN_RATE: Figure = Figure {
+    order: 26,
     label: "plain GETs, 8 keep-alive connections",
     unit: "req/s",
 };
 const PLAIN_P99: Figure = Figure {
-    order: 22,
+    order: 27,
     label: "plain GET p99",
     unit: "µs",
 };
-const PLAIN_CPU: Figure = Figure {
-    order: 23,
+/// Proxy CPU (user + kernel) per plain GET.
+pub const PLAIN_CPU: Figure = Figure {
+    order: 28,
     label: "proxy CPU per plain GET",
     unit: "CPU-µs",
 };
-const PLAIN_LOAD: Figure = Figure {
-    order: 25,
-    label: "client + app CPU per plain GET",
+const PLAIN_KERNEL: Figure = Figure {
+    order: 29,
+    label: "of which in the kernel, per plain GET",
     unit: "CPU-µs",
 };
-const PLAIN_KERNEL: Figure = Figure {
-    order: 24,
-    label: "of which in the kernel, per plain GET",
+/// Proxy user-space CPU per plain GET (issue 18's plain-GET target).
+pub const PLAIN_USER: Figure = Figure {
+    order: 30,
+    label: "of which in user space, per plain GET",
+    unit: "CPU-µs",
+};
+const PLAIN_LOAD: Figure = Figure {
+    order: 31,
+    label: "client + app CPU per plain GET",
     unit: "CPU-µs",
 };
 
@@ -222,20 +287,24 @@ pub async fn measure(
         results.record(IDLE_ECHO, name, Some(echoed as f64));
     }
 
-    if wanted("handshakes") {
+    for (workload, closing, figures) in [
+        ("handshakes", Closing::UntilEof, HANDSHAKES),
+        ("handshakes-close", Closing::OnCloseFrame, HANDSHAKES_CLOSE),
+    ] {
+        if !wanted(workload) {
+            continue;
+        }
         let meter = meter();
-        let handshakes = workloads::handshakes(target.addr, 32, duration).await?;
+        let handshakes = workloads::handshakes(target.addr, 32, duration, closing).await?;
         let (proxies, load) = meter.spent();
-        results.record(HANDSHAKES, name, Some(handshakes.per_s()));
-        results.record(HANDSHAKE_FAIL, name, Some(handshakes.failures as f64));
+        results.record(figures.rate, name, Some(handshakes.per_s()));
+        let failures = handshakes.failures as f64;
+        results.record(figures.failures, name, Some(failures));
         let per = 1e6 / handshakes.completed.max(1) as f64;
-        results.record(HANDSHAKE_LOAD, name, Some(load.total * per));
-        results.record(HANDSHAKE_CPU, name, proxied.then_some(proxies.total * per));
-        results.record(
-            HANDSHAKE_KERNEL,
-            name,
-            proxied.then_some(proxies.kernel * per),
-        );
+        results.record(figures.load, name, Some(load.total * per));
+        results.record(figures.cpu, name, proxied.then_some(proxies.total * per));
+        let kernel = proxied.then_some(proxies.kernel * per);
+        results.record(figures.kernel, name, kernel);
     }
 
     if wanted("plain") {
@@ -248,6 +317,8 @@ pub async fn measure(
         results.record(PLAIN_LOAD, name, Some(load.total * per));
         results.record(PLAIN_CPU, name, proxied.then_some(proxies.total * per));
         results.record(PLAIN_KERNEL, name, proxied.then_some(proxies.kernel * per));
+        let user = proxies.total - proxies.kernel;
+        results.record(PLAIN_USER, name, proxied.then_some(user * per));
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `h2hop-bench`: one run, same machine, same workloads through direct,
-//! h2hop (h2c and mTLS), an nghttpx pair and an HAProxy pair; a Markdown
+//! and the h2hop, nghttpx and HAProxy pairs (each over h2c and over
+//! mTLS); a Markdown
 //! table and an SVG chart of the ratios to direct go to `--out`, so that
 //! ratios can be compared.
 //!
@@ -13,19 +14,27 @@
 //! - [`meter`] and [`h2hop_integration::procstat`]: CPU time and memory
 //!   of the proxy processes, from `/proc`;
 //! - [`report`]: medians over rounds, ratios to direct, a Markdown table and
-//!   an SVG chart.
+//!   an SVG chart;
+//! - [`crypto_floor`]: what AES-GCM alone costs per GB echoed over the mTLS
+//!   hop on this machine;
+//! - [`targets`]: issue 18's targets, met or not, from the same run;
+//! - [`scaling`]: `--scaling`, CPU per handshake and per GET with one and
+//!   two worker threads per proxy.
 //!
 //! `h2hop-bench app --listen ADDR` runs the echo app as its own process (the
 //! benchmark starts it so; it is also the "direct" system);
 //! `h2hop-bench grpc-app --listen ADDR` runs the gRPC app so.
 
+mod crypto_floor;
 mod grpc_app;
 mod grpc_frame;
 mod grpc_row;
 mod http1_rows;
 mod meter;
 mod report;
+mod scaling;
 mod systems;
+mod targets;
 mod workloads;
 
 use std::io::Write as _;
@@ -57,12 +66,14 @@ struct Args {
     #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
     seconds: f64,
     /// Systems to measure, comma-separated: direct, h2hop-h2c, h2hop-mtls,
-    /// nghttpx, haproxy, tcp-relay (two HAProxy processes in TCP mode: not
-    /// a peer but the floor of any two-process chain).
+    /// nghttpx, nghttpx-mtls, haproxy, haproxy-mtls (the -mtls pairs carry
+    /// the middle hop as HTTP/2 over TLS with a verified client
+    /// certificate), tcp-relay (two HAProxy processes in TCP mode: not a
+    /// peer but the floor of any two-process chain).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,h2hop-h2c,h2hop-mtls,nghttpx,haproxy,tcp-relay"
+        default_value = "direct,h2hop-h2c,h2hop-mtls,nghttpx,nghttpx-mtls,haproxy,haproxy-mtls,tcp-relay"
     )]
     systems: Vec<String>,
     /// Worker threads of every proxy process (and of the app).
@@ -72,14 +83,22 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
     /// Workloads to run, comma-separated: throughput, latency, memory,
-    /// handshakes, plain, grpc (h2load's gRPC unary calls over h2c).
+    /// handshakes (the client reads after the Close reply until the proxy
+    /// closes TCP), handshakes-close (the client drops the socket once the
+    /// proxy's Close frame arrived), plain, grpc (h2load's gRPC unary calls
+    /// over h2c).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,latency,memory,handshakes,plain,grpc",
-        value_parser = ["throughput", "latency", "memory", "handshakes", "plain", "grpc"]
+        default_value = "throughput,latency,memory,handshakes,handshakes-close,plain,grpc",
+        value_parser = ["throughput", "latency", "memory", "handshakes", "handshakes-close", "plain", "grpc"]
     )]
     workloads: Vec<String>,
+    /// Also measure h2hop-h2c, nghttpx and haproxy with 1 and with 2 worker
+    /// threads per proxy (handshakes and plain) and print the ratios, in a
+    /// section of their own. Not in smoke mode.
+    #[arg(long)]
+    scaling: bool,
     /// A few seconds per workload, h2hop over h2c and direct only: proves the
     /// benchmark runs (CI), measures nothing worth quoting.
     #[arg(long)]
@@ -117,8 +136,9 @@ enum AppCommand {
         /// Where the system accepts clients.
         #[arg(long)]
         addr: SocketAddr,
-        /// handshakes (32 in flight), plain (8 connections), latency (1
-        /// tunnel) or grpc (h2load; the system must carry gRPC).
+        /// handshakes or handshakes-close (32 in flight), plain (8
+        /// connections), latency (1 tunnel) or grpc (h2load; the system
+        /// must carry gRPC).
         #[arg(long)]
         workload: String,
         /// How long to run it, in seconds.
@@ -151,6 +171,7 @@ fn main() -> anyhow::Result<()> {
         args.seconds = args.seconds.min(1.0);
         args.idle = args.idle.min(200);
         args.systems = vec!["direct".into(), "h2hop-h2c".into()];
+        args.scaling = false;
     }
     raise_descriptor_limit(args.idle)?;
     tokio::runtime::Runtime::new()?.block_on(bench(args))
@@ -171,10 +192,15 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
 /// Runs one workload against `addr` and prints its figures.
 async fn drive(addr: SocketAddr, workload: &str, duration: Duration) -> anyhow::Result<()> {
     let line = match workload {
-        "handshakes" => {
-            let done = workloads::handshakes(addr, 32, duration).await?;
+        "handshakes" | "handshakes-close" => {
+            let closing = if workload == "handshakes" {
+                workloads::Closing::UntilEof
+            } else {
+                workloads::Closing::OnCloseFrame
+            };
+            let done = workloads::handshakes(addr, 32, duration, closing).await?;
             format!(
-                "handshakes: {} completed, {} failed, {:.0}/s",
+                "{workload}: {} completed, {} failed, {:.0}/s",
                 done.completed,
                 done.failures,
                 done.per_s()
@@ -207,7 +233,9 @@ async fn drive(addr: SocketAddr, workload: &str, duration: Duration) -> anyhow::
                 done.per_s()
             )
         }
-        other => bail!("unknown workload {other:?}: handshakes, plain, latency or grpc"),
+        other => bail!(
+            "unknown workload {other:?}: handshakes, handshakes-close, plain, latency or grpc"
+        ),
     };
     say(&line)
 }
@@ -272,11 +300,20 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         workers: args.workers,
         smoke: args.smoke,
     };
+    let floors = if args.workloads.iter().any(|w| w == "throughput") {
+        crypto_floors(args.smoke).await?
+    } else {
+        Vec::new()
+    };
     let mut results = Results::default();
+    let mut scaling = args.scaling.then(Results::default);
     let mut evidence = Vec::new();
     let mut notes = Vec::new();
     for round in 1..=args.rounds {
         results.next_round();
+        if let Some(scaling) = &mut scaling {
+            scaling.next_round();
+        }
         for &kind in &kinds {
             say(&format!("round {round}/{}: {}", args.rounds, kind.name()))?;
             if http1 {
@@ -304,10 +341,40 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                 }
             }
         }
+        if let Some(scaling) = &mut scaling {
+            say(&format!("round {round}/{}: worker scaling", args.rounds))?;
+            let duration = Duration::from_secs_f64(args.seconds);
+            scaling::measure(app_addr, &bins, &load_pids, duration, scaling).await?;
+        }
     }
     drop(app);
     drop(grpc);
-    write_report(&args, &results, &evidence, &notes)
+    let report = Report {
+        results: &results,
+        scaling: scaling.as_ref(),
+        floors: &floors,
+        evidence: &evidence,
+        notes: &notes,
+    };
+    write_report(&args, &report)
+}
+
+/// The crypto floors of both AES-GCM suites (h2hop's first, the one the
+/// mTLS target uses), measured on a blocking thread: 0.5 s of CPU per
+/// step, 50 ms in smoke mode.
+async fn crypto_floors(smoke: bool) -> anyhow::Result<Vec<crypto_floor::CryptoFloor>> {
+    let min_cpu = Duration::from_millis(if smoke { 50 } else { 500 });
+    tokio::task::spawn_blocking(move || {
+        [
+            crypto_floor::Suite::Aes128Gcm,
+            crypto_floor::Suite::Aes256Gcm,
+        ]
+        .into_iter()
+        .map(|suite| crypto_floor::measure(suite, min_cpu))
+        .collect()
+    })
+    .await
+    .context("crypto floor thread panicked")?
 }
 
 /// Starts an app process (`app` or `grpc-app`, a subcommand of this
@@ -338,13 +405,29 @@ fn middle_hop(running: &Running) -> Vec<String> {
     }
 }
 
+/// What a run measured, for [`write_report`].
+struct Report<'a> {
+    /// The main table.
+    results: &'a Results,
+    /// `--scaling`'s figures.
+    scaling: Option<&'a Results>,
+    /// Crypto floors, h2hop's suite first.
+    floors: &'a [crypto_floor::CryptoFloor],
+    /// Middle-hop log lines per system.
+    evidence: &'a [(&'a str, Vec<String>)],
+    /// Notes from the gRPC rows.
+    notes: &'a [String],
+}
+
 /// Writes results.md and ratios.svg into `--out`, and the table to stdout.
-fn write_report(
-    args: &Args,
-    results: &Results,
-    evidence: &[(&str, Vec<String>)],
-    notes: &[String],
-) -> anyhow::Result<()> {
+fn write_report(args: &Args, report: &Report<'_>) -> anyhow::Result<()> {
+    let Report {
+        results,
+        scaling,
+        floors,
+        evidence,
+        notes,
+    } = *report;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let heading = format!(
@@ -363,12 +446,20 @@ fn write_report(
     if let Some(line) = grpc_row::summary(results) {
         text.push_str(&format!("\n{line}\n"));
     }
+    for floor in floors {
+        text.push_str(&format!("\n{}.\n", floor.line()));
+    }
+    text.push_str(&targets::section(results, floors.first()));
+    if let Some(scaling) = scaling {
+        text.push_str(&scaling::section(scaling));
+        text.push('\n');
+    }
     for note in notes {
         text.push_str(&format!("\n- {}\n", note.replace('`', "'")));
     }
     if !evidence.is_empty() {
         text.push_str(
-            "\nThe middle hop is HTTP/2 extended CONNECT (sidecar-side logs, first round):\n\n",
+            "\nThe middle hop is HTTP/2 extended CONNECT, and for the -mtls peers TLS with a verified client certificate (sidecar-side logs, first round):\n\n",
         );
         for (system, lines) in evidence {
             for line in lines {

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use connections::{IdleSet, handshakes};
+pub use connections::{Closing, IdleSet, handshakes};
 pub use grpc::check_call;
 #[cfg(test)]
 pub use grpc::unary_call;

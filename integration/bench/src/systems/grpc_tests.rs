@@ -151,6 +151,12 @@ async fn grpc_call_through_the_haproxy_pair_arrives_with_its_trailer() {
 }
 
 #[tokio::test]
+async fn grpc_call_through_the_mtls_peer_pairs_arrives_with_its_trailer() {
+    call_through(Kind::NghttpxMtls).await;
+    call_through(Kind::HaproxyMtls).await;
+}
+
+#[tokio::test]
 async fn grpc_call_through_the_tcp_relay_arrives_with_its_trailer() {
     call_through(Kind::TcpRelay).await;
 }

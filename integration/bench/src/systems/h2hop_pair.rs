@@ -10,26 +10,15 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use anyhow::Context as _;
-use h2hop_certs::DevPki;
 use h2hop_integration::process::free_port;
 use h2hop_integration::scratch::Scratch;
 
-use super::{Binaries, Evidence, Plan, Traffic};
+use super::{Binaries, Evidence, Hop, Plan, Traffic, hop_pki};
 
 /// What the sidecar logs for each RFC 8441 stream: its access line with
 /// `kind="tunnel"` and the `:protocol` (`h2hop_sidecar::dispatch` makes a
 /// tunnel entry only when the request carried `:protocol`).
 const TUNNEL_MARKS: &[&str] = &["h2hop::access", "kind=\"tunnel\"", "protocol=\"websocket\""];
-
-/// How the front and the sidecar secure the middle hop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Security {
-    /// Cleartext HTTP/2 with prior knowledge.
-    H2c,
-    /// TLS 1.3 with client certificates from a fresh [`DevPki`].
-    Mtls,
-}
 
 /// Picks ports, writes certificates if needed, and builds both commands:
 /// `h2hop-sidecar --listen S --app APP (--h2c | --cert --key --client-ca)
@@ -42,7 +31,7 @@ pub(super) fn plan(
     traffic: Traffic,
     bins: &Binaries,
     workers: usize,
-    security: Security,
+    hop: Hop,
     scratch: &Scratch,
 ) -> anyhow::Result<Plan> {
     let sidecar_addr = free_port()?;
@@ -63,12 +52,12 @@ pub(super) fn plan(
         .arg("--sidecar")
         .arg(sidecar_addr.to_string());
 
-    match security {
-        Security::H2c => {
+    match hop {
+        Hop::H2c => {
             sidecar.arg("--h2c");
             front.arg("--h2c");
         }
-        Security::Mtls => mtls_args(&mut sidecar, &mut front, scratch)?,
+        Hop::Mtls => mtls_args(&mut sidecar, &mut front, scratch)?,
     }
     if traffic == Traffic::Grpc {
         sidecar.args(["--app-protocol", "h2c"]);
@@ -89,28 +78,24 @@ pub(super) fn plan(
     })
 }
 
-/// Writes a fresh [`DevPki`] (SANs `127.0.0.1` and `localhost`, so the
-/// front's default `--sidecar-name` matches) into the scratch directory
-/// and points both commands at it.
+/// Writes a fresh [`super::hop_pki`] into the scratch directory and points
+/// both commands at it (SAN `127.0.0.1` matches the front's default
+/// `--sidecar-name`).
 fn mtls_args(sidecar: &mut Command, front: &mut Command, scratch: &Scratch) -> anyhow::Result<()> {
-    let pki = DevPki::generate(&["127.0.0.1".into(), "localhost".into()])
-        .context("generating the development PKI")?;
-    pki.write_to(scratch.dir(), false)
-        .context("writing the development PKI")?;
-    let file = |name: &str| scratch.path(name);
+    let pki = hop_pki::write(scratch)?;
     sidecar
         .arg("--cert")
-        .arg(file("sidecar.pem"))
+        .arg(&pki.server_cert)
         .arg("--key")
-        .arg(file("sidecar-key.pem"))
+        .arg(&pki.server_key)
         .arg("--client-ca")
-        .arg(file("ca.pem"));
+        .arg(&pki.ca);
     front
         .arg("--ca")
-        .arg(file("ca.pem"))
+        .arg(&pki.ca)
         .arg("--cert")
-        .arg(file("front.pem"))
+        .arg(&pki.client_cert)
         .arg("--key")
-        .arg(file("front-key.pem"));
+        .arg(&pki.client_key);
     Ok(())
 }

@@ -13,8 +13,13 @@
 //! sidecar shares its app connections as the front does (`http-reuse
 //! always`).
 //!
-//! Input: the app address, the traffic, the worker count and a scratch
-//! directory.
+//! With [`Hop::Mtls`] (the `haproxy-mtls` system) the middle hop is HTTP/2
+//! over TLS: the front's `server` gets `ssl crt ... verify required alpn
+//! h2` and the sidecar's `bind` `ssl crt ... verify required alpn h2`, so
+//! each side verifies the other's certificate ([`super::hop_pki`]).
+//!
+//! Input: the app address, the traffic, the middle hop, the worker count
+//! and a scratch directory.
 //! Output: a [`Plan`] for [`super::start`].
 
 use std::net::SocketAddr;
@@ -25,7 +30,8 @@ use anyhow::Context as _;
 use h2hop_integration::process::{find_program, free_port};
 use h2hop_integration::scratch::Scratch;
 
-use super::{Evidence, Plan, Traffic};
+use super::hop_pki::{self, HopPki, SIDECAR_NAME};
+use super::{Evidence, Hop, Plan, Traffic};
 
 /// A sidecar log line that shows a WebSocket arriving over HTTP/2. HAProxy
 /// logs the extended CONNECT as the internal `GET` upgrade it became, so
@@ -33,6 +39,22 @@ use super::{Evidence, Plan, Traffic};
 /// request may not carry `Upgrade` (RFC 9113 §8.2.2), so a WebSocket over
 /// HTTP/2 can only have come as an RFC 8441 CONNECT.
 const CONNECT_MARKS: &[&str] = &[" HTTP/2.0 ", "upgrade=websocket"];
+
+/// [`CONNECT_MARKS`] over TLS, with the CN of the client certificate the
+/// sidecar verified.
+const MTLS_MARKS: &[&str] = &[
+    " HTTP/2.0 ",
+    "upgrade=websocket",
+    "tls=TLSv1.",
+    "client=h2hop-front",
+];
+
+/// The end of the common log format, and what the sidecar of
+/// [`Hop::Mtls`] logs there too: TLS version and cipher toward the front,
+/// and the CN of its client certificate.
+const LOG_FORMAT_END: &str = r#"ws-version=%[capture.req.hdr(1)]""#;
+const MTLS_LOG_FORMAT_END: &str =
+    r#"ws-version=%[capture.req.hdr(1)] tls=%sslv cipher=%sslc client=%[ssl_c_s_dn(cn)]""#;
 
 /// Settings both processes share: `nbthread`, the log to stdout (which
 /// [`super::spawn`] sends to a file), a log line per request as
@@ -76,14 +98,14 @@ frontend fe
 
 backend sc
     http-reuse always
-    server s1 {sidecar} proto h2
+    server s1 {sidecar} proto h2{server_tls}
 "#;
 
 /// The sidecar: HTTP/2 with prior knowledge in, HTTP/1.1 to the app (for
 /// gRPC, `{app_options}` makes it HTTP/2 with prior knowledge).
 const SIDECAR: &str = r#"
 frontend fe
-    bind {listen} proto h2
+    bind {listen} proto h2{bind_tls}
     capture request header upgrade len 32
     capture request header sec-websocket-version len 8
     default_backend app
@@ -104,6 +126,7 @@ const APP_H2: &str = "
 pub(super) fn plan(
     app: SocketAddr,
     traffic: Traffic,
+    hop: Hop,
     workers: usize,
     scratch: &Scratch,
 ) -> anyhow::Result<Plan> {
@@ -116,13 +139,26 @@ pub(super) fn plan(
     };
     let common = COMMON.replace("{workers}", &workers.to_string());
 
-    let sidecar_cfg = common.clone()
+    let (bind_tls, server_tls, marks) = match hop {
+        Hop::H2c => (String::new(), String::new(), CONNECT_MARKS),
+        Hop::Mtls => {
+            let (bind, server) = tls_options(&hop_pki::write(scratch)?);
+            (bind, server, MTLS_MARKS)
+        }
+    };
+    let sidecar_common = match hop {
+        Hop::H2c => common.clone(),
+        Hop::Mtls => common.replace(LOG_FORMAT_END, MTLS_LOG_FORMAT_END),
+    };
+    let sidecar_cfg = sidecar_common
         + &SIDECAR
+            .replace("{bind_tls}", &bind_tls)
             .replace("{app_options}", app_options)
             .replace("{listen}", &sidecar_addr.to_string())
             .replace("{app}", &app.to_string());
     let front_cfg = common
         + &FRONT
+            .replace("{server_tls}", &server_tls)
             .replace("{client_proto}", client_proto)
             .replace("{listen}", &front_addr.to_string())
             .replace("{sidecar}", &sidecar_addr.to_string());
@@ -136,9 +172,26 @@ pub(super) fn plan(
         front_addr,
         evidence: (traffic == Traffic::Http1).then(|| Evidence {
             log: scratch.path("sidecar.out.log"),
-            marks: CONNECT_MARKS,
+            marks,
         }),
     })
+}
+
+/// The sidecar's `bind` and the front's `server` options of the mTLS hop:
+/// each presents its certificate and requires the other's from the CA;
+/// ALPN `h2`; the front checks the name `localhost` (and sends it as SNI).
+fn tls_options(pki: &HopPki) -> (String, String) {
+    let bind = format!(
+        " ssl crt {} ca-file {} verify required alpn h2",
+        pki.server_combined.display(),
+        pki.ca.display()
+    );
+    let server = format!(
+        " ssl crt {} ca-file {} verify required verifyhost {SIDECAR_NAME} sni str({SIDECAR_NAME}) alpn h2",
+        pki.client_combined.display(),
+        pki.ca.display()
+    );
+    (bind, server)
 }
 
 /// The TCP relay's two processes (see [`super::Kind::TcpRelay`]): the same

@@ -1,6 +1,6 @@
 //! Systems under test, started as child processes on loopback in front of
-//! an app that is already running: direct (no proxy), the h2hop pair over
-//! h2c and over mTLS, an nghttpx pair and an HAProxy pair.
+//! an app that is already running: direct (no proxy), and the h2hop, nghttpx
+//! and HAProxy pairs, each with a middle hop over h2c or over mutual TLS.
 //!
 //! Input: a [`Kind`], the [`Traffic`] it carries (so which app is behind
 //! it and what its clients speak), the app's address, the [`Binaries`]
@@ -17,6 +17,7 @@
 mod grpc_tests;
 mod h2hop_pair;
 mod haproxy;
+mod hop_pki;
 mod nghttpx;
 #[cfg(test)]
 mod tests;
@@ -32,8 +33,6 @@ use anyhow::{Context as _, bail};
 use h2hop_integration::process::{Output, Process};
 use h2hop_integration::scratch::Scratch;
 
-use h2hop_pair::Security;
-
 /// How long a system may take until its client port accepts.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -41,7 +40,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// processes are the proxies whose CPU and memory count.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// Short name for tables: `direct`, `h2hop-h2c`, `h2hop-mtls`, `nghttpx`, `haproxy`.
+    /// Short name for tables: [`Kind::name`].
     pub name: String,
     /// Where the load generator connects (HTTP/1.1, WebSocket).
     pub addr: SocketAddr,
@@ -103,6 +102,17 @@ pub enum Traffic {
     Grpc,
 }
 
+/// How a pair's middle hop is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// Cleartext HTTP/2 with prior knowledge.
+    H2c,
+    /// HTTP/2 over TLS, ALPN `h2`, the front presenting a client
+    /// certificate that the sidecar verifies (and the front the sidecar's),
+    /// from a fresh [`hop_pki`].
+    Mtls,
+}
+
 /// Which system to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -114,8 +124,12 @@ pub enum Kind {
     H2hopMtls,
     /// nghttpx → cleartext HTTP/2 → nghttpx.
     Nghttpx,
+    /// nghttpx → HTTP/2 over mutual TLS → nghttpx.
+    NghttpxMtls,
     /// HAProxy → cleartext HTTP/2 → HAProxy.
     Haproxy,
+    /// HAProxy → HTTP/2 over mutual TLS → HAProxy.
+    HaproxyMtls,
     /// Two HAProxy processes in TCP mode, one TCP connection per client
     /// connection at each hop: no HTTP is parsed and nothing is
     /// multiplexed. Not a peer but a floor: what two relaying processes in
@@ -131,7 +145,9 @@ impl Kind {
             Kind::H2hopH2c => "h2hop-h2c",
             Kind::H2hopMtls => "h2hop-mtls",
             Kind::Nghttpx => "nghttpx",
+            Kind::NghttpxMtls => "nghttpx-mtls",
             Kind::Haproxy => "haproxy",
+            Kind::HaproxyMtls => "haproxy-mtls",
             Kind::TcpRelay => "tcp-relay",
         }
     }
@@ -146,17 +162,28 @@ impl Kind {
     /// Whether the kind has an HTTP/2 middle hop whose log shows extended
     /// CONNECT (every pair but the TCP relay).
     pub fn has_http2_hop(self) -> bool {
-        !matches!(self, Kind::Direct | Kind::TcpRelay)
+        self.hop().is_some()
+    }
+
+    /// The middle hop's transport; `None` for direct and the TCP relay.
+    pub fn hop(self) -> Option<Hop> {
+        match self {
+            Kind::H2hopH2c | Kind::Nghttpx | Kind::Haproxy => Some(Hop::H2c),
+            Kind::H2hopMtls | Kind::NghttpxMtls | Kind::HaproxyMtls => Some(Hop::Mtls),
+            Kind::Direct | Kind::TcpRelay => None,
+        }
     }
 
     /// Every kind, direct first (ratios are taken against it).
-    pub fn all() -> [Kind; 6] {
+    pub fn all() -> [Kind; 8] {
         [
             Kind::Direct,
             Kind::H2hopH2c,
             Kind::H2hopMtls,
             Kind::Nghttpx,
+            Kind::NghttpxMtls,
             Kind::Haproxy,
+            Kind::HaproxyMtls,
             Kind::TcpRelay,
         ]
     }
@@ -305,15 +332,18 @@ fn plan(
     workers: usize,
     scratch: &Scratch,
 ) -> anyhow::Result<Plan> {
-    Ok(match kind {
-        Kind::H2hopH2c => h2hop_pair::plan(app, traffic, bins, workers, Security::H2c, scratch)?,
-        Kind::H2hopMtls => h2hop_pair::plan(app, traffic, bins, workers, Security::Mtls, scratch)?,
-        Kind::Nghttpx => nghttpx::plan(app, traffic, workers, scratch)?,
-        Kind::Haproxy => haproxy::plan(app, traffic, workers, scratch)?,
+    let (h2c, mtls) = (Hop::H2c, Hop::Mtls);
+    match kind {
+        Kind::H2hopH2c => h2hop_pair::plan(app, traffic, bins, workers, h2c, scratch),
+        Kind::H2hopMtls => h2hop_pair::plan(app, traffic, bins, workers, mtls, scratch),
+        Kind::Nghttpx => nghttpx::plan(app, traffic, h2c, workers, scratch),
+        Kind::NghttpxMtls => nghttpx::plan(app, traffic, mtls, workers, scratch),
+        Kind::Haproxy => haproxy::plan(app, traffic, h2c, workers, scratch),
+        Kind::HaproxyMtls => haproxy::plan(app, traffic, mtls, workers, scratch),
         // TCP carries any protocol alike.
-        Kind::TcpRelay => haproxy::plan_tcp_relay(app, workers, scratch)?,
+        Kind::TcpRelay => haproxy::plan_tcp_relay(app, workers, scratch),
         Kind::Direct => bail!("direct has no processes"),
-    })
+    }
 }
 
 /// Starts the sidecar, waits for it, starts the front, waits for it. The

@@ -51,8 +51,10 @@ pub(super) fn binaries_for(kind: Kind) -> Option<Binaries> {
     match kind {
         Kind::Direct => Some(unused()),
         Kind::H2hopH2c | Kind::H2hopMtls => Some(Binaries::in_dir(&binaries::dir()).unwrap()),
-        Kind::Nghttpx => peer_installed("nghttpx").then(unused),
-        Kind::Haproxy | Kind::TcpRelay => peer_installed("haproxy").then(unused),
+        Kind::Nghttpx | Kind::NghttpxMtls => peer_installed("nghttpx").then(unused),
+        Kind::Haproxy | Kind::HaproxyMtls | Kind::TcpRelay => {
+            peer_installed("haproxy").then(unused)
+        }
     }
 }
 
@@ -143,8 +145,18 @@ async fn nghttpx_pair_echoes_and_sidecar_logs_extended_connect() {
 }
 
 #[tokio::test]
+async fn nghttpx_mtls_pair_echoes_and_sidecar_logs_extended_connect_over_tls() {
+    bounded(Kind::NghttpxMtls).await;
+}
+
+#[tokio::test]
 async fn haproxy_pair_echoes_and_sidecar_logs_websocket_over_h2() {
     bounded(Kind::Haproxy).await;
+}
+
+#[tokio::test]
+async fn haproxy_mtls_pair_echoes_and_sidecar_logs_websocket_over_h2_and_tls() {
+    bounded(Kind::HaproxyMtls).await;
 }
 
 #[tokio::test]

@@ -91,7 +91,7 @@ async fn idle_set_says_how_many_opened_when_nothing_listens() {
 async fn handshakes_complete_without_failures() {
     within(async {
         let (addr, _app) = start_app().await;
-        let cycles = handshakes(addr, 4, SHORT).await.unwrap();
+        let cycles = handshakes(addr, 4, SHORT, Closing::UntilEof).await.unwrap();
         assert!(cycles.completed > 0);
         assert_eq!(cycles.failures, 0);
         assert!(cycles.per_s() > 0.0);
@@ -107,11 +107,26 @@ async fn handshakes_count_failures_when_nothing_listens() {
             .unwrap()
             .local_addr()
             .unwrap();
-        let cycles = handshakes(addr, 2, Duration::from_millis(50))
+        for closing in [Closing::UntilEof, Closing::OnCloseFrame] {
+            let cycles = handshakes(addr, 2, Duration::from_millis(50), closing)
+                .await
+                .unwrap();
+            assert_eq!(cycles.completed, 0);
+            assert!(cycles.failures > 0);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_closing_on_the_close_frame_complete_without_failures() {
+    within(async {
+        let (addr, _app) = start_app().await;
+        let cycles = handshakes(addr, 4, SHORT, Closing::OnCloseFrame)
             .await
             .unwrap();
-        assert_eq!(cycles.completed, 0);
-        assert!(cycles.failures > 0);
+        assert!(cycles.completed > 0);
+        assert_eq!(cycles.failures, 0);
     })
     .await;
 }

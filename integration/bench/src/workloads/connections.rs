@@ -1,7 +1,7 @@
 //! The tunnel's life itself rather than its traffic: [`IdleSet`] holds
 //! many idle tunnels while the caller measures memory, [`handshakes`] opens
-//! and closes tunnels as fast as it can. Called by the bench binary through
-//! [`super`].
+//! and closes tunnels as fast as it can, in either [`Closing`] pattern.
+//! Called by the bench binary through [`super`].
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use futures_util::stream;
 use tokio::task::JoinSet;
 
-use super::websocket::{SMALL, Ws, close, connect, echo_once, small_config};
+use super::websocket::{SMALL, Ws, close, close_on_reply, connect, echo_once, small_config};
 use super::{FAILURE_PAUSE, rate, timed};
 
 /// Handshakes in flight while [`IdleSet::open`] opens its sockets.
@@ -80,6 +80,21 @@ impl IdleSet {
     }
 }
 
+/// How a [`handshakes`] cycle ends its WebSocket: both send a Close and
+/// need the peer's Close frame; they differ in who closes TCP first, so in
+/// where the TIME_WAIT and the FIN/ACK exchange land.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// Read on after the Close reply until TCP EOF (or a bare EOF in place
+    /// of the reply): the server side, so the front proxy, closes TCP first
+    /// (RFC 6455 §7.1.1) and keeps the TIME_WAIT. The `handshakes` workload.
+    UntilEof,
+    /// Stop at the peer's Close frame and drop the socket: the client
+    /// closes TCP first and keeps the TIME_WAIT; the proxy sees the client's
+    /// FIN. The `handshakes-close` workload.
+    OnCloseFrame,
+}
+
 /// Result of [`handshakes`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Handshakes {
@@ -99,18 +114,19 @@ impl Handshakes {
 }
 
 /// `in_flight` workers, each in its own task repeating: open a WebSocket,
-/// one 32-byte echo, close (our Close, then the peer's reply or EOF), until
-/// `duration` has passed. A failed cycle is counted and the worker goes on.
+/// one 32-byte echo, close as `closing` says, until `duration` has passed.
+/// A failed cycle is counted and the worker goes on.
 pub async fn handshakes(
     addr: SocketAddr,
     in_flight: usize,
     duration: Duration,
+    closing: Closing,
 ) -> anyhow::Result<Handshakes> {
     ensure!(in_flight > 0, "handshakes needs at least one worker");
     let start = Instant::now();
     let mut tasks = JoinSet::new();
     for _ in 0..in_flight {
-        tasks.spawn(handshake_worker(addr, start + duration));
+        tasks.spawn(handshake_worker(addr, start + duration, closing));
     }
     let (mut completed, mut failures) = (0, 0);
     while let Some(joined) = tasks.join_next().await {
@@ -126,13 +142,17 @@ pub async fn handshakes(
 }
 
 /// One [`handshakes`] worker: (completed, failures).
-async fn handshake_worker(addr: SocketAddr, deadline: Instant) -> (u64, u64) {
+async fn handshake_worker(addr: SocketAddr, deadline: Instant, closing: Closing) -> (u64, u64) {
     let (mut completed, mut failures) = (0, 0);
     while Instant::now() < deadline {
         let cycle = timed(async {
             let mut ws = connect(addr, small_config()).await?;
             echo_once(&mut ws, Bytes::from_static(SMALL)).await?;
-            close(&mut ws).await
+            match closing {
+                Closing::UntilEof => close(&mut ws).await,
+                // Dropping `ws` at the end of this block closes TCP.
+                Closing::OnCloseFrame => close_on_reply(&mut ws).await,
+            }
         });
         match cycle.await {
             Ok(()) => completed += 1,

@@ -77,13 +77,15 @@ pub(super) fn check_echo(
 
 /// Sends a Close (1000) and reads until the peer's Close reply ends the
 /// stream, or until EOF (RFC 6455 §5.5.1), within [`super::IO_TIMEOUT`].
+///
+/// tungstenite, as a client, reports the end only at TCP EOF after the
+/// Close reply (RFC 6455 §7.1.1: the server closes the TCP connection
+/// first), so this waits for the proxy's FIN too: the connection's
+/// TIME_WAIT stays with whoever sent that FIN, the front proxy.
+/// [`close_on_reply`] stops at the Close frame instead.
 pub(super) async fn close(ws: &mut Ws) -> anyhow::Result<()> {
     timed(async {
-        let frame = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        };
-        ws.close(Some(frame)).await?;
+        ws.close(Some(normal_close())).await?;
         for _ in 0..MAX_SKIPPED {
             match ws.next().await {
                 None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
@@ -103,9 +105,82 @@ pub(super) async fn close(ws: &mut Ws) -> anyhow::Result<()> {
     .await
 }
 
+/// Sends a Close (1000) and reads until the peer's Close frame arrives,
+/// and no further, within [`super::IO_TIMEOUT`]: no wait for TCP EOF. The
+/// caller then drops the socket, so the client sends the first FIN and
+/// keeps the TIME_WAIT, as browsers and most client libraries do once the
+/// close handshake is done. Unlike [`close`], an EOF before the Close frame
+/// is an error.
+pub(super) async fn close_on_reply(ws: &mut Ws) -> anyhow::Result<()> {
+    timed(async {
+        ws.close(Some(normal_close())).await?;
+        for _ in 0..MAX_SKIPPED {
+            let item = ws
+                .next()
+                .await
+                .context("ended before the peer's Close frame");
+            // Anything else is a ping, or an echo still in flight.
+            if let Message::Close(_) = item?? {
+                return Ok(());
+            }
+        }
+        bail!("more than {MAX_SKIPPED} messages after our close")
+    })
+    .await
+}
+
+/// The Close frame both close patterns send: 1000, no reason.
+fn normal_close() -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+    use tokio::net::TcpListener;
+
+    /// A WebSocket server that answers the client's Close and then holds
+    /// the TCP connection open for `hold`, never sending FIN.
+    async fn server_holding_tcp_after_close(hold: Duration) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+            // tungstenite queues the Close reply on reading the Close and
+            // sends it on the next read or flush.
+            while let Some(Ok(message)) = ws.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
+            ws.flush().await.unwrap();
+            tokio::time::sleep(hold).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn close_on_reply_returns_at_the_close_frame_without_eof() {
+        let addr = server_holding_tcp_after_close(Duration::from_secs(10)).await;
+        let mut ws = connect(addr, small_config()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), close_on_reply(&mut ws))
+            .await
+            .expect("close_on_reply waited for more than the Close frame")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn close_waits_for_eof_after_the_close_frame() {
+        let addr = server_holding_tcp_after_close(Duration::from_secs(10)).await;
+        let mut ws = connect(addr, small_config()).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(500), close(&mut ws)).await;
+        assert!(waited.is_err(), "close returned before the server's FIN");
+    }
 
     fn binary(data: &'static [u8]) -> Option<Result<Message, WsError>> {
         Some(Ok(Message::Binary(Bytes::from_static(data))))
