@@ -73,9 +73,10 @@ async fn two_workers_share_the_port_the_metrics_and_the_drain() {
             "--log-level",
             "debug",
         ];
-        // Four streams per front connection: the front opens at least
-        // eight connections to the sidecar, for both its workers to get some.
-        let sidecar_flags = [&common[..], &["--app", &app_addr, "--max-streams", "4"]];
+        // One stream per front connection: the front opens a connection to
+        // the sidecar per tunnel, and the sidecar's workers get some each
+        // as surely as the front's do.
+        let sidecar_flags = [&common[..], &["--app", &app_addr, "--max-streams", "1"]];
         let mut sidecar = Process::start(&bin.join("h2hop-sidecar"), &sidecar_flags.concat())
             .await
             .unwrap();
