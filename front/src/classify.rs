@@ -136,15 +136,18 @@ pub fn classify<B>(request: &Request<B>, protocols: &Protocols, body_limit: u64)
 
 /// The scheme a request names (HTTP/2's `:scheme`, RFC 9113 §8.3.1, or an
 /// absolute-form target's, RFC 9112 §3.2.2) must be its connection's, which
-/// the listener notes in the request's extensions: the scheme goes on to
-/// the app, which must never be told that a cleartext request came over
-/// TLS, or a TLS one in the clear. A request that names none takes the
-/// connection's.
+/// the listener notes in the request's extensions for a TLS connection
+/// (none is `http`): the scheme goes on to the app, which must never be
+/// told that a cleartext request came over TLS, or a TLS one in the clear.
+/// A request that names none takes the connection's.
 fn check_scheme<B>(request: &Request<B>) -> Result<(), Rejection> {
     let claimed = request.uri().scheme();
-    let connection = request.extensions().get::<Scheme>();
-    match (claimed, connection) {
-        (Some(claimed), Some(connection)) if claimed != connection => Err(Rejection::BadRequest(
+    let connection = request
+        .extensions()
+        .get::<Scheme>()
+        .unwrap_or(&Scheme::HTTP);
+    match claimed {
+        Some(claimed) if claimed != connection => Err(Rejection::BadRequest(
             "the request's scheme is not its connection's",
         )),
         _ => Ok(()),
@@ -535,6 +538,7 @@ mod tests {
         request
             .extensions_mut()
             .insert(hyper::ext::Protocol::from_static(protocol));
+        request.extensions_mut().insert(Scheme::HTTPS);
         request
     }
 
@@ -560,11 +564,12 @@ mod tests {
             classify(&h2_connect("other", Some("13")), &allowed(), LIMIT),
             Class::Reject(Rejection::UnsupportedProtocol)
         );
-        let plain = Request::builder()
+        let mut plain = Request::builder()
             .uri("https://example.com/")
             .version(Version::HTTP_2)
             .body(())
             .unwrap();
+        plain.extensions_mut().insert(Scheme::HTTPS);
         assert_eq!(classify(&plain, &allowed(), LIMIT), Class::Plain);
     }
 
@@ -628,6 +633,8 @@ mod tests {
             .header("host", "example.com")
             .body(())
             .unwrap();
+        // In the clear: no note.
+        assert_eq!(classify(&h1, &allowed(), LIMIT), mismatch);
         h1.extensions_mut().insert(Scheme::HTTP);
         assert_eq!(classify(&h1, &allowed(), LIMIT), mismatch);
         h1.extensions_mut().insert(Scheme::HTTPS);

@@ -6,7 +6,6 @@
 //! resets). Each request goes to [`crate::dispatch::handle`]. Called by
 //! [`crate::listener`].
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -70,13 +69,11 @@ pub(crate) async fn serve_h1<T>(
     let service = service_fn(move |mut request: Request<Incoming>| {
         let context = context.clone();
         let exchange = in_flight.begin();
-        request.extensions_mut().insert(scheme.clone());
+        note_tls(&mut request, &scheme);
         // Boxed: hyper moves the future it is given several times, and
         // this one is kilobytes (callgrind: a fifth of a plain GET's work
         // was those copies).
-        Box::pin(
-            async move { Ok::<_, Infallible>(handle(&context, peer, request, exchange).await) },
-        )
+        Box::pin(handle(context, peer, request, exchange))
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -128,12 +125,12 @@ pub(crate) async fn serve_h2<T>(
             context.metrics.limit_reached(LimitKind::ClientStreams);
         }
         // Classify checks the client's `:scheme` against the connection's.
-        request.extensions_mut().insert(scheme.clone());
+        note_tls(&mut request, &scheme);
         // Boxed, as for HTTP/1.1.
         Box::pin(async move {
-            let response = handle(&context, peer, request, exchange).await;
+            let response = handle(context, peer, request, exchange).await;
             unanswered.answered();
-            Ok::<_, Infallible>(response)
+            response
         })
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -165,6 +162,16 @@ pub(crate) async fn serve_h2<T>(
     let result = run_until(served, ending, |served| served.graceful_shutdown()).await;
     if let Err(err) = result {
         debug!(error = %err, "client HTTP/2 connection ended with an error");
+    }
+}
+
+/// Notes in a request from a TLS connection that it came over TLS
+/// (`Scheme::HTTPS` in its extensions); a request with no such note came
+/// in the clear. Only TLS pays for the note: the extensions map it needs
+/// cost a cleartext plain GET about 500 instructions (callgrind).
+fn note_tls(request: &mut Request<Incoming>, scheme: &Scheme) {
+    if *scheme == Scheme::HTTPS {
+        request.extensions_mut().insert(Scheme::HTTPS);
     }
 }
 

@@ -72,21 +72,27 @@ impl Context {
         bound: Duration,
         cluster: &Cluster,
     ) -> Result<Response<RecvStream>, Error> {
-        let addr = cluster.name().to_owned();
+        // The name is copied only for an error: not every request pays
+        // its allocation.
+        let addr = || cluster.name().to_owned();
         match tokio::time::timeout(bound, response).await {
             Err(_) => Err(Error::UpstreamTimeout {
                 step: UpstreamStep::Response,
-                addr,
+                addr: addr(),
                 after: bound,
             }),
-            Ok(Err(source)) => Err(Error::UpstreamH2 { addr, source }),
+            Ok(Err(source)) => Err(Error::UpstreamH2 {
+                addr: addr(),
+                source,
+            }),
             Ok(Ok(response)) => Ok(response),
         }
     }
 }
 
-/// The scheme the client used: HTTP/2 carries it, HTTP/1.1 connections
-/// note theirs in the request's extensions.
+/// The scheme the client used: HTTP/2 carries it; of an HTTP/1.1 request,
+/// a TLS connection notes `https` in the request's extensions, and one
+/// without the note came in the clear.
 pub fn client_scheme(parts: &http::request::Parts) -> Scheme {
     parts
         .uri

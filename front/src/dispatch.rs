@@ -10,7 +10,9 @@
 //! the 101 or 200 of an opened one), and not to the front's own answers
 //! (no route, rejected, failed), which carry no route's fields.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use h2hop::access::{self, Entry, Logged};
@@ -32,13 +34,16 @@ use crate::routes::Route;
 use crate::{forward, tunnel};
 
 /// Answers one request; its access log line is written when the answer
-/// (or, for a tunnel, the relay) ends.
+/// (or, for a tunnel, the relay) ends. Never fails: the `Result` is the
+/// shape hyper's service wants, so the connection boxes this future as it
+/// is rather than wrapped in another (each wrapper is one more copy of its
+/// kilobytes per request).
 pub(crate) async fn handle(
-    context: &Context,
+    context: Arc<Context>,
     peer: SocketAddr,
     mut request: Request<Incoming>,
     exchange: InFlight,
-) -> Response<Logged<ResponseBody>> {
+) -> Result<Response<Logged<ResponseBody>>, Infallible> {
     // Before routing, so that routes and the app see the settled fields.
     let settled = context.client_fields.settle(peer, &mut request);
     // Carried to the sidecar for its PROXY header toward the app, unless
@@ -85,32 +90,28 @@ pub(crate) async fn handle(
     // span per request cost about a twentieth of a plain GET's work.
     let version = request.version();
     let span = debug_span!("stream", kind, ?version, %authority, path = request.uri().path());
-    async move {
-        let mut response = answer(
-            context,
-            class,
-            route,
-            routing,
-            (&settled, request),
-            &mut entry,
-        )
-        .await;
-        if context.client_fields.request_id_echo {
-            response
-                .headers_mut()
-                .insert(REQUEST_ID, settled.request_id.clone());
-        }
-        if let Some(entry) = &mut entry {
-            entry.status(response.status());
-        }
-        let length = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok()?.parse().ok());
-        response.map(|body| Logged::new(body, entry, length))
+    let answered = answer(
+        &context,
+        class,
+        route,
+        routing,
+        (&settled, request),
+        &mut entry,
+    );
+    let mut response = answered.instrument(span).await;
+    if context.client_fields.request_id_echo {
+        response
+            .headers_mut()
+            .insert(REQUEST_ID, settled.request_id.clone());
     }
-    .instrument(span)
-    .await
+    if let Some(entry) = &mut entry {
+        entry.status(response.status());
+    }
+    let length = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse().ok());
+    Ok(response.map(|body| Logged::new(body, entry, length)))
 }
 
 /// The answer to one request, its client fields `settled`. A tunnel that
@@ -157,9 +158,12 @@ async fn answer(
         .request
         .apply(&mut parts.headers, &substitutions);
     let request = Request::from_parts(parts, body);
-    let protocol = tunnel.as_ref().map(|tunnel| tunnel.protocol.clone());
-    let result = match tunnel {
-        Some(tunnel) => tunnel::open(context, cluster, request, tunnel, entry).await,
+    // Borrowed by the tunnel, not copied: its protocol names it below.
+    let protocol = tunnel.as_ref().map(|tunnel| tunnel.protocol.as_str());
+    let result = match &tunnel {
+        // Boxed: a tunnel's future is kilobytes that every plain request's
+        // would otherwise be sized for, and copied whole at each move.
+        Some(tunnel) => Box::pin(tunnel::open(context, cluster, request, tunnel, entry)).await,
         None => {
             let counts = entry.as_ref().map(Entry::bytes).unwrap_or_default();
             forward::forward(context, cluster, request, counts).await
@@ -179,7 +183,7 @@ async fn answer(
             let id = settled.request_id.to_str().unwrap_or_default();
             warn!(status = err.status().as_u16(), request_id = %id, error = %h2hop::telemetry::chain(&err), "request failed");
             context.metrics.error(err.culprit());
-            if let Some(protocol) = &protocol {
+            if let Some(protocol) = protocol {
                 context
                     .metrics
                     .tunnel_not_opened(protocol, TunnelResult::Failed);

@@ -42,14 +42,12 @@ pub async fn forward(
     let _active = cluster.retry_budget().request();
     let policy = cluster.retry_policy();
     if policy.retries > 0 && retry::replayable(end_of_stream, body.size_hint().exact(), policy) {
-        let body = if end_of_stream {
-            None
-        } else {
-            Some(read_body(context, body, counts).await?)
-        };
-        let (response, slot) = retry::send(context, cluster, upstream_request, body).await?;
+        // Boxed: the retry loop's future is kilobytes that every request's
+        // would otherwise be sized for, retried or not.
+        let replayed = replay(context, cluster, upstream_request, body, counts);
+        let (response, slot) = Box::pin(replayed).await?;
         let (head, recv) = response.into_parts();
-        let relayed = response::relay(&head, answer_version(&parts));
+        let relayed = response::relay_head(head, answer_version(&parts));
         return Ok(relayed.map(|()| context::streamed(H2Body::with_guard(recv, slot))));
     }
     let opened = cluster.open_stream(upstream_request, end_of_stream).await;
@@ -92,8 +90,25 @@ pub async fn forward(
     let status = RetryOn::Status(response.status());
     not_replayed(context, cluster, Some(status));
     let (head, recv) = response.into_parts();
-    let relayed = response::relay(&head, answer_version(&parts));
+    let relayed = response::relay_head(head, answer_version(&parts));
     Ok(relayed.map(|()| context::streamed(H2Body::with_guard(recv, slot))))
+}
+
+/// Reads a replayable `body` whole (none at its end of stream), then
+/// sends `head` with it through [`retry::send`].
+async fn replay(
+    context: &Context,
+    cluster: &Cluster,
+    head: Request<()>,
+    body: Incoming,
+    counts: Arc<access::ByteCounts>,
+) -> Result<retry::Answered, Error> {
+    let body = if body.is_end_stream() {
+        None
+    } else {
+        Some(read_body(context, body, counts).await?)
+    };
+    retry::send(context, cluster, head, body).await
 }
 
 /// Counts a failure the cluster would have retried, had the request's

@@ -211,14 +211,16 @@ async fn accept(shared: &Shared, plain: TcpListener, tls: Option<TcpListener>, w
                     address,
                     proxy: proxy.clone(),
                 };
-                connection(
+                // Boxed: the spawn would otherwise copy the connection's
+                // kilobytes of state several times on its way into the task.
+                Box::pin(connection(
                     stream,
                     peer,
                     client_tls.clone(),
                     context.clone(),
                     settings,
                     places,
-                )
+                ))
             },
         )
     };

@@ -9,6 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -189,7 +190,11 @@ where
     let metrics = context.metrics.clone();
     metrics.connections(1);
     let _counted = scopeguard(move || metrics.connections(-1));
-    let begun = context.drain.begun().clone();
+    // One wait for the drain, for the connection's life: made anew for
+    // each stream, it registered with the token (a mutex every task
+    // shares) and left it again per request (callgrind, sidecar plain
+    // GET: 54.0k → 53.8k instructions per request).
+    let mut begun = pin!(context.drain.begun().clone().cancelled_owned());
     let mut going_away = false;
     let dials = Limit::new("pending app dials", context.max_pending_dials);
     loop {
@@ -197,7 +202,7 @@ where
             accepted = connection.accept() => accepted,
             // GOAWAY: the front opens no new stream here, the open ones
             // finish; accept() keeps driving them and ends when they have.
-            () = begun.cancelled(), if !going_away => {
+            () = &mut begun, if !going_away => {
                 going_away = true;
                 connection.graceful_shutdown();
                 continue;
@@ -209,20 +214,21 @@ where
                 context.metrics.streams(1);
                 let counted = stream_counted(context.metrics.clone());
                 // Boxed, with all it needs: the dispatch state is kilobytes
-                // (the request among it), moved a few times while the task
-                // is spawned, and freed before a tunnel's relay starts. The
-                // relay is all a tunnel's task keeps for its life.
+                // (the request among it), and freed before a tunnel's relay
+                // starts. The relay is boxed too, so that the task itself
+                // is a few pointers: tokio moves a task's future several
+                // times while spawning it, and an inline relay made every
+                // plain request pay for copying a tunnel's state
+                // (callgrind, sidecar plain GET: 60.6k → 58.9k instructions).
                 let (stream_context, dials) = (context.clone(), dials.clone());
                 let dispatch = Box::pin(async move {
                     dispatch::dispatch(&stream_context, &dials, peer, request, respond).await
                 });
                 context.drain.spawn(async move {
                     let _counted = counted;
-                    let relay = match dispatch.await {
-                        Some((tunnel, entry)) => tunnel.relay(entry),
-                        None => return,
-                    };
-                    relay.await;
+                    if let Some((tunnel, entry)) = dispatch.await {
+                        Box::pin(tunnel.relay(entry)).await;
+                    }
                 });
             }
             Err(err) => {

@@ -3,7 +3,8 @@
 //! response onto it ([`respond_with`]). Used by [`crate::forward`] and
 //! [`crate::tunnel`] (an app's refusal of an upgrade is relayed as is).
 
-use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -19,13 +20,44 @@ use crate::Error;
 
 /// Runs `work` unless the front resets the stream first, so an abandoned
 /// request stops holding an app connection or dial (S5).
-pub async fn unless_reset<T>(
-    respond: &mut SendResponse<Bytes>,
-    work: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    tokio::select! {
-        result = work => result,
-        reset = poll_fn(|cx| respond.poll_reset(cx)) => Err(Error::Reset(reset.ok())),
+///
+/// A future of its own rather than an `async fn` around `select!`: that
+/// kept `work` twice in its state, as the argument and as what `select!`
+/// polls, and `work` is the app exchange, the largest part of every
+/// stream's state (the pair was 3.5 kB for a plain request), copied
+/// whenever the future moves (callgrind, sidecar plain GET: 56.3k → 55.5k
+/// instructions per request).
+pub fn unless_reset<'a, F, T>(respond: &'a mut SendResponse<Bytes>, work: F) -> UnlessReset<'a, F>
+where
+    F: Future<Output = Result<T, Error>>,
+{
+    UnlessReset { work, respond }
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`unless_reset`] returns.
+    pub struct UnlessReset<'a, F> {
+        #[pin]
+        work: F,
+        respond: &'a mut SendResponse<Bytes>,
+    }
+}
+
+impl<F, T> Future for UnlessReset<'_, F>
+where
+    F: Future<Output = Result<T, Error>>,
+{
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.work.poll(cx) {
+            return Poll::Ready(result);
+        }
+        match this.respond.poll_reset(cx) {
+            Poll::Ready(reset) => Poll::Ready(Err(Error::Reset(reset.ok()))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

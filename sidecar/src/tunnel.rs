@@ -24,7 +24,6 @@ use h2hop::upgrade::{self, WEBSOCKET};
 use h2hop::websocket;
 use http::{Method, Request};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tracing::debug;
@@ -254,9 +253,8 @@ async fn exchange(
     // Held from the dial until the app's answer; a reset stream gives it
     // back at once (S5).
     let dialing = overloaded_unless(dials.try_take(), dials)?;
-    let mut answer = respond::unless_reset(respond, app.upgrade(app_request, body)).await?;
+    let (answer, conn) = respond::unless_reset(respond, app.upgrade(app_request, body)).await?;
     drop(dialing);
-    let on_upgrade = hyper::upgrade::on(&mut answer);
     let (head, body) = answer.into_parts();
     match response::check_switch(&head, protocol, key.as_deref()) {
         Ok(()) => {}
@@ -266,22 +264,20 @@ async fn exchange(
         Err(refusal @ Refusal::NotSwitching(status)) if status.is_success() => {
             return Err(Error::BadSwitch(refusal));
         }
-        Err(Refusal::NotSwitching(_)) => return Ok(Exchange::Refused(head, body)),
+        Err(Refusal::NotSwitching(_)) => {
+            // The body comes as hyper reads the connection.
+            conn.spawn();
+            return Ok(Exchange::Refused(head, body));
+        }
         Err(refusal) => return Err(Error::BadSwitch(refusal)),
     }
-    let app_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::AppHttp {
+    let (io, prefix) = conn.into_upgraded().await.map_err(|err| Error::AppHttp {
         addr: app.config().addr.clone(),
-        source,
-    };
-    let upgraded = on_upgrade.await.map_err(|err| app_error(Box::new(err)))?;
-    let Ok(upgraded) = upgraded.downcast::<TokioIo<TcpStream>>() else {
-        return Err(app_error(
-            "upgraded app connection is not a TCP stream".into(),
-        ));
-    };
+        source: Box::new(err),
+    })?;
     Ok(Exchange::Switched(Switched {
-        io: upgraded.io.into_inner(),
-        prefix: upgraded.read_buf,
+        io,
+        prefix,
         early,
         reply: response::switched_to_h2(&head),
     }))

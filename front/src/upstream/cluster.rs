@@ -122,6 +122,20 @@ impl Cluster {
             let opened = only.open_stream(request, end_of_stream).await;
             return opened.map(|open| (0, open));
         }
+        // Boxed: the pick's future holds one endpoint's attempt besides its
+        // own state, and a single sidecar's requests need not be sized for it.
+        Box::pin(self.open_on_least_loaded(request, end_of_stream, avoid)).await
+    }
+
+    /// [`Cluster::open_stream_avoiding`] among several endpoints: the least
+    /// loaded of those neither ejected nor avoided, the next one when a
+    /// dial fails.
+    async fn open_on_least_loaded(
+        &self,
+        request: Request<()>,
+        end_of_stream: bool,
+        avoid: &[usize],
+    ) -> Result<(usize, OpenStream), Error> {
         // Ejected endpoints come last: they take a stream only when no
         // other could be dialled, rather than the request failing.
         let ejected = self.outliers.ejected();

@@ -117,6 +117,22 @@ pub fn relay(parts: &Parts, version: Version) -> Response<()> {
     response
 }
 
+/// [`relay`], taking the head: when no field is hop-by-hop (always so for
+/// a head received over HTTP/2, where h2 refuses them, RFC 9113 §8.2.2)
+/// its field map moves over as it is, not copied field by field (callgrind:
+/// the copy was about 1,500 instructions of the front's plain GET).
+pub fn relay_head(parts: Parts, version: Version) -> Response<()> {
+    if parts.headers.keys().any(hop_by_hop::is_always_hop_by_hop) {
+        // `Connection` among them, and so whatever it names.
+        return relay(&parts, version);
+    }
+    let mut response = Response::new(());
+    *response.status_mut() = parts.status;
+    *response.version_mut() = version;
+    *response.headers_mut() = parts.headers;
+    response
+}
+
 /// True when a response head promises no body: HEAD requests aside, 204, 304
 /// and 1xx never have one, and `Content-Length: 0` says so.
 pub fn is_bodiless(parts: &Parts) -> bool {
@@ -286,5 +302,31 @@ mod tests {
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert_eq!(response.headers().len(), 1);
         assert_eq!(response.headers()["content-type"], "text/plain");
+    }
+
+    /// [`relay_head`] drops what [`relay`] drops, and keeps the rest with
+    /// the status and the version asked for.
+    #[test]
+    fn relayed_head_loses_hop_by_hop_fields_and_keeps_the_rest() {
+        let parts = head(
+            404,
+            &[
+                ("connection", "close, x-hop"),
+                ("x-hop", "1"),
+                ("content-type", "text/plain"),
+            ],
+        );
+        let response = relay_head(parts, Version::HTTP_2);
+        assert_eq!(response.headers().len(), 1);
+        assert_eq!(response.headers()["content-type"], "text/plain");
+        let clean = head(
+            200,
+            &[("content-type", "text/plain"), ("set-cookie", "a=1")],
+        );
+        let response = relay_head(clean, Version::HTTP_11);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.version(), Version::HTTP_11);
+        assert_eq!(response.headers().len(), 2);
+        assert_eq!(response.headers()["set-cookie"], "a=1");
     }
 }

@@ -41,12 +41,14 @@ mod h2c;
 mod h2c_tests;
 mod pool;
 mod proxy_header;
+mod upgrade_conn;
 
 pub use dial::{AppConfig, AppProtocol};
 use dial::{app_http, dial, open_http1};
 use h2c::H2cPool;
 pub use h2c::{OpenedStream, StreamPlace, app_request, response_head};
 use pool::{Pool, SendError};
+pub use upgrade_conn::UpgradeConn;
 
 use crate::error::{AppStep, Error};
 
@@ -154,12 +156,14 @@ impl App {
 
     /// Sends an upgrade request with its body on a connection of its own
     /// and waits for the answer. The connection serves only this request:
-    /// whatever the answer, it is never pooled (S2).
+    /// whatever the answer, it is never pooled (S2). It comes back beside
+    /// the answer, to be taken over after a `101` or run to the end of a
+    /// refusal ([`UpgradeConn`]).
     pub async fn upgrade(
         &self,
         request: Request<()>,
         body: Bytes,
-    ) -> Result<Response<Incoming>, Error> {
+    ) -> Result<(Response<Incoming>, UpgradeConn), Error> {
         let stream = if self.config.proxy_protocol {
             let client = proxy_header::client_of(&request);
             proxy_header::dial_with_header(&self.config, client).await?
@@ -169,16 +173,10 @@ impl App {
         let handshake = http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream));
         let bound = self.config.upgrade_timeout;
         let (mut sender, connection) = self.await_response(handshake, bound).await?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.with_upgrades().await {
-                debug!(error = %err, "app connection ended with an error");
-            }
-        });
-        self.await_response(
-            sender.send_request(request.map(|()| Full::new(body))),
-            bound,
-        )
-        .await
+        let mut conn = UpgradeConn::new(connection);
+        let sent = sender.send_request(request.map(|()| Full::new(body)));
+        let response = self.await_response(conn.driving(sent), bound).await?;
+        Ok((response, conn))
     }
 
     /// A fresh connection for one tunnel attempt.
