@@ -291,8 +291,8 @@ pub struct Args {
     /// optional or required.
     #[arg(long, env = "H2HOP_FRONT_PROXY_PROTOCOL_FROM")]
     pub proxy_protocol_from: Vec<Networks>,
-    /// Runtime worker threads (default: one per CPU). 1 runs everything on
-    /// one thread.
+    /// Worker threads (default: one per CPU), each with its own event loop
+    /// and its own listening socket on the same port (SO_REUSEPORT).
     #[arg(long, env = "H2HOP_FRONT_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
     /// TCP keep-alive on accepted connections.

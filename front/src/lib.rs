@@ -21,7 +21,9 @@
 //! ones when the `--config` file is reloaded (SIGHUP, or its watcher).
 //!
 //! [`run`] takes an already-bound listener and a cancellation token; only
-//! `main` binds, reads signals and picks the exit code.
+//! `main` binds, reads signals and picks the exit code. [`run_workers`]
+//! runs one set of accept loops per worker thread, each on listeners of
+//! its own.
 
 pub mod args;
 pub mod classify;
@@ -53,6 +55,7 @@ pub use client_fields::{ClientFields, ForwardedFields};
 pub use config::Config;
 pub use context::client_scheme;
 pub use error::{Error, UpstreamStep};
+pub use listener::WorkerListeners;
 pub use live_routing::{ReloadError, ReloadSummary, RoutingReload};
 pub use preface::PlainH2c;
 pub use proxy_header::{ProxyMode, ProxyProtocol};
@@ -88,7 +91,25 @@ impl From<TcpListener> for Listeners {
 }
 
 /// Serves on every listener of `listeners` until `shutdown` is cancelled,
-/// then drains (see [`Config::drain_timeout`]) and returns.
+/// then drains (see [`Config::drain_timeout`]) and returns. One worker:
+/// everything runs on the caller's runtime.
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) {
-    listener::serve(config, listeners, shutdown).await;
+    // No other worker to start, so nothing to fail.
+    let _ = listener::serve(config, listeners, Vec::new(), shutdown).await;
+}
+
+/// [`run`] with a worker per item of `more` besides the caller's: each
+/// accepts on its own listeners (plain, and TLS when `listeners.tls` is
+/// set; siblings from [`h2hop::accept::bind_each`]) on a thread and
+/// current-thread runtime of its own (see [`h2hop::runtime`]). Drain
+/// covers every worker's connections; the admin listener (worker 0's)
+/// serves the whole process's metrics. Fails only when a worker thread
+/// cannot be started.
+pub async fn run_workers(
+    config: Config,
+    listeners: Listeners,
+    more: Vec<WorkerListeners>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    listener::serve(config, listeners, more, shutdown).await
 }

@@ -7,6 +7,7 @@
 //! ([`crate::preface`]), else HTTP/1.1). It builds the [`Context`] every request
 //! shares, serves readiness on the admin listener, and drains on shutdown.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,11 +40,83 @@ use crate::{Config, Listeners};
 /// is cancelled; then drains: open connections finish their request in
 /// flight and close, tunnels get up to `drain_timeout`, and whatever still
 /// runs after that is cut.
-pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationToken) {
+///
+/// Worker 0 accepts on `listeners` on the caller's runtime and serves the
+/// admin listener; each of `more` is another worker's pair of listeners
+/// (plain, TLS), served on a thread and current-thread runtime of its own
+/// ([`h2hop::runtime::spawn_workers`]). The workers share the routing
+/// (with its connections to the sidecars), the limits, the drain and the
+/// metrics.
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    more: Vec<WorkerListeners>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
     let Listeners { plain, tls, admin } = listeners;
+    // Before the routing is built: its endpoints keep connections per worker.
+    h2hop::runtime::expect_workers(more.len() + 1);
+    let shared = Arc::new(shared(config, shutdown));
+    if let Some(admin) = admin {
+        let ready = sidecar_usable(shared.context.clone());
+        let metrics = shared.context.metrics.clone();
+        let stop = shared.context.drain.begun().clone();
+        tokio::spawn(h2hop::admin::serve(admin, metrics, ready, stop));
+    }
+    let for_workers = shared.clone();
+    let others = h2hop::runtime::spawn_workers(more, move |worker, (plain, tls)| {
+        let shared = for_workers.clone();
+        async move {
+            let tls = tls.map(TcpListener::from_std).transpose();
+            match (TcpListener::from_std(plain), tls) {
+                (Ok(plain), Ok(tls)) => accept(&shared, plain, tls, worker).await,
+                (Err(err), _) | (_, Err(err)) => {
+                    warn!(worker, error = %err, "worker cannot listen");
+                }
+            }
+            // Its runtime must run until every worker's connections
+            // drained: ending it would drop the tasks it runs.
+            shared.drained.cancelled().await;
+        }
+    });
+    let others = match others {
+        Ok(others) => others,
+        Err(err) => {
+            shared.context.drain.begun().cancel();
+            shared.drained.cancel();
+            return Err(err);
+        }
+    };
+    accept(&shared, plain, tls, 0).await;
+    shared.context.drain.finish(shared.drain_timeout).await;
+    shared.drained.cancel();
+    others.await;
+    Ok(())
+}
+
+/// Another worker's listeners: plain, and TLS when the front has one.
+pub type WorkerListeners = (std::net::TcpListener, Option<std::net::TcpListener>);
+
+/// What the workers of one front share.
+struct Shared {
+    context: Arc<Context>,
+    connections: Limit,
+    per_address: PerAddress,
+    proxy: Arc<ProxyProtocol>,
+    settings: ClientSettings,
+    client_tls: Option<Reloadable<ServerConfig>>,
+    keepalive: Option<h2hop::accept::Keepalive>,
+    drain_timeout: Duration,
+    /// Cancelled when the drain has ended, which lets the other workers'
+    /// runtimes stop.
+    drained: CancellationToken,
+}
+
+/// Builds what the workers share from `config`: the live routing (its
+/// reloads attached, the config file watched), the [`Context`], the
+/// connection limits.
+fn shared(config: Config, shutdown: CancellationToken) -> Shared {
     let metrics = config.metrics.clone();
-    let connections = Limit::new("client connections", config.max_connections);
-    let per_address = PerAddress::new(config.max_connections_per_client);
     let drain = Drain::new(shutdown);
     let settings = ClientSettings {
         header_timeout: config.header_timeout,
@@ -54,7 +127,6 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         plain_h2c: config.plain_h2c,
     };
     let client_tls = config.client_tls.clone();
-    let proxy = Arc::new(config.proxy_protocol.clone());
     let flags = config.upstream.clone();
     let snapshot = Snapshot::initial(config.routing, config.upstream, &metrics);
     let routing = Arc::new(LiveRouting::new(snapshot));
@@ -85,64 +157,82 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         },
         protocols: config.protocols,
         upgrade_body_limit: config.upgrade_body_limit,
-        drain: drain.clone(),
+        drain,
         tunnels: Limit::new("tunnels", config.max_tunnels),
-        metrics: metrics.clone(),
+        metrics,
         error_details: config.error_details,
         client_fields: config.client_fields,
     });
-    if let Some(admin) = admin {
-        let ready = sidecar_usable(context.clone());
-        tokio::spawn(h2hop::admin::serve(
-            admin,
-            metrics,
-            ready,
-            drain.begun().clone(),
-        ));
+    Shared {
+        context,
+        connections: Limit::new("client connections", config.max_connections),
+        per_address: PerAddress::new(config.max_connections_per_client),
+        proxy: Arc::new(config.proxy_protocol),
+        settings,
+        client_tls,
+        keepalive: config.tcp_keepalive,
+        drain_timeout: config.drain_timeout,
+        drained: CancellationToken::new(),
     }
-    let keepalive = config.tcp_keepalive;
+}
+
+/// One worker's accept loops on `plain` and `tls`, until shutdown begins;
+/// its connections run on the caller's runtime.
+async fn accept(shared: &Shared, plain: TcpListener, tls: Option<TcpListener>, worker: usize) {
+    let Shared {
+        context,
+        connections,
+        per_address,
+        proxy,
+        settings,
+        ..
+    } = shared;
+    let (drain, settings) = (&context.drain, *settings);
     let accept = |listener: TcpListener, client_tls: Option<Reloadable<ServerConfig>>| {
-        let (drain, context) = (&drain, &context);
-        let (connections, per_address, proxy) = (&connections, &per_address, &proxy);
-        h2hop::accept::until_shutdown(listener, keepalive, drain, move |stream, peer| {
-            let metrics = &context.metrics;
-            let permit = connection_place(connections, peer, metrics);
-            // In accept order where the address is known now; after the
-            // header where a PROXY header may name another client.
-            let address = match permit {
-                Some(_) if proxy.may_speak_for_others(peer) => {
-                    AddressLimit::AfterHeader(per_address.clone())
-                }
-                Some(_) => AddressLimit::Settled(address_place(per_address, peer, metrics)),
-                None => AddressLimit::Settled(None),
-            };
-            let places = Places {
-                permit,
-                address,
-                proxy: proxy.clone(),
-            };
-            // Boxed: the spawn would otherwise copy the connection's
-            // kilobytes of state several times on its way into the task.
-            Box::pin(connection(
-                stream,
-                peer,
-                client_tls.clone(),
-                context.clone(),
-                settings,
-                places,
-            ))
-        })
+        h2hop::accept::until_shutdown(
+            listener,
+            worker,
+            shared.keepalive,
+            drain,
+            move |stream, peer| {
+                let metrics = &context.metrics;
+                let permit = connection_place(connections, peer, metrics);
+                // In accept order where the address is known now; after the
+                // header where a PROXY header may name another client.
+                let address = match permit {
+                    Some(_) if proxy.may_speak_for_others(peer) => {
+                        AddressLimit::AfterHeader(per_address.clone())
+                    }
+                    Some(_) => AddressLimit::Settled(address_place(per_address, peer, metrics)),
+                    None => AddressLimit::Settled(None),
+                };
+                let places = Places {
+                    permit,
+                    address,
+                    proxy: proxy.clone(),
+                };
+                // Boxed: the spawn would otherwise copy the connection's
+                // kilobytes of state several times on its way into the task.
+                Box::pin(connection(
+                    stream,
+                    peer,
+                    client_tls.clone(),
+                    context.clone(),
+                    settings,
+                    places,
+                ))
+            },
+        )
     };
     let plain_loop = accept(plain, None);
     let tls_loop = async {
-        match (tls, client_tls.clone()) {
+        match (tls, shared.client_tls.clone()) {
             (Some(listener), Some(client_tls)) => accept(listener, Some(client_tls)).await,
             (Some(_), None) => warn!("a TLS listener without client TLS settings: not served"),
             (None, _) => {}
         }
     };
     tokio::join!(plain_loop, tls_loop);
-    drain.finish(config.drain_timeout).await;
 }
 
 /// A new connection's place under the connection limit, taken at accept;

@@ -21,9 +21,14 @@ fn main() -> anyhow::Result<()> {
     if args.check_config {
         return report_config(&config);
     }
-    let runtime =
-        h2hop::runtime::build(args.workers.map(usize::from)).context("cannot start the runtime")?;
-    runtime.block_on(serve(args, config))
+    let workers = h2hop::runtime::worker_count(args.workers);
+    let plain = h2hop::accept::bind_each(args.listen, "clients", workers)?;
+    let tls = match args.tls_listen {
+        Some(addr) => h2hop::accept::bind_each(addr, "TLS clients", workers)?,
+        None => Vec::new(),
+    };
+    let runtime = h2hop::runtime::main_thread().context("cannot start the runtime")?;
+    runtime.block_on(serve(args, config, plain, tls))
 }
 
 /// `--check-config`: what the configuration amounts to, on standard output.
@@ -81,13 +86,29 @@ fn report_health_check(
     )
 }
 
-async fn serve(args: Args, config: h2hop_front::Config) -> anyhow::Result<()> {
-    use h2hop::accept::{bind, bind_if_set, local_addr_text};
-    let plain = bind(args.listen, "clients").await?;
-    let tls = bind_if_set(args.tls_listen, "TLS clients").await?;
+/// Worker 0, on the main thread, with the process's signals, reloads and
+/// admin listener; it starts the other workers, one per listener of
+/// `plain` after the first (each with its sibling in `tls`, if any).
+async fn serve(
+    args: Args,
+    config: h2hop_front::Config,
+    plain: Vec<std::net::TcpListener>,
+    tls: Vec<std::net::TcpListener>,
+) -> anyhow::Result<()> {
+    use h2hop::accept::{bind_if_set, first_addr_text, local_addr_text};
+    use tokio::net::TcpListener;
+    let (listen, tls_listen) = (first_addr_text(&plain), first_addr_text(&tls));
+    let mut plain = plain.into_iter();
+    let mut tls = tls
+        .into_iter()
+        .map(Some)
+        .chain(std::iter::repeat_with(|| None));
+    let first = plain.next().context("no listener bound")?;
+    let first = TcpListener::from_std(first).context("cannot listen")?;
+    let first_tls = tls.next().flatten().map(TcpListener::from_std);
+    let first_tls = first_tls.transpose().context("cannot listen")?;
+    let more: Vec<h2hop_front::WorkerListeners> = plain.zip(tls).collect();
     let admin = bind_if_set(args.admin_listen, "admin").await?;
-    let listen = local_addr_text(Some(&plain));
-    let tls_listen = local_addr_text(tls.as_ref());
     // SIGHUP reloads the TLS files; watched from before "ready" on.
     let reloads =
         h2hop::tls::reload::on_hangup(config.reloader()).context("cannot watch SIGHUP")?;
@@ -103,11 +124,18 @@ async fn serve(args: Args, config: h2hop_front::Config) -> anyhow::Result<()> {
         %tls_listen,
         sidecar = %args.sidecar,
         h2c = args.h2c,
+        admin = %local_addr_text(admin.as_ref()),
+        workers = more.len() + 1,
         "h2hop-front ready"
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(h2hop::signals::on_signal(shutdown.clone()));
-    let listeners = h2hop_front::Listeners { plain, tls, admin };
-    h2hop_front::run(config, listeners, shutdown).await;
-    Ok(())
+    let listeners = h2hop_front::Listeners {
+        plain: first,
+        tls: first_tls,
+        admin,
+    };
+    h2hop_front::run_workers(config, listeners, more, shutdown)
+        .await
+        .context("cannot start the workers")
 }

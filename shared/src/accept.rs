@@ -129,6 +129,62 @@ pub async fn bind_if_set(
     }
 }
 
+/// Binds `count` listening sockets to `addr` for `role`, one per worker
+/// (see [`crate::runtime`]): with more than one, each has `SO_REUSEPORT`
+/// and the kernel spreads new connections over them by their addresses'
+/// hash. The first takes the port when `addr` asks for port 0; the
+/// others bind the port it took. Blocking-free `std` sockets, so that
+/// each worker registers its own with its runtime
+/// (`TcpListener::from_std`). Called by the binaries' `main`.
+pub fn bind_each(
+    addr: SocketAddr,
+    role: &'static str,
+    count: usize,
+) -> Result<Vec<std::net::TcpListener>, BindError> {
+    let mut bound = Vec::with_capacity(count);
+    let mut at = addr;
+    for _ in 0..count.max(1) {
+        let listener = bind_one(at, count > 1).map_err(|source| BindError {
+            addr: at,
+            role,
+            source,
+        })?;
+        at = listener.local_addr().map_err(|source| BindError {
+            addr: at,
+            role,
+            source,
+        })?;
+        bound.push(listener);
+    }
+    Ok(bound)
+}
+
+/// One listening socket as tokio's `TcpListener::bind` makes it
+/// (`SO_REUSEADDR`, backlog 1024), with `SO_REUSEPORT` when `shared`.
+fn bind_one(addr: SocketAddr, shared: bool) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// The address of the first of `listeners`, for the "ready" line.
+pub fn first_addr_text(listeners: &[std::net::TcpListener]) -> String {
+    listeners
+        .first()
+        .and_then(|listener| listener.local_addr().ok())
+        .map_or_else(|| "-".to_owned(), |addr| addr.to_string())
+}
+
 /// The address a listener took, for the "ready" line (port 0 resolved);
 /// `-` for none.
 pub fn local_addr_text(listener: Option<&TcpListener>) -> String {
@@ -139,10 +195,13 @@ pub fn local_addr_text(listener: Option<&TcpListener>) -> String {
 
 /// Accepts connections on `listener` until shutdown begins, and spawns
 /// `serve(stream, peer)` for each through `drain`; each connection gets
-/// `TCP_NODELAY`, and `keepalive` unless it is `None`. The listener is
+/// `TCP_NODELAY`, and `keepalive` unless it is `None`, and a
+/// `conn{peer, worker}` span (`worker`: the index of the worker thread
+/// whose listener this is, see [`crate::runtime`]). The listener is
 /// closed on return, so new connections are refused from then on.
 pub async fn until_shutdown<F, Fut>(
     listener: TcpListener,
+    worker: usize,
     keepalive: Option<Keepalive>,
     drain: &Drain,
     mut serve: F,
@@ -166,7 +225,7 @@ pub async fn until_shutdown<F, Fut>(
                 if !inherited && let Err(err) = set_options(&socket, keepalive) {
                     warn!(%peer, error = %err, "cannot set TCP_NODELAY and keep-alive");
                 }
-                let span = info_span!("conn", %peer);
+                let span = info_span!("conn", %peer, worker);
                 drain.spawn(serve(stream, peer).instrument(span));
             }
             Err(err) => {
@@ -237,7 +296,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let drain = Drain::new(shutdown.clone());
         let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
-        let accepting = until_shutdown(listener, keepalive, &drain, move |stream, _| {
+        let accepting = until_shutdown(listener, 0, keepalive, &drain, move |stream, _| {
             let _ = seen_tx.send(options(&stream).map_err(|err| err.to_string()));
             async move { drop(stream) }
         });
@@ -283,6 +342,46 @@ mod tests {
             assert!(nodelay);
             assert!(!on, "keep-alive is off when turned off");
         }
+    }
+
+    #[tokio::test]
+    async fn each_worker_listener_shares_the_port_and_accepts() {
+        let bound = bind_each("127.0.0.1:0".parse().unwrap(), "test", 2).unwrap();
+        let ports: Vec<u16> = bound
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        assert_ne!(ports[0], 0);
+        assert_eq!(
+            ports[0], ports[1],
+            "the second binds the port the first took"
+        );
+        let listeners: Vec<TcpListener> = bound
+            .into_iter()
+            .map(|l| TcpListener::from_std(l).unwrap())
+            .collect();
+        let addr = listeners[0].local_addr().unwrap();
+        // The kernel spreads connections by their 4-tuple: within 64, each
+        // listener gets some (the chance it does not is 2^-63).
+        let mut accepted = [0usize; 2];
+        let mut clients = Vec::new();
+        for _ in 0..64 {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+            let which = tokio::select! {
+                _ = listeners[0].accept() => 0,
+                _ = listeners[1].accept() => 1,
+            };
+            accepted[which] += 1;
+        }
+        assert!(accepted.iter().all(|&n| n > 0), "{accepted:?}");
+    }
+
+    #[test]
+    fn one_listener_is_not_shared() {
+        let bound = bind_each("127.0.0.1:0".parse().unwrap(), "test", 1).unwrap();
+        let addr = bound[0].local_addr().unwrap();
+        let again = bind_each(addr, "test", 1);
+        assert!(again.is_err(), "a second bind of the port is refused");
     }
 
     #[derive(clap::Parser)]

@@ -133,8 +133,8 @@ pub struct Args {
     /// enables it, else 501). Not with `--app-proxy-protocol`.
     #[arg(long, env = "H2HOP_SIDECAR_APP_PROTOCOL", value_enum, default_value_t = AppProtocol::Http1)]
     pub app_protocol: AppProtocol,
-    /// Runtime worker threads (default: one per CPU). 1 runs everything on
-    /// one thread.
+    /// Worker threads (default: one per CPU), each with its own event loop
+    /// and its own listening socket on the same port (SO_REUSEPORT).
     #[arg(long, env = "H2HOP_SIDECAR_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
     /// TCP keep-alive on accepted connections.

@@ -22,7 +22,9 @@
 //! [`context`] holds what the stream stages share; it calls none of them.
 //!
 //! [`run`] takes an already-bound listener and a cancellation token; only
-//! `main` binds, reads signals and picks the exit code.
+//! `main` binds, reads signals and picks the exit code. [`run_workers`]
+//! runs one such accept loop per worker thread, each on a listener of its
+//! own.
 
 pub(crate) mod app;
 pub mod apps;
@@ -63,7 +65,24 @@ impl From<TcpListener> for Listeners {
 }
 
 /// Serves on every listener of `listeners` until `shutdown` is cancelled,
-/// then drains (see [`Config::drain_timeout`]) and returns.
+/// then drains (see [`Config::drain_timeout`]) and returns. One worker:
+/// everything runs on the caller's runtime.
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) {
-    listener::serve(config, listeners, shutdown).await;
+    // No other worker to start, so nothing to fail.
+    let _ = listener::serve(config, listeners, Vec::new(), shutdown).await;
+}
+
+/// [`run`] with a worker per listener of `more` besides the caller's:
+/// each on a thread and current-thread runtime of its own, with its own
+/// app pools (see [`h2hop::runtime`]). `more` are `listeners.hop`'s
+/// siblings from [`h2hop::accept::bind_each`]. Drain covers every
+/// worker's streams; the admin listener (worker 0's) serves the whole
+/// process's metrics. Fails only when a worker thread cannot be started.
+pub async fn run_workers(
+    config: Config,
+    listeners: Listeners,
+    more: Vec<std::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    listener::serve(config, listeners, more, shutdown).await
 }

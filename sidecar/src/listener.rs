@@ -7,6 +7,7 @@
 //! (RFC 8441 §3 (N1)), then one task per accepted stream, handed to
 //! [`crate::dispatch`].
 
+use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use h2hop::limit::Limit;
 use h2hop::tls;
 use h2hop::tls::reload::Reloadable;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -34,42 +35,107 @@ use crate::{Config, Listeners, dispatch};
 /// Accepts connections until `shutdown` is cancelled, then drains: each
 /// front connection gets GOAWAY and its streams may finish, for up to the
 /// drain timeout; whatever still runs after that is cut.
-pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationToken) {
+///
+/// Worker 0 accepts on `listeners.hop` on the caller's runtime and serves
+/// the admin listener; each of `more` is another worker's listener, served
+/// on a thread and current-thread runtime of its own
+/// ([`h2hop::runtime::spawn_workers`]). A worker has its own app pools;
+/// the drain, the tunnel limit and the metrics are the whole process's.
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    more: Vec<std::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
     let Listeners { hop, admin } = listeners;
     if let Some(admin) = admin {
         let ready = apps_reachable(&config);
         let metrics = config.metrics.clone();
         tokio::spawn(h2hop::admin::serve(admin, metrics, ready, shutdown.clone()));
     }
-    let drain = Drain::new(shutdown);
+    let shared = Arc::new(Shared {
+        drain: Drain::new(shutdown),
+        tunnels: Limit::new("tunnels", config.max_tunnels),
+        config,
+        drained: CancellationToken::new(),
+    });
+    let for_workers = shared.clone();
+    let others = h2hop::runtime::spawn_workers(more, move |worker, listener| {
+        let shared = for_workers.clone();
+        async move {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => accept(&shared, listener, worker).await,
+                Err(err) => warn!(worker, error = %err, "worker cannot listen"),
+            }
+            // Its runtime must run until every worker's streams drained:
+            // ending it would drop the tasks it runs.
+            shared.drained.cancelled().await;
+        }
+    });
+    let others = match others {
+        Ok(others) => others,
+        Err(err) => {
+            shared.drain.begun().cancel();
+            shared.drained.cancel();
+            return Err(err);
+        }
+    };
+    accept(&shared, hop, 0).await;
+    shared.drain.finish(shared.config.drain_timeout).await;
+    shared.drained.cancel();
+    others.await;
+    Ok(())
+}
+
+/// What the workers of one sidecar share.
+struct Shared {
+    config: Config,
+    /// Every worker's connections and streams: one drain for the process.
+    drain: Drain,
+    /// Tunnels open at once, over all workers.
+    tunnels: Limit,
+    /// Cancelled when the drain has ended, which lets the other workers'
+    /// runtimes stop.
+    drained: CancellationToken,
+}
+
+/// One worker's accept loop on `listener`, until shutdown begins; its
+/// connections and streams run on the caller's runtime, with app pools
+/// of this worker's own.
+async fn accept(shared: &Arc<Shared>, listener: TcpListener, worker: usize) {
+    let config = &shared.config;
     let context = Arc::new(Context {
         apps: Apps::new(&config.app, &config.apps),
         upgrades: config.upgrades.clone(),
-        drain: drain.clone(),
+        drain: shared.drain.clone(),
         tunnel_idle_timeout: config.tunnel_idle_timeout,
-        tunnels: Limit::new("tunnels", config.max_tunnels),
+        tunnels: shared.tunnels.clone(),
         max_pending_dials: config.max_pending_dials,
         error_details: config.error_details,
         metrics: config.metrics.clone(),
     });
     let tls = config.tls.clone();
-    let config = Arc::new(config);
-    h2hop::accept::until_shutdown(hop, config.tcp_keepalive, &drain, |stream, peer| {
-        connection(stream, peer, tls.clone(), config.clone(), context.clone())
-    })
+    let keepalive = config.tcp_keepalive;
+    h2hop::accept::until_shutdown(
+        listener,
+        worker,
+        keepalive,
+        &shared.drain,
+        |stream, peer| connection(stream, peer, tls.clone(), shared.clone(), context.clone()),
+    )
     .await;
-    drain.finish(config.drain_timeout).await;
 }
 
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<Reloadable<rustls::ServerConfig>>,
-    config: Arc<Config>,
+    shared: Arc<Shared>,
     context: Arc<Context>,
 ) {
+    let config = &shared.config;
     let Some(tls) = tls else {
-        return serve_h2(stream, peer, &config, context).await;
+        return serve_h2(stream, peer, config, context).await;
     };
     // The certificates as of now: a reload changes the next handshake, not
     // this connection.
@@ -87,7 +153,7 @@ async fn connection(
     if let Err(err) = tls::require_h2_alpn(tls.get_ref().1.alpn_protocol()) {
         return warn!(error = %err, "TLS peer did not negotiate h2");
     }
-    serve_h2(tls, peer, &config, context).await;
+    serve_h2(tls, peer, config, context).await;
 }
 
 /// Runs one HTTP/2 connection: the accept loop also drives its I/O, so it

@@ -24,16 +24,26 @@ fn main() -> anyhow::Result<()> {
             .write_all(config.apps_summary().as_bytes())?;
         return Ok(());
     }
-    let runtime =
-        h2hop::runtime::build(args.workers.map(usize::from)).context("cannot start the runtime")?;
-    runtime.block_on(serve(args, config))
+    let workers = h2hop::runtime::worker_count(args.workers);
+    let hop = h2hop::accept::bind_each(args.listen, "fronts", workers)?;
+    let runtime = h2hop::runtime::main_thread().context("cannot start the runtime")?;
+    runtime.block_on(serve(args, config, hop))
 }
 
-async fn serve(args: Args, config: h2hop_sidecar::Config) -> anyhow::Result<()> {
-    use h2hop::accept::{bind, bind_if_set, local_addr_text};
-    let hop = bind(args.listen, "fronts").await?;
+/// Worker 0, on the main thread, with the process's signals, reloads and
+/// admin listener; it starts the other workers, one per listener of `hop`
+/// after the first.
+async fn serve(
+    args: Args,
+    config: h2hop_sidecar::Config,
+    hop: Vec<std::net::TcpListener>,
+) -> anyhow::Result<()> {
+    use h2hop::accept::{bind_if_set, first_addr_text, local_addr_text};
+    let listen = first_addr_text(&hop);
+    let mut hop = hop.into_iter();
+    let first = hop.next().context("no listener bound")?;
+    let first = tokio::net::TcpListener::from_std(first).context("cannot listen")?;
     let admin = bind_if_set(args.admin_listen, "admin").await?;
-    let listen = local_addr_text(Some(&hop));
     // SIGHUP reloads the TLS files; watched from before "ready" on.
     let reloads =
         h2hop::tls::reload::on_hangup(config.reloader()).context("cannot watch SIGHUP")?;
@@ -50,10 +60,13 @@ async fn serve(args: Args, config: h2hop_sidecar::Config) -> anyhow::Result<()> 
             .collect::<Vec<_>>()
             .join(","),
     };
-    tracing::info!(%listen, %app, h2c = args.h2c, %allow_front_sans, "h2hop-sidecar ready");
+    let workers = hop.len() + 1;
+    let admin_listen = local_addr_text(admin.as_ref());
+    tracing::info!(%listen, admin = %admin_listen, %app, h2c = args.h2c, %allow_front_sans, workers, "h2hop-sidecar ready");
     let shutdown = CancellationToken::new();
     tokio::spawn(h2hop::signals::on_signal(shutdown.clone()));
-    let listeners = h2hop_sidecar::Listeners { hop, admin };
-    h2hop_sidecar::run(config, listeners, shutdown).await;
-    Ok(())
+    let listeners = h2hop_sidecar::Listeners { hop: first, admin };
+    h2hop_sidecar::run_workers(config, listeners, hop.collect(), shutdown)
+        .await
+        .context("cannot start the workers")
 }

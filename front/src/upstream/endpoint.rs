@@ -27,11 +27,16 @@ pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
 /// One sidecar: its HTTP/2 connections, shared by all client
-/// connections. Streams go to the first connection with a free
-/// place; another connection opens when all are full.
+/// connections of a worker. Streams go to the first connection with a
+/// free place; another connection opens when all are full.
 pub struct Endpoint {
     config: UpstreamConfig,
-    sessions: Mutex<Vec<Session>>,
+    /// Each worker's connections (see [`h2hop::runtime`]): a connection's
+    /// task runs on the worker that dialled it, and a stream from another
+    /// worker would wake it across threads, twice per request. With two
+    /// workers sharing them, the front spent 49.8 CPU-µs per plain GET
+    /// against 28.0 with one worker.
+    sessions: Box<[Mutex<Vec<Session>>]>,
     /// Streams open on all of this sidecar's connections.
     active: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
@@ -55,7 +60,9 @@ impl Endpoint {
     pub fn new(config: UpstreamConfig, metrics: Arc<Metrics>) -> Self {
         Self {
             config,
-            sessions: Mutex::new(Vec::new()),
+            sessions: (0..h2hop::runtime::most_workers())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             active: Arc::new(AtomicUsize::new(0)),
             metrics,
             backoff: std::sync::Mutex::new(Backoff::default()),
@@ -76,13 +83,19 @@ impl Endpoint {
     /// Whether this sidecar has a live connection, dialling one if none:
     /// the front's readiness.
     pub async fn ready(&self) -> Result<(), Error> {
-        let mut sessions = self.sessions.lock().await;
+        let mut sessions = self.sessions().lock().await;
         sessions.retain(|session| !session.is_closed());
         if !sessions.is_empty() {
             return Ok(());
         }
         sessions.push(self.dial().await?);
         Ok(())
+    }
+
+    /// The connections of the worker running this task.
+    fn sessions(&self) -> &Mutex<Vec<Session>> {
+        let worker = h2hop::runtime::current_worker() % self.sessions.len();
+        &self.sessions[worker]
     }
 
     /// Whether it may take new streams, as its active health checks last
@@ -152,7 +165,7 @@ impl Endpoint {
     /// Requests that arrive while a connection is being opened wait for it
     /// instead of opening their own.
     async fn reserve(&self) -> Result<(Session, StreamSlot), Error> {
-        let mut sessions = self.sessions.lock().await;
+        let mut sessions = self.sessions().lock().await;
         sessions.retain(|session| !session.is_closed());
         for session in sessions.iter() {
             if let Some(slot) = session.reserve(&self.active, &self.metrics) {
