@@ -50,23 +50,7 @@ pub fn h1_to_h2(
     scheme: Scheme,
     kind: Kind<'_>,
 ) -> Result<Request<()>, TranslateError> {
-    let authority = client_authority(parts)?;
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    // RFC 9112 §3.2.4: the asterisk form is for OPTIONS only.
-    if path.as_str() == "*" && parts.method != Method::OPTIONS {
-        return Err(TranslateError::Invalid { what: "target" });
-    }
-    let uri = Uri::builder()
-        .scheme(scheme)
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .map_err(|_| TranslateError::Invalid { what: "target" })?;
-
+    let uri = h2_target(parts, scheme)?;
     let trailers = hop_by_hop::wants_trailers(&parts.headers);
     let tunnel = matches!(kind, Kind::Tunnel(_));
     let hop = HopByHop::of(&parts.headers);
@@ -124,6 +108,70 @@ pub fn h1_to_h2(
             .insert(h2::ext::Protocol::from(protocol));
     }
     Ok(request)
+}
+
+/// [`h1_to_h2`] for a [`Kind::Forward`], taking the head: the client's field
+/// map moves over and only what must not cross is taken out of it, instead
+/// of every field being copied into a new map (callgrind, front plain GET:
+/// 3.2k → 1.7k instructions inclusive). Removing `Host` moves the map's last field into its place; the
+/// order of differently named fields carries no meaning (RFC 9110 §5.3),
+/// and that of same-named ones is kept.
+pub fn forward_h1_to_h2(mut parts: Parts, scheme: Scheme) -> Result<Request<()>, TranslateError> {
+    let uri = h2_target(&parts, scheme)?;
+    let mut headers = std::mem::take(&mut parts.headers);
+    // One pass over the names; a client's hop-by-hop or `h2hop-…` field is
+    // rare, so `TE` and `Connection` are only read, and the names to take
+    // out gathered, when there is one.
+    let mut trailers = false;
+    if headers
+        .keys()
+        .any(|name| hop_by_hop::is_always_hop_by_hop(name) || upgrade::is_reserved(name))
+    {
+        trailers = hop_by_hop::wants_trailers(&headers);
+        let hop = HopByHop::of(&headers);
+        let left_out: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| hop.contains(name) || upgrade::is_reserved(name))
+            .cloned()
+            .collect();
+        for name in &left_out {
+            headers.remove(name);
+        }
+    }
+    headers.remove(HOST);
+    if trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+    if let Some(ClientAddress(client)) = parts.extensions.get() {
+        headers.insert(CLIENT_FIELD, address_value(*client));
+    }
+    let mut request = Request::new(());
+    *request.method_mut() = parts.method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_2;
+    *request.headers_mut() = headers;
+    Ok(request)
+}
+
+/// The HTTP/2 target of a client's request: its scheme, the client's
+/// authority, and the path with its query.
+fn h2_target(parts: &Parts, scheme: Scheme) -> Result<Uri, TranslateError> {
+    let authority = client_authority(parts)?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // RFC 9112 §3.2.4: the asterisk form is for OPTIONS only.
+    if path.as_str() == "*" && parts.method != Method::OPTIONS {
+        return Err(TranslateError::Invalid { what: "target" });
+    }
+    Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|_| TranslateError::Invalid { what: "target" })
 }
 
 /// The request's authority: the absolute-form target's, else the `Host`
@@ -422,6 +470,52 @@ mod tests {
         // RFC 9113 §8.2.2 (N18): only "trailers" survives in TE.
         assert_eq!(request.headers()["te"], "trailers");
         assert_eq!(request.headers()["content-length"], "3");
+    }
+
+    /// The by-value forward gives what [`h1_to_h2`] gives, hop-by-hop,
+    /// reserved and `Host` fields taken out, `TE: trailers` and the
+    /// client's address put in.
+    #[test]
+    fn forward_by_value_matches_the_copying_translation() {
+        let cases: [&[(&str, &str)]; 4] = [
+            &[("host", "h"), ("accept", "*/*")],
+            &[
+                ("host", "h"),
+                ("connection", "keep-alive, x-foo"),
+                ("x-foo", "1"),
+                ("keep-alive", "5"),
+                ("te", "trailers"),
+                ("x-bar", "a"),
+                ("x-bar", "b"),
+            ],
+            &[
+                ("h2hop-method", "POST"),
+                ("host", "h"),
+                ("content-length", "3"),
+            ],
+            &[
+                ("transfer-encoding", "chunked"),
+                ("host", "h"),
+                ("upgrade", "x"),
+            ],
+        ];
+        for fields in cases {
+            let mut parts = h1("POST", "/p?q", fields);
+            parts
+                .extensions
+                .insert(ClientAddress("192.0.2.7".parse().unwrap()));
+            let copied = h1_to_h2(&parts, Scheme::HTTPS, Kind::Forward).unwrap();
+            let moved = forward_h1_to_h2(parts, Scheme::HTTPS).unwrap();
+            assert_eq!(moved.method(), copied.method(), "{fields:?}");
+            assert_eq!(moved.uri(), copied.uri(), "{fields:?}");
+            assert_eq!(moved.version(), Version::HTTP_2);
+            assert_eq!(moved.headers(), copied.headers(), "{fields:?}");
+            let bar: Vec<_> = moved.headers().get_all("x-bar").iter().collect();
+            assert_eq!(
+                bar,
+                copied.headers().get_all("x-bar").iter().collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]
