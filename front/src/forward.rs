@@ -14,7 +14,7 @@ use bytes::Bytes;
 use h2hop::access::{self, Counted, Direction};
 use h2hop::metrics::RetryResult;
 use h2hop::relay::{self, H2Body};
-use h2hop::translate::request::{self, Kind};
+use h2hop::translate::request;
 use h2hop::translate::response;
 use http::{Request, Response};
 use http_body::Body as _;
@@ -37,7 +37,9 @@ pub async fn forward(
     counts: Arc<access::ByteCounts>,
 ) -> Result<Response<ResponseBody>, Error> {
     let (parts, body) = client.into_parts();
-    let upstream_request = request::h1_to_h2(&parts, client_scheme(&parts), Kind::Forward)?;
+    let version = answer_version(&parts);
+    let scheme = client_scheme(&parts);
+    let upstream_request = request::forward_h1_to_h2(parts, scheme)?;
     let end_of_stream = body.is_end_stream();
     let _active = cluster.retry_budget().request();
     let policy = cluster.retry_policy();
@@ -47,7 +49,7 @@ pub async fn forward(
         let replayed = replay(context, cluster, upstream_request, body, counts);
         let (response, slot) = Box::pin(replayed).await?;
         let (head, recv) = response.into_parts();
-        let relayed = response::relay_head(head, answer_version(&parts));
+        let relayed = response::relay_head(head, version);
         return Ok(relayed.map(|()| context::streamed(H2Body::with_guard(recv, slot))));
     }
     let opened = cluster.open_stream(upstream_request, end_of_stream).await;
@@ -90,7 +92,7 @@ pub async fn forward(
     let status = RetryOn::Status(response.status());
     not_replayed(context, cluster, Some(status));
     let (head, recv) = response.into_parts();
-    let relayed = response::relay_head(head, answer_version(&parts));
+    let relayed = response::relay_head(head, version);
     Ok(relayed.map(|()| context::streamed(H2Body::with_guard(recv, slot))))
 }
 

@@ -35,5 +35,5 @@ pub async fn forward(
     context
         .metrics
         .request_answered(head.status, asked.elapsed());
-    respond::respond_with(respond, &head, body, entry).await
+    respond::respond_with(respond, head, body, entry).await
 }

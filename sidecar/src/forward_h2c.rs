@@ -69,7 +69,7 @@ pub async fn forward(
         .request_answered(head.status, asked.elapsed());
     // The stream's place on the app connection goes with its body.
     let body = H2Body::with_guard(body, place);
-    let relayed = respond::respond_with(respond, &head, body, entry);
+    let relayed = respond::respond_with(respond, head, body, entry);
     let Some(deadline) = deadline else {
         return relayed.await;
     };

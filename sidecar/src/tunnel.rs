@@ -60,7 +60,7 @@ pub async fn open(
             debug!(status = head.status.as_u16(), "app refused the upgrade");
             let refused = TunnelResult::Refused;
             context.metrics.tunnel_not_opened(protocol, refused);
-            respond::respond_with(respond, &head, body, entry).await?;
+            respond::respond_with(respond, head, body, entry).await?;
             // Held until the answer is out: dropping the stream's receive
             // half earlier could reset the stream before the front read it.
             drop(recv);

@@ -70,7 +70,7 @@ pub async fn open(
             .metrics
             .tunnel_not_opened(protocol, TunnelResult::Refused);
         let body = H2Body::with_guard(app_recv, stream_place);
-        respond::respond_with(respond, &head, body, entry).await?;
+        respond::respond_with(respond, head, body, entry).await?;
         // Held until the answer is out: dropping the stream's receive half
         // earlier could reset the stream before the front read it.
         drop((front_recv, app_send));

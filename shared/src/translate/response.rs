@@ -2,8 +2,8 @@
 //! answers the stream, the front rebuilds the client's `101`.
 //!
 //! Called by the sidecar's tunnel stage ([`check_switch`], [`switched_to_h2`])
-//! and forward stage ([`relay`]), and by the front's upgrade stage
-//! ([`switched_to_h1`]) and forward stage ([`relay`]).
+//! and forward stage ([`relay_head`]), and by the front's upgrade stage
+//! ([`switched_to_h1`]) and forward stage ([`relay_head`]).
 
 use http::header::{
     CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
@@ -12,7 +12,7 @@ use http::header::{
 use http::response::Parts;
 use http::{HeaderMap, Response, StatusCode, Version};
 
-use super::hop_by_hop::{self, copy_end_to_end};
+use super::hop_by_hop::{self, HopByHop, copy_end_to_end};
 use crate::websocket;
 
 /// Fields that belong to one leg's handshake, or to framing that the
@@ -117,14 +117,26 @@ pub fn relay(parts: &Parts, version: Version) -> Response<()> {
     response
 }
 
-/// [`relay`], taking the head: when no field is hop-by-hop (always so for
-/// a head received over HTTP/2, where h2 refuses them, RFC 9113 §8.2.2)
-/// its field map moves over as it is, not copied field by field (callgrind:
-/// the copy was about 1,500 instructions of the front's plain GET).
-pub fn relay_head(parts: Parts, version: Version) -> Response<()> {
+/// [`relay`], taking the head: its field map moves over, not copied field
+/// by field (callgrind: the copy was about 1,500 instructions of the
+/// front's plain GET, 1,200 of the sidecar's). Hop-by-hop fields (never
+/// there in a head received over HTTP/2, where h2 refuses them, RFC 9113
+/// §8.2.2) are taken out of it; that moves the map's last field into the
+/// place of each one removed, and the order of differently named fields
+/// carries no meaning (RFC 9110 §5.3).
+pub fn relay_head(mut parts: Parts, version: Version) -> Response<()> {
     if parts.headers.keys().any(hop_by_hop::is_always_hop_by_hop) {
         // `Connection` among them, and so whatever it names.
-        return relay(&parts, version);
+        let hop = HopByHop::of(&parts.headers);
+        let left_out: Vec<HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|name| hop.contains(name))
+            .cloned()
+            .collect();
+        for name in &left_out {
+            parts.headers.remove(name);
+        }
     }
     let mut response = Response::new(());
     *response.status_mut() = parts.status;
@@ -313,12 +325,19 @@ mod tests {
             &[
                 ("connection", "close, x-hop"),
                 ("x-hop", "1"),
+                ("set-cookie", "a=1"),
+                ("keep-alive", "timeout=5"),
                 ("content-type", "text/plain"),
+                ("set-cookie", "b=2"),
+                ("transfer-encoding", "chunked"),
             ],
         );
         let response = relay_head(parts, Version::HTTP_2);
-        assert_eq!(response.headers().len(), 1);
+        assert_eq!(response.headers().len(), 3);
         assert_eq!(response.headers()["content-type"], "text/plain");
+        // Same-named fields keep their order.
+        let cookies: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
         let clean = head(
             200,
             &[("content-type", "text/plain"), ("set-cookie", "a=1")],
