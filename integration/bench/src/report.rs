@@ -232,7 +232,7 @@ pub fn median(mut values: Vec<f64>) -> Option<f64> {
 }
 
 /// A number with as many decimals as its size deserves.
-fn number(value: f64) -> String {
+pub(crate) fn number(value: f64) -> String {
     match value.abs() {
         v if v >= 100.0 => format!("{value:.0}"),
         v if v >= 10.0 => format!("{value:.1}"),

@@ -12,7 +12,7 @@ use crate::http1_rows::{
     CPU_PER_GB, HANDSHAKES, HANDSHAKES_CLOSE, HandshakeFigures, IDLE_KIB, LAT1_CPU, LAT1_P50,
     LAT1_P99, LAT16_CPU, LAT16_P50, LAT16_P99, PLAIN_RATE, PLAIN_USER, THROUGHPUT,
 };
-use crate::report::{Figure, Results};
+use crate::report::{Figure, Results, number};
 
 /// The h2hop system most targets are about.
 const H2HOP: &str = "h2hop-h2c";
@@ -254,15 +254,6 @@ pub fn section(results: &Results, floor: Option<&CryptoFloor>) -> String {
         out.push_str(&format!("- {what}: {text}\n"));
     }
     out
-}
-
-/// A number with as many decimals as its size deserves.
-fn number(value: f64) -> String {
-    match value.abs() {
-        v if v >= 100.0 => format!("{value:.0}"),
-        v if v >= 10.0 => format!("{value:.1}"),
-        _ => format!("{value:.2}"),
-    }
 }
 
 #[cfg(test)]
