@@ -194,7 +194,7 @@ const PLAIN_KERNEL: Figure = Figure {
     label: "of which in the kernel, per plain GET",
     unit: "CPU-µs",
 };
-/// Proxy user-space CPU per plain GET (issue 18's plain-GET target).
+/// Proxy user-space CPU per plain GET (the plain-GET CPU target).
 pub const PLAIN_USER: Figure = Figure {
     order: 30,
     label: "of which in user space, per plain GET",

@@ -17,7 +17,7 @@
 //!   an SVG chart;
 //! - [`crypto_floor`]: what AES-GCM alone costs per GB echoed over the mTLS
 //!   hop on this machine;
-//! - [`targets`]: issue 18's targets, met or not, from the same run;
+//! - [`targets`]: the performance targets, met or not, from the same run;
 //! - [`scaling`]: `--scaling`, CPU per handshake and per GET with one and
 //!   two worker threads per proxy.
 //!

@@ -1,6 +1,6 @@
 //! Worker scaling (`--scaling`): h2hop-h2c and the two peers with one and
 //! with two worker threads per proxy process, under the handshakes and
-//! plain workloads, in the same run as the main table; issue 18 wants
+//! plain workloads, in the same run as the main table; the target is
 //! h2hop's CPU per handshake and per GET with two workers at most 1.15×
 //! its one-worker figure.
 //!

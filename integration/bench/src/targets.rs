@@ -1,4 +1,4 @@
-//! Issue 18's targets, each checked against figures of the same run: one
+//! The performance targets, each checked against figures of the same run: one
 //! line per target with h2hop's figure, the bound worked out from the peers
 //! (or tcp-relay, or the crypto floor) and whether it is met.
 //!
@@ -24,7 +24,7 @@ const PEERS: &[&str] = &["nghttpx", "haproxy"];
 const TLS_PEERS: &[&str] = &["nghttpx-mtls", "haproxy-mtls"];
 /// The floor of any two-process chain.
 const TCP_RELAY: &str = "tcp-relay";
-/// Memory per idle tunnel the issue keeps as a target.
+/// Memory per idle tunnel kept as a target.
 const IDLE_KIB_BOUND: f64 = 6.0;
 /// Margin over h2c plus the crypto floor allowed to h2hop-mtls's CPU/GB.
 const MTLS_MARGIN: f64 = 1.15;
@@ -244,7 +244,7 @@ pub fn section(results: &Results, floor: Option<&CryptoFloor>) -> String {
         .count();
     let measured = checks.iter().filter(|(_, c)| c.is_some()).count();
     let mut out = format!(
-        "\n### Targets (issue 18): {met} of {measured} measured met; medians of this run, the better peer of {}\n\n",
+        "\n### Targets: {met} of {measured} measured met; medians of this run, the better peer of {}\n\n",
         PEERS.join(" and ")
     );
     for (what, check) in &checks {
