@@ -52,6 +52,10 @@ pub enum Kind {
     Tunnel,
     /// A plain request.
     Request,
+    /// A TCP tunnel: a `[[tcp]]` listener's connection at the front, a
+    /// CONNECT to an allowed target at the sidecar. `authority` is the
+    /// target.
+    Tcp,
 }
 
 impl Kind {
@@ -59,6 +63,7 @@ impl Kind {
         match self {
             Kind::Tunnel => "tunnel",
             Kind::Request => "request",
+            Kind::Tcp => "tcp",
         }
     }
 }

@@ -45,6 +45,12 @@ impl HostPort {
             .unwrap_or(host)
     }
 
+    /// The port.
+    pub fn port(&self) -> u16 {
+        // Checked to be a u16 when parsed.
+        self.text[self.host_end + 1..].parse().unwrap_or_default()
+    }
+
     /// `host:port` as written.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -114,6 +120,7 @@ mod tests {
             assert_eq!(parsed.host(), host, "{text}");
             assert_eq!(parsed.to_string(), text);
             assert_eq!(parsed.as_str(), text);
+            assert_eq!(parsed.port().to_string(), text.rsplit(':').next().unwrap());
         }
     }
 

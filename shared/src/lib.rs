@@ -5,6 +5,7 @@
 //!   upgrade's method and body across the hop.
 //! - [`websocket`]: the RFC 6455 key and accept each HTTP/1.1 leg computes.
 //! - [`relay`]: tunnels and bodies across an HTTP/2 stream, bounded by flow control.
+//! - [`tcp_connect`]: the two forms a TCP tunnel is asked for in, and its target.
 //! - [`runtime`]: the tokio runtime sized by `--workers`; [`host_port`]:
 //!   the `host:port` addresses the flags name; [`networks`]: the source
 //!   networks trust is given to; [`proxy_protocol`]: the PROXY protocol
@@ -39,6 +40,7 @@ pub mod relay;
 pub mod request_identity;
 pub mod runtime;
 pub mod signals;
+pub mod tcp_connect;
 pub mod telemetry;
 pub mod tls;
 pub mod translate;

@@ -1,19 +1,26 @@
 //! The Prometheus metrics both binaries keep, served by [`crate::admin`].
 //!
 //! One [`Metrics`] per process, shared by `Arc`. Label values are a few
-//! fixed words (or the configured Upgrade tokens), so every series is known
+//! fixed words (or the configured Upgrade tokens, or TCP tunnel targets), so every series is known
 //! up front and a hot-path update is one lookup and one atomic add.
 
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+mod labels;
+
+use labels::{
+    ClusterLabel, CulpritLabel, DirectionLabel, EndpointLabels, HealthCheckLabels, LimitLabel,
+    ProtocolLabel, ReloadLabel, RetryLabels, STATUS_CLASSES, StatusLabel, TargetLabel,
+    TcpBytesLabels, TcpLabels, TunnelLabels,
+};
 
 /// How a tunnel ended, or why it never opened.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -31,6 +38,8 @@ pub enum TunnelResult {
     Refused,
     /// The tunnel could not be set up (unreachable, timeout, bad answer).
     Failed,
+    /// A TCP tunnel's target is not on the sidecar's allow-list.
+    Denied,
 }
 
 impl From<crate::relay::Close> for TunnelResult {
@@ -110,90 +119,6 @@ pub enum Direction {
     Down,
 }
 
-/// Label values are lower case, as Prometheus conventions have them.
-macro_rules! label_values {
-    ($type:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
-        impl EncodeLabelValue for $type {
-            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-                use std::fmt::Write as _;
-                encoder.write_str(match self {
-                    $(Self::$variant => $text),+
-                })
-            }
-        }
-    };
-}
-
-label_values!(TunnelResult { Clean => "clean", Reset => "reset", Idle => "idle", FinTimeout => "fin_timeout", Refused => "refused", Failed => "failed" });
-label_values!(Direction { Up => "up", Down => "down" });
-label_values!(HealthCheckResult { Pass => "pass", Fail => "fail" });
-label_values!(ReloadResult { Ok => "ok", Failed => "failed" });
-label_values!(RetryResult { Sent => "sent", BudgetExhausted => "budget_exhausted", NotReplayable => "not_replayable" });
-label_values!(LimitKind { ClientConnections => "client_connections", ClientAddress => "client_address", ClientStreams => "client_streams" });
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProtocolLabel {
-    protocol: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TunnelLabels {
-    protocol: String,
-    result: TunnelResult,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DirectionLabel {
-    direction: Direction,
-}
-
-/// The `status` label's values, by the first digit of the status less one.
-const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabel {
-    status: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct LimitLabel {
-    limit: LimitKind,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReloadLabel {
-    result: ReloadResult,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EndpointLabels {
-    cluster: String,
-    endpoint: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HealthCheckLabels {
-    cluster: String,
-    endpoint: String,
-    result: HealthCheckResult,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RetryLabels {
-    cluster: String,
-    result: RetryResult,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClusterLabel {
-    cluster: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CulpritLabel {
-    culprit: &'static str,
-}
-
 /// A process's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -202,6 +127,10 @@ pub struct Metrics {
     tunnels: Family<TunnelLabels, Counter>,
     handshake_seconds: Histogram,
     tunnel_bytes: Family<DirectionLabel, Counter>,
+    tcp_active: Family<TargetLabel, Gauge>,
+    tcp_tunnels: Family<TcpLabels, Counter>,
+    tcp_connect_seconds: Histogram,
+    tcp_bytes: Family<TcpBytesLabels, Counter>,
     requests: Family<StatusLabel, Counter>,
     /// `requests`' counter of each status class, taken from the family on
     /// first use: the family's lookup hashes the label and takes its lock
@@ -254,6 +183,30 @@ impl Metrics {
             "tunnel_bytes",
             "Bytes relayed by ended tunnels, by direction",
             tunnel_bytes.clone(),
+        );
+        let tcp_active = Family::<TargetLabel, Gauge>::default();
+        registry.register(
+            "tcp_tunnels_active",
+            "TCP tunnels open now, by target",
+            tcp_active.clone(),
+        );
+        let tcp_tunnels = Family::<TcpLabels, Counter>::default();
+        registry.register(
+            "tcp_tunnels",
+            "TCP tunnels ended, denied or failed, by target and result",
+            tcp_tunnels.clone(),
+        );
+        let tcp_connect_seconds = Histogram::new(exponential_buckets(0.0001, 4.0, 10));
+        registry.register(
+            "tcp_connect_seconds",
+            "Time from a TCP tunnel's request to its open",
+            tcp_connect_seconds.clone(),
+        );
+        let tcp_bytes = Family::<TcpBytesLabels, Counter>::default();
+        registry.register(
+            "tcp_tunnel_bytes",
+            "Bytes relayed by ended TCP tunnels, by target and direction (up: toward the target)",
+            tcp_bytes.clone(),
         );
         let requests = Family::<StatusLabel, Counter>::default();
         registry.register(
@@ -319,6 +272,10 @@ impl Metrics {
             tunnels,
             handshake_seconds,
             tunnel_bytes,
+            tcp_active,
+            tcp_tunnels,
+            tcp_connect_seconds,
+            tcp_bytes,
             requests,
             requests_by_class: Default::default(),
             request_seconds,
@@ -436,6 +393,36 @@ impl Metrics {
         self.tunnels.get_or_create(&labels).inc();
     }
 
+    /// A TCP tunnel to `target` opened after `connect`; the returned guard
+    /// counts it as active until [`OpenTcpTunnel::ended`] or drop.
+    pub fn tcp_opened(self: &Arc<Self>, target: &str, connect: Duration) -> OpenTcpTunnel {
+        self.tcp_connect_seconds.observe(connect.as_secs_f64());
+        let label = TargetLabel {
+            target: target.to_owned(),
+        };
+        self.tcp_active.get_or_create(&label).inc();
+        OpenTcpTunnel {
+            metrics: self.clone(),
+            target: label.target,
+            result: TunnelResult::Reset,
+        }
+    }
+
+    /// A TCP tunnel to `target` that never opened: [`TunnelResult::Denied`]
+    /// by the allow-list, [`TunnelResult::Refused`] by the far side, or
+    /// [`TunnelResult::Failed`].
+    pub fn tcp_not_opened(&self, target: &str, result: TunnelResult) {
+        self.count_tcp(target, result);
+    }
+
+    fn count_tcp(&self, target: &str, result: TunnelResult) {
+        let labels = TcpLabels {
+            target: target.to_owned(),
+            result,
+        };
+        self.tcp_tunnels.get_or_create(&labels).inc();
+    }
+
     /// A plain request answered with `status` after `elapsed`.
     pub fn request_answered(&self, status: http::StatusCode, elapsed: Duration) {
         let class = match status.as_u16() {
@@ -514,158 +501,39 @@ impl Drop for OpenTunnel {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// An open TCP tunnel, as the metrics count it.
+#[derive(Debug)]
+pub struct OpenTcpTunnel {
+    metrics: Arc<Metrics>,
+    target: String,
+    result: TunnelResult,
+}
 
-    fn value(text: &str, series: &str) -> Option<f64> {
-        text.lines()
-            .find(|line| line.starts_with(series))
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse().ok())
-    }
-
-    #[test]
-    fn retries_and_ejections_are_counted_by_cluster() {
-        let metrics = Metrics::new("sidecar", "connections", "streams");
-        metrics.retried("api", RetryResult::Sent);
-        metrics.retried("api", RetryResult::Sent);
-        metrics.retried("api", RetryResult::BudgetExhausted);
-        metrics.retried("web", RetryResult::NotReplayable);
-        metrics.outlier_ejected("api");
-        let text = metrics.encode();
-        let series = [
-            ("h2hop_retries_total{cluster=\"api\",result=\"sent\"}", 2.0),
-            (
-                "h2hop_retries_total{cluster=\"api\",result=\"budget_exhausted\"}",
-                1.0,
-            ),
-            (
-                "h2hop_retries_total{cluster=\"web\",result=\"not_replayable\"}",
-                1.0,
-            ),
-            ("h2hop_outlier_ejections_total{cluster=\"api\"}", 1.0),
-        ];
-        for (name, count) in series {
-            assert_eq!(value(&text, name), Some(count), "{name} in {text}");
+impl OpenTcpTunnel {
+    /// The tunnel ended with `result` after moving `up` bytes toward the
+    /// target and `down` back.
+    pub fn ended(mut self, result: TunnelResult, up: u64, down: u64) {
+        for (direction, count) in [(Direction::Up, up), (Direction::Down, down)] {
+            let labels = TcpBytesLabels {
+                target: self.target.clone(),
+                direction,
+            };
+            self.metrics.tcp_bytes.get_or_create(&labels).inc_by(count);
         }
-    }
-
-    /// The counter kept for a status class is the family's: every request
-    /// shows in the exposition, and a class never answered has no series.
-    #[test]
-    fn requests_are_counted_by_class_only_once_answered() {
-        let metrics = Metrics::new("front", "connections", "streams");
-        for status in [200, 204, 502] {
-            let status = http::StatusCode::from_u16(status).unwrap();
-            metrics.request_answered(status, Duration::from_millis(1));
-        }
-        let text = metrics.encode();
-        assert_eq!(
-            value(&text, "h2hop_requests_total{status=\"2xx\"}"),
-            Some(2.0)
-        );
-        assert_eq!(
-            value(&text, "h2hop_requests_total{status=\"5xx\"}"),
-            Some(1.0)
-        );
-        assert_eq!(value(&text, "h2hop_requests_total{status=\"4xx\"}"), None);
-    }
-
-    #[test]
-    fn tunnels_requests_and_errors_are_counted() {
-        let metrics = Metrics::new("front", "connections", "streams");
-        let open = metrics.tunnel_opened("websocket", Duration::from_millis(3));
-        let text = metrics.encode();
-        assert_eq!(
-            value(&text, "h2hop_tunnels_active{protocol=\"websocket\"}"),
-            Some(1.0)
-        );
-        open.ended(TunnelResult::Clean, 10, 20);
-        metrics.tunnel_not_opened("websocket", TunnelResult::Refused);
-        metrics.request_answered(http::StatusCode::NOT_FOUND, Duration::from_millis(1));
-        metrics.error(Culprit::App);
-        metrics.connections(1);
-        let text = metrics.encode();
-        assert_eq!(
-            value(&text, "h2hop_tunnels_active{protocol=\"websocket\"}"),
-            Some(0.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                "h2hop_tunnels_total{protocol=\"websocket\",result=\"clean\"}"
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                "h2hop_tunnels_total{protocol=\"websocket\",result=\"refused\"}"
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(&text, "h2hop_tunnel_bytes_total{direction=\"down\"}"),
-            Some(20.0)
-        );
-        assert_eq!(
-            value(&text, "h2hop_requests_total{status=\"4xx\"}"),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(&text, "h2hop_errors_total{culprit=\"app\"}"),
-            Some(1.0)
-        );
-        assert_eq!(value(&text, "h2hop_http2_connections"), Some(1.0));
-        assert_eq!(
-            value(&text, "h2hop_tunnel_handshake_seconds_count"),
-            Some(1.0)
-        );
-    }
-
-    #[test]
-    fn the_peer_culprit_is_named_after_the_other_hop() {
-        let metrics = Metrics::new("sidecar", "connections", "streams");
-        metrics.error(Culprit::Peer);
-        metrics.error(Culprit::Peer);
-        let text = metrics.encode();
-        assert_eq!(
-            value(&text, "h2hop_errors_total{culprit=\"sidecar\"}"),
-            Some(2.0)
-        );
-        assert_eq!(value(&text, "h2hop_errors_total{culprit=\"peer\"}"), None);
-    }
-
-    #[test]
-    fn endpoint_health_is_a_gauge_and_checks_are_counted() {
-        let metrics = Metrics::new("sidecar", "connections", "streams");
-        metrics.endpoint_health("web", "10.0.0.1:8443", false);
-        metrics.health_checked("web", "10.0.0.1:8443", HealthCheckResult::Fail);
-        metrics.health_checked("web", "10.0.0.1:8443", HealthCheckResult::Fail);
-        metrics.health_checked("web", "10.0.0.1:8443", HealthCheckResult::Pass);
-        let text = metrics.encode();
-        let labels = "cluster=\"web\",endpoint=\"10.0.0.1:8443\"";
-        let gauge = format!("h2hop_upstream_healthy{{{labels}}}");
-        assert_eq!(value(&text, &gauge), Some(0.0));
-        let checks = format!("h2hop_health_checks_total{{{labels},result=");
-        assert_eq!(value(&text, &format!("{checks}\"fail\"}}")), Some(2.0));
-        assert_eq!(value(&text, &format!("{checks}\"pass\"}}")), Some(1.0));
-        metrics.endpoint_health("web", "10.0.0.1:8443", true);
-        assert_eq!(value(&metrics.encode(), &gauge), Some(1.0));
-        metrics.endpoint_health_gone("web", "10.0.0.1:8443");
-        assert_eq!(value(&metrics.encode(), &gauge), None);
-    }
-
-    #[test]
-    fn config_reloads_are_counted_by_result() {
-        let metrics = Metrics::new("sidecar", "connections", "streams");
-        metrics.config_reloaded(ReloadResult::Ok);
-        metrics.config_reloaded(ReloadResult::Failed);
-        metrics.config_reloaded(ReloadResult::Failed);
-        let text = metrics.encode();
-        let series = "h2hop_config_reloads_total{result=";
-        assert_eq!(value(&text, &format!("{series}\"ok\"}}")), Some(1.0));
-        assert_eq!(value(&text, &format!("{series}\"failed\"}}")), Some(2.0));
+        self.result = result;
     }
 }
+
+impl Drop for OpenTcpTunnel {
+    fn drop(&mut self) {
+        let label = TargetLabel {
+            target: std::mem::take(&mut self.target),
+        };
+        self.metrics.tcp_active.get_or_create(&label).dec();
+        self.metrics.count_tcp(&label.target, self.result);
+    }
+}
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;
