@@ -1,6 +1,6 @@
 //! `h2hop-bench`: one run, same machine, same workloads through direct,
-//! and the h2hop, nghttpx and HAProxy pairs (each over h2c and over
-//! mTLS); a Markdown
+//! the h2hop, nghttpx and HAProxy pairs (each over h2c and over mTLS), and
+//! h2hop's TCP tunnel beside its floor, the TCP relay; a Markdown
 //! table and an SVG chart of the ratios to direct go to `--out`, so that
 //! ratios can be compared.
 //!
@@ -69,11 +69,14 @@ struct Args {
     /// nghttpx, nghttpx-mtls, haproxy, haproxy-mtls (the -mtls pairs carry
     /// the middle hop as HTTP/2 over TLS with a verified client
     /// certificate), tcp-relay (two HAProxy processes in TCP mode: not a
-    /// peer but the floor of any two-process chain).
+    /// peer but the floor of any two-process chain), h2hop-tcp and
+    /// h2hop-tcp-mtls (the h2hop pair as a TCP tunnel: a `[[tcp]]`
+    /// listener at the front, one CONNECT stream per client connection,
+    /// held against tcp-relay).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,h2hop-h2c,h2hop-mtls,nghttpx,nghttpx-mtls,haproxy,haproxy-mtls,tcp-relay"
+        default_value = "direct,h2hop-h2c,h2hop-mtls,nghttpx,nghttpx-mtls,haproxy,haproxy-mtls,tcp-relay,h2hop-tcp,h2hop-tcp-mtls"
     )]
     systems: Vec<String>,
     /// Worker threads of every proxy process (and of the app).
@@ -99,8 +102,9 @@ struct Args {
     /// section of their own. Not in smoke mode.
     #[arg(long)]
     scaling: bool,
-    /// A few seconds per workload, h2hop over h2c and direct only: proves the
-    /// benchmark runs (CI), measures nothing worth quoting.
+    /// A few seconds per workload, direct, h2hop over h2c and h2hop's TCP
+    /// tunnel over h2c only: proves the benchmark runs (CI), measures
+    /// nothing worth quoting.
     #[arg(long)]
     smoke: bool,
     /// Folder for results.md and ratios.svg.
@@ -170,7 +174,7 @@ fn main() -> anyhow::Result<()> {
         args.rounds = 1;
         args.seconds = args.seconds.min(1.0);
         args.idle = args.idle.min(200);
-        args.systems = vec!["direct".into(), "h2hop-h2c".into()];
+        args.systems = vec!["direct".into(), "h2hop-h2c".into(), "h2hop-tcp".into()];
         args.scaling = false;
     }
     raise_descriptor_limit(args.idle)?;
@@ -459,7 +463,7 @@ fn write_report(args: &Args, report: &Report<'_>) -> anyhow::Result<()> {
     }
     if !evidence.is_empty() {
         text.push_str(
-            "\nThe middle hop is HTTP/2 extended CONNECT, and for the -mtls peers TLS with a verified client certificate (sidecar-side logs, first round):\n\n",
+            "\nThe middle hop is HTTP/2 extended CONNECT (for h2hop-tcp, CONNECT to the app's host:port, RFC 9113 §8.5), and for the -mtls peers TLS with a verified client certificate (sidecar-side logs, first round):\n\n",
         );
         for (system, lines) in evidence {
             for line in lines {

@@ -127,9 +127,11 @@ impl Results {
     }
 }
 
-/// Bar colours for the systems after direct, in order.
-const COLOURS: [&str; 6] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+/// Bar colours for the systems after direct, in order: one per system of
+/// a full run.
+const COLOURS: [&str; 9] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22",
 ];
 
 impl Results {

@@ -1,6 +1,8 @@
 //! The performance targets, each checked against figures of the same run: one
 //! line per target with h2hop's figure, the bound worked out from the peers
-//! (or tcp-relay, or the crypto floor) and whether it is met.
+//! (or tcp-relay, or the crypto floor) and whether it is met. The TCP
+//! tunnel (h2hop-tcp) is held against tcp-relay alone, and its connections
+//! per second are shown beside tcp-relay's without a bound.
 //!
 //! Input: the run's [`Results`] and the [`CryptoFloor`]. Output: Markdown
 //! lines for results.md and stdout. Called by the bench binary after the
@@ -24,6 +26,14 @@ const PEERS: &[&str] = &["nghttpx", "haproxy"];
 const TLS_PEERS: &[&str] = &["nghttpx-mtls", "haproxy-mtls"];
 /// The floor of any two-process chain.
 const TCP_RELAY: &str = "tcp-relay";
+/// The h2hop pair as a TCP tunnel over h2c, held against [`TCP_RELAY`].
+const H2HOP_TCP: &str = "h2hop-tcp";
+/// The TCP tunnel over mutual TLS, shown beside [`H2HOP_TCP`].
+const H2HOP_TCP_MTLS: &str = "h2hop-tcp-mtls";
+/// Share of tcp-relay's throughput the TCP tunnel must reach.
+const TCP_THROUGHPUT_FACTOR: f64 = 0.9;
+/// Most CPU per GB the TCP tunnel may spend, as a multiple of tcp-relay's.
+const TCP_CPU_FACTOR: f64 = 1.2;
 /// Memory per idle tunnel kept as a target.
 const IDLE_KIB_BOUND: f64 = 6.0;
 /// Margin over h2c plus the crypto floor allowed to h2hop-mtls's CPU/GB.
@@ -84,6 +94,48 @@ fn better(
         Relation::AtMost => found.min_by(|a, b| a.1.total_cmp(&b.1)),
         Relation::AtLeast => found.max_by(|a, b| a.1.total_cmp(&b.1)),
     }
+}
+
+/// The TCP tunnel's throughput and CPU per GB against tcp-relay's.
+fn tcp_tunnel(results: &Results) -> [Option<Check>; 2] {
+    let relay = |figure, relation, factor| {
+        against_peers(results, figure, H2HOP_TCP, &[TCP_RELAY], relation, factor)
+    };
+    [
+        relay(&THROUGHPUT, Relation::AtLeast, TCP_THROUGHPUT_FACTOR),
+        relay(&CPU_PER_GB, Relation::AtMost, TCP_CPU_FACTOR),
+    ]
+}
+
+/// Connections per second (until EOF, else until the Close frame) of the
+/// TCP tunnels beside tcp-relay's, with the ratio: no bound, since a
+/// connection through the tunnel costs an HTTP/2 stream that tcp-relay
+/// does not pay. `None` when the run lacks tcp-relay or both tunnels.
+fn tcp_connections(results: &Results) -> Option<String> {
+    let figure = [HANDSHAKES.rate, HANDSHAKES_CLOSE.rate]
+        .into_iter()
+        .find(|figure| results.median(figure, TCP_RELAY).is_some())?;
+    let relay = results.median(&figure, TCP_RELAY)?;
+    let tunnels: Vec<String> = [H2HOP_TCP, H2HOP_TCP_MTLS]
+        .into_iter()
+        .filter_map(|system| {
+            let value = results.median(&figure, system)?;
+            Some(format!(
+                "{system} {} ({:.2} × tcp-relay's)",
+                number(value),
+                value / relay
+            ))
+        })
+        .collect();
+    if tunnels.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "TCP tunnel, {} (conn/s): {}; tcp-relay {}",
+        figure.label,
+        tunnels.join(", "),
+        number(relay)
+    ))
 }
 
 /// `system`'s `figure` against `factor` × the better of `peers`.
@@ -156,6 +208,7 @@ fn checks(results: &Results, floor: Option<&CryptoFloor>) -> Vec<(&'static str, 
     };
     let [hs_cpu, hs_rate] = handshakes(results, &HANDSHAKES);
     let [hc_cpu, hc_rate] = handshakes(results, &HANDSHAKES_CLOSE);
+    let [tcp_throughput, tcp_cpu] = tcp_tunnel(results);
     let idle = results.median(&IDLE_KIB, H2HOP).map(|value| Check {
         value,
         relation: Relation::AtMost,
@@ -232,6 +285,8 @@ fn checks(results: &Results, floor: Option<&CryptoFloor>) -> Vec<(&'static str, 
             peers(&CPU_PER_GB, Relation::AtMost, 0.6),
         ),
         ("kept, h2hop-h2c memory per idle tunnel (KiB)", idle),
+        ("TCP tunnel, h2hop-tcp throughput (MB/s)", tcp_throughput),
+        ("TCP tunnel, h2hop-tcp proxy CPU per GB (CPU-s/GB)", tcp_cpu),
     ]
 }
 
@@ -252,6 +307,9 @@ pub fn section(results: &Results, floor: Option<&CryptoFloor>) -> String {
             .as_ref()
             .map_or_else(|| "not measured in this run".to_owned(), Check::text);
         out.push_str(&format!("- {what}: {text}\n"));
+    }
+    if let Some(line) = tcp_connections(results) {
+        out.push_str(&format!("- {line}\n"));
     }
     out
 }
@@ -324,6 +382,53 @@ mod tests {
         let check = mtls_cpu(&results, Some(&floor)).unwrap();
         assert!((check.bound - 2.3).abs() < 1e-9, "{check:?}");
         assert!(check.met());
+    }
+
+    #[test]
+    fn tcp_tunnel_is_held_against_tcp_relay_not_the_peers() {
+        let results = one_round(&[
+            (THROUGHPUT, "h2hop-tcp", 850.0),
+            (THROUGHPUT, "tcp-relay", 1000.0),
+            (THROUGHPUT, "haproxy", 500.0),
+            (CPU_PER_GB, "h2hop-tcp", 1.1),
+            (CPU_PER_GB, "tcp-relay", 1.0),
+            (CPU_PER_GB, "haproxy", 3.0),
+        ]);
+        let [throughput, cpu] = tcp_tunnel(&results);
+        let throughput = throughput.unwrap();
+        assert!((throughput.bound - 900.0).abs() < 1e-9, "{throughput:?}");
+        assert!(!throughput.met());
+        assert!(
+            throughput.text().contains("0.9 × tcp-relay's 1000"),
+            "{}",
+            throughput.text()
+        );
+        let cpu = cpu.unwrap();
+        assert!((cpu.bound - 1.2).abs() < 1e-9, "{cpu:?}");
+        assert!(cpu.met());
+    }
+
+    #[test]
+    fn tcp_tunnel_targets_need_tcp_relay_in_the_run() {
+        let results = one_round(&[(THROUGHPUT, "h2hop-tcp", 850.0)]);
+        assert_eq!(tcp_tunnel(&results), [None, None]);
+        assert!(tcp_connections(&results).is_none());
+    }
+
+    #[test]
+    fn tcp_connections_are_shown_beside_tcp_relay_with_the_ratio() {
+        let results = one_round(&[
+            (HANDSHAKES.rate, "tcp-relay", 4000.0),
+            (HANDSHAKES.rate, "h2hop-tcp", 3000.0),
+            (HANDSHAKES.rate, "h2hop-tcp-mtls", 2000.0),
+        ]);
+        let line = tcp_connections(&results).unwrap();
+        assert!(
+            line.contains("h2hop-tcp 3000 (0.75 × tcp-relay's), h2hop-tcp-mtls 2000 (0.50 × tcp-relay's); tcp-relay 4000"),
+            "{line}"
+        );
+        let text = section(&results, None);
+        assert!(text.contains(&format!("- {line}\n")), "{text}");
     }
 
     #[test]

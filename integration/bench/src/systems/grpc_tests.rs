@@ -162,6 +162,33 @@ async fn grpc_call_through_the_tcp_relay_arrives_with_its_trailer() {
 }
 
 #[tokio::test]
+async fn grpc_call_through_the_h2hop_tcp_tunnel_arrives_with_its_trailer() {
+    call_through(Kind::H2hopTcp).await;
+}
+
+#[test]
+fn h2hop_tcp_tunnel_allows_only_the_app_and_keeps_no_grpc_evidence() {
+    let (grpc, scratch) = planned(Kind::H2hopTcp, Traffic::Grpc);
+    let sidecar = args(&grpc.sidecar);
+    let at = sidecar.iter().position(|arg| arg == "--tcp-allow").unwrap();
+    assert_eq!(sidecar[at + 1], unused_app().to_string(), "{sidecar:?}");
+    assert_eq!(
+        sidecar.iter().filter(|arg| *arg == "--tcp-allow").count(),
+        1
+    );
+    // The bytes pass unchanged: no app protocol to set for gRPC.
+    assert!(
+        !sidecar.contains(&"--app-protocol".to_owned()),
+        "{sidecar:?}"
+    );
+    assert!(grpc.evidence.is_none());
+    let config = std::fs::read_to_string(scratch.path("front.toml")).unwrap();
+    let listen = format!("listen = \"{}\"\n", grpc.front_addr);
+    assert!(config.contains(&listen), "{config}");
+    assert!(args(&grpc.front).contains(&"--config".to_owned()));
+}
+
+#[tokio::test]
 async fn h2load_counts_answered_grpc_calls() {
     if !peer_installed("h2load") {
         return;

@@ -13,7 +13,12 @@ use std::process::Command;
 use h2hop_integration::process::free_port;
 use h2hop_integration::scratch::Scratch;
 
-use super::{Binaries, Evidence, Hop, Plan, Traffic, hop_pki};
+use super::hop_pki::{self, HopPki};
+use super::{Binaries, Evidence, Hop, Plan, Traffic};
+
+/// The log settings of both processes: the sidecar's access lines are the
+/// middle-hop evidence.
+pub(super) const LOGGING: [&str; 4] = ["--log-level", "info", "--log-format", "text"];
 
 /// What the sidecar logs for each RFC 8441 stream: its access line with
 /// `kind="tunnel"` and the `:protocol` (`h2hop_sidecar::dispatch` makes a
@@ -37,7 +42,6 @@ pub(super) fn plan(
     let sidecar_addr = free_port()?;
     let front_addr = free_port()?;
     let workers = workers.to_string();
-    let logging = ["--log-level", "info", "--log-format", "text"];
 
     let mut sidecar = Command::new(&bins.sidecar);
     sidecar
@@ -63,7 +67,7 @@ pub(super) fn plan(
         sidecar.args(["--app-protocol", "h2c"]);
     }
     for command in [&mut sidecar, &mut front] {
-        command.arg("--workers").arg(&workers).args(logging);
+        command.arg("--workers").arg(&workers).args(LOGGING);
     }
 
     Ok(Plan {
@@ -83,13 +87,7 @@ pub(super) fn plan(
 /// `--sidecar-name`).
 fn mtls_args(sidecar: &mut Command, front: &mut Command, scratch: &Scratch) -> anyhow::Result<()> {
     let pki = hop_pki::write(scratch)?;
-    sidecar
-        .arg("--cert")
-        .arg(&pki.server_cert)
-        .arg("--key")
-        .arg(&pki.server_key)
-        .arg("--client-ca")
-        .arg(&pki.ca);
+    sidecar_tls_args(sidecar, &pki);
     front
         .arg("--ca")
         .arg(&pki.ca)
@@ -98,4 +96,16 @@ fn mtls_args(sidecar: &mut Command, front: &mut Command, scratch: &Scratch) -> a
         .arg("--key")
         .arg(&pki.client_key);
     Ok(())
+}
+
+/// The sidecar's side of the mTLS hop: its certificate and key, and the CA
+/// the front's client certificate must chain to.
+pub(super) fn sidecar_tls_args(sidecar: &mut Command, pki: &HopPki) {
+    sidecar
+        .arg("--cert")
+        .arg(&pki.server_cert)
+        .arg("--key")
+        .arg(&pki.server_key)
+        .arg("--client-ca")
+        .arg(&pki.ca);
 }

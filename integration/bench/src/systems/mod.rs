@@ -1,6 +1,8 @@
 //! Systems under test, started as child processes on loopback in front of
-//! an app that is already running: direct (no proxy), and the h2hop, nghttpx
-//! and HAProxy pairs, each with a middle hop over h2c or over mutual TLS.
+//! an app that is already running: direct (no proxy), the h2hop, nghttpx
+//! and HAProxy pairs, each with a middle hop over h2c or over mutual TLS,
+//! and the h2hop pair as a TCP tunnel (a `[[tcp]]` listener at the front)
+//! beside its floor, two HAProxy processes relaying TCP.
 //!
 //! Input: a [`Kind`], the [`Traffic`] it carries (so which app is behind
 //! it and what its clients speak), the app's address, the [`Binaries`]
@@ -11,11 +13,13 @@
 //! Each pair is a sidecar in front of the app and a front in front of the
 //! sidecar, the sidecar started (and accepting) first so the front never
 //! sees it down. [`Process`] owns the mechanics; [`h2hop_pair`],
-//! [`nghttpx`] and [`haproxy`] only build command lines and configs.
+//! [`h2hop_tcp`], [`nghttpx`] and [`haproxy`] only build command lines and
+//! configs.
 
 #[cfg(test)]
 mod grpc_tests;
 mod h2hop_pair;
+mod h2hop_tcp;
 mod haproxy;
 mod hop_pki;
 mod nghttpx;
@@ -135,6 +139,14 @@ pub enum Kind {
     /// multiplexed. Not a peer but a floor: what two relaying processes in
     /// the chain cost on this machine before any HTTP work.
     TcpRelay,
+    /// h2hop-front's `[[tcp]]` listener → one CONNECT stream (RFC 9113
+    /// §8.5) per client connection over cleartext HTTP/2 → h2hop-sidecar,
+    /// which dials the app (on its `--tcp-allow` list). Bytes pass
+    /// unchanged, so the WebSocket workloads run through it as through
+    /// [`Kind::TcpRelay`], the floor it is held against.
+    H2hopTcp,
+    /// [`Kind::H2hopTcp`] with the middle hop over mutual TLS.
+    H2hopTcpMtls,
 }
 
 impl Kind {
@@ -149,6 +161,8 @@ impl Kind {
             Kind::Haproxy => "haproxy",
             Kind::HaproxyMtls => "haproxy-mtls",
             Kind::TcpRelay => "tcp-relay",
+            Kind::H2hopTcp => "h2hop-tcp",
+            Kind::H2hopTcpMtls => "h2hop-tcp-mtls",
         }
     }
 
@@ -159,8 +173,8 @@ impl Kind {
         self != Kind::TcpRelay
     }
 
-    /// Whether the kind has an HTTP/2 middle hop whose log shows extended
-    /// CONNECT (every pair but the TCP relay).
+    /// Whether the kind has an HTTP/2 middle hop whose sidecar log shows
+    /// the CONNECT streams (every pair but the TCP relay).
     pub fn has_http2_hop(self) -> bool {
         self.hop().is_some()
     }
@@ -168,14 +182,16 @@ impl Kind {
     /// The middle hop's transport; `None` for direct and the TCP relay.
     pub fn hop(self) -> Option<Hop> {
         match self {
-            Kind::H2hopH2c | Kind::Nghttpx | Kind::Haproxy => Some(Hop::H2c),
-            Kind::H2hopMtls | Kind::NghttpxMtls | Kind::HaproxyMtls => Some(Hop::Mtls),
+            Kind::H2hopH2c | Kind::Nghttpx | Kind::Haproxy | Kind::H2hopTcp => Some(Hop::H2c),
+            Kind::H2hopMtls | Kind::NghttpxMtls | Kind::HaproxyMtls | Kind::H2hopTcpMtls => {
+                Some(Hop::Mtls)
+            }
             Kind::Direct | Kind::TcpRelay => None,
         }
     }
 
     /// Every kind, direct first (ratios are taken against it).
-    pub fn all() -> [Kind; 8] {
+    pub fn all() -> [Kind; 10] {
         [
             Kind::Direct,
             Kind::H2hopH2c,
@@ -185,6 +201,8 @@ impl Kind {
             Kind::Haproxy,
             Kind::HaproxyMtls,
             Kind::TcpRelay,
+            Kind::H2hopTcp,
+            Kind::H2hopTcpMtls,
         ]
     }
 
@@ -209,7 +227,8 @@ struct Plan {
     /// Where the front accepts clients.
     front_addr: SocketAddr,
     /// Where the sidecar logs its streams, and what a tunnel line
-    /// contains; `None` for the TCP relay, which has no HTTP/2 hop.
+    /// contains; `None` for the TCP relay, which has no HTTP/2 hop, and
+    /// for gRPC traffic.
     evidence: Option<Evidence>,
 }
 
@@ -241,8 +260,9 @@ impl Running {
     /// arriving as an RFC 8441 CONNECT (h2hop-sidecar: a `kind="tunnel"`
     /// stream, logged when the tunnel closes; nghttpx: `"CONNECT ... HTTP/2"`
     /// with a WebSocket version; HAProxy: `HTTP/2.0 ... upgrade=websocket`,
-    /// see `haproxy::CONNECT_MARKS`). An error for direct, or if no line
-    /// matches yet, and for the TCP relay and gRPC traffic.
+    /// see `haproxy::CONNECT_MARKS`), or for the h2hop TCP tunnel a
+    /// `kind="tcp"` stream (RFC 9113 §8.5 CONNECT). An error for direct, or
+    /// if no line matches yet, and for the TCP relay and gRPC traffic.
     pub fn middle_hop_evidence(&self) -> anyhow::Result<Vec<String>> {
         let Some(evidence) = &self.evidence else {
             bail!("{} keeps no middle-hop evidence", self.target.name);
@@ -342,6 +362,8 @@ fn plan(
         Kind::HaproxyMtls => haproxy::plan(app, traffic, mtls, workers, scratch),
         // TCP carries any protocol alike.
         Kind::TcpRelay => haproxy::plan_tcp_relay(app, workers, scratch),
+        Kind::H2hopTcp => h2hop_tcp::plan(app, traffic, bins, workers, h2c, scratch),
+        Kind::H2hopTcpMtls => h2hop_tcp::plan(app, traffic, bins, workers, mtls, scratch),
         Kind::Direct => bail!("direct has no processes"),
     }
 }

@@ -50,7 +50,9 @@ pub(super) fn binaries_for(kind: Kind) -> Option<Binaries> {
     };
     match kind {
         Kind::Direct => Some(unused()),
-        Kind::H2hopH2c | Kind::H2hopMtls => Some(Binaries::in_dir(&binaries::dir()).unwrap()),
+        Kind::H2hopH2c | Kind::H2hopMtls | Kind::H2hopTcp | Kind::H2hopTcpMtls => {
+            Some(Binaries::in_dir(&binaries::dir()).unwrap())
+        }
         Kind::Nghttpx | Kind::NghttpxMtls => peer_installed("nghttpx").then(unused),
         Kind::Haproxy | Kind::HaproxyMtls | Kind::TcpRelay => {
             peer_installed("haproxy").then(unused)
@@ -162,6 +164,16 @@ async fn haproxy_mtls_pair_echoes_and_sidecar_logs_websocket_over_h2_and_tls() {
 #[tokio::test]
 async fn tcp_relay_echoes_through_two_processes() {
     bounded(Kind::TcpRelay).await;
+}
+
+#[tokio::test]
+async fn h2hop_tcp_pair_echoes_and_sidecar_logs_a_tcp_tunnel() {
+    bounded(Kind::H2hopTcp).await;
+}
+
+#[tokio::test]
+async fn h2hop_tcp_mtls_pair_echoes_and_sidecar_logs_a_tcp_tunnel() {
+    bounded(Kind::H2hopTcpMtls).await;
 }
 
 #[tokio::test]
