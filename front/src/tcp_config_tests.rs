@@ -149,3 +149,42 @@ fn listeners_stay_only_with_the_same_addresses_in_the_same_order() {
     assert!(!same_listeners(&old, &two("127.0.0.1:1", "127.0.0.1:3")));
     assert!(!same_listeners(&old, &old[..1]));
 }
+
+/// A reload applies a new target to the entry in use, and refuses a
+/// file that moves a listener, keeping what was in use.
+#[test]
+fn a_reload_retargets_but_does_not_move_listeners() {
+    use std::sync::Arc;
+
+    use h2hop::metrics::Metrics;
+
+    use crate::live_routing::{LiveRouting, ReloadError, RoutingReload, Snapshot};
+    use crate::upstream::UpstreamConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("front.toml");
+    let file = |listen: &str, target: &str| {
+        let entry = ENTRY.replace("127.0.0.1:1", listen).replace("a:1", target);
+        std::fs::write(&path, format!("{CLUSTER}[[tcp]]\n{entry}")).unwrap();
+    };
+    file("127.0.0.1:1", "a:1");
+    let metrics = Metrics::new("sidecar", "connections", "streams");
+    let mut loaded = config_file::load(&path).unwrap();
+    let tcp = std::mem::take(&mut loaded.tcp);
+    let routing = loaded.into_routing(&UpstreamConfig::default());
+    let snapshot = Snapshot::initial(Some(routing), UpstreamConfig::default(), &metrics);
+    let live = Arc::new(LiveRouting::new(snapshot.with_tcp(tcp)));
+    let reload = RoutingReload::default();
+    let flags = UpstreamConfig::default();
+    reload.attach(Some(path.clone()), flags, live.clone(), metrics, None);
+
+    file("127.0.0.1:1", "b:2");
+    reload.reload().unwrap();
+    assert_eq!(live.load().tcp[0].target.as_str(), "b:2");
+
+    file("127.0.0.1:9", "c:3");
+    let err = reload.reload().unwrap_err();
+    assert!(matches!(err, ReloadError::TcpListeners { .. }), "{err:?}");
+    assert!(err.to_string().contains("restart"), "{err}");
+    assert_eq!(live.load().tcp[0].target.as_str(), "b:2");
+}
