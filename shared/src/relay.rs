@@ -53,7 +53,8 @@ thread_local! {
 pub enum Close {
     /// Both directions ended with FIN / END_STREAM (RFC 8441 §5 (N14)).
     Clean,
-    /// The TCP peer reset or failed; we sent RST_STREAM(CANCEL).
+    /// The TCP peer reset or failed; we sent RST_STREAM(CANCEL), or the
+    /// reason [`tunnel_resetting`] was given.
     TcpReset,
     /// The HTTP/2 peer reset the stream; we reset the TCP connection.
     StreamReset,
@@ -99,10 +100,6 @@ pub struct TunnelEnd {
 /// END_STREAM, END_STREAM → TCP shutdown (FIN). A TCP error, or either
 /// timeout, sends RST_STREAM(CANCEL); a stream reset resets the TCP
 /// connection (RFC 8441 §5 (N14), RFC 9113 §8.5 (N27)).
-#[expect(
-    clippy::manual_async_fn,
-    reason = "an async fn would keep its arguments twice (module doc)"
-)]
 pub fn tunnel(
     io: TcpStream,
     prefix: Bytes,
@@ -111,10 +108,30 @@ pub fn tunnel(
     recv: RecvStream,
     timeouts: Timeouts,
 ) -> impl Future<Output = TunnelEnd> {
+    tunnel_resetting(io, prefix, early, send, recv, timeouts, Reason::CANCEL)
+}
+
+/// [`tunnel`], with `tcp_failed` as the reset the stream gets when the TCP
+/// connection fails or is reset ([`Close::TcpReset`]): a CONNECT proxy's
+/// TCP tunnel sends CONNECT_ERROR there (RFC 9113 §8.5), where an upgraded
+/// connection's tunnel sends CANCEL.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice (module doc)"
+)]
+pub fn tunnel_resetting(
+    io: TcpStream,
+    prefix: Bytes,
+    early: Bytes,
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    timeouts: Timeouts,
+    tcp_failed: Reason,
+) -> impl Future<Output = TunnelEnd> {
     async move {
         let (reader, writer) = io.into_split();
         let halves = Halves { reader, writer };
-        let (end, halves) = relay(halves, prefix, early, send, recv, timeouts).await;
+        let (end, halves) = relay(halves, prefix, early, send, recv, timeouts, tcp_failed).await;
         if end.close == Close::StreamReset {
             // SO_LINGER 0 makes close() send RST instead of FIN. If it fails
             // the peer sees a FIN, which still ends the tunnel.
@@ -146,7 +163,9 @@ where
     async move {
         let (reader, writer) = tokio::io::split(io);
         let halves = Halves { reader, writer };
-        relay(halves, prefix, early, send, recv, timeouts).await.0
+        relay(halves, prefix, early, send, recv, timeouts, Reason::CANCEL)
+            .await
+            .0
     }
 }
 
@@ -157,6 +176,7 @@ struct Halves<R, W> {
 }
 
 /// The tunnel itself; returns the halves so that [`tunnel`] can reset TCP.
+/// A TCP failure resets the stream with `tcp_failed`, a timeout with CANCEL.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would keep its arguments twice (module doc)"
@@ -168,6 +188,7 @@ fn relay<R, W>(
     mut send: SendStream<Bytes>,
     mut recv: RecvStream,
     timeouts: Timeouts,
+    tcp_failed: Reason,
 ) -> impl Future<Output = (TunnelEnd, Halves<R, W>)>
 where
     R: AsyncRead + Unpin,
@@ -247,8 +268,10 @@ where
             // writing meanwhile): best effort with several workers.
             tokio::task::yield_now().await;
         }
-        if matches!(end.close, Close::TcpReset | Close::Idle | Close::FinTimeout) {
-            send.send_reset(Reason::CANCEL);
+        match end.close {
+            Close::TcpReset => send.send_reset(tcp_failed),
+            Close::Idle | Close::FinTimeout => send.send_reset(Reason::CANCEL),
+            Close::Clean | Close::StreamReset => {}
         }
         (end, halves)
     }

@@ -12,6 +12,7 @@ use h2hop::upgrade::Protocols;
 
 use crate::app::{AppConfig, AppProtocol};
 use crate::apps::NamedApp;
+use crate::tcp_allow::TcpAllowList;
 
 /// The defaults of the sidecar's flags, each used by both the flag and
 /// [`Config::default`].
@@ -52,6 +53,9 @@ pub struct Config {
     /// `:authority` or path picks ([`crate::apps`]); empty: [`Config::app`]
     /// takes every stream.
     pub apps: Vec<NamedApp>,
+    /// The targets a CONNECT may reach (`--tcp-allow`, `[[tcp]]`); empty:
+    /// every CONNECT gets 403.
+    pub tcp_allow: TcpAllowList,
     /// TLS for fronts (client certificate required), or `None` for h2c.
     /// Each handshake takes its current value, so a reload (see
     /// [`Config::reloader`]) changes new connections only.
@@ -170,6 +174,7 @@ impl Default for Config {
                 protocol: AppProtocol::Http1,
             },
             apps: Vec::new(),
+            tcp_allow: TcpAllowList::default(),
             tls: None,
             max_concurrent_streams: defaults::MAX_STREAMS,
             handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
