@@ -120,9 +120,22 @@ impl TcpSpec {
     }
 }
 
-/// Puts the allowed targets of `specs` on the sidecar's allow-list.
+/// Puts the allowed targets of `specs` on the sidecar's allow-list, for
+/// any front; the list is left alone when no spec is allowed.
 fn allow_tcp(config: &mut h2hop_sidecar::Config, specs: &[TcpSpec]) -> anyhow::Result<()> {
-    let _ = (config, specs);
+    use h2hop_sidecar::tcp_allow::{TcpAllowList, TcpAllowed};
+    let allowed = specs.iter().filter(|spec| spec.allowed);
+    let entries = allowed
+        .map(|spec| {
+            Ok(TcpAllowed {
+                target: spec.target.parse()?,
+                fronts: None,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !entries.is_empty() {
+        config.tcp_allow = TcpAllowList::new(entries);
+    }
     Ok(())
 }
 
