@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use h2hop_integration::client::{body_bytes, full, http1_connect, request};
-use h2hop_integration::harness::{Pair, TEST_LIMIT, TcpSpec, Timeouts, loopback, within};
+use h2hop_integration::harness::{
+    Pair, SidecarKind, TEST_LIMIT, TcpSpec, Timeouts, loopback, within,
+};
 use h2hop_integration::logs::Captured;
 use h2hop_integration::wait::eventually_async;
 use http::Method;
@@ -338,6 +340,98 @@ async fn the_tunnel_idle_timeout_is_the_default_of_a_service() {
         let (got, _) = read_all(&mut client).await;
         assert!(got.is_empty());
         served.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_cuts_open_tunnels_after_the_drain() {
+    let (log, _guard) = Captured::install();
+    within(async {
+        let (target_addr, _served) = target(echo).await;
+        let drain = Duration::from_millis(500);
+        let mut pair = Pair::builder()
+            .drain_timeout(drain)
+            .tcp_service(target_addr)
+            .start()
+            .await
+            .unwrap();
+        let listen = pair.front_tcp[0];
+        let mut client = TcpStream::connect(listen).await.unwrap();
+        client.write_all(b"before").await.unwrap();
+        let mut echoed = [0u8; 6];
+        client.read_exact(&mut echoed).await.unwrap();
+        let draining = async {
+            // New connections are refused once shutdown begins...
+            let refused = || async { TcpStream::connect(listen).await.is_err().then_some(()) };
+            assert!(eventually_async(TEST_LIMIT / 2, refused).await.is_some());
+            // ...while the open tunnel still carries bytes...
+            client.write_all(b"during").await.unwrap();
+            client.read_exact(&mut echoed).await.unwrap();
+            assert_eq!(&echoed, b"during");
+            // ...until the drain period ends and it is cut.
+            let (rest, _) = read_all(&mut client).await;
+            (rest, tokio::time::Instant::now())
+        };
+        let began = tokio::time::Instant::now();
+        let (_, (rest, cut)) = tokio::join!(pair.shut_down_proxies(), draining);
+        assert!(rest.is_empty());
+        assert!(cut - began >= drain, "cut after {:?}", cut - began);
+        let mut needles = front_tcp_needles();
+        needles.push("close=\"aborted\"");
+        log.wait_for(&needles).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn past_the_tunnel_limit_a_connection_is_closed_at_once() {
+    let (log, _guard) = Captured::install();
+    within(async {
+        let (target_addr, _served) = target(echo).await;
+        let pair = Pair::builder()
+            .front_config(|config| config.max_tunnels = 1)
+            .tcp_service(target_addr)
+            .start()
+            .await
+            .unwrap();
+        let mut first = TcpStream::connect(pair.front_tcp[0]).await.unwrap();
+        first.write_all(b"one").await.unwrap();
+        let mut echoed = [0u8; 3];
+        first.read_exact(&mut echoed).await.unwrap();
+        let mut second = TcpStream::connect(pair.front_tcp[0]).await.unwrap();
+        let (got, _) = read_all(&mut second).await;
+        assert!(got.is_empty());
+        log.wait_for(&["WARN", "tunnel limit reached: TCP connection closed"])
+            .await;
+        // The first tunnel is untouched.
+        first.write_all(b"two").await.unwrap();
+        first.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(&echoed, b"two");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_sidecar_closes_the_client_with_a_warning() {
+    let (log, _guard) = Captured::install();
+    within(async {
+        let listener = loopback().await.unwrap();
+        let target_addr = listener.local_addr().unwrap();
+        let pair = Pair::builder()
+            .sidecar(SidecarKind::Down)
+            .tcp_service(target_addr)
+            .start()
+            .await
+            .unwrap();
+        let mut client = TcpStream::connect(pair.front_tcp[0]).await.unwrap();
+        let (got, _) = read_all(&mut client).await;
+        assert!(got.is_empty());
+        log.wait_for(&["WARN", "TCP tunnel not opened", "cannot connect to sidecar"])
+            .await;
+        let mut needles = front_tcp_needles();
+        needles.push("status=502");
+        log.wait_for(&needles).await;
     })
     .await;
 }
