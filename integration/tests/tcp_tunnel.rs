@@ -11,11 +11,13 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use h2hop_integration::binaries;
 use h2hop_integration::client::{body_bytes, full, http1_connect, request};
 use h2hop_integration::harness::{
     Pair, SidecarKind, TEST_LIMIT, TcpSpec, Timeouts, loopback, within,
 };
 use h2hop_integration::logs::Captured;
+use h2hop_integration::process::{Process, Signal};
 use h2hop_integration::wait::eventually_async;
 use http::Method;
 use rand::RngCore as _;
@@ -43,8 +45,10 @@ where
 /// Echoes everything back, then ends its half when the client ended its.
 async fn echo(mut stream: TcpStream) {
     let (mut read, mut write) = stream.split();
-    tokio::io::copy(&mut read, &mut write).await.unwrap();
-    write.shutdown().await.unwrap();
+    // A reset ends it too: the tests that reset look at the client's side.
+    if tokio::io::copy(&mut read, &mut write).await.is_ok() {
+        let _ = write.shutdown().await;
+    }
 }
 
 /// Reads until EOF or an error; the bytes, and whether it ended in a reset.
@@ -350,8 +354,10 @@ async fn shutdown_stops_accepting_and_cuts_open_tunnels_after_the_drain() {
     within(async {
         let (target_addr, _served) = target(echo).await;
         let drain = Duration::from_millis(500);
+        // The sidecar's drain is longer: the front's cut ends the tunnel.
         let mut pair = Pair::builder()
-            .drain_timeout(drain)
+            .drain_timeout(Duration::from_secs(10))
+            .front_config(|config| config.drain_timeout = Duration::from_millis(500))
             .tcp_service(target_addr)
             .start()
             .await
@@ -435,3 +441,107 @@ async fn an_unreachable_sidecar_closes_the_client_with_a_warning() {
     })
     .await;
 }
+
+/// A target that answers every connection with `tag`, then closes.
+async fn tagged(tag: &'static [u8]) -> SocketAddr {
+    let listener = loopback().await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.write_all(tag).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// What the target behind `listen` answers a new connection.
+async fn answer(listen: SocketAddr) -> Vec<u8> {
+    let mut client = TcpStream::connect(listen).await.unwrap();
+    read_all(&mut client).await.0
+}
+
+/// The binary: `[[tcp]]` in `--config` is bound for each worker and named
+/// in the ready line; SIGHUP applies a new target to new connections,
+/// and refuses a file that moves the listener (the old one keeps serving).
+#[tokio::test]
+async fn the_binary_serves_config_file_entries_and_reloads_their_targets() {
+    let bin = binaries::dir();
+    within(async {
+        let (a, b) = (tagged(b"A").await, tagged(b"B").await);
+        // In-process sidecar (h2c) that allows both targets; its pair's
+        // own front is not used.
+        let pair = Pair::builder()
+            .h2c()
+            .tcp_service(a)
+            .tcp_service(b)
+            .start()
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("front.toml");
+        let config = |listen: &str, target: SocketAddr| {
+            format!(
+                "[[cluster]]\nname = \"hop\"\nendpoints = [\"{}\"]\nh2c = true\n\n\
+                 [[tcp]]\nname = \"tagged\"\nlisten = \"{listen}\"\ncluster = \"hop\"\n\
+                 target = \"{target}\"\n",
+                pair.sidecar
+            )
+        };
+        std::fs::write(&file, config("127.0.0.1:0", a)).unwrap();
+        let flags = [
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--config",
+            &file.display().to_string(),
+        ]
+        .map(str::to_owned);
+        let mut front = Process::start(&bin.join("h2hop-front"), &flags)
+            .await
+            .unwrap();
+        let ready = front.wait_for_line(&["ready"], SOON).await.unwrap();
+        let listen: SocketAddr = ready
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("tcp=tagged="))
+            .unwrap_or_else(|| panic!("no tcp=tagged= in {ready}"))
+            .trim_matches('"')
+            .parse()
+            .unwrap();
+        // Several connections: the kernel spreads them over both workers.
+        for _ in 0..6 {
+            assert_eq!(answer(listen).await, b"A");
+        }
+
+        // The same listen address as written (port 0), another target.
+        std::fs::write(&file, config("127.0.0.1:0", b)).unwrap();
+        front.signal(Signal::Hup).unwrap();
+        front
+            .wait_for_line(&["configuration reloaded"], SOON)
+            .await
+            .unwrap();
+        for _ in 0..6 {
+            assert_eq!(answer(listen).await, b"B");
+        }
+
+        std::fs::write(&file, config("127.0.0.1:1", a)).unwrap();
+        front.signal(Signal::Hup).unwrap();
+        let line = front
+            .wait_for_line(&["configuration reload failed"], SOON)
+            .await
+            .unwrap();
+        assert!(line.contains("restart to move TCP listeners"), "{line}");
+        assert_eq!(answer(listen).await, b"B");
+
+        front.signal(Signal::Term).unwrap();
+        let status = front.wait(SOON).await.unwrap();
+        assert_eq!(status.code(), Some(0), "the front exited with {status}");
+    })
+    .await;
+}
+
+/// Bound on a binary's answer to a signal.
+const SOON: Duration = Duration::from_secs(10);
