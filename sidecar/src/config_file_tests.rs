@@ -264,8 +264,10 @@ fn tcp_tables_alone_are_no_app() {
 /// `--check-config` lists the TCP targets after the apps.
 #[test]
 fn the_summary_lists_each_tcp_target() {
-    let mut config = crate::Config::default();
-    config.tcp_allow = crate::tcp_allow::TcpAllowList::new(parse(TCP, &flags()).unwrap().tcp);
+    let config = crate::Config {
+        tcp_allow: crate::tcp_allow::TcpAllowList::new(parse(TCP, &flags()).unwrap().tcp),
+        ..crate::Config::default()
+    };
     assert_eq!(
         config.apps_summary(),
         "configuration OK: one app, 127.0.0.1:8000 (http1), for every stream\n\
