@@ -29,7 +29,7 @@ use h2hop_sidecar::tcp_allow::{TcpAllowList, TcpAllowed};
 use http::{Method, Request, Response, StatusCode};
 use rand::RngCore as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// A sidecar running in this test's runtime until dropped.
@@ -360,6 +360,83 @@ async fn an_unreachable_target_gets_502() {
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         let series = format!("h2hop_tcp_tunnels_total{{target=\"{target}\",result=\"failed\"}}");
         assert_eq!(value(&sidecar.metrics, &series), Some(1.0));
+    })
+    .await;
+}
+
+/// A target whose listen queue is full: the SYNs of further connects go
+/// unanswered, so a dial to it waits until it is given up. The returned
+/// listener and connections hold the queue full.
+async fn unresponsive_target() -> (SocketAddr, TcpListener, Vec<TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    loop {
+        let connect = TcpStream::connect(addr);
+        match tokio::time::timeout(Duration::from_millis(200), connect).await {
+            Ok(Ok(io)) => held.push(io),
+            Ok(Err(err)) => panic!("connect to the full queue failed: {err}"),
+            Err(_) => return (addr, listener, held),
+        }
+        assert!(held.len() < 64, "the listen queue never filled");
+    }
+}
+
+/// An allowed target that does not answer within `--connect-timeout`:
+/// 504, counted as failed.
+#[tokio::test]
+async fn a_target_that_does_not_answer_in_time_gets_504() {
+    within(async {
+        let (target, _listener, _held) = unresponsive_target().await;
+        let sidecar = sidecar(allow(&[target]), |config| {
+            config.app.connect_timeout = Duration::from_millis(300);
+        })
+        .await;
+        let send = h2c_connect(sidecar.addr).await.unwrap();
+        let (response, _stream) = connect(&send, &target.to_string()).await;
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        let series = format!("h2hop_tcp_tunnels_total{{target=\"{target}\",result=\"failed\"}}");
+        assert_eq!(value(&sidecar.metrics, &series), Some(1.0));
+    })
+    .await;
+}
+
+/// A stream the front resets while the target is being dialled cancels
+/// the dial at once, not at the connect timeout (a minute here): the
+/// attempt is counted as failed within seconds, and the tunnel limit's
+/// place is free again for the next CONNECT.
+#[tokio::test]
+async fn a_reset_stream_cancels_the_dial() {
+    within(async {
+        let (slow, _listener, _held) = unresponsive_target().await;
+        let echo = echo_target().await;
+        let sidecar = sidecar(allow(&[slow, echo]), |config| {
+            config.app.connect_timeout = Duration::from_secs(60);
+            config.max_tunnels = 1;
+        })
+        .await;
+        let send = h2c_connect(sidecar.addr).await.unwrap();
+        let request = Request::builder()
+            .method(Method::CONNECT)
+            .uri(slow.to_string())
+            .body(())
+            .unwrap();
+        let mut ready = send.clone().ready().await.unwrap();
+        let (_response, mut stream) = ready.send_request(request, false).unwrap();
+        // The dial has begun once the tunnel place is taken: a second
+        // CONNECT meanwhile finds the limit of one reached.
+        let (response, _other) = connect(&send, &echo.to_string()).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        stream.send_reset(Reason::CANCEL);
+        let series = format!("h2hop_tcp_tunnels_total{{target=\"{slow}\",result=\"failed\"}}");
+        let cancelled = eventually(Duration::from_secs(5), || {
+            value(&sidecar.metrics, &series) == Some(1.0)
+        });
+        assert!(cancelled.await, "{}", sidecar.metrics.encode());
+        let (response, _stream) = connect(&send, &echo.to_string()).await;
+        assert_eq!(response.status(), StatusCode::OK);
     })
     .await;
 }

@@ -85,8 +85,22 @@ pub struct Config {
 
 impl Config {
     /// What `--check-config` prints: the apps, how each is reached and
-    /// which streams it takes, one line each.
+    /// which streams it takes, one line each, then the TCP targets a
+    /// CONNECT may reach and for which fronts, one line each.
     pub fn apps_summary(&self) -> String {
+        let mut summary = self.apps_lines();
+        for allowed in self.tcp_allow.entries() {
+            let fronts = allowed.fronts.as_ref().map_or_else(
+                || "any front".to_owned(),
+                |fronts| format!("fronts {fronts}"),
+            );
+            summary.push_str(&format!("  tcp target {}: {fronts}\n", allowed.target));
+        }
+        summary
+    }
+
+    /// The apps' part of [`Config::apps_summary`].
+    fn apps_lines(&self) -> String {
         let reached = |app: &AppConfig| {
             let protocol = match app.protocol {
                 AppProtocol::Http1 => "http1",

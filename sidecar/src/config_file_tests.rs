@@ -260,3 +260,18 @@ fn tcp_tables_alone_are_no_app() {
     let only_tcp = "[[tcp]]\ntarget = \"127.0.0.1:6379\"\n";
     assert!(refused(only_tcp).contains("no [[app]] is defined"));
 }
+
+/// `--check-config` lists the TCP targets after the apps.
+#[test]
+fn the_summary_lists_each_tcp_target() {
+    let config = crate::Config {
+        tcp_allow: crate::tcp_allow::TcpAllowList::new(parse(TCP, &flags()).unwrap().tcp),
+        ..crate::Config::default()
+    };
+    assert_eq!(
+        config.apps_summary(),
+        "configuration OK: one app, 127.0.0.1:8000 (http1), for every stream\n\
+         \x20 tcp target 127.0.0.1:6379: any front\n\
+         \x20 tcp target db.internal:5432: fronts spiffe://td/front, front.internal\n"
+    );
+}

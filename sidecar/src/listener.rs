@@ -2,7 +2,8 @@
 //!
 //! Per connection: TLS with a required client certificate (unless h2c),
 //! with the certificates current at accept time (a reload changes the next
-//! connection, never an open one),
+//! connection, never an open one) and the front's certificate SANs read
+//! once (for the TCP allow-list's `fronts`, [`crate::tcp_allow`]),
 //! then an HTTP/2 server that advertises SETTINGS_ENABLE_CONNECT_PROTOCOL
 //! (RFC 8441 §3 (N1)), then one task per accepted stream, handed to
 //! [`crate::dispatch`].

@@ -13,7 +13,7 @@
 
 use bytes::Bytes;
 use h2::server::SendResponse;
-use h2::{Reason, RecvStream, SendStream};
+use h2::{RecvStream, SendStream};
 use h2hop::access::Entry;
 use h2hop::host_port::HostPort;
 use h2hop::limit::{Limit, Permit};
@@ -168,14 +168,13 @@ impl Opened {
         async move {
             let _place = &place;
             let started = Instant::now();
-            let relayed = relay::tunnel_resetting(
+            let relayed = relay::tunnel_resetting::<relay::ConnectError>(
                 io,
                 Bytes::new(),
                 Bytes::new(),
                 send,
                 recv,
                 timeouts,
-                Reason::CONNECT_ERROR,
             );
             let end = relayed.await;
             debug!(duration = ?started.elapsed(), close = ?end.close, "TCP tunnel closed");
