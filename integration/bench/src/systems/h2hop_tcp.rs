@@ -92,10 +92,10 @@ pub(super) fn plan(
 
 /// The front's config file: the sidecar as the only cluster (h2c, or
 /// mutual TLS with `pki`'s client certificate, the sidecar's name being
-/// the endpoint's host, `127.0.0.1`, which its certificate carries), a
-/// route to it (a front serves HTTP as well), and one `[[tcp]]` listener
-/// on `listen` whose streams ask the sidecar for `target`, in the default
-/// classic form.
+/// the endpoint's host, `127.0.0.1`, which its certificate carries) and
+/// one `[[tcp]]` listener on `listen` whose streams ask the sidecar for
+/// `target`, in the default classic form. No `[[route]]`: a TCP-only front,
+/// as a user would run it (its HTTP listener answers 404).
 fn front_config(
     sidecar: SocketAddr,
     listen: SocketAddr,
@@ -116,8 +116,6 @@ fn front_config(
          name = \"{CLUSTER}\"\n\
          endpoints = [\"{sidecar}\"]\n\
          {cluster_tls}\n\
-         [[route]]\n\
-         cluster = \"{CLUSTER}\"\n\n\
          [[tcp]]\n\
          name = \"bench-app\"\n\
          listen = \"{listen}\"\n\
@@ -165,6 +163,7 @@ mod tests {
              cluster = \"sidecar\"\ntarget = \"127.0.0.1:4002\"\n"
         ));
         assert!(!text.contains("ca ="), "{text}");
+        assert!(!text.contains("[[route]]"), "{text}");
     }
 
     #[test]
