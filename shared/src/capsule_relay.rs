@@ -91,15 +91,9 @@ where
         }
         match abort {
             Some(reason) => send.send_reset(reason),
-            None => {
-                // The draft closes the stream of a failed TCP connection
-                // with CONNECT_ERROR (§3.4); the timeouts are ours: CANCEL.
-                let reason = match end.close {
-                    Close::TcpReset => Reason::CONNECT_ERROR,
-                    _ => Reason::CANCEL,
-                };
-                relay::reset_stream(&mut send, end.close, reason).await;
-            }
+            // The draft closes the stream of a failed TCP connection with
+            // CONNECT_ERROR (§3.4); a timeout's reset is CANCEL.
+            None => relay::reset_stream(&mut send, end.close, Reason::CONNECT_ERROR).await,
         }
         end
     }

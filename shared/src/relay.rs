@@ -211,9 +211,10 @@ where
     }
 }
 
-/// Sends RST_STREAM(`reason`) when the tunnel ended on this side: a TCP
-/// error or a timeout (the other endings need none).
-pub(crate) async fn reset_stream(send: &mut SendStream<Bytes>, close: Close, reason: Reason) {
+/// Resets the stream when the tunnel ended on this side: with `tcp_failed`
+/// after a TCP error, with CANCEL after a timeout (the other endings need
+/// no reset).
+pub(crate) async fn reset_stream(send: &mut SendStream<Bytes>, close: Close, tcp_failed: Reason) {
     if close == Close::TcpReset {
         // What was read just before the TCP error may still wait in h2's
         // send queue, and a reset (explicit or implicit) drops the
@@ -226,8 +227,10 @@ pub(crate) async fn reset_stream(send: &mut SendStream<Bytes>, close: Close, rea
         // writing meanwhile): best effort with several workers.
         tokio::task::yield_now().await;
     }
-    if matches!(close, Close::TcpReset | Close::Idle | Close::FinTimeout) {
-        send.send_reset(reason);
+    match close {
+        Close::TcpReset => send.send_reset(tcp_failed),
+        Close::Idle | Close::FinTimeout => send.send_reset(Reason::CANCEL),
+        Close::Clean | Close::StreamReset => {}
     }
 }
 
