@@ -280,7 +280,6 @@ fn fill_header(
         *slot = chunk.get_u8();
         *filled += 1;
         if let Some(parsed) = parse_header(&partial[..=at]) {
-            *filled = 0;
             return Some(parsed);
         }
     }
