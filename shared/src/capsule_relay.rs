@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 
 use crate::activity::Activity;
 use crate::capsule::{CapsuleError, Decoder, EMPTY_FINAL_DATA, Event, Header, Kind};
-use crate::relay::{self, Batch, Close, MAX_BATCH, Timeouts, TunnelEnd};
+use crate::relay::{self, Batch, Close, ConnectError, MAX_BATCH, Timeouts, TunnelEnd};
 
 /// Room left in front of each TCP read for its capsule header: the Type
 /// (4 bytes for DATA) and the longest Length (8).
@@ -86,14 +86,13 @@ where
             let last_moved = Activity::new();
             let up = tcp_to_capsules(reader, &mut send, &mut end.to_stream, &last_moved);
             let down = capsules_to_tcp(&mut recv, writer, &mut end.to_tcp, &last_moved, &mut abort);
-            tokio::pin!(up, down);
-            end.close = relay::drive(up, down, &timeouts, &last_moved).await;
+            end.close = relay::drive!(up, down, timeouts, last_moved);
         }
         match abort {
             Some(reason) => send.send_reset(reason),
             // The draft closes the stream of a failed TCP connection with
             // CONNECT_ERROR (§3.4); a timeout's reset is CANCEL.
-            None => relay::reset_stream(&mut send, end.close, Reason::CONNECT_ERROR).await,
+            None => relay::reset_stream::<ConnectError>(&mut send, end.close).await,
         }
         end
     }

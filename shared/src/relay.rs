@@ -30,7 +30,6 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::time::Instant;
 
 use crate::activity::Activity;
 
@@ -54,7 +53,8 @@ thread_local! {
 pub enum Close {
     /// Both directions ended with FIN / END_STREAM (RFC 8441 §5 (N14)).
     Clean,
-    /// The TCP peer reset or failed; we sent RST_STREAM(CANCEL).
+    /// The TCP peer reset or failed; we sent RST_STREAM(CANCEL), or the
+    /// [`TcpFailure`] reason [`tunnel_resetting`] was given.
     TcpReset,
     /// The HTTP/2 peer reset the stream; we reset the TCP connection.
     StreamReset,
@@ -100,11 +100,50 @@ pub struct TunnelEnd {
 /// END_STREAM, END_STREAM → TCP shutdown (FIN). A TCP error, or either
 /// timeout, sends RST_STREAM(CANCEL); a stream reset resets the TCP
 /// connection (RFC 8441 §5 (N14), RFC 9113 §8.5 (N27)).
+pub fn tunnel(
+    io: TcpStream,
+    prefix: Bytes,
+    early: Bytes,
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    timeouts: Timeouts,
+) -> impl Future<Output = TunnelEnd> {
+    tunnel_resetting::<Cancel>(io, prefix, early, send, recv, timeouts)
+}
+
+/// The reset a tunnel's stream gets when its TCP connection fails or is
+/// reset ([`Close::TcpReset`]). A type rather than a value: it costs an
+/// idle tunnel no byte of state.
+pub trait TcpFailure {
+    /// The RST_STREAM error code.
+    const REASON: Reason;
+}
+
+/// CANCEL: the reset of an upgraded connection's tunnel ([`tunnel`]).
+#[derive(Debug)]
+pub enum Cancel {}
+
+impl TcpFailure for Cancel {
+    const REASON: Reason = Reason::CANCEL;
+}
+
+/// CONNECT_ERROR: a CONNECT proxy's TCP tunnel (RFC 9113 §8.5: "a proxy
+/// that detects an error with the TCP connection ... MUST send RST_STREAM
+/// with CONNECT_ERROR").
+#[derive(Debug)]
+pub enum ConnectError {}
+
+impl TcpFailure for ConnectError {
+    const REASON: Reason = Reason::CONNECT_ERROR;
+}
+
+/// [`tunnel`], with [`TcpFailure::REASON`] of `F` as the reset the stream
+/// gets when the TCP connection fails or is reset.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would keep its arguments twice (module doc)"
 )]
-pub fn tunnel(
+pub fn tunnel_resetting<F: TcpFailure>(
     io: TcpStream,
     prefix: Bytes,
     early: Bytes,
@@ -115,7 +154,7 @@ pub fn tunnel(
     async move {
         let (reader, writer) = io.into_split();
         let halves = Halves { reader, writer };
-        let (end, halves) = relay(halves, prefix, early, send, recv, timeouts).await;
+        let (end, halves) = relay::<_, _, F>(halves, prefix, early, send, recv, timeouts).await;
         if end.close == Close::StreamReset {
             reset_tcp(halves.reader, halves.writer);
         }
@@ -152,9 +191,67 @@ where
     async move {
         let (reader, writer) = tokio::io::split(io);
         let halves = Halves { reader, writer };
-        relay(halves, prefix, early, send, recv, timeouts).await.0
+        relay::<_, _, Cancel>(halves, prefix, early, send, recv, timeouts)
+            .await
+            .0
     }
 }
+
+/// Runs a tunnel's two directions until both end, one fails, or the
+/// tunnel is quiet too long, and evaluates to how it ended ([`Close`]).
+/// `$up` (onto the stream) and `$down` (off it) are futures of
+/// `Result<(), Close>` that stamp `$last_moved` ([`Activity`]) as bytes
+/// move; `$timeouts` is the [`Timeouts`]. A macro rather than a function
+/// so that the relays running it (this one and the capsule relay) keep
+/// no pointers to their own directions and timeouts in their state: every
+/// idle tunnel would carry them (16 bytes on [`tunnel`]'s 896).
+macro_rules! drive {
+    ($up:ident, $down:ident, $timeouts:ident, $last_moved:ident) => {{
+        // The quiet allowed: the idle timeout, then, once the stream has
+        // ended toward the byte stream, the fin timeout if that is shorter.
+        let (mut quiet, mut quiet_close) = ($timeouts.idle, $crate::relay::Close::Idle);
+        let idle = ::tokio::time::sleep(quiet);
+        ::tokio::pin!($up, $down, idle);
+        let (mut up_done, mut down_done) = (false, false);
+        let mut close = $crate::relay::Close::Clean;
+        while !(up_done && down_done) {
+            let outcome = ::tokio::select! {
+                outcome = &mut $up, if !up_done => { up_done = true; outcome }
+                outcome = &mut $down, if !down_done => {
+                    down_done = true;
+                    if outcome.is_ok() && $timeouts.fin < quiet {
+                        (quiet, quiet_close) = ($timeouts.fin, $crate::relay::Close::FinTimeout);
+                        // The fin timeout counts from this shutdown.
+                        $last_moved.touch();
+                        idle.as_mut().reset(::tokio::time::Instant::now() + quiet);
+                    }
+                    outcome
+                }
+                () = &mut idle => match $last_moved.last().checked_add(quiet) {
+                    Some(deadline) if deadline <= ::tokio::time::Instant::now() => {
+                        Err(quiet_close)
+                    }
+                    Some(deadline) => {
+                        idle.as_mut().reset(deadline);
+                        Ok(())
+                    }
+                    // A timeout past the clock's range never ends a tunnel.
+                    None => {
+                        let year = ::std::time::Duration::from_secs(86_400 * 365);
+                        idle.as_mut().reset(::tokio::time::Instant::now() + year);
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(ended) = outcome {
+                close = ended;
+                break;
+            }
+        }
+        close
+    }};
+}
+pub(crate) use drive;
 
 /// The two halves of the byte stream a tunnel relays.
 struct Halves<R, W> {
@@ -163,11 +260,12 @@ struct Halves<R, W> {
 }
 
 /// The tunnel itself; returns the halves so that [`tunnel`] can reset TCP.
+/// A TCP failure resets the stream with `F`'s reason, a timeout with CANCEL.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would keep its arguments twice (module doc)"
 )]
-fn relay<R, W>(
+fn relay<R, W, F: TcpFailure>(
     mut halves: Halves<R, W>,
     prefix: Bytes,
     early: Bytes,
@@ -203,22 +301,21 @@ where
                 &mut end.to_tcp,
                 &last_moved,
             );
-            tokio::pin!(up, down);
-            end.close = drive(up, down, &timeouts, &last_moved).await;
+            end.close = drive!(up, down, timeouts, last_moved);
         }
-        reset_stream(&mut send, end.close, Reason::CANCEL).await;
+        reset_stream::<F>(&mut send, end.close).await;
         (end, halves)
     }
 }
 
-/// Resets the stream when the tunnel ended on this side: with `tcp_failed`
-/// after a TCP error, with CANCEL after a timeout (the other endings need
-/// no reset).
-pub(crate) async fn reset_stream(send: &mut SendStream<Bytes>, close: Close, tcp_failed: Reason) {
+/// Resets the stream when the tunnel ended on this side: with `F`'s
+/// reason after a TCP failure, with CANCEL after a timeout (the other
+/// endings need no reset).
+pub(crate) async fn reset_stream<F: TcpFailure>(send: &mut SendStream<Bytes>, close: Close) {
     if close == Close::TcpReset {
         // What was read just before the TCP error may still wait in h2's
-        // send queue, and a reset (explicit or implicit) drops the
-        // queue (h2 has no way to wait for it to drain). One turn of the
+        // send queue, and a reset (explicit or implicit) drops the queue
+        // (h2 has no way to wait for it to drain). One turn of the
         // scheduler lets the connection task write it first, so the peer
         // gets the bytes sent before the reset, as it would directly.
         // That task was woken when the data was queued, into this
@@ -228,68 +325,9 @@ pub(crate) async fn reset_stream(send: &mut SendStream<Bytes>, close: Close, tcp
         tokio::task::yield_now().await;
     }
     match close {
-        Close::TcpReset => send.send_reset(tcp_failed),
+        Close::TcpReset => send.send_reset(F::REASON),
         Close::Idle | Close::FinTimeout => send.send_reset(Reason::CANCEL),
         Close::Clean | Close::StreamReset => {}
-    }
-}
-
-/// Runs both directions of a tunnel until both end, one fails, or the
-/// tunnel is quiet too long; how it ended. `up` moves bytes onto the
-/// stream, `down` off it; both stamp `last_moved`. The capsule relay
-/// runs its own two directions through it too.
-#[expect(
-    clippy::manual_async_fn,
-    reason = "an async fn would keep its arguments twice (module doc)"
-)]
-pub(crate) fn drive<'a, U, D>(
-    mut up: Pin<&'a mut U>,
-    mut down: Pin<&'a mut D>,
-    timeouts: &'a Timeouts,
-    last_moved: &'a Activity,
-) -> impl Future<Output = Close> + 'a
-where
-    U: Future<Output = Result<(), Close>>,
-    D: Future<Output = Result<(), Close>>,
-{
-    async move {
-        // The quiet allowed: the idle timeout, then, once the stream
-        // has ended toward `io`, the fin timeout if that is shorter.
-        let (mut quiet, mut quiet_close) = (timeouts.idle, Close::Idle);
-        let idle = tokio::time::sleep(quiet);
-        tokio::pin!(idle);
-        let (mut up_done, mut down_done) = (false, false);
-        while !(up_done && down_done) {
-            let outcome = tokio::select! {
-                outcome = &mut up, if !up_done => { up_done = true; outcome }
-                outcome = &mut down, if !down_done => {
-                    down_done = true;
-                    if outcome.is_ok() && timeouts.fin < quiet {
-                        (quiet, quiet_close) = (timeouts.fin, Close::FinTimeout);
-                        // The fin timeout counts from this shutdown.
-                        last_moved.touch();
-                        idle.as_mut().reset(Instant::now() + quiet);
-                    }
-                    outcome
-                }
-                () = &mut idle => match last_moved.last().checked_add(quiet) {
-                    Some(deadline) if deadline <= Instant::now() => Err(quiet_close),
-                    Some(deadline) => {
-                        idle.as_mut().reset(deadline);
-                        Ok(())
-                    }
-                    // A timeout past the clock's range never ends a tunnel.
-                    None => {
-                        idle.as_mut().reset(Instant::now() + Duration::from_secs(86_400 * 365));
-                        Ok(())
-                    }
-                },
-            };
-            if let Err(close) = outcome {
-                return close;
-            }
-        }
-        Close::Clean
     }
 }
 
