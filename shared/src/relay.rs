@@ -17,10 +17,9 @@
 
 use std::cell::RefCell;
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt as _;
@@ -39,6 +38,12 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Least spare room a read is given before [`SCRATCH`] takes a fresh chunk.
 const MIN_READ: usize = 16 * 1024;
 
+mod batch;
+mod end;
+
+pub(crate) use batch::{Batch, MAX_BATCH};
+pub use end::{Cancel, Close, ConnectError, TcpFailure, Timeouts, TunnelEnd};
+
 thread_local! {
     /// Where every tunnel on this thread reads from TCP into. Each read is
     /// split off as its own `Bytes` that shares the chunk, so small
@@ -46,47 +51,6 @@ thread_local! {
     /// tunnel holds no buffer at all: a chunk lives only as long as some
     /// of its bytes are still in flight.
     static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-}
-
-/// How a tunnel ended, for the log line of its owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Close {
-    /// Both directions ended with FIN / END_STREAM (RFC 8441 §5 (N14)).
-    Clean,
-    /// The TCP peer reset or failed; we sent RST_STREAM(CANCEL), or the
-    /// [`TcpFailure`] reason [`tunnel_resetting`] was given.
-    TcpReset,
-    /// The HTTP/2 peer reset the stream; we reset the TCP connection.
-    StreamReset,
-    /// No byte moved either way for the idle timeout: we sent
-    /// RST_STREAM(CANCEL) and closed the TCP connection.
-    Idle,
-    /// The stream had ended, and the byte-stream side did not end its half
-    /// within the fin timeout: we sent RST_STREAM(CANCEL) and closed it.
-    FinTimeout,
-}
-
-/// The bounds on a quiet tunnel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// Nothing moved either way for this long: the tunnel is closed.
-    pub idle: Duration,
-    /// Once the stream has ended, the byte-stream side must end its half
-    /// within this much quiet (HAProxy's `timeout client-fin`): Firefox
-    /// never ends its half of an RFC 8441 stream the server ended, which
-    /// would hold a stream slot for the idle timeout.
-    pub fin: Duration,
-}
-
-/// What [`tunnel`] moved and how it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TunnelEnd {
-    /// Bytes from the TCP side onto the stream.
-    pub to_stream: u64,
-    /// Bytes from the stream onto the TCP side.
-    pub to_tcp: u64,
-    /// How it ended.
-    pub close: Close,
 }
 
 /// Relays `io` ⇄ the stream `(send, recv)` until both directions end, or
@@ -109,32 +73,6 @@ pub fn tunnel(
     timeouts: Timeouts,
 ) -> impl Future<Output = TunnelEnd> {
     tunnel_resetting::<Cancel>(io, prefix, early, send, recv, timeouts)
-}
-
-/// The reset a tunnel's stream gets when its TCP connection fails or is
-/// reset ([`Close::TcpReset`]). A type rather than a value: it costs an
-/// idle tunnel no byte of state.
-pub trait TcpFailure {
-    /// The RST_STREAM error code.
-    const REASON: Reason;
-}
-
-/// CANCEL: the reset of an upgraded connection's tunnel ([`tunnel`]).
-#[derive(Debug)]
-pub enum Cancel {}
-
-impl TcpFailure for Cancel {
-    const REASON: Reason = Reason::CANCEL;
-}
-
-/// CONNECT_ERROR: a CONNECT proxy's TCP tunnel (RFC 9113 §8.5: "a proxy
-/// that detects an error with the TCP connection ... MUST send RST_STREAM
-/// with CONNECT_ERROR").
-#[derive(Debug)]
-pub enum ConnectError {}
-
-impl TcpFailure for ConnectError {
-    const REASON: Reason = Reason::CONNECT_ERROR;
 }
 
 /// [`tunnel`], with [`TcpFailure::REASON`] of `F` as the reset the stream
@@ -456,61 +394,6 @@ fn stream_to_tcp<'a, W: AsyncWrite + Unpin>(
     }
 }
 
-/// Most DATA frames gathered into one write.
-pub(crate) const MAX_BATCH: usize = 8;
-
-/// DATA frames waiting to be written together, as one `Buf` whose
-/// `chunks_vectored` feeds a single writev.
-#[derive(Default)]
-pub(crate) struct Batch {
-    chunks: std::collections::VecDeque<Bytes>,
-}
-
-impl Batch {
-    pub(crate) fn push(&mut self, chunk: Bytes) {
-        if !chunk.is_empty() {
-            self.chunks.push_back(chunk);
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.chunks.len()
-    }
-}
-
-impl Buf for Batch {
-    fn remaining(&self) -> usize {
-        self.chunks.iter().map(Bytes::len).sum()
-    }
-
-    fn chunk(&self) -> &[u8] {
-        self.chunks.front().map_or(&[], |chunk| chunk.as_ref())
-    }
-
-    fn chunks_vectored<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
-        let mut filled = 0;
-        for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
-            *slot = IoSlice::new(chunk);
-            filled += 1;
-        }
-        filled
-    }
-
-    fn advance(&mut self, mut count: usize) {
-        while count > 0 {
-            let Some(front) = self.chunks.front_mut() else {
-                return;
-            };
-            if count < front.len() {
-                front.advance(count);
-                return;
-            }
-            count -= front.len();
-            self.chunks.pop_front();
-        }
-    }
-}
-
 /// Sends `data` as the peer's window allows, never buffering beyond it.
 pub fn send_data<'a>(
     send: &'a mut SendStream<Bytes>,
@@ -695,6 +578,7 @@ impl Body for H2Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::IoSlice;
 
     fn batch_of(parts: &[&'static [u8]]) -> Batch {
         let mut batch = Batch::default();
