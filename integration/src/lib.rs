@@ -29,4 +29,5 @@ pub mod procstat;
 pub mod raw_h2;
 pub mod routed;
 pub mod scratch;
+pub mod services;
 pub mod wait;
