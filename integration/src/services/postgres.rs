@@ -55,7 +55,9 @@ impl Postgres {
             "-E",
             "UTF8",
         ]);
-        initdb.arg("-D").arg(&data);
+        // The C locale exists everywhere, and keeps the server's log in
+        // English for the ready line below.
+        initdb.arg("--locale=C").arg("-D").arg(&data);
         run("initdb", &mut tokio::process::Command::from(initdb)).await?;
         let postgres = programs.get("postgres")?.to_owned();
         let socket_dir = scratch.dir().to_owned();
