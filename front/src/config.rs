@@ -18,6 +18,7 @@ use crate::live_routing::RoutingReload;
 use crate::preface::PlainH2c;
 use crate::proxy_header::ProxyProtocol;
 use crate::routes::Routing;
+use crate::tcp_config::TcpService;
 use crate::upstream::{RetryPolicy, UpstreamConfig, UpstreamTls};
 
 pub use crate::defaults;
@@ -48,6 +49,11 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// From `--config`: the clusters and the routes to them.
     pub routing: Option<Routing>,
+    /// TCP services (`[[tcp]]` of the `--config` file): each is served on
+    /// the listener of the same position in [`crate::Listeners::tcp`].
+    /// Without a file, their cluster is the one named by
+    /// [`UpstreamConfig::addr`].
+    pub tcp: Vec<TcpService>,
     /// The `--config` file [`Config::routing`] was read from: a reload
     /// (SIGHUP, [`Config::routing_reload`]) reads it again.
     pub config_file: Option<PathBuf>,
@@ -131,6 +137,7 @@ impl Default for Config {
         Self {
             upstream: UpstreamConfig::default(),
             routing: None,
+            tcp: Vec::new(),
             config_file: None,
             config_watch_interval: None,
             routing_reload: RoutingReload::default(),
@@ -183,11 +190,12 @@ impl Config {
 impl Config {
     /// Reads the `--config` file at `path` into [`Config::routing`], its
     /// endpoints with the timeouts of [`Config::upstream`], and keeps the
-    /// path for reloads. Returns the file's `[[certificate]]` tables, for
-    /// the TLS listener.
+    /// path for reloads; its `[[tcp]]` entries go to [`Config::tcp`].
+    /// Returns the file's `[[certificate]]` tables, for the TLS listener.
     pub fn use_config_file(&mut self, path: &Path) -> Result<Vec<CertificateEntry>, ConfigError> {
         let mut file = config_file::load(path)?;
         let certificates = std::mem::take(&mut file.certificates);
+        self.tcp = std::mem::take(&mut file.tcp);
         self.routing = Some(file.into_routing(&self.upstream));
         self.config_file = Some(path.to_path_buf());
         Ok(certificates)

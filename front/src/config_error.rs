@@ -1,5 +1,6 @@
 //! Why a `--config` file cannot be used: [`ConfigError`], naming the
-//! cluster (by name) or route (by number, from 1) that is wrong. Made by
+//! cluster (by name), route (by number, from 1) or `[[tcp]]` entry (by
+//! number and name) that is wrong. Made by
 //! [`crate::config_file`], which re-exports it.
 
 use std::io;
@@ -11,6 +12,7 @@ use h2hop::tls::TlsError;
 use crate::cluster_policy::PolicyError;
 use crate::header_rules::HeaderRuleError;
 use crate::routes::RouteError;
+use crate::tcp_config::TcpEntryError;
 use crate::upstream::HealthCheckError;
 use crate::weighted::WeightError;
 
@@ -33,8 +35,8 @@ pub enum ConfigError {
     /// No `[[cluster]]` table.
     #[error("no [[cluster]] is defined")]
     NoCluster,
-    /// No `[[route]]` table.
-    #[error("no [[route]] is defined")]
+    /// No `[[route]]` table, and no `[[tcp]]` either.
+    #[error("no [[route]] (or [[tcp]]) is defined")]
     NoRoute,
     /// Two clusters share a name.
     #[error("cluster {name:?} is defined twice")]
@@ -177,5 +179,16 @@ pub enum ConfigError {
         route: usize,
         /// The repeated name.
         name: String,
+    },
+    /// A `[[tcp]]` entry cannot be used.
+    #[error("tcp {tcp} ({name:?})")]
+    Tcp {
+        /// The entry's number, from 1, in file order.
+        tcp: usize,
+        /// Its name, given or the default `tcp-N`.
+        name: String,
+        /// What is wrong, naming the key.
+        #[source]
+        source: TcpEntryError,
     },
 }

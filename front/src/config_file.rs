@@ -50,14 +50,24 @@
 //!   { name = "web", weight = 90 },
 //!   { name = "chat", weight = 10 },
 //! ]
+//!
+//! [[tcp]]                                    # a TCP service (crate::tcp_config)
+//! name = "redis"                             # default "tcp-N" (N from 1); unique
+//! listen = "127.0.0.1:6380"                  # required; unique
+//! cluster = "chat"                           # must name a cluster
+//! target = "10.0.0.9:6379"                   # host:port the sidecar connects to
+//! form = "connect"                           # or "connect-tcp"; default "connect"
+//! idle_timeout = "10m"                       # default: --tunnel-idle-timeout
 //! ```
 //!
-//! At least one cluster and one route are required. Unknown keys are
-//! errors, so a typo does not silently fall back to a default. Matching and
+//! At least one cluster is required, and one route unless the file has a
+//! `[[tcp]]` (a front for TCP services alone answers HTTP with 404).
+//! Unknown keys are errors, so a typo does not silently fall back to a default. Matching and
 //! rewriting rules are those of [`crate::routes`], header rules those of
 //! [`crate::header_rules`], weights those of [`crate::weighted`]. Exactly
 //! one of `cluster` and `clusters` is required. Errors say which cluster
-//! (by name) or route (by number, from 1, in file order) is wrong; errors
+//! (by name), route (by number, from 1, in file order) or `[[tcp]]` (by
+//! number and name) is wrong; errors
 //! inside the TOML carry its line and column. Only [`ConfigError::Read`]
 //! names the file itself: the caller knows which file it asked for.
 
@@ -74,6 +84,7 @@ pub use crate::config_error::ConfigError;
 use crate::edge_tls_config::{CertificateEntry, RawCertificate};
 use crate::header_rules::{HeaderRules, RawAddField, RawHeaderRules};
 use crate::routes::{HostMatch, Route, RouteTable, Routing};
+use crate::tcp_config::{self, RawTcp, TcpService};
 use crate::upstream::{
     HealthCheck, OutlierConfig, RawHealthCheck, RetryPolicy, UpstreamConfig, UpstreamTls,
 };
@@ -89,6 +100,8 @@ pub struct FileConfig {
     /// The TLS listener's certificates by SNI name, in file order
     /// ([`crate::edge_tls_config`] checks them).
     pub certificates: Vec<CertificateEntry>,
+    /// The TCP services, in file order ([`crate::tcp_config`]).
+    pub tcp: Vec<TcpService>,
 }
 
 impl FileConfig {
@@ -151,6 +164,8 @@ struct RawFile {
     route: Vec<RawRoute>,
     #[serde(default)]
     certificate: Vec<RawCertificate>,
+    #[serde(default)]
+    tcp: Vec<RawTcp>,
 }
 
 /// One `[[cluster]]` as written.
@@ -214,7 +229,8 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<FileConfig, ConfigError> {
     if raw.cluster.is_empty() {
         return Err(ConfigError::NoCluster);
     }
-    if raw.route.is_empty() {
+    // A front may serve TCP services alone: HTTP requests then get 404.
+    if raw.route.is_empty() && raw.tcp.is_empty() {
         return Err(ConfigError::NoRoute);
     }
     let mut index = HashMap::new();
@@ -241,6 +257,8 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<FileConfig, ConfigError> {
             });
         }
     }
+    let names: std::collections::HashSet<&str> = index.keys().copied().collect();
+    let tcp = tcp_config::services(raw.tcp, &names)?;
     let clusters = raw
         .cluster
         .into_iter()
@@ -254,6 +272,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<FileConfig, ConfigError> {
             .into_iter()
             .map(|certificate| certificate.resolve(base_dir))
             .collect(),
+        tcp,
     })
 }
 
@@ -307,7 +326,7 @@ fn route_of(
 
 /// A route name: letters, digits, `-`, `_` and `.`, at least one; it goes
 /// into field values through `%ROUTE%`.
-fn is_route_name(name: &str) -> bool {
+pub(crate) fn is_route_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()

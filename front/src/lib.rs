@@ -16,6 +16,10 @@
 //!    or [`forward`]: an ordinary HTTP/2 stream, bodies streamed both ways;
 //! 5. [`upstream`]: the HTTP/2 connections, TLS with ALPN `h2` or h2c.
 //!
+//! Beside them, TCP services ([`tcp_config`]): a `[[tcp]]` listener's
+//! connection becomes a CONNECT stream (RFC 9113 §8.5) on the same
+//! upstream connections, relayed byte for byte ([`tcp_tunnel`]).
+//!
 //! [`context`] holds what the request stages share; it calls none of them.
 //! [`live_routing`] holds the clusters and routes in use, and swaps in new
 //! ones when the `--config` file is reloaded (SIGHUP, or its watcher).
@@ -47,6 +51,8 @@ pub mod preface;
 pub mod proxy_header;
 pub(crate) mod retry;
 pub mod routes;
+pub mod tcp_config;
+pub(crate) mod tcp_tunnel;
 pub(crate) mod tunnel;
 pub(crate) mod upstream;
 pub mod weighted;
@@ -60,6 +66,7 @@ pub use live_routing::{ReloadError, ReloadSummary, RoutingReload};
 pub use preface::PlainH2c;
 pub use proxy_header::{ProxyMode, ProxyProtocol};
 pub use routes::Routing;
+pub use tcp_config::TcpService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 pub use upstream::{
@@ -77,6 +84,9 @@ pub struct Listeners {
     /// usable connection to some sidecar; with health checks, a healthy
     /// sidecar in every cluster that has them).
     pub admin: Option<TcpListener>,
+    /// One per TCP service, in [`Config::tcp`] order: listener `i`
+    /// serves entry `i`.
+    pub tcp: Vec<TcpListener>,
 }
 
 impl From<TcpListener> for Listeners {
@@ -86,6 +96,7 @@ impl From<TcpListener> for Listeners {
             plain,
             tls: None,
             admin: None,
+            tcp: Vec::new(),
         }
     }
 }
@@ -99,8 +110,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
 }
 
 /// [`run`] with a worker per item of `more` besides the caller's: each
-/// accepts on its own listeners (plain, and TLS when `listeners.tls` is
-/// set; siblings from [`h2hop::accept::bind_each`]) on a thread and
+/// accepts on its own listeners (plain, TLS when `listeners.tls` is set,
+/// and one per TCP service; siblings from [`h2hop::accept::bind_each`]) on a thread and
 /// current-thread runtime of its own (see [`h2hop::runtime`]). Drain
 /// covers every worker's connections; the admin listener (worker 0's)
 /// serves the whole process's metrics. Fails only when a worker thread

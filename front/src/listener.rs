@@ -4,7 +4,8 @@
 //! ([`crate::proxy_header`]), does the TLS handshake, and hands the
 //! connection to [`crate::client_http`] (HTTP/2 if the client's ALPN
 //! chose it, or a cleartext client sent the HTTP/2 preface
-//! ([`crate::preface`]), else HTTP/1.1). It builds the [`Context`] every request
+//! ([`crate::preface`]), else HTTP/1.1); a TCP service's listener goes
+//! to [`crate::tcp_tunnel`]. It builds the [`Context`] every request
 //! shares, serves readiness on the admin listener, and drains on shutdown.
 
 use std::io;
@@ -53,7 +54,12 @@ pub async fn serve(
     more: Vec<WorkerListeners>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let Listeners { plain, tls, admin } = listeners;
+    let Listeners {
+        plain,
+        tls,
+        admin,
+        tcp,
+    } = listeners;
     // Before the routing is built: its endpoints keep connections per worker.
     h2hop::runtime::expect_workers(more.len() + 1);
     let shared = Arc::new(shared(config, shutdown));
@@ -64,13 +70,15 @@ pub async fn serve(
         tokio::spawn(h2hop::admin::serve(admin, metrics, ready, stop));
     }
     let for_workers = shared.clone();
-    let others = h2hop::runtime::spawn_workers(more, move |worker, (plain, tls)| {
+    let others = h2hop::runtime::spawn_workers(more, move |worker, listeners| {
         let shared = for_workers.clone();
         async move {
+            let WorkerListeners { plain, tls, tcp } = listeners;
             let tls = tls.map(TcpListener::from_std).transpose();
-            match (TcpListener::from_std(plain), tls) {
-                (Ok(plain), Ok(tls)) => accept(&shared, plain, tls, worker).await,
-                (Err(err), _) | (_, Err(err)) => {
+            let tcp = tcp.into_iter().map(TcpListener::from_std).collect();
+            match (TcpListener::from_std(plain), tls, tcp) {
+                (Ok(plain), Ok(tls), Ok(tcp)) => accept(&shared, plain, tls, tcp, worker).await,
+                (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
                     warn!(worker, error = %err, "worker cannot listen");
                 }
             }
@@ -87,15 +95,23 @@ pub async fn serve(
             return Err(err);
         }
     };
-    accept(&shared, plain, tls, 0).await;
+    accept(&shared, plain, tls, tcp, 0).await;
     shared.context.drain.finish(shared.drain_timeout).await;
     shared.drained.cancel();
     others.await;
     Ok(())
 }
 
-/// Another worker's listeners: plain, and TLS when the front has one.
-pub type WorkerListeners = (std::net::TcpListener, Option<std::net::TcpListener>);
+/// Another worker's listeners, siblings of worker 0's [`Listeners`].
+#[derive(Debug)]
+pub struct WorkerListeners {
+    /// Cleartext clients.
+    pub plain: std::net::TcpListener,
+    /// TLS clients, when the front has a TLS listener.
+    pub tls: Option<std::net::TcpListener>,
+    /// One per TCP service, in [`Config::tcp`] order.
+    pub tcp: Vec<std::net::TcpListener>,
+}
 
 /// What the workers of one front share.
 struct Shared {
@@ -129,6 +145,7 @@ fn shared(config: Config, shutdown: CancellationToken) -> Shared {
     let client_tls = config.client_tls.clone();
     let flags = config.upstream.clone();
     let snapshot = Snapshot::initial(config.routing, config.upstream, &metrics);
+    let snapshot = snapshot.with_tcp(config.tcp);
     let routing = Arc::new(LiveRouting::new(snapshot));
     let reload = config.routing_reload.clone();
     reload.attach(
@@ -176,9 +193,16 @@ fn shared(config: Config, shutdown: CancellationToken) -> Shared {
     }
 }
 
-/// One worker's accept loops on `plain` and `tls`, until shutdown begins;
-/// its connections run on the caller's runtime.
-async fn accept(shared: &Shared, plain: TcpListener, tls: Option<TcpListener>, worker: usize) {
+/// One worker's accept loops on `plain`, `tls` and the TCP services'
+/// listeners `tcp`, until shutdown begins; its connections run on the
+/// caller's runtime.
+async fn accept(
+    shared: &Shared,
+    plain: TcpListener,
+    tls: Option<TcpListener>,
+    tcp: Vec<TcpListener>,
+    worker: usize,
+) {
     let Shared {
         context,
         connections,
@@ -232,7 +256,8 @@ async fn accept(shared: &Shared, plain: TcpListener, tls: Option<TcpListener>, w
             (None, _) => {}
         }
     };
-    tokio::join!(plain_loop, tls_loop);
+    let tcp_loop = crate::tcp_tunnel::accept(context, tcp, worker, shared.keepalive);
+    tokio::join!(plain_loop, tls_loop, tcp_loop);
 }
 
 /// A new connection's place under the connection limit, taken at accept;

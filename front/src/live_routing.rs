@@ -18,7 +18,10 @@
 //! reload as the routing.
 //!
 //! A bad file changes nothing, routing or certificates: the error is
-//! logged with its cause chain.
+//! logged with its cause chain. So does a file whose `[[tcp]]` entries
+//! listen elsewhere ([`ReloadError::TcpListeners`]): sockets are bound once;
+//! the other keys of an entry (cluster, target, form, idle timeout, name)
+//! apply to the connections accepted after the reload.
 //! A good one keeps each cluster whose settings are unchanged (same name,
 //! endpoints, timeouts, TLS files and server name, `max_connections`,
 //! `health_check`, outlier ejection and retry policy) as the same object,
@@ -44,6 +47,7 @@ use h2hop::tls::reload::Reloadable;
 use crate::config_file::{self, ConfigError};
 use crate::edge_tls_config::{self, EdgeTlsError, EdgeTlsFlags};
 use crate::routes::{RouteTable, Routing};
+use crate::tcp_config::{self, TcpService};
 use crate::upstream::{Cluster, UpstreamConfig, UpstreamTls, health};
 
 /// The clusters and routes one request is routed with.
@@ -52,6 +56,9 @@ pub(crate) struct Snapshot {
     pub(crate) clusters: Vec<Arc<Cluster>>,
     /// Routes in order; the first match wins.
     pub(crate) routes: RouteTable,
+    /// The TCP services, by listener position ([`crate::tcp_tunnel`]
+    /// reads its entry at each accept).
+    pub(crate) tcp: Vec<TcpService>,
 }
 
 impl Snapshot {
@@ -70,6 +77,7 @@ impl Snapshot {
                     .map(|(name, endpoints)| checked_cluster(name, endpoints, metrics))
                     .collect(),
                 routes: routing.routes,
+                tcp: Vec::new(),
             },
             None => {
                 let name = upstream.addr.clone();
@@ -77,9 +85,16 @@ impl Snapshot {
                 Self {
                     clusters: vec![cluster],
                     routes: RouteTable::single(0),
+                    tcp: Vec::new(),
                 }
             }
         }
+    }
+
+    /// This snapshot serving the TCP services `tcp`.
+    pub(crate) fn with_tcp(mut self, tcp: Vec<TcpService>) -> Self {
+        self.tcp = tcp;
+        self
     }
 }
 
@@ -186,6 +201,18 @@ pub enum ReloadError {
         #[source]
         source: ConfigError,
     },
+    /// The file's `[[tcp]]` entries listen elsewhere than those in use
+    /// (added, removed, moved or reordered): listeners are bound once, at
+    /// start, so this takes a restart. Nothing else changed either.
+    #[error("--config {}: [[tcp]] listen addresses changed from {before:?} to {after:?}; restart to move TCP listeners", path.display())]
+    TcpListeners {
+        /// The file.
+        path: PathBuf,
+        /// The listen addresses in use, in order.
+        before: Vec<std::net::SocketAddr>,
+        /// The file's, in order.
+        after: Vec<std::net::SocketAddr>,
+    },
     /// The file's `[[certificate]]` tables (or the files they name) do not
     /// make a TLS configuration; routing and certificates in use stay.
     #[error("--config {}: certificates", path.display())]
@@ -237,6 +264,16 @@ impl RoutingReload {
             path: path.clone(),
             source,
         })?;
+        let old = attached.live.load();
+        let tcp = std::mem::take(&mut file.tcp);
+        if !tcp_config::same_listeners(&old.tcp, &tcp) {
+            let listens = |services: &[TcpService]| services.iter().map(|s| s.listen).collect();
+            return Err(ReloadError::TcpListeners {
+                path: path.clone(),
+                before: listens(&old.tcp),
+                after: listens(&tcp),
+            });
+        }
         // Built before anything is swapped: a bad table changes nothing.
         let certificates = std::mem::take(&mut file.certificates);
         let count = certificates.len();
@@ -252,8 +289,8 @@ impl RoutingReload {
             None => None,
         };
         let routing = file.into_routing(&attached.flags);
-        let old = attached.live.load();
         let (snapshot, mut summary) = rebuild(routing, &old, &attached.metrics);
+        let snapshot = snapshot.with_tcp(tcp);
         if let Some((in_use, built)) = client_tls {
             in_use.adopt(&built);
         }
@@ -335,6 +372,7 @@ fn rebuild(routing: Routing, old: &Snapshot, metrics: &Arc<Metrics>) -> (Snapsho
     let snapshot = Snapshot {
         clusters,
         routes: routing.routes,
+        tcp: Vec::new(),
     };
     (snapshot, summary)
 }

@@ -27,8 +27,48 @@ fn main() -> anyhow::Result<()> {
         Some(addr) => h2hop::accept::bind_each(addr, "TLS clients", workers)?,
         None => Vec::new(),
     };
+    let tcp = config
+        .tcp
+        .iter()
+        .map(|service| h2hop::accept::bind_each(service.listen, "TCP service", workers))
+        .collect::<Result<Vec<_>, _>>()?;
     let runtime = h2hop::runtime::main_thread().context("cannot start the runtime")?;
-    runtime.block_on(serve(args, config, plain, tls))
+    runtime.block_on(serve(args, config, plain, tls, by_worker(tcp, workers)))
+}
+
+/// Each TCP service's listeners (one per worker) regrouped by worker: the
+/// `w`-th holds every service's `w`-th listener, in service order.
+fn by_worker(
+    services: Vec<Vec<std::net::TcpListener>>,
+    workers: usize,
+) -> Vec<Vec<std::net::TcpListener>> {
+    let mut grouped: Vec<Vec<_>> = (0..workers.max(1)).map(|_| Vec::new()).collect();
+    for listeners in services {
+        for (group, listener) in grouped.iter_mut().zip(listeners) {
+            group.push(listener);
+        }
+    }
+    grouped
+}
+
+/// The ready line's `tcp` field: `name=address` of each TCP service.
+fn tcp_listeners_text(
+    services: &[h2hop_front::TcpService],
+    listeners: &[tokio::net::TcpListener],
+) -> String {
+    let named: Vec<String> = services
+        .iter()
+        .zip(listeners)
+        .map(|(service, listener)| {
+            let addr = h2hop::accept::local_addr_text(Some(listener));
+            format!("{}={addr}", service.name)
+        })
+        .collect();
+    if named.is_empty() {
+        "-".to_owned()
+    } else {
+        named.join(",")
+    }
 }
 
 /// `--check-config`: what the configuration amounts to, on standard output.
@@ -60,6 +100,17 @@ fn report_config(config: &h2hop_front::Config) -> anyhow::Result<()> {
             report_health_check(&mut out, &config.upstream)?;
         }
     }
+    for service in &config.tcp {
+        writeln!(
+            out,
+            "  tcp {}: {} -> cluster {} -> {} ({})",
+            service.name,
+            service.listen,
+            service.cluster,
+            service.target.as_str(),
+            service.form
+        )?;
+    }
     let proxy = &config.proxy_protocol;
     if proxy.mode != h2hop_front::ProxyMode::Off {
         writeln!(out, "  PROXY protocol {} from {}", proxy.mode, proxy.from)?;
@@ -88,12 +139,14 @@ fn report_health_check(
 
 /// Worker 0, on the main thread, with the process's signals, reloads and
 /// admin listener; it starts the other workers, one per listener of
-/// `plain` after the first (each with its sibling in `tls`, if any).
+/// `plain` after the first (each with its sibling in `tls`, if any, and
+/// its group of `tcp`).
 async fn serve(
     args: Args,
     config: h2hop_front::Config,
     plain: Vec<std::net::TcpListener>,
     tls: Vec<std::net::TcpListener>,
+    tcp: Vec<Vec<std::net::TcpListener>>,
 ) -> anyhow::Result<()> {
     use h2hop::accept::{bind_if_set, first_addr_text, local_addr_text};
     use tokio::net::TcpListener;
@@ -107,7 +160,18 @@ async fn serve(
     let first = TcpListener::from_std(first).context("cannot listen")?;
     let first_tls = tls.next().flatten().map(TcpListener::from_std);
     let first_tls = first_tls.transpose().context("cannot listen")?;
-    let more: Vec<h2hop_front::WorkerListeners> = plain.zip(tls).collect();
+    let mut tcp = tcp.into_iter();
+    let first_tcp = tcp.next().unwrap_or_default().into_iter();
+    let first_tcp = first_tcp.map(TcpListener::from_std);
+    let first_tcp = first_tcp
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot listen")?;
+    let more: Vec<h2hop_front::WorkerListeners> = plain
+        .zip(tls)
+        .zip(tcp)
+        .map(|((plain, tls), tcp)| h2hop_front::WorkerListeners { plain, tls, tcp })
+        .collect();
+    let tcp_listen = tcp_listeners_text(&config.tcp, &first_tcp);
     let admin = bind_if_set(args.admin_listen, "admin").await?;
     // SIGHUP reloads the TLS files; watched from before "ready" on.
     let reloads =
@@ -122,6 +186,7 @@ async fn serve(
     tracing::info!(
         %listen,
         %tls_listen,
+        tcp = %tcp_listen,
         sidecar = %args.sidecar,
         h2c = args.h2c,
         admin = %local_addr_text(admin.as_ref()),
@@ -134,6 +199,7 @@ async fn serve(
         plain: first,
         tls: first_tls,
         admin,
+        tcp: first_tcp,
     };
     h2hop_front::run_workers(config, listeners, more, shutdown)
         .await

@@ -58,6 +58,85 @@ pub struct PairBuilder {
     admin: bool,
     front_uri_sans: Vec<String>,
     allow_front_sans: Vec<String>,
+    tcp: Vec<TcpSpec>,
+}
+
+/// A TCP service of the front in a [`Pair`] ([`PairBuilder::tcp`]):
+/// by default the classic CONNECT form, the front's tunnel idle timeout,
+/// and its target on the sidecar's allow-list.
+#[derive(Debug, Clone)]
+pub struct TcpSpec {
+    target: String,
+    form: h2hop::tcp_connect::ConnectForm,
+    idle_timeout: Option<Duration>,
+    allowed: bool,
+}
+
+impl TcpSpec {
+    /// A service to `target` (`host:port`).
+    pub fn to(target: &str) -> Self {
+        Self {
+            target: target.to_owned(),
+            form: h2hop::tcp_connect::ConnectForm::Classic,
+            idle_timeout: None,
+            allowed: true,
+        }
+    }
+
+    /// How the front asks for the tunnel.
+    pub fn form(mut self, form: h2hop::tcp_connect::ConnectForm) -> Self {
+        self.form = form;
+        self
+    }
+
+    /// The service's own idle timeout.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = Some(idle);
+        self
+    }
+
+    /// Leaves the target off the sidecar's allow-list (it answers 403).
+    pub fn not_allowed(mut self) -> Self {
+        self.allowed = false;
+        self
+    }
+
+    /// The front's entry number `number` (named `tcp-N`), on `listen`,
+    /// through the cluster named `cluster`.
+    fn service(
+        &self,
+        number: usize,
+        listen: SocketAddr,
+        cluster: &str,
+    ) -> anyhow::Result<h2hop_front::TcpService> {
+        Ok(h2hop_front::TcpService {
+            name: format!("tcp-{number}").into(),
+            listen,
+            cluster: cluster.to_owned(),
+            target: self.target.parse()?,
+            form: self.form,
+            idle_timeout: self.idle_timeout,
+        })
+    }
+}
+
+/// Puts the allowed targets of `specs` on the sidecar's allow-list, for
+/// any front; the list is left alone when no spec is allowed.
+fn allow_tcp(config: &mut h2hop_sidecar::Config, specs: &[TcpSpec]) -> anyhow::Result<()> {
+    use h2hop_sidecar::tcp_allow::{TcpAllowList, TcpAllowed};
+    let allowed = specs.iter().filter(|spec| spec.allowed);
+    let entries = allowed
+        .map(|spec| {
+            Ok(TcpAllowed {
+                target: spec.target.parse()?,
+                fronts: None,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !entries.is_empty() {
+        config.tcp_allow = TcpAllowList::new(entries);
+    }
+    Ok(())
 }
 
 /// Timeouts for both front and sidecar, from [`PairBuilder::timeouts`].
@@ -104,6 +183,7 @@ impl Default for PairBuilder {
             admin: false,
             front_uri_sans: Vec::new(),
             allow_front_sans: Vec::new(),
+            tcp: Vec::new(),
         }
     }
 }
@@ -206,6 +286,19 @@ impl PairBuilder {
         self
     }
 
+    /// A TCP service to `target` on a listener of its own
+    /// ([`Pair::front_tcp`]), the target on the sidecar's allow-list.
+    pub fn tcp_service(self, target: SocketAddr) -> Self {
+        self.tcp(TcpSpec::to(&target.to_string()))
+    }
+
+    /// A TCP service as `spec` says; [`Pair::front_tcp`] lists their
+    /// listeners in the order they were added.
+    pub fn tcp(mut self, spec: TcpSpec) -> Self {
+        self.tcp.push(spec);
+        self
+    }
+
     /// Changes the front's configuration last, for settings without a knob.
     pub fn front_config(mut self, change: fn(&mut h2hop_front::Config)) -> Self {
         self.front_config = Some(change);
@@ -284,6 +377,7 @@ impl PairBuilder {
                     config.app.upgrade_timeout = timeouts.upgrade;
                     config.tunnel_idle_timeout = timeouts.tunnel_idle;
                 }
+                allow_tcp(&mut config, &self.tcp)?;
                 if let Some(change) = self.sidecar_config {
                     change(&mut config);
                 }
@@ -348,6 +442,18 @@ impl PairBuilder {
             config.upgrade_timeout = timeouts.upgrade;
             config.tunnel_idle_timeout = timeouts.tunnel_idle;
         }
+        let mut front_tcp = Vec::with_capacity(self.tcp.len());
+        let mut tcp_listeners = Vec::with_capacity(self.tcp.len());
+        for (i, spec) in self.tcp.iter().enumerate() {
+            let listener = loopback().await?;
+            let listen = listener.local_addr()?;
+            // Without a --config file the one cluster is named by its address.
+            config
+                .tcp
+                .push(spec.service(i + 1, listen, &sidecar_addr.to_string())?);
+            front_tcp.push(listen);
+            tcp_listeners.push(listener);
+        }
         let mut front_tls = None;
         let tls_listener = if self.client_tls {
             let listener = loopback().await?;
@@ -374,12 +480,14 @@ impl PairBuilder {
             plain: front_listener,
             tls: tls_listener,
             admin,
+            tcp: tcp_listeners,
         };
         let front_run = tokio::spawn(h2hop_front::run(config, listeners, proxies.clone()));
         Ok(Pair {
             app,
             front,
             front_tls,
+            front_tcp,
             front_admin,
             sidecar_admin,
             sidecar: sidecar_addr,
@@ -417,6 +525,9 @@ pub struct Pair {
     pub front: SocketAddr,
     /// With [`PairBuilder::client_tls`]: where TLS clients connect.
     pub front_tls: Option<SocketAddr>,
+    /// With [`PairBuilder::tcp_service`] or [`PairBuilder::tcp`]: the
+    /// front's TCP service listeners, in the order they were added.
+    pub front_tcp: Vec<SocketAddr>,
     /// With [`PairBuilder::admin`]: the front's admin listener.
     pub front_admin: Option<SocketAddr>,
     /// With [`PairBuilder::admin`]: the sidecar's admin listener.

@@ -92,6 +92,7 @@ impl Routed {
             plain,
             tls: Some(tls),
             admin: Some(admin_listener),
+            tcp: Vec::new(),
         };
         tokio::spawn(h2hop_front::run(config, listeners, stop.child_token()));
         let [a, b]: [TestApp; 2] = apps.try_into().ok().context("two apps were started")?;

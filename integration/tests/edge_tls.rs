@@ -274,6 +274,7 @@ async fn start_front_reloadable(
         plain: loopback().await.unwrap(),
         tls: Some(tls),
         admin: None,
+        tcp: Vec::new(),
     };
     tokio::spawn(h2hop_front::run(config, listeners, stop.child_token()));
     (addr, reloader, routing_reload)

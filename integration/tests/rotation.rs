@@ -121,6 +121,7 @@ async fn start_front(
         plain,
         tls,
         admin: None,
+        tcp: Vec::new(),
     };
     tokio::spawn(h2hop_front::run(config, listeners, stop.child_token()));
     (front, front_tls, reloader)

@@ -1,7 +1,8 @@
 //! The sidecar on its own, spoken to over h2c by a raw `h2` client, as a
 //! front that is not h2hop would: what the sidecar advertises in its
 //! SETTINGS (RFC 8441 §3), the WebSocket it tunnels (RFC 8441 §5), what it
-//! refuses (RFC 9220 §3, RFC 8441 §4) and a plain request.
+//! refuses (RFC 9220 §3, RFC 8441 §4; a CONNECT to a target not allowed)
+//! and a plain request.
 //!
 //! The client never sends SETTINGS_ENABLE_CONNECT_PROTOCOL and builds every
 //! WebSocket frame by hand, so nothing but the sidecar and the app decides
@@ -218,11 +219,12 @@ async fn app_answering_200_to_the_upgrade_is_not_relayed_as_an_open_tunnel() {
     .await;
 }
 
-/// RFC 8441 §4 (N8), RFC 9113 §8.5 (N26): a plain CONNECT (`:authority`
-/// only) gets 405, and the sidecar opens no tunnel to that authority: not
-/// to a name, and not to the app's own address either.
+/// RFC 9113 §8.5 (N26): a plain CONNECT (`:authority` only) asks for a
+/// TCP tunnel, and with no target allowed (`--tcp-allow`, `[[tcp]]`) it
+/// gets 403: the sidecar opens no tunnel to that authority, not to a name,
+/// and not to the app's own address either.
 #[tokio::test]
-async fn plain_connect_gets_405_and_opens_no_tunnel_to_the_authority() {
+async fn plain_connect_without_allowed_targets_gets_403_and_opens_no_tunnel() {
     within(async {
         let pair = Pair::builder().h2c().start().await.unwrap();
         let send = connect(&pair).await;
@@ -233,11 +235,7 @@ async fn plain_connect_gets_405_and_opens_no_tunnel_to_the_authority() {
                 .body(())
                 .unwrap();
             let (response, _stream) = exchange(&send, request, false).await;
-            assert_eq!(
-                response.status(),
-                StatusCode::METHOD_NOT_ALLOWED,
-                "{authority}"
-            );
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{authority}");
         }
         assert!(pair.app.requests().is_empty(), "{:?}", pair.app.requests());
         assert_eq!(pair.app.connections(), 0, "a tunnel was dialled");

@@ -53,7 +53,8 @@ thread_local! {
 pub enum Close {
     /// Both directions ended with FIN / END_STREAM (RFC 8441 §5 (N14)).
     Clean,
-    /// The TCP peer reset or failed; we sent RST_STREAM(CANCEL).
+    /// The TCP peer reset or failed; we sent RST_STREAM(CANCEL), or the
+    /// [`TcpFailure`] reason [`tunnel_resetting`] was given.
     TcpReset,
     /// The HTTP/2 peer reset the stream; we reset the TCP connection.
     StreamReset,
@@ -99,11 +100,50 @@ pub struct TunnelEnd {
 /// END_STREAM, END_STREAM → TCP shutdown (FIN). A TCP error, or either
 /// timeout, sends RST_STREAM(CANCEL); a stream reset resets the TCP
 /// connection (RFC 8441 §5 (N14), RFC 9113 §8.5 (N27)).
+pub fn tunnel(
+    io: TcpStream,
+    prefix: Bytes,
+    early: Bytes,
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    timeouts: Timeouts,
+) -> impl Future<Output = TunnelEnd> {
+    tunnel_resetting::<Cancel>(io, prefix, early, send, recv, timeouts)
+}
+
+/// The reset a tunnel's stream gets when its TCP connection fails or is
+/// reset ([`Close::TcpReset`]). A type rather than a value: it costs an
+/// idle tunnel no byte of state.
+pub trait TcpFailure {
+    /// The RST_STREAM error code.
+    const REASON: Reason;
+}
+
+/// CANCEL: the reset of an upgraded connection's tunnel ([`tunnel`]).
+#[derive(Debug)]
+pub enum Cancel {}
+
+impl TcpFailure for Cancel {
+    const REASON: Reason = Reason::CANCEL;
+}
+
+/// CONNECT_ERROR: a CONNECT proxy's TCP tunnel (RFC 9113 §8.5: "a proxy
+/// that detects an error with the TCP connection ... MUST send RST_STREAM
+/// with CONNECT_ERROR").
+#[derive(Debug)]
+pub enum ConnectError {}
+
+impl TcpFailure for ConnectError {
+    const REASON: Reason = Reason::CONNECT_ERROR;
+}
+
+/// [`tunnel`], with [`TcpFailure::REASON`] of `F` as the reset the stream
+/// gets when the TCP connection fails or is reset.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would keep its arguments twice (module doc)"
 )]
-pub fn tunnel(
+pub fn tunnel_resetting<F: TcpFailure>(
     io: TcpStream,
     prefix: Bytes,
     early: Bytes,
@@ -114,7 +154,7 @@ pub fn tunnel(
     async move {
         let (reader, writer) = io.into_split();
         let halves = Halves { reader, writer };
-        let (end, halves) = relay(halves, prefix, early, send, recv, timeouts).await;
+        let (end, halves) = relay::<_, _, F>(halves, prefix, early, send, recv, timeouts).await;
         if end.close == Close::StreamReset {
             // SO_LINGER 0 makes close() send RST instead of FIN. If it fails
             // the peer sees a FIN, which still ends the tunnel.
@@ -146,7 +186,9 @@ where
     async move {
         let (reader, writer) = tokio::io::split(io);
         let halves = Halves { reader, writer };
-        relay(halves, prefix, early, send, recv, timeouts).await.0
+        relay::<_, _, Cancel>(halves, prefix, early, send, recv, timeouts)
+            .await
+            .0
     }
 }
 
@@ -157,11 +199,12 @@ struct Halves<R, W> {
 }
 
 /// The tunnel itself; returns the halves so that [`tunnel`] can reset TCP.
+/// A TCP failure resets the stream with `F`'s reason, a timeout with CANCEL.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would keep its arguments twice (module doc)"
 )]
-fn relay<R, W>(
+fn relay<R, W, F: TcpFailure>(
     mut halves: Halves<R, W>,
     prefix: Bytes,
     early: Bytes,
@@ -247,8 +290,10 @@ where
             // writing meanwhile): best effort with several workers.
             tokio::task::yield_now().await;
         }
-        if matches!(end.close, Close::TcpReset | Close::Idle | Close::FinTimeout) {
-            send.send_reset(Reason::CANCEL);
+        match end.close {
+            Close::TcpReset => send.send_reset(F::REASON),
+            Close::Idle | Close::FinTimeout => send.send_reset(Reason::CANCEL),
+            Close::Clean | Close::StreamReset => {}
         }
         (end, halves)
     }

@@ -15,6 +15,7 @@ use h2hop::upgrade::{ProtocolError, Protocols};
 use crate::app::AppProtocol;
 use crate::config::{Config, UpgradePolicy, defaults};
 use crate::config_file::{self, ConfigError};
+use crate::tcp_allow::{TcpAllowList, TcpAllowed};
 
 /// h2hop-sidecar: accepts HTTP/2 from h2hop-front (mutual TLS by default),
 /// turns each RFC 8441 extended CONNECT stream back into an HTTP/1.1
@@ -34,6 +35,17 @@ pub struct Args {
     /// --app-protocol (each app has its own address and protocol).
     #[arg(long, env = "H2HOP_SIDECAR_CONFIG", conflicts_with_all = ["app", "app_protocol"])]
     pub config: Option<PathBuf>,
+    /// A TCP target, host:port, that fronts may reach with CONNECT
+    /// (repeatable, or comma-separated); matched exactly, the host
+    /// ignoring case. Any other CONNECT gets 403. `[[tcp]]` in --config
+    /// adds targets, optionally for some fronts only.
+    #[arg(
+        long = "tcp-allow",
+        value_name = "HOST:PORT",
+        env = "H2HOP_SIDECAR_TCP_ALLOW",
+        value_delimiter = ','
+    )]
+    pub tcp_allow: Vec<HostPort>,
     /// Validate the flags and --config, print the apps, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -195,13 +207,24 @@ impl Args {
         config.app.upgrade_timeout = self.upgrade_timeout.into();
         config.app.proxy_protocol = self.app_proxy_protocol;
         config.app.protocol = self.app_protocol;
+        let mut tcp: Vec<TcpAllowed> = self
+            .tcp_allow
+            .iter()
+            .map(|target| TcpAllowed {
+                target: target.clone(),
+                fronts: None,
+            })
+            .collect();
         if let Some(path) = &self.config {
-            config.apps =
+            let file =
                 config_file::load(path, &config.app).map_err(|source| ArgsError::ConfigFile {
                     path: path.clone(),
                     source,
                 })?;
+            config.apps = file.apps;
+            tcp.extend(file.tcp);
         }
+        config.tcp_allow = TcpAllowList::new(tcp);
         let h2c_app = config.app.protocol == AppProtocol::H2c
             || config
                 .apps

@@ -193,3 +193,46 @@ fn app_proxy_protocol_is_refused_with_h2c_apps() {
     let err = args.config().unwrap_err();
     assert!(matches!(err, ArgsError::ProxyProtocolWithH2c), "{err:?}");
 }
+
+#[test]
+fn tcp_allow_targets_reach_the_allow_list() {
+    let argv = [
+        "h2hop-sidecar",
+        "--h2c",
+        "--tcp-allow",
+        "127.0.0.1:6379",
+        "--tcp-allow",
+        "db.internal:5432,[::1]:22",
+    ];
+    let config = Args::try_parse_from(argv).unwrap().config().unwrap();
+    let targets: Vec<&str> = config
+        .tcp_allow
+        .entries()
+        .iter()
+        .map(|entry| entry.target.as_str())
+        .collect();
+    assert_eq!(targets, ["127.0.0.1:6379", "db.internal:5432", "[::1]:22"]);
+    assert!(
+        config
+            .tcp_allow
+            .entries()
+            .iter()
+            .all(|e| e.fronts.is_none())
+    );
+    let bare = Args::try_parse_from(["h2hop-sidecar", "--h2c"]).unwrap();
+    assert!(bare.config().unwrap().tcp_allow.is_empty());
+}
+
+/// A bad --tcp-allow value stops the start, naming the flag and the value.
+#[test]
+fn a_bad_tcp_allow_value_is_refused_at_start_up() {
+    for value in ["127.0.0.1", "redis", "host:0", "host:99999", ""] {
+        let err =
+            Args::try_parse_from(["h2hop-sidecar", "--h2c", "--tcp-allow", value]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("--tcp-allow") && text.contains(&format!("'{value}'")),
+            "{value}: {text}"
+        );
+    }
+}

@@ -12,6 +12,7 @@ use h2hop::upgrade::Protocols;
 
 use crate::app::{AppConfig, AppProtocol};
 use crate::apps::NamedApp;
+use crate::tcp_allow::TcpAllowList;
 
 /// The defaults of the sidecar's flags, each used by both the flag and
 /// [`Config::default`].
@@ -52,6 +53,9 @@ pub struct Config {
     /// `:authority` or path picks ([`crate::apps`]); empty: [`Config::app`]
     /// takes every stream.
     pub apps: Vec<NamedApp>,
+    /// The targets a CONNECT may reach (`--tcp-allow`, `[[tcp]]`); empty:
+    /// every CONNECT gets 403.
+    pub tcp_allow: TcpAllowList,
     /// TLS for fronts (client certificate required), or `None` for h2c.
     /// Each handshake takes its current value, so a reload (see
     /// [`Config::reloader`]) changes new connections only.
@@ -81,8 +85,22 @@ pub struct Config {
 
 impl Config {
     /// What `--check-config` prints: the apps, how each is reached and
-    /// which streams it takes, one line each.
+    /// which streams it takes, one line each, then the TCP targets a
+    /// CONNECT may reach and for which fronts, one line each.
     pub fn apps_summary(&self) -> String {
+        let mut summary = self.apps_lines();
+        for allowed in self.tcp_allow.entries() {
+            let fronts = allowed.fronts.as_ref().map_or_else(
+                || "any front".to_owned(),
+                |fronts| format!("fronts {fronts}"),
+            );
+            summary.push_str(&format!("  tcp target {}: {fronts}\n", allowed.target));
+        }
+        summary
+    }
+
+    /// The apps' part of [`Config::apps_summary`].
+    fn apps_lines(&self) -> String {
         let reached = |app: &AppConfig| {
             let protocol = match app.protocol {
                 AppProtocol::Http1 => "http1",
@@ -170,6 +188,7 @@ impl Default for Config {
                 protocol: AppProtocol::Http1,
             },
             apps: Vec::new(),
+            tcp_allow: TcpAllowList::default(),
             tls: None,
             max_concurrent_streams: defaults::MAX_STREAMS,
             handshake_timeout: defaults::HANDSHAKE_TIMEOUT,

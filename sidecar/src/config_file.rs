@@ -1,5 +1,6 @@
 //! The `--config FILE` TOML → the named apps behind the sidecar
-//! ([`NamedApp`]), validated before any socket is bound. Called by
+//! ([`NamedApp`]) and the TCP targets fronts may reach ([`TcpAllowed`]),
+//! validated before any socket is bound ([`File`]). Called by
 //! [`crate::args`] when `--config` is set; without it, `--app` is the one
 //! app and takes every stream.
 //!
@@ -17,6 +18,10 @@
 //! address = "127.0.0.1:8000"
 //! path_prefix = "/"                # matched at a segment boundary
 //! response_timeout = "2m"          # optional, as --response-timeout
+//!
+//! [[tcp]]
+//! target = "127.0.0.1:6379"        # host:port a front may CONNECT to
+//! fronts = ["spiffe://td/front"]   # optional: only these front SANs
 //! ```
 //!
 //! How a stream picks its app is in [`crate::apps`]. Each app needs
@@ -27,6 +32,12 @@
 //! `[[app]]`, unknown keys, two apps with one name, the same authority or
 //! path prefix in two apps, a bad address, authority or prefix. Errors
 //! name the app; errors inside the TOML carry its line and column.
+//!
+//! Each `[[tcp]]` adds one target to the allow-list of `--tcp-allow`
+//! ([`crate::tcp_allow`]); with `fronts` (URI SANs such as SPIFFE IDs, or
+//! DNS SANs), only fronts whose certificate carries one of them may reach
+//! it, and never an h2c front. A file still needs an `[[app]]`; a bad
+//! target or front name is refused, naming the target.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -34,10 +45,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use h2hop::host_port::{HostPort, HostPortError};
+use h2hop::tls::TlsError;
+use h2hop::tls::identity::AllowedSans;
 use serde::Deserialize;
 
 use crate::app::{AppConfig, AppProtocol};
 use crate::apps::{AppRoute, AppRouteError, AuthorityMatch, NamedApp, normalise_prefix};
+use crate::tcp_allow::TcpAllowed;
+
+/// What a valid file gives.
+#[derive(Debug, Clone)]
+pub struct File {
+    /// The `[[app]]` tables, in file order.
+    pub apps: Vec<NamedApp>,
+    /// The `[[tcp]]` tables, in file order.
+    pub tcp: Vec<TcpAllowed>,
+}
 
 /// Why a configuration file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +127,33 @@ pub enum ConfigError {
         /// The app's name.
         app: String,
     },
+    /// A `[[tcp]]` target is not `host:port`.
+    #[error("[[tcp]] target {target:?}")]
+    TcpTarget {
+        /// The target as written.
+        target: String,
+        /// What is wrong.
+        #[source]
+        source: HostPortError,
+    },
+    /// A `[[tcp]]` `fronts` value is neither a URI nor a DNS name, or the
+    /// list is empty (which would let no front in: leave it out instead).
+    #[error("[[tcp]] target {target:?}: fronts")]
+    TcpFronts {
+        /// The target as written.
+        target: String,
+        /// What is wrong, quoting the value.
+        #[source]
+        source: TlsError,
+    },
+    /// A `[[tcp]]` with `fronts = []`.
+    #[error(
+        "[[tcp]] target {target:?}: fronts is empty, which no front matches: leave it out to allow every front"
+    )]
+    TcpNoFronts {
+        /// The target as written.
+        target: String,
+    },
     /// Two apps claim the same authority or path prefix.
     #[error("app {app:?}: {what} {value:?} is already app {first:?}'s")]
     Claimed {
@@ -124,6 +174,16 @@ pub enum ConfigError {
 struct RawFile {
     #[serde(default)]
     app: Vec<RawApp>,
+    #[serde(default)]
+    tcp: Vec<RawTcp>,
+}
+
+/// One `[[tcp]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTcp {
+    target: String,
+    fronts: Option<Vec<String>>,
 }
 
 /// One `[[app]]` as written.
@@ -162,7 +222,7 @@ impl From<RawProtocol> for AppProtocol {
 
 /// Reads and validates the file at `path`; each app gets the timeouts and
 /// settings of `flags` with its own address and protocol.
-pub fn load(path: &Path, flags: &AppConfig) -> Result<Vec<NamedApp>, ConfigError> {
+pub fn load(path: &Path, flags: &AppConfig) -> Result<File, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -171,7 +231,7 @@ pub fn load(path: &Path, flags: &AppConfig) -> Result<Vec<NamedApp>, ConfigError
 }
 
 /// Validates `text`, as [`load`] does.
-pub fn parse(text: &str, flags: &AppConfig) -> Result<Vec<NamedApp>, ConfigError> {
+pub fn parse(text: &str, flags: &AppConfig) -> Result<File, ConfigError> {
     let raw: RawFile = toml::from_str(text).map_err(ConfigError::Syntax)?;
     if raw.app.is_empty() {
         return Err(ConfigError::NoApp);
@@ -182,7 +242,38 @@ pub fn parse(text: &str, flags: &AppConfig) -> Result<Vec<NamedApp>, ConfigError
         .map(|app| app_of(app, flags))
         .collect::<Result<Vec<_>, _>>()?;
     check_unclaimed(&apps)?;
-    Ok(apps)
+    let tcp = raw
+        .tcp
+        .into_iter()
+        .map(tcp_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(File { apps, tcp })
+}
+
+/// Validates one `[[tcp]]`.
+fn tcp_of(raw: RawTcp) -> Result<TcpAllowed, ConfigError> {
+    let target = raw
+        .target
+        .parse::<HostPort>()
+        .map_err(|source| ConfigError::TcpTarget {
+            target: raw.target.clone(),
+            source,
+        })?;
+    let fronts = match raw.fronts {
+        None => None,
+        Some(fronts) if fronts.is_empty() => {
+            return Err(ConfigError::TcpNoFronts { target: raw.target });
+        }
+        Some(fronts) => {
+            Some(
+                AllowedSans::new(&fronts).map_err(|source| ConfigError::TcpFronts {
+                    target: raw.target.clone(),
+                    source,
+                })?,
+            )
+        }
+    };
+    Ok(TcpAllowed { target, fronts })
 }
 
 /// Validates one app.

@@ -32,7 +32,7 @@ fn a_file_gives_named_apps_with_the_flags_timeouts() {
     let mut flags = flags();
     flags.response_timeout = std::time::Duration::from_secs(3);
     flags.proxy_protocol = true;
-    let apps = parse(TWO_APPS, &flags).unwrap();
+    let apps = parse(TWO_APPS, &flags).unwrap().apps;
     let [api, web] = apps.as_slice() else {
         panic!("{apps:?}")
     };
@@ -195,11 +195,83 @@ fn the_summary_lists_each_app() {
         config.apps_summary(),
         "configuration OK: one app, 127.0.0.1:8000 (http1), for every stream\n"
     );
-    config.apps = parse(TWO_APPS, &flags()).unwrap();
+    config.apps = parse(TWO_APPS, &flags()).unwrap().apps;
     assert_eq!(
         config.apps_summary(),
         "configuration OK: 2 app(s)\n\
          \x20 app api: 127.0.0.1:9000 (h2c); authorities api.internal, api.internal:8443\n\
          \x20 app web: localhost:8000 (http1); path_prefix /web\n"
+    );
+}
+
+const TCP: &str = r#"
+[[app]]
+name = "web"
+address = "127.0.0.1:8000"
+path_prefix = "/"
+
+[[tcp]]
+target = "127.0.0.1:6379"
+
+[[tcp]]
+target = "db.internal:5432"
+fronts = ["spiffe://td/front", "front.internal"]
+"#;
+
+#[test]
+fn tcp_tables_give_allowed_targets_with_their_fronts() {
+    let file = parse(TCP, &flags()).unwrap();
+    assert_eq!(file.apps.len(), 1);
+    let [redis, db] = file.tcp.as_slice() else {
+        panic!("{:?}", file.tcp)
+    };
+    assert_eq!(redis.target.as_str(), "127.0.0.1:6379");
+    assert_eq!(redis.fronts, None);
+    assert_eq!(db.target.as_str(), "db.internal:5432");
+    let fronts = db.fronts.as_ref().unwrap();
+    assert_eq!(fronts.to_string(), "spiffe://td/front, front.internal");
+    // No [[tcp]]: no TCP target at all.
+    assert!(parse(TWO_APPS, &flags()).unwrap().tcp.is_empty());
+}
+
+#[test]
+fn bad_tcp_tables_are_refused_naming_the_target() {
+    let chain = refused(&TCP.replace("127.0.0.1:6379", "127.0.0.1"));
+    assert!(
+        chain.contains("[[tcp]] target \"127.0.0.1\"") && chain.contains("no port"),
+        "{chain}"
+    );
+    let chain = refused(&TCP.replace("\"front.internal\"", "\"not a name\""));
+    assert!(
+        chain.contains("db.internal:5432") && chain.contains("not a name"),
+        "{chain}"
+    );
+    let chain = refused(&TCP.replace(
+        "fronts = [\"spiffe://td/front\", \"front.internal\"]",
+        "fronts = []",
+    ));
+    assert!(chain.contains("fronts is empty"), "{chain}");
+    let chain = refused(&TCP.replace("target = \"127.0.0.1:6379\"", "taget = \"127.0.0.1:6379\""));
+    assert!(chain.contains("taget"), "{chain}");
+}
+
+#[test]
+fn tcp_tables_alone_are_no_app() {
+    let only_tcp = "[[tcp]]\ntarget = \"127.0.0.1:6379\"\n";
+    assert!(refused(only_tcp).contains("no [[app]] is defined"));
+}
+
+/// `--check-config` lists the TCP targets after the apps.
+#[test]
+fn the_summary_lists_each_tcp_target() {
+    let config = crate::Config {
+        tcp_allow: crate::tcp_allow::TcpAllowList::new(parse(TCP, &flags()).unwrap().tcp),
+        ..crate::Config::default()
+    };
+    assert_eq!(
+        config.apps_summary(),
+        "configuration OK: one app, 127.0.0.1:8000 (http1), for every stream\n\
+         \x20 tcp target 127.0.0.1:6379: any front\n\
+         \x20 tcp target db.internal:5432: fronts spiffe://td/front, front.internal\n"
     );
 }

@@ -1,6 +1,6 @@
 //! What every stream handler of the sidecar shares: the [`Context`] the
 //! listener builds once. Used by [`crate::dispatch`], [`crate::forward`]
-//! and [`crate::tunnel`]; it calls none of them.
+//! [`crate::tunnel`] and [`crate::tcp_tunnel`]; it calls none of them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use h2hop::metrics::Metrics;
 
 use crate::apps::Apps;
 use crate::config::UpgradePolicy;
+use crate::tcp_allow::TcpAllowList;
 
 /// What every stream handler shares.
 pub struct Context {
@@ -21,6 +22,10 @@ pub struct Context {
     pub upgrades: UpgradePolicy,
     /// Shutdown: streams are spawned through it so that they drain.
     pub drain: Drain,
+    /// The targets a TCP CONNECT may reach.
+    pub tcp_allow: TcpAllowList,
+    /// Bound on TCP connect to a TCP tunnel's target (`--connect-timeout`).
+    pub tcp_connect_timeout: Duration,
     /// Closes a tunnel where nothing moved for this long.
     pub tunnel_idle_timeout: Duration,
     /// Tunnels open at once.
@@ -31,4 +36,13 @@ pub struct Context {
     pub error_details: bool,
     /// The process's metrics.
     pub metrics: Arc<Metrics>,
+}
+
+/// The front a stream came from.
+#[derive(Debug, Clone)]
+pub struct Front {
+    /// Its address.
+    pub addr: std::net::SocketAddr,
+    /// The URI and DNS SANs of its client certificate; `None` over h2c.
+    pub sans: Option<Arc<h2hop::tls::identity::Sans>>,
 }

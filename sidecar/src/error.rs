@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use h2hop::error_answer;
 use h2hop::metrics::Culprit;
+use h2hop::tcp_connect::TargetError;
 use h2hop::translate::TranslateError;
 use h2hop::translate::response::Refusal;
 use h2hop::upgrade::CarriedError;
 use http::StatusCode;
+
+use crate::tcp_allow::Verdict;
 
 /// What went wrong while serving one HTTP/2 stream.
 #[derive(Debug, thiserror::Error)]
@@ -25,10 +28,38 @@ pub enum Error {
     /// No app of `--config` takes the stream's `:authority` or path.
     #[error("no app for this authority/path")]
     NoApp,
-    /// A CONNECT without `:protocol`: the sidecar never opens a tunnel to
-    /// the `:authority` host (RFC 8441 §4 (N8)).
-    #[error("plain CONNECT is not supported")]
-    PlainConnect,
+    /// A TCP CONNECT that names no usable `host:port` target.
+    #[error("bad TCP CONNECT target")]
+    TcpTarget(#[source] TargetError),
+    /// A TCP CONNECT to a target the allow-list does not give this front.
+    #[error("TCP tunnel to {target} refused: {verdict}")]
+    TcpDenied {
+        /// The target asked for.
+        target: String,
+        /// Why.
+        verdict: Verdict,
+    },
+    /// The connect-tcp form (RFC 9297 capsules) is not served yet.
+    #[error("the connect-tcp form of TCP tunnel is not served yet: use classic CONNECT")]
+    ConnectTcpNotServed,
+    /// TCP connect to a TCP tunnel's target failed.
+    #[error("cannot connect to TCP target {target}")]
+    ConnectTarget {
+        /// The target.
+        target: String,
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// TCP connect to a TCP tunnel's target did not finish in time
+    /// (`--connect-timeout`).
+    #[error("connect to TCP target {target} timed out after {after:?}")]
+    TargetTimeout {
+        /// The target.
+        target: String,
+        /// The bound that ran out.
+        after: Duration,
+    },
     /// The front's method or body-length field cannot be used.
     #[error("bad upgrade fields")]
     Carried(#[from] CarriedError),
@@ -142,8 +173,11 @@ impl Error {
     /// Who the failure is blamed on, for the errors metric.
     pub fn culprit(&self) -> Culprit {
         match self {
-            Error::AppTimeout { .. } | Error::BodyTimeout(_) => Culprit::Timeout,
+            Error::AppTimeout { .. } | Error::BodyTimeout(_) | Error::TargetTimeout { .. } => {
+                Culprit::Timeout
+            }
             Error::ConnectApp { .. }
+            | Error::ConnectTarget { .. }
             | Error::AppHttp { .. }
             | Error::AppH2 { .. }
             | Error::AppReset(_)
@@ -155,25 +189,29 @@ impl Error {
         }
     }
 
-    /// The status the front gets: 4xx for the request's own faults, 504
-    /// when the app was too slow, 502 when the app failed.
+    /// The status the front gets: 4xx for the request's own faults (403
+    /// for a TCP target not allowed), 504 when the app or TCP target was
+    /// too slow, 502 when it failed.
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Carried(CarriedError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Translate(_) | Error::Carried(_) | Error::BodyCut { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::Translate(_)
+            | Error::Carried(_)
+            | Error::BodyCut { .. }
+            | Error::TcpTarget(_) => StatusCode::BAD_REQUEST,
+            Error::TcpDenied { .. } => StatusCode::FORBIDDEN,
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::UnsupportedProtocol(_)
             | Error::NoExtendedConnect
-            | Error::UpgradeBodyToH2c(_) => StatusCode::NOT_IMPLEMENTED,
-            Error::PlainConnect => StatusCode::METHOD_NOT_ALLOWED,
+            | Error::UpgradeBodyToH2c(_)
+            | Error::ConnectTcpNotServed => StatusCode::NOT_IMPLEMENTED,
             Error::NoApp => StatusCode::NOT_FOUND,
-            Error::AppTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::AppTimeout { .. } | Error::TargetTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // Nobody reads the answer to a reset stream; 499 as nginx logs it.
             Error::Reset(_) => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             Error::ConnectApp { .. }
+            | Error::ConnectTarget { .. }
             | Error::AppHttp { .. }
             | Error::AppH2 { .. }
             | Error::AppReset(_)
@@ -196,6 +234,7 @@ impl Error {
                 Error::UnsupportedProtocol(_)
                     | Error::NoExtendedConnect
                     | Error::UpgradeBodyToH2c(_)
+                    | Error::ConnectTcpNotServed
             );
         let chain = h2hop::telemetry::chain(self);
         error_answer::body("h2hop-sidecar", self.status(), &chain, id, details)

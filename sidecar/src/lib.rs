@@ -6,7 +6,8 @@
 //!    client CA, and carrying an allowed SAN when `--allow-front-san` is set;
 //!    reloaded on SIGHUP) or h2c,
 //!    HTTP/2 with SETTINGS_ENABLE_CONNECT_PROTOCOL, one task per stream;
-//! 2. [`dispatch`]: tunnel, ordinary request, or an error answered here;
+//! 2. [`dispatch`]: tunnel, TCP tunnel, ordinary request, or an error
+//!    answered here;
 //! 3. [`tunnel`]: an Upgrade to the app with the front's method and body (a
 //!    WebSocket with a fresh key), `200` on its 101, then the relay; or
 //!    [`forward`]: the app's keep-alive pool; both answer through
@@ -14,6 +15,8 @@
 //!    With `--app-protocol h2c`, [`tunnel_h2c`] (an extended CONNECT to
 //!    the app, relayed stream to stream by [`stream_relay`]) and
 //!    [`forward_h2c`] (a stream on the app's HTTP/2 pool) take their place;
+//!    a CONNECT to a `host:port` goes to [`tcp_tunnel`] instead: a TCP
+//!    connection to a target of the allow-list ([`tcp_allow`]), relayed;
 //! 4. [`app`]: connections to the app (dedicated for tunnels, pooled for
 //!    requests), each reached by `dial`; for h2c, a small HTTP/2 pool.
 //!
@@ -39,6 +42,8 @@ pub(crate) mod forward_h2c;
 pub(crate) mod listener;
 pub(crate) mod respond;
 pub(crate) mod stream_relay;
+pub mod tcp_allow;
+pub(crate) mod tcp_tunnel;
 pub(crate) mod tunnel;
 pub(crate) mod tunnel_h2c;
 

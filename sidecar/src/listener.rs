@@ -2,7 +2,8 @@
 //!
 //! Per connection: TLS with a required client certificate (unless h2c),
 //! with the certificates current at accept time (a reload changes the next
-//! connection, never an open one),
+//! connection, never an open one) and the front's certificate SANs read
+//! once (for the TCP allow-list's `fronts`, [`crate::tcp_allow`]),
 //! then an HTTP/2 server that advertises SETTINGS_ENABLE_CONNECT_PROTOCOL
 //! (RFC 8441 §3 (N1)), then one task per accepted stream, handed to
 //! [`crate::dispatch`].
@@ -19,6 +20,7 @@ use h2hop::drain::Drain;
 use h2hop::h2_settings::{CONNECTION_WINDOW, MAX_FRAME_SIZE, REMEMBERED_RESETS, STREAM_WINDOW};
 use h2hop::limit::Limit;
 use h2hop::tls;
+use h2hop::tls::identity::Sans;
 use h2hop::tls::reload::Reloadable;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,7 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::app::AppConfig;
 use crate::apps::Apps;
-use crate::context::Context;
+use crate::context::{Context, Front};
 use crate::{Config, Listeners, dispatch};
 
 /// Accepts connections until `shutdown` is cancelled, then drains: each
@@ -108,6 +110,8 @@ async fn accept(shared: &Arc<Shared>, listener: TcpListener, worker: usize) {
         apps: Apps::new(&config.app, &config.apps),
         upgrades: config.upgrades.clone(),
         drain: shared.drain.clone(),
+        tcp_allow: config.tcp_allow.clone(),
+        tcp_connect_timeout: config.app.connect_timeout,
         tunnel_idle_timeout: config.tunnel_idle_timeout,
         tunnels: shared.tunnels.clone(),
         max_pending_dials: config.max_pending_dials,
@@ -135,7 +139,7 @@ async fn connection(
 ) {
     let config = &shared.config;
     let Some(tls) = tls else {
-        return serve_h2(stream, peer, config, context).await;
+        return serve_h2(stream, peer, None, config, context).await;
     };
     // The certificates as of now: a reload changes the next handshake, not
     // this connection.
@@ -153,13 +157,27 @@ async fn connection(
     if let Err(err) = tls::require_h2_alpn(tls.get_ref().1.alpn_protocol()) {
         return warn!(error = %err, "TLS peer did not negotiate h2");
     }
-    serve_h2(tls, peer, config, context).await;
+    // The front's identity, for the TCP allow-list's `fronts`: read once
+    // per connection, from the certificate the handshake verified.
+    let sans = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| Arc::new(Sans::of(cert)));
+    serve_h2(tls, peer, sans, config, context).await;
 }
 
-/// Runs one HTTP/2 connection: the accept loop also drives its I/O, so it
-/// only spawns and never waits on a stream.
-async fn serve_h2<T>(io: T, peer: SocketAddr, config: &Config, context: Arc<Context>)
-where
+/// Runs one HTTP/2 connection from the front at `peer`, whose certificate
+/// carries `sans` (`None` over h2c): the accept loop also drives its I/O,
+/// so it only spawns and never waits on a stream.
+async fn serve_h2<T>(
+    io: T,
+    peer: SocketAddr,
+    sans: Option<Arc<Sans>>,
+    config: &Config,
+    context: Arc<Context>,
+) where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let handshake = h2::server::Builder::new()
@@ -223,8 +241,12 @@ where
                 // (front and sidecar RSS at 10,000 idle tunnels: 6.17 →
                 // 6.78 KiB boxed, 6.6 → 7.0 KiB in a task of its own).
                 let (stream_context, dials) = (context.clone(), dials.clone());
+                let front = Front {
+                    addr: peer,
+                    sans: sans.clone(),
+                };
                 let dispatch = Box::pin(async move {
-                    dispatch::dispatch(&stream_context, &dials, peer, request, respond).await
+                    dispatch::dispatch(&stream_context, &dials, front, request, respond).await
                 });
                 context.drain.spawn(async move {
                     let _counted = counted;

@@ -62,7 +62,8 @@ async fn serve(
     };
     let workers = hop.len() + 1;
     let admin_listen = local_addr_text(admin.as_ref());
-    tracing::info!(%listen, admin = %admin_listen, %app, h2c = args.h2c, %allow_front_sans, workers, "h2hop-sidecar ready");
+    let tcp_targets = config.tcp_allow.entries().len();
+    tracing::info!(%listen, admin = %admin_listen, %app, h2c = args.h2c, %allow_front_sans, tcp_targets, workers, "h2hop-sidecar ready");
     let shutdown = CancellationToken::new();
     tokio::spawn(h2hop::signals::on_signal(shutdown.clone()));
     let listeners = h2hop_sidecar::Listeners { hop: first, admin };

@@ -1,0 +1,186 @@
+//! TCP tunnel stage: a CONNECT to `host:port` becomes a TCP connection to
+//! that target, relayed.
+//!
+//! Input: a stream [`h2hop::tcp_connect::target_of`] read a target from.
+//! The target must be on the allow-list ([`crate::tcp_allow`]) for this
+//! front, else 403 and nothing is dialled. Then, under the tunnel and
+//! pending-dial limits (503), the target is dialled within
+//! `--connect-timeout` (refused or unreachable: 502, too slow: 504; a
+//! stream the front resets cancels the dial), and the stream is answered
+//! `200` (RFC 9113 §8.5). Output: an [`Opened`] tunnel, relayed by the
+//! stream's task once dispatch has returned, as [`crate::tunnel`]'s are.
+//! Called by [`crate::dispatch`].
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use h2hop::access::Entry;
+use h2hop::host_port::HostPort;
+use h2hop::limit::{Limit, Permit};
+use h2hop::metrics::{OpenTcpTunnel, TunnelResult};
+use h2hop::relay;
+use h2hop::tcp_connect::{CAPSULE_PROTOCOL, ConnectForm};
+use http::Response;
+use http::header::HeaderValue;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+use tracing::{debug, warn};
+
+use crate::context::{Context, Front};
+use crate::tcp_allow::Verdict;
+use crate::tunnel::overloaded_unless;
+use crate::{Error, respond};
+
+/// Opens the tunnel to `target`: allowed, dialled and answered `200`
+/// (which the access line is to record).
+/// `recv` is the stream's receive half, kept for the relay.
+pub async fn open(
+    context: &Context,
+    dials: &Limit,
+    front: &Front,
+    form: ConnectForm,
+    target: &HostPort,
+    recv: RecvStream,
+    respond: &mut SendResponse<Bytes>,
+) -> Result<Opened, Error> {
+    let verdict = context.tcp_allow.verdict(target, front.sans.as_deref());
+    if verdict != Verdict::Allowed {
+        // Named here, once, with who asked: the answer says only 403.
+        let san = front.sans.as_deref().map(ToString::to_string);
+        warn!(%target, front = %front.addr, san = san.as_deref().unwrap_or("none (h2c)"), reason = %verdict, "TCP tunnel denied");
+        context
+            .metrics
+            .tcp_not_opened(target.as_str(), TunnelResult::Denied);
+        return Err(Error::TcpDenied {
+            target: target.to_string(),
+            verdict,
+        });
+    }
+    let opened = dial_and_answer(context, dials, form, target, recv, respond).await;
+    if opened.is_err() {
+        context
+            .metrics
+            .tcp_not_opened(target.as_str(), TunnelResult::Failed);
+    }
+    opened
+}
+
+/// The allowed part of [`open`]: limits, dial, answer.
+async fn dial_and_answer(
+    context: &Context,
+    dials: &Limit,
+    form: ConnectForm,
+    target: &HostPort,
+    recv: RecvStream,
+    respond: &mut SendResponse<Bytes>,
+) -> Result<Opened, Error> {
+    if form == ConnectForm::ConnectTcp {
+        return connect_tcp_relay();
+    }
+    // Held for the tunnel's life.
+    let place = overloaded_unless(context.tunnels.try_take(), &context.tunnels)?;
+    let dialing = overloaded_unless(dials.try_take(), dials)?;
+    let asked = Instant::now();
+    // S5: a stream the front resets while we dial cancels the dial.
+    let io = respond::unless_reset(respond, dial(target, context.tcp_connect_timeout)).await?;
+    drop(dialing);
+    let dialled = asked.elapsed();
+    let send = respond
+        .send_response(answer(form), false)
+        .map_err(Error::Respond)?;
+    debug!(%target, ?dialled, "TCP tunnel open");
+    Ok(Opened {
+        io,
+        send,
+        recv,
+        // The target is trusted to end its half: no fin timeout of its own.
+        timeouts: relay::Timeouts {
+            idle: context.tunnel_idle_timeout,
+            fin: context.tunnel_idle_timeout,
+        },
+        metrics: context.metrics.tcp_opened(target.as_str(), dialled),
+        _place: place,
+    })
+}
+
+/// The seam of the connect-tcp form (RFC 9297 capsules): answered 501
+/// until the capsule relay is in; nothing has been dialled yet.
+fn connect_tcp_relay() -> Result<Opened, Error> {
+    Err(Error::ConnectTcpNotServed)
+}
+
+/// TCP connect to `target` (a name is resolved here) within `bound`.
+async fn dial(target: &HostPort, bound: std::time::Duration) -> Result<TcpStream, Error> {
+    let connect = TcpStream::connect(target.as_str());
+    let io = match timeout(bound, connect).await {
+        Err(_) => {
+            return Err(Error::TargetTimeout {
+                target: target.to_string(),
+                after: bound,
+            });
+        }
+        Ok(io) => io.map_err(|source| Error::ConnectTarget {
+            target: target.to_string(),
+            source,
+        })?,
+    };
+    // Tunnelled protocols are often request/response: no Nagle delay.
+    let _ = io.set_nodelay(true);
+    Ok(io)
+}
+
+/// The `200` that opens the tunnel (RFC 9113 §8.5); the connect-tcp form
+/// says its content is capsules (RFC 9297 §3.4).
+fn answer(form: ConnectForm) -> Response<()> {
+    let mut response = Response::new(());
+    if form == ConnectForm::ConnectTcp {
+        response
+            .headers_mut()
+            .insert(CAPSULE_PROTOCOL, HeaderValue::from_static("?1"));
+    }
+    response
+}
+
+/// An open TCP tunnel, ready to relay after dispatch has returned.
+pub struct Opened {
+    io: TcpStream,
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    timeouts: relay::Timeouts,
+    metrics: OpenTcpTunnel,
+    _place: Permit,
+}
+
+impl Opened {
+    /// Relays until both sides close; `entry` gets the bytes each way (up
+    /// = toward the target) and how it ended. The target's reset or
+    /// failure resets the stream with CONNECT_ERROR (RFC 9113 §8.5). Not
+    /// an `async fn`, so that nothing is kept twice (see [`h2hop::relay`]).
+    pub fn relay(self, mut entry: Entry) -> impl Future<Output = ()> {
+        let Self {
+            io,
+            send,
+            recv,
+            timeouts,
+            metrics,
+            _place: place,
+        } = self;
+        async move {
+            let _place = &place;
+            let started = Instant::now();
+            let relayed = relay::tunnel_resetting::<relay::ConnectError>(
+                io,
+                Bytes::new(),
+                Bytes::new(),
+                send,
+                recv,
+                timeouts,
+            );
+            let end = relayed.await;
+            debug!(duration = ?started.elapsed(), close = ?end.close, "TCP tunnel closed");
+            entry.add_bytes(end.to_tcp, end.to_stream);
+            entry.close(end.close.into());
+            metrics.ended(end.close.into(), end.to_tcp, end.to_stream);
+        }
+    }
+}
