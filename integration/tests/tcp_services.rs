@@ -18,7 +18,12 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
+use h2hop_integration::client::{body_bytes, full, http1_connect, request};
+use h2hop_integration::harness::Pair;
+use h2hop_integration::logs::Captured;
 use h2hop_integration::services::{Postgres, Redis, Reply, RespClient, Sshd};
+use h2hop_integration::wait::eventually_async;
+use http::Method;
 use ring::digest::{SHA256, digest};
 use tokio::io::AsyncWriteExt as _;
 
@@ -123,7 +128,9 @@ async fn redis_replies(addr: SocketAddr) {
 /// `redis-benchmark -q` through `addr`: the requests per second of each
 /// test, all of which must be above zero.
 async fn redis_benchmark(redis: &Redis, addr: SocketAddr) -> Vec<(String, f64)> {
-    let args = ["-n", "20000", "-c", "20", "-t", "set,get,incr,lpush", "-q"];
+    // 5,000 requests per test: a few seconds through the debug build's
+    // tunnel, where one thread runs the test, the front and the sidecar.
+    let args = ["-n", "5000", "-c", "20", "-t", "set,get,incr,lpush", "-q"];
     let out = output(redis.client("redis-benchmark", addr, &args).unwrap(), None).await;
     // "SET: 41152.26 requests per second, p50=0.279 msec", after a
     // carriage-returned progress line.
@@ -186,8 +193,9 @@ fn copy_rows(rows: usize) -> Vec<u8> {
 }
 
 /// A few MB `COPY t FROM STDIN` through `addr`, then `COPY ... TO STDOUT`
-/// back: the bytes that come back are those that went in.
-async fn postgres_copy(postgres: &Postgres, addr: SocketAddr, table: &str) {
+/// back: the bytes that come back are those that went in. Returns how
+/// many bytes of rows went each way.
+async fn postgres_copy(postgres: &Postgres, addr: SocketAddr, table: &str) -> u64 {
     let rows = copy_rows(60_000);
     let psql = |sql: String| {
         postgres
@@ -215,6 +223,7 @@ async fn postgres_copy(postgres: &Postgres, addr: SocketAddr, table: &str) {
     .await;
     assert_eq!(back.len(), rows.len(), "COPY back: length");
     assert_eq!(sha256(&back), sha256(&rows), "COPY back: hash");
+    rows.len() as u64
 }
 
 // ---- OpenSSH ----
@@ -240,47 +249,197 @@ async fn ssh_streams(sshd: &Sshd, addr: SocketAddr) {
     );
 }
 
+// ---- what the proxies saw ----
+
+/// Status and body of `GET path` on an admin listener.
+async fn admin(addr: SocketAddr, path: &str) -> String {
+    let mut client = http1_connect(addr).await.unwrap();
+    let get = request(Method::GET, addr, path, full("")).unwrap();
+    let response = client.send_request(get).await.unwrap();
+    assert_eq!(response.status(), 200, "GET {path} on {addr}");
+    String::from_utf8(body_bytes(response).await.unwrap().to_vec()).unwrap()
+}
+
+/// The sum of the series of a Prometheus text exposition whose name and
+/// labels start with `prefix`.
+fn sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// What one proxy's access lines say of the tunnels to a target.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Lines {
+    tunnels: usize,
+    /// Bytes toward the target, summed.
+    up: u64,
+    /// Bytes from the target, summed.
+    down: u64,
+}
+
+impl Lines {
+    fn of(lines: &[String]) -> Lines {
+        let field = |line: &String, name: &str| -> u64 {
+            let value = line
+                .split_whitespace()
+                .find_map(|field| field.strip_prefix(name));
+            value
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {line}"))
+        };
+        let mut seen = Lines::default();
+        for line in lines {
+            assert!(line.contains("status=200"), "a tunnel not opened: {line}");
+            seen.tunnels += 1;
+            seen.up += field(line, "bytes_up=");
+            seen.down += field(line, "bytes_down=");
+        }
+        seen
+    }
+
+    /// What a proxy's metrics say of the same tunnels, all ended.
+    fn of_metrics(text: &str, target: SocketAddr) -> Option<Lines> {
+        let label = format!("target=\"{target}\"");
+        let active = sum(text, &format!("h2hop_tcp_tunnels_active{{{label}}}"));
+        let bytes = |direction: &str| {
+            sum(
+                text,
+                &format!("h2hop_tcp_tunnel_bytes_total{{{label},direction=\"{direction}\"}}"),
+            )
+        };
+        (active == 0.0).then(|| Lines {
+            tunnels: sum(text, &format!("h2hop_tcp_tunnels_total{{{label},")) as usize,
+            up: bytes("up") as u64,
+            down: bytes("down") as u64,
+        })
+    }
+}
+
+/// Waits until both proxies have ended and logged at least `at_least`
+/// tunnels to `target` and agree: the front's access lines (route
+/// `tcp-1`), the sidecar's, and both proxies' metrics labelled by the
+/// target count the same tunnels and bytes each way. Returns that count.
+async fn accounted(pair: &Pair, log: &Captured, target: SocketAddr, at_least: usize) -> Lines {
+    let views = || async {
+        let authority = format!("authority=\"{target}\"");
+        let lines = |route: &str| {
+            let needles = ["h2hop::access", "kind=\"tcp\"", route, &authority];
+            Lines::of(&log.lines_with(&needles))
+        };
+        let metrics = |admin_addr: Option<SocketAddr>| async move {
+            Lines::of_metrics(&admin(admin_addr.unwrap(), "/metrics").await, target)
+        };
+        (
+            lines("route=\"tcp-1\""),
+            lines("route=\"-\""),
+            metrics(pair.front_admin).await,
+            metrics(pair.sidecar_admin).await,
+        )
+    };
+    let agreed = eventually_async(Duration::from_secs(10), || async {
+        let (front, sidecar, front_metrics, sidecar_metrics) = views().await;
+        let all = (sidecar, front_metrics, sidecar_metrics) == (front, Some(front), Some(front));
+        (front.tunnels >= at_least && all).then_some(front)
+    });
+    match agreed.await {
+        Some(seen) => seen,
+        None => panic!(
+            "front lines, sidecar lines, front metrics and sidecar metrics never agreed on \
+             {at_least}+ tunnels to {target}: {:?}\n{}",
+            views().await,
+            log.text()
+        ),
+    }
+}
+
+/// A pair whose front has one `[[tcp]]` service (`tcp-1`, the classic
+/// CONNECT form) to `target`, over the default mutual-TLS hop, the target
+/// on the sidecar's allow-list, both admin listeners on.
+async fn tunnel_to(target: SocketAddr) -> Pair {
+    Pair::builder()
+        .tcp_service(target)
+        .admin()
+        .start()
+        .await
+        .unwrap()
+}
+
 // ---- the tests ----
 
+/// redis through the tunnel: every reply right (SET/GET, INCR, a 1 MiB
+/// value, 1,000 pipelined commands), redis-benchmark's four tests at
+/// non-zero rates, and the tunnels logged and counted by target.
 #[tokio::test]
 async fn redis_serves_through_a_tcp_tunnel() {
-    let Some(redis) = Redis::start_or_skip("redis_serves_through_a_tcp_tunnel")
-        .await
-        .unwrap()
-    else {
-        return;
-    };
+    let (log, _guard) = Captured::install();
     within(async {
-        redis_replies(redis.addr).await;
+        let Some(redis) = Redis::start_or_skip("redis_serves_through_a_tcp_tunnel")
+            .await
+            .unwrap()
+        else {
+            return;
+        };
+        let pair = tunnel_to(redis.addr).await;
+        let front = pair.front_tcp[0];
+        redis_replies(front).await;
+        let tunnelled = redis_benchmark(&redis, front).await;
         let direct = redis_benchmark(&redis, redis.addr).await;
-        eprintln!("redis-benchmark direct: {direct:?}");
+        eprintln!("redis-benchmark requests/s, tunnel: {tunnelled:?}, direct: {direct:?}");
+        // The reply client and redis-benchmark's 20 clients per test.
+        let seen = accounted(&pair, &log, redis.addr, 1 + 4 * 20).await;
+        assert!(seen.up > 1 << 20 && seen.down > 1 << 20, "{seen:?}");
     })
     .await;
 }
 
+/// PostgreSQL through the tunnel: a few MB COPY in and back unchanged,
+/// pgbench's initialisation and a 3-second run at a non-zero rate, and
+/// the tunnels logged and counted by target.
 #[tokio::test]
 async fn postgres_serves_through_a_tcp_tunnel() {
-    let Some(postgres) = Postgres::start_or_skip("postgres_serves_through_a_tcp_tunnel")
-        .await
-        .unwrap()
-    else {
-        return;
-    };
+    let (log, _guard) = Captured::install();
     within(async {
-        postgres_copy(&postgres, postgres.addr, "direct").await;
+        let Some(postgres) = Postgres::start_or_skip("postgres_serves_through_a_tcp_tunnel")
+            .await
+            .unwrap()
+        else {
+            return;
+        };
+        let pair = tunnel_to(postgres.addr).await;
+        let front = pair.front_tcp[0];
+        let rows = postgres_copy(&postgres, front, "copied").await;
+        let tunnelled = pgbench(&postgres, front).await;
         let direct = pgbench(&postgres, postgres.addr).await;
-        eprintln!("pgbench direct: {direct:.0} tps");
+        eprintln!("pgbench tps, tunnel: {tunnelled:.0}, direct: {direct:.0}");
+        // psql three times, pgbench -i once, pgbench's 4 clients.
+        let seen = accounted(&pair, &log, postgres.addr, 3 + 1 + 4).await;
+        assert!(
+            seen.up > rows && seen.down > rows,
+            "{seen:?} for {rows} bytes of rows"
+        );
     })
     .await;
 }
 
+/// OpenSSH through the tunnel: the host key checked, 2 MB each way hashed
+/// the same at both ends, and the tunnels logged and counted by target.
 #[tokio::test]
 async fn ssh_serves_through_a_tcp_tunnel() {
-    let Some(sshd) = Sshd::start_or_skip("ssh_serves_through_a_tcp_tunnel")
-        .await
-        .unwrap()
-    else {
-        return;
-    };
-    within(ssh_streams(&sshd, sshd.addr)).await;
+    let (log, _guard) = Captured::install();
+    within(async {
+        let Some(sshd) = Sshd::start_or_skip("ssh_serves_through_a_tcp_tunnel")
+            .await
+            .unwrap()
+        else {
+            return;
+        };
+        let pair = tunnel_to(sshd.addr).await;
+        ssh_streams(&sshd, pair.front_tcp[0]).await;
+        let seen = accounted(&pair, &log, sshd.addr, 2).await;
+        assert_eq!(seen.tunnels, 2, "{seen:?}");
+        assert!(seen.up > 2_000_000 && seen.down > 2_000_000, "{seen:?}");
+    })
+    .await;
 }
