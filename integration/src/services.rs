@@ -23,6 +23,14 @@ use anyhow::{Context as _, bail};
 
 use crate::process::{Process, find_program, free_port};
 
+mod postgres;
+mod redis;
+mod sshd;
+
+pub use postgres::{POSTGRES_USER, Postgres};
+pub use redis::{Redis, Reply, RespClient};
+pub use sshd::Sshd;
+
 /// How long a service may take to say it accepts connections (initdb's
 /// cluster starting on a busy 2-core machine is the slowest).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -167,6 +175,8 @@ pub fn current_user() -> anyhow::Result<User> {
     passwd_user(|_, entry| entry == uid)?.with_context(|| format!("uid {uid} not in /etc/passwd"))
 }
 
+/// Whether this process runs as root (PostgreSQL refuses to; sshd needs
+/// its privilege separation directory).
 fn running_as_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -185,8 +195,14 @@ async fn start_on_free_port(
         let mut process = spawn(addr.port())?;
         match process.wait_for_line(&[ready], READY_TIMEOUT).await {
             Ok(_) => return Ok((addr, process)),
-            Err(err) if matches!(process.try_wait(), Ok(Some(_))) => failures.push(err),
-            Err(err) => return Err(err),
+            Err(err) => {
+                // Its output ends as it exits: give the exit a moment to
+                // be seen. One still running had its chance and failed.
+                if process.wait(Duration::from_secs(2)).await.is_err() {
+                    return Err(err);
+                }
+                failures.push(err);
+            }
         }
     }
     bail!("{name} did not start on any of {PORT_TRIES} ports: {failures:?}")
@@ -217,11 +233,3 @@ fn client(program: &Path, args: &[&str]) -> tokio::process::Command {
     command.args(args).stdin(Stdio::null()).kill_on_drop(true);
     command
 }
-
-mod postgres;
-mod redis;
-mod sshd;
-
-pub use postgres::{POSTGRES_USER, Postgres};
-pub use redis::{Redis, Reply, RespClient};
-pub use sshd::Sshd;
