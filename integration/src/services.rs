@@ -101,7 +101,7 @@ impl Service {
     }
 }
 
-/// The paths of a [`Service`]'s programs, in [`Service::programs`] order.
+/// The paths of a [`Service`]'s programs, found by [`Service::programs_or_skip`].
 #[derive(Debug, Clone)]
 pub struct Programs {
     paths: Vec<PathBuf>,
