@@ -31,6 +31,9 @@ use crate::tcp_allow::Verdict;
 use crate::tunnel::overloaded_unless;
 use crate::{Error, respond};
 
+/// The `target` label of denials whose target is on no allow-list entry.
+pub const UNLISTED_TARGET: &str = "other";
+
 /// Opens the tunnel to `target`: allowed, dialled and answered `200`
 /// (which the access line is to record).
 /// `recv` is the stream's receive half, kept for the relay.
@@ -48,9 +51,14 @@ pub async fn open(
         // Named here, once, with who asked: the answer says only 403.
         let san = front.sans.as_deref().map(ToString::to_string);
         warn!(%target, front = %front.addr, san = san.as_deref().unwrap_or("none (h2c)"), reason = %verdict, "TCP tunnel denied");
-        context
-            .metrics
-            .tcp_not_opened(target.as_str(), TunnelResult::Denied);
+        // Labelled by the target only when it is on the list: a target
+        // no entry names counts as "other", so that the series stay as
+        // few as the list, whatever fronts ask for.
+        let label = match verdict {
+            Verdict::NotListed => UNLISTED_TARGET,
+            _ => target.as_str(),
+        };
+        context.metrics.tcp_not_opened(label, TunnelResult::Denied);
         return Err(Error::TcpDenied {
             target: target.to_string(),
             verdict,
