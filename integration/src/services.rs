@@ -55,7 +55,7 @@ impl Service {
     pub fn packages(self) -> &'static str {
         match self {
             Service::Redis => "redis-server redis-tools",
-            Service::Postgres => "postgresql",
+            Service::Postgres => "postgresql util-linux",
             Service::Ssh => "openssh-server openssh-client",
         }
     }
@@ -66,6 +66,10 @@ impl Service {
     fn programs(self) -> &'static [&'static str] {
         match self {
             Service::Redis => &["redis-server", "redis-cli", "redis-benchmark"],
+            // As root, setpriv runs initdb and postgres as another user.
+            Service::Postgres if running_as_root() => {
+                &["initdb", "postgres", "psql", "pgbench", "setpriv"]
+            }
             Service::Postgres => &["initdb", "postgres", "psql", "pgbench"],
             Service::Ssh => &["sshd", "ssh", "ssh-keygen"],
         }

@@ -45,7 +45,7 @@ impl Postgres {
                 .with_context(|| format!("giving {} to {}", scratch.dir().display(), owner.name))?;
         }
         let data = scratch.path("data");
-        let mut initdb = as_owner(owner.as_ref(), programs.get("initdb")?);
+        let mut initdb = as_owner(owner.as_ref(), &programs, programs.get("initdb")?)?;
         initdb.args([
             "-A",
             "trust",
@@ -63,7 +63,7 @@ impl Postgres {
         let socket_dir = scratch.dir().to_owned();
         let (addr, process) =
             start_on_free_port("postgres", "ready to accept connections", |port| {
-                let mut command = as_owner(owner.as_ref(), &postgres);
+                let mut command = as_owner(owner.as_ref(), &programs, &postgres)?;
                 command.arg("-D").arg(&data).arg("-k").arg(&socket_dir);
                 command.args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"]);
                 // A test database: durability is not what is tested.
@@ -142,14 +142,18 @@ fn postgres_owner() -> anyhow::Result<Option<User>> {
 
 /// `program` run as `owner` through `setpriv` (which execs it, keeping the
 /// pid), or directly when there is no owner.
-fn as_owner(owner: Option<&User>, program: &Path) -> std::process::Command {
+fn as_owner(
+    owner: Option<&User>,
+    programs: &Programs,
+    program: &Path,
+) -> anyhow::Result<std::process::Command> {
     let Some(owner) = owner else {
-        return std::process::Command::new(program);
+        return Ok(std::process::Command::new(program));
     };
-    let mut command = std::process::Command::new("setpriv");
+    let mut command = std::process::Command::new(programs.get("setpriv")?);
     command.arg(format!("--reuid={}", owner.uid));
     command.arg(format!("--regid={}", owner.gid));
     command.arg("--clear-groups").arg("--").arg(program);
     command.env("HOME", "/");
-    command
+    Ok(command)
 }
