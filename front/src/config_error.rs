@@ -4,15 +4,16 @@
 //! [`crate::config_file`], which re-exports it.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use h2hop::host_port::HostPortError;
+use h2hop::tcp_connect::UnknownForm;
 use h2hop::tls::TlsError;
 
 use crate::cluster_policy::PolicyError;
 use crate::header_rules::HeaderRuleError;
 use crate::routes::RouteError;
-use crate::tcp_config::TcpEntryError;
 use crate::upstream::HealthCheckError;
 use crate::weighted::WeightError;
 
@@ -191,4 +192,34 @@ pub enum ConfigError {
         #[source]
         source: TcpEntryError,
     },
+}
+
+/// What is wrong with one `[[tcp]]` entry; [`ConfigError::Tcp`] names
+/// the entry.
+#[derive(Debug, thiserror::Error)]
+pub enum TcpEntryError {
+    /// `name` is empty or has other than letters, digits, `-`, `_`, `.`.
+    #[error("invalid name: use letters, digits, '-', '_' and '.'")]
+    Name,
+    /// Another entry has the same name (given, or the default `tcp-N`).
+    #[error("the name is already taken")]
+    DuplicateName,
+    /// `listen` is not a socket address.
+    #[error("listen {0:?} is not an address:port")]
+    Listen(String, #[source] std::net::AddrParseError),
+    /// Another entry listens on the same address.
+    #[error("listen {0} is already used by another [[tcp]]")]
+    DuplicateListen(SocketAddr),
+    /// `cluster` names no `[[cluster]]`.
+    #[error("unknown cluster {0:?}")]
+    UnknownCluster(String),
+    /// `target` is not `host:port`.
+    #[error("bad target")]
+    Target(#[source] HostPortError),
+    /// `form` is neither `connect` nor `connect-tcp`.
+    #[error("bad form")]
+    Form(#[source] UnknownForm),
+    /// `idle_timeout` is not a duration, or is zero.
+    #[error("idle_timeout {0:?} is not a duration above zero (\"30s\", \"10m\")")]
+    IdleTimeout(String),
 }

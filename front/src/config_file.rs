@@ -287,7 +287,7 @@ fn route_of(
         source,
     };
     let name = match raw.name {
-        Some(name) if is_route_name(&name) => name,
+        Some(name) if crate::routes::is_route_name(&name) => name,
         Some(name) => {
             return Err(ConfigError::RouteName {
                 route: number,
@@ -322,15 +322,6 @@ fn route_of(
     };
     route.check().map_err(invalid)?;
     Ok(route)
-}
-
-/// A route name: letters, digits, `-`, `_` and `.`, at least one; it goes
-/// into field values through `%ROUTE%`.
-pub(crate) fn is_route_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// Route number `number`'s `cluster` or `clusters`, resolved through

@@ -372,6 +372,15 @@ fn rebuild_uri(
     })
 }
 
+/// A route name: letters, digits, `-`, `_` and `.`, at least one; it goes
+/// into field values through `%ROUTE%`.
+pub(crate) fn is_route_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use http::Request;

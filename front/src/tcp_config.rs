@@ -19,11 +19,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use h2hop::host_port::{HostPort, HostPortError};
-use h2hop::tcp_connect::{ConnectForm, UnknownForm};
+use h2hop::host_port::HostPort;
+use h2hop::tcp_connect::ConnectForm;
 use serde::Deserialize;
 
-use crate::config_error::ConfigError;
+use crate::config_error::{ConfigError, TcpEntryError};
 
 /// One TCP service of the front: each connection accepted on `listen`
 /// becomes a tunnel to `target` through a sidecar of `cluster`.
@@ -55,36 +55,6 @@ pub(crate) struct RawTcp {
     target: String,
     form: Option<String>,
     idle_timeout: Option<String>,
-}
-
-/// What is wrong with one `[[tcp]]` entry; [`ConfigError::Tcp`] names
-/// the entry.
-#[derive(Debug, thiserror::Error)]
-pub enum TcpEntryError {
-    /// `name` is empty or has other than letters, digits, `-`, `_`, `.`.
-    #[error("invalid name: use letters, digits, '-', '_' and '.'")]
-    Name,
-    /// Another entry has the same name (given, or the default `tcp-N`).
-    #[error("the name is already taken")]
-    DuplicateName,
-    /// `listen` is not a socket address.
-    #[error("listen {0:?} is not an address:port")]
-    Listen(String, #[source] std::net::AddrParseError),
-    /// Another entry listens on the same address.
-    #[error("listen {0} is already used by another [[tcp]]")]
-    DuplicateListen(SocketAddr),
-    /// `cluster` names no `[[cluster]]`.
-    #[error("unknown cluster {0:?}")]
-    UnknownCluster(String),
-    /// `target` is not `host:port`.
-    #[error("bad target")]
-    Target(#[source] HostPortError),
-    /// `form` is neither `connect` nor `connect-tcp`.
-    #[error("bad form")]
-    Form(#[source] UnknownForm),
-    /// `idle_timeout` is not a duration, or is zero.
-    #[error("idle_timeout {0:?} is not a duration above zero (\"30s\", \"10m\")")]
-    IdleTimeout(String),
 }
 
 /// Validates the `[[tcp]]` entries in file order; `clusters` are the
@@ -125,7 +95,7 @@ fn service(
     name: String,
     clusters: &HashSet<&str>,
 ) -> Result<TcpService, TcpEntryError> {
-    if !crate::config_file::is_route_name(&name) {
+    if !crate::routes::is_route_name(&name) {
         return Err(TcpEntryError::Name);
     }
     let listen = raw

@@ -1,6 +1,8 @@
 //! TCP service stage: each connection accepted on a `[[tcp]]` listener
 //! becomes a CONNECT stream to a sidecar of the entry's cluster, which
-//! dials the entry's target; bytes are then relayed unchanged both ways.
+//! dials the entry's target; bytes are then relayed unchanged both ways,
+//! as the stream's DATA (classic CONNECT) or in capsules (the connect-tcp
+//! form, [`h2hop::capsule_relay`]).
 //!
 //! Input: the worker's TCP listeners, in [`crate::Config::tcp`] order
 //! (started by [`crate::listener`]). Output: a relay task per tunnel,
@@ -20,17 +22,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use h2::{Reason, RecvStream, SendStream};
+use h2::{RecvStream, SendStream};
 use h2hop::accept::Keepalive;
 use h2hop::access::{Entry, Kind};
 use h2hop::limit::Permit;
 use h2hop::metrics::{OpenTcpTunnel, TunnelResult};
-use h2hop::relay;
 use h2hop::tcp_connect::{self, ConnectForm};
+use h2hop::{capsule_relay, relay};
 use http::Request;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tracing::{Instrument as _, Span, debug, debug_span, error, warn};
+use tracing::{Instrument as _, Span, debug, debug_span, warn};
 
 use crate::context::Context;
 use crate::error::{Error, UpstreamStep};
@@ -246,27 +248,32 @@ fn relay_classic(
     }
 }
 
-/// The `connect-tcp` form: the stream carries RFC 9297 capsules, which
-/// need a relay of their own. The seam for it: same arguments as
-/// [`relay_classic`]; until it is built, the tunnel is closed at once
-/// (RST_STREAM(CANCEL) toward the sidecar, FIN toward the client).
+/// The `connect-tcp` form: the stream carries RFC 9297 capsules, DATA for
+/// the client's bytes and FINAL_DATA for its FIN (and the same back),
+/// relayed by [`h2hop::capsule_relay`]; a client reset becomes
+/// RST_STREAM(CONNECT_ERROR) (connect-tcp draft §3.4). Not an `async fn`,
+/// for the reason [`relay_classic`] gives.
 #[expect(
     clippy::manual_async_fn,
-    reason = "kept in the shape of relay_classic, whose place it takes"
+    reason = "an async fn would keep its arguments twice"
 )]
 fn relay_capsules(
     io: TcpStream,
-    mut send: SendStream<Bytes>,
+    send: SendStream<Bytes>,
     recv: RecvStream,
+    // Held for the tunnel's life, as in relay_classic.
     places: (StreamSlot, Permit),
     counted: OpenTcpTunnel,
     timeouts: relay::Timeouts,
-    entry: Entry,
+    mut entry: Entry,
 ) -> impl Future<Output = ()> {
     async move {
-        let _ = (places, recv, timeouts, entry, io);
-        error!("form \"connect-tcp\" has no capsule relay in this build: TCP connection closed");
-        send.send_reset(Reason::CANCEL);
-        counted.ended(TunnelResult::Failed, 0, 0);
+        let _places = &places;
+        debug!("TCP tunnel open");
+        let end = capsule_relay::tunnel(io, send, recv, timeouts).await;
+        debug!(close = ?end.close, "TCP tunnel closed");
+        entry.add_bytes(end.to_stream, end.to_tcp);
+        entry.close(end.close.into());
+        counted.ended(end.close.into(), end.to_stream, end.to_tcp);
     }
 }

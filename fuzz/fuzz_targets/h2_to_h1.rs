@@ -77,7 +77,7 @@ fuzz_target!(|input: Input| {
         .as_ref()
         .map(|protocol| protocol.text(&PROTOCOLS))
     {
-        None if parts.method == Method::CONNECT => {} // the sidecar's 405
+        None if parts.method == Method::CONNECT => {} // a TCP tunnel, not a request
         None => {
             if let Ok(app) = request::h2_to_h1(&parts, None) {
                 check(&parts, &app, None);

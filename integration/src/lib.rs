@@ -4,7 +4,9 @@
 //! the interoperability tests, and log capture; for the abuse tests, bad
 //! HTTP/1.1 requests written by hand, raw HTTP/2 frames, bystander clients
 //! and the front as a child process; for the fault tests, a pseudo-random
-//! stream that shows a lost or reordered byte. Child processes of every
+//! stream that shows a lost or reordered byte; for the TCP tunnel tests,
+//! real services (redis, PostgreSQL, sshd) and their clients
+//! ([`services`]). Child processes of every
 //! kind run under [`process::Process`] (their CPU and memory read by
 //! [`procstat`]), and a test waits for a condition with
 //! [`wait::eventually`].
@@ -29,4 +31,5 @@ pub mod procstat;
 pub mod raw_h2;
 pub mod routed;
 pub mod scratch;
+pub mod services;
 pub mod wait;

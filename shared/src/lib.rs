@@ -6,6 +6,8 @@
 //! - [`websocket`]: the RFC 6455 key and accept each HTTP/1.1 leg computes.
 //! - [`relay`]: tunnels and bodies across an HTTP/2 stream, bounded by flow control.
 //! - [`tcp_connect`]: the two forms a TCP tunnel is asked for in, and its target.
+//! - [`capsule`]: the capsules (RFC 9297) the `connect-tcp` form carries
+//!   TCP payload in; [`capsule_relay`]: a TCP connection ⇄ a stream of them.
 //! - [`runtime`]: the tokio runtime sized by `--workers`; [`host_port`]:
 //!   the `host:port` addresses the flags name; [`networks`]: the source
 //!   networks trust is given to; [`proxy_protocol`]: the PROXY protocol
@@ -26,6 +28,8 @@ pub mod access;
 pub mod activity;
 pub mod admin;
 pub mod batch_writer;
+pub mod capsule;
+pub mod capsule_relay;
 pub mod drain;
 pub mod error_answer;
 pub mod grpc;

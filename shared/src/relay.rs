@@ -17,10 +17,9 @@
 
 use std::cell::RefCell;
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt as _;
@@ -29,7 +28,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::activity::Activity;
 
@@ -39,6 +38,12 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Least spare room a read is given before [`SCRATCH`] takes a fresh chunk.
 const MIN_READ: usize = 16 * 1024;
 
+mod batch;
+mod end;
+
+pub(crate) use batch::{Batch, MAX_BATCH};
+pub use end::{Cancel, Close, ConnectError, TcpFailure, Timeouts, TunnelEnd};
+
 thread_local! {
     /// Where every tunnel on this thread reads from TCP into. Each read is
     /// split off as its own `Bytes` that shares the chunk, so small
@@ -46,47 +51,6 @@ thread_local! {
     /// tunnel holds no buffer at all: a chunk lives only as long as some
     /// of its bytes are still in flight.
     static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-}
-
-/// How a tunnel ended, for the log line of its owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Close {
-    /// Both directions ended with FIN / END_STREAM (RFC 8441 §5 (N14)).
-    Clean,
-    /// The TCP peer reset or failed; we sent RST_STREAM(CANCEL), or the
-    /// [`TcpFailure`] reason [`tunnel_resetting`] was given.
-    TcpReset,
-    /// The HTTP/2 peer reset the stream; we reset the TCP connection.
-    StreamReset,
-    /// No byte moved either way for the idle timeout: we sent
-    /// RST_STREAM(CANCEL) and closed the TCP connection.
-    Idle,
-    /// The stream had ended, and the byte-stream side did not end its half
-    /// within the fin timeout: we sent RST_STREAM(CANCEL) and closed it.
-    FinTimeout,
-}
-
-/// The bounds on a quiet tunnel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// Nothing moved either way for this long: the tunnel is closed.
-    pub idle: Duration,
-    /// Once the stream has ended, the byte-stream side must end its half
-    /// within this much quiet (HAProxy's `timeout client-fin`): Firefox
-    /// never ends its half of an RFC 8441 stream the server ended, which
-    /// would hold a stream slot for the idle timeout.
-    pub fin: Duration,
-}
-
-/// What [`tunnel`] moved and how it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TunnelEnd {
-    /// Bytes from the TCP side onto the stream.
-    pub to_stream: u64,
-    /// Bytes from the stream onto the TCP side.
-    pub to_tcp: u64,
-    /// How it ended.
-    pub close: Close,
 }
 
 /// Relays `io` ⇄ the stream `(send, recv)` until both directions end, or
@@ -111,32 +75,6 @@ pub fn tunnel(
     tunnel_resetting::<Cancel>(io, prefix, early, send, recv, timeouts)
 }
 
-/// The reset a tunnel's stream gets when its TCP connection fails or is
-/// reset ([`Close::TcpReset`]). A type rather than a value: it costs an
-/// idle tunnel no byte of state.
-pub trait TcpFailure {
-    /// The RST_STREAM error code.
-    const REASON: Reason;
-}
-
-/// CANCEL: the reset of an upgraded connection's tunnel ([`tunnel`]).
-#[derive(Debug)]
-pub enum Cancel {}
-
-impl TcpFailure for Cancel {
-    const REASON: Reason = Reason::CANCEL;
-}
-
-/// CONNECT_ERROR: a CONNECT proxy's TCP tunnel (RFC 9113 §8.5: "a proxy
-/// that detects an error with the TCP connection ... MUST send RST_STREAM
-/// with CONNECT_ERROR").
-#[derive(Debug)]
-pub enum ConnectError {}
-
-impl TcpFailure for ConnectError {
-    const REASON: Reason = Reason::CONNECT_ERROR;
-}
-
 /// [`tunnel`], with [`TcpFailure::REASON`] of `F` as the reset the stream
 /// gets when the TCP connection fails or is reset.
 #[expect(
@@ -156,13 +94,18 @@ pub fn tunnel_resetting<F: TcpFailure>(
         let halves = Halves { reader, writer };
         let (end, halves) = relay::<_, _, F>(halves, prefix, early, send, recv, timeouts).await;
         if end.close == Close::StreamReset {
-            // SO_LINGER 0 makes close() send RST instead of FIN. If it fails
-            // the peer sees a FIN, which still ends the tunnel.
-            if let Ok(io) = halves.reader.reunite(halves.writer) {
-                let _ = io.set_zero_linger();
-            }
+            reset_tcp(halves.reader, halves.writer);
         }
         end
+    }
+}
+
+/// Closes a TCP connection with RST instead of FIN: SO_LINGER 0 makes
+/// close() send RST. If it fails the peer sees a FIN, which still ends
+/// its tunnel.
+pub(crate) fn reset_tcp(reader: OwnedReadHalf, writer: OwnedWriteHalf) {
+    if let Ok(io) = reader.reunite(writer) {
+        let _ = io.set_zero_linger();
     }
 }
 
@@ -191,6 +134,62 @@ where
             .0
     }
 }
+
+/// Runs a tunnel's two directions until both end, one fails, or the
+/// tunnel is quiet too long, and evaluates to how it ended ([`Close`]).
+/// `$up` (onto the stream) and `$down` (off it) are futures of
+/// `Result<(), Close>` that stamp `$last_moved` ([`Activity`]) as bytes
+/// move; `$timeouts` is the [`Timeouts`]. A macro rather than a function
+/// so that the relays running it (this one and the capsule relay) keep
+/// no pointers to their own directions and timeouts in their state: every
+/// idle tunnel would carry them (16 bytes on [`tunnel`]'s 896).
+macro_rules! drive {
+    ($up:ident, $down:ident, $timeouts:ident, $last_moved:ident) => {{
+        // The quiet allowed: the idle timeout, then, once the stream has
+        // ended toward the byte stream, the fin timeout if that is shorter.
+        let (mut quiet, mut quiet_close) = ($timeouts.idle, $crate::relay::Close::Idle);
+        let idle = ::tokio::time::sleep(quiet);
+        ::tokio::pin!($up, $down, idle);
+        let (mut up_done, mut down_done) = (false, false);
+        let mut close = $crate::relay::Close::Clean;
+        while !(up_done && down_done) {
+            let outcome = ::tokio::select! {
+                outcome = &mut $up, if !up_done => { up_done = true; outcome }
+                outcome = &mut $down, if !down_done => {
+                    down_done = true;
+                    if outcome.is_ok() && $timeouts.fin < quiet {
+                        (quiet, quiet_close) = ($timeouts.fin, $crate::relay::Close::FinTimeout);
+                        // The fin timeout counts from this shutdown.
+                        $last_moved.touch();
+                        idle.as_mut().reset(::tokio::time::Instant::now() + quiet);
+                    }
+                    outcome
+                }
+                () = &mut idle => match $last_moved.last().checked_add(quiet) {
+                    Some(deadline) if deadline <= ::tokio::time::Instant::now() => {
+                        Err(quiet_close)
+                    }
+                    Some(deadline) => {
+                        idle.as_mut().reset(deadline);
+                        Ok(())
+                    }
+                    // A timeout past the clock's range never ends a tunnel.
+                    None => {
+                        let year = ::std::time::Duration::from_secs(86_400 * 365);
+                        idle.as_mut().reset(::tokio::time::Instant::now() + year);
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(ended) = outcome {
+                close = ended;
+                break;
+            }
+        }
+        close
+    }};
+}
+pub(crate) use drive;
 
 /// The two halves of the byte stream a tunnel relays.
 struct Halves<R, W> {
@@ -240,62 +239,33 @@ where
                 &mut end.to_tcp,
                 &last_moved,
             );
-            // The quiet allowed: the idle timeout, then, once the stream
-            // has ended toward `io`, the fin timeout if that is shorter.
-            let (mut quiet, mut quiet_close) = (timeouts.idle, Close::Idle);
-            let idle = tokio::time::sleep(quiet);
-            tokio::pin!(up, down, idle);
-            let (mut up_done, mut down_done) = (false, false);
-            while !(up_done && down_done) {
-                let outcome = tokio::select! {
-                    outcome = &mut up, if !up_done => { up_done = true; outcome }
-                    outcome = &mut down, if !down_done => {
-                        down_done = true;
-                        if outcome.is_ok() && timeouts.fin < quiet {
-                            (quiet, quiet_close) = (timeouts.fin, Close::FinTimeout);
-                            // The fin timeout counts from this shutdown.
-                            last_moved.touch();
-                            idle.as_mut().reset(Instant::now() + quiet);
-                        }
-                        outcome
-                    }
-                    () = &mut idle => match last_moved.last().checked_add(quiet) {
-                        Some(deadline) if deadline <= Instant::now() => Err(quiet_close),
-                        Some(deadline) => {
-                            idle.as_mut().reset(deadline);
-                            Ok(())
-                        }
-                        // A timeout past the clock's range never ends a tunnel.
-                        None => {
-                            idle.as_mut().reset(Instant::now() + Duration::from_secs(86_400 * 365));
-                            Ok(())
-                        }
-                    },
-                };
-                if let Err(close) = outcome {
-                    end.close = close;
-                    break;
-                }
-            }
+            end.close = drive!(up, down, timeouts, last_moved);
         }
-        if end.close == Close::TcpReset {
-            // What was read just before the TCP error may still wait in h2's
-            // send queue, and a CANCEL reset (explicit or implicit) drops the
-            // queue (h2 has no way to wait for it to drain). One turn of the
-            // scheduler lets the connection task write it first, so the peer
-            // gets the bytes sent before the reset, as it would directly.
-            // That task was woken when the data was queued, into this
-            // worker's next slot, so it runs before this one is polled again,
-            // unless another worker was running it already (then it is
-            // writing meanwhile): best effort with several workers.
-            tokio::task::yield_now().await;
-        }
-        match end.close {
-            Close::TcpReset => send.send_reset(F::REASON),
-            Close::Idle | Close::FinTimeout => send.send_reset(Reason::CANCEL),
-            Close::Clean | Close::StreamReset => {}
-        }
+        reset_stream::<F>(&mut send, end.close).await;
         (end, halves)
+    }
+}
+
+/// Resets the stream when the tunnel ended on this side: with `F`'s
+/// reason after a TCP failure, with CANCEL after a timeout (the other
+/// endings need no reset).
+pub(crate) async fn reset_stream<F: TcpFailure>(send: &mut SendStream<Bytes>, close: Close) {
+    if close == Close::TcpReset {
+        // What was read just before the TCP error may still wait in h2's
+        // send queue, and a reset (explicit or implicit) drops the queue
+        // (h2 has no way to wait for it to drain). One turn of the
+        // scheduler lets the connection task write it first, so the peer
+        // gets the bytes sent before the reset, as it would directly.
+        // That task was woken when the data was queued, into this
+        // worker's next slot, so it runs before this one is polled again,
+        // unless another worker was running it already (then it is
+        // writing meanwhile): best effort with several workers.
+        tokio::task::yield_now().await;
+    }
+    match close {
+        Close::TcpReset => send.send_reset(F::REASON),
+        Close::Idle | Close::FinTimeout => send.send_reset(Reason::CANCEL),
+        Close::Clean | Close::StreamReset => {}
     }
 }
 
@@ -339,12 +309,31 @@ fn poll_read_shared<R: AsyncRead>(
     reader: Pin<&mut R>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<Bytes>> {
+    poll_read_after(reader, 0, cx).map_ok(BytesMut::freeze)
+}
+
+/// [`poll_read_shared`] that leaves `headroom` bytes in front of what it
+/// reads, for the caller to write a header into: header and data then go
+/// out as one buffer with no copy. Empty at EOF (no headroom either).
+pub(crate) fn poll_read_after<R: AsyncRead>(
+    reader: Pin<&mut R>,
+    headroom: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<BytesMut>> {
     SCRATCH.with_borrow_mut(|scratch| {
-        if scratch.capacity() - scratch.len() < MIN_READ {
+        if scratch.capacity() - scratch.len() < MIN_READ + headroom {
             scratch.reserve(READ_CHUNK);
         }
-        let read = ready!(tokio_util::io::poll_read_buf(reader, cx, scratch))?;
-        Poll::Ready(Ok(scratch.split_to(read).freeze()))
+        // Every read is split off whole, so the scratch is empty here.
+        scratch.resize(headroom, 0);
+        let read = match tokio_util::io::poll_read_buf(reader, cx, scratch) {
+            Poll::Ready(Ok(read)) if read > 0 => read,
+            other => {
+                scratch.clear();
+                return other.map_ok(|_| BytesMut::new());
+            }
+        };
+        Poll::Ready(Ok(scratch.split_to(headroom + read)))
     })
 }
 
@@ -405,61 +394,6 @@ fn stream_to_tcp<'a, W: AsyncWrite + Unpin>(
     }
 }
 
-/// Most DATA frames gathered into one write.
-const MAX_BATCH: usize = 8;
-
-/// DATA frames waiting to be written together, as one `Buf` whose
-/// `chunks_vectored` feeds a single writev.
-#[derive(Default)]
-struct Batch {
-    chunks: std::collections::VecDeque<Bytes>,
-}
-
-impl Batch {
-    fn push(&mut self, chunk: Bytes) {
-        if !chunk.is_empty() {
-            self.chunks.push_back(chunk);
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.chunks.len()
-    }
-}
-
-impl Buf for Batch {
-    fn remaining(&self) -> usize {
-        self.chunks.iter().map(Bytes::len).sum()
-    }
-
-    fn chunk(&self) -> &[u8] {
-        self.chunks.front().map_or(&[], |chunk| chunk.as_ref())
-    }
-
-    fn chunks_vectored<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
-        let mut filled = 0;
-        for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
-            *slot = IoSlice::new(chunk);
-            filled += 1;
-        }
-        filled
-    }
-
-    fn advance(&mut self, mut count: usize) {
-        while count > 0 {
-            let Some(front) = self.chunks.front_mut() else {
-                return;
-            };
-            if count < front.len() {
-                front.advance(count);
-                return;
-            }
-            count -= front.len();
-            self.chunks.pop_front();
-        }
-    }
-}
-
 /// Sends `data` as the peer's window allows, never buffering beyond it.
 pub fn send_data<'a>(
     send: &'a mut SendStream<Bytes>,
@@ -475,7 +409,7 @@ pub fn send_data<'a>(
     clippy::manual_async_fn,
     reason = "an async fn would keep its arguments twice (module doc)"
 )]
-fn send_chunks<'a>(
+pub(crate) fn send_chunks<'a>(
     send: &'a mut SendStream<Bytes>,
     mut data: Bytes,
     sent: &'a mut u64,
@@ -644,6 +578,7 @@ impl Body for H2Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::IoSlice;
 
     fn batch_of(parts: &[&'static [u8]]) -> Batch {
         let mut batch = Batch::default();

@@ -39,9 +39,6 @@ pub enum Error {
         /// Why.
         verdict: Verdict,
     },
-    /// The connect-tcp form (RFC 9297 capsules) is not served yet.
-    #[error("the connect-tcp form of TCP tunnel is not served yet: use classic CONNECT")]
-    ConnectTcpNotServed,
     /// TCP connect to a TCP tunnel's target failed.
     #[error("cannot connect to TCP target {target}")]
     ConnectTarget {
@@ -203,8 +200,7 @@ impl Error {
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::UnsupportedProtocol(_)
             | Error::NoExtendedConnect
-            | Error::UpgradeBodyToH2c(_)
-            | Error::ConnectTcpNotServed => StatusCode::NOT_IMPLEMENTED,
+            | Error::UpgradeBodyToH2c(_) => StatusCode::NOT_IMPLEMENTED,
             Error::NoApp => StatusCode::NOT_FOUND,
             Error::AppTimeout { .. } | Error::TargetTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -234,7 +230,6 @@ impl Error {
                 Error::UnsupportedProtocol(_)
                     | Error::NoExtendedConnect
                     | Error::UpgradeBodyToH2c(_)
-                    | Error::ConnectTcpNotServed
             );
         let chain = h2hop::telemetry::chain(self);
         error_answer::body("h2hop-sidecar", self.status(), &chain, id, details)

@@ -7,8 +7,11 @@
 //! pending-dial limits (503), the target is dialled within
 //! `--connect-timeout` (refused or unreachable: 502, too slow: 504; a
 //! stream the front resets cancels the dial), and the stream is answered
-//! `200` (RFC 9113 §8.5). Output: an [`Opened`] tunnel, relayed by the
-//! stream's task once dispatch has returned, as [`crate::tunnel`]'s are.
+//! `200` (RFC 9113 §8.5; the connect-tcp form's with `capsule-protocol:
+//! ?1`). Output: an [`Opened`] tunnel, relayed by the stream's task once
+//! dispatch has returned, as [`crate::tunnel`]'s are: raw bytes for the
+//! classic form ([`h2hop::relay`]), capsules for the connect-tcp form
+//! ([`h2hop::capsule_relay`]).
 //! Called by [`crate::dispatch`].
 
 use bytes::Bytes;
@@ -18,8 +21,8 @@ use h2hop::access::Entry;
 use h2hop::host_port::HostPort;
 use h2hop::limit::{Limit, Permit};
 use h2hop::metrics::{OpenTcpTunnel, TunnelResult};
-use h2hop::relay;
 use h2hop::tcp_connect::{CAPSULE_PROTOCOL, ConnectForm};
+use h2hop::{capsule_relay, relay};
 use http::Response;
 use http::header::HeaderValue;
 use tokio::net::TcpStream;
@@ -30,6 +33,9 @@ use crate::context::{Context, Front};
 use crate::tcp_allow::Verdict;
 use crate::tunnel::overloaded_unless;
 use crate::{Error, respond};
+
+/// The `target` label of denials whose target is on no allow-list entry.
+pub const UNLISTED_TARGET: &str = "other";
 
 /// Opens the tunnel to `target`: allowed, dialled and answered `200`
 /// (which the access line is to record).
@@ -48,9 +54,14 @@ pub async fn open(
         // Named here, once, with who asked: the answer says only 403.
         let san = front.sans.as_deref().map(ToString::to_string);
         warn!(%target, front = %front.addr, san = san.as_deref().unwrap_or("none (h2c)"), reason = %verdict, "TCP tunnel denied");
-        context
-            .metrics
-            .tcp_not_opened(target.as_str(), TunnelResult::Denied);
+        // Labelled by the target only when it is on the list: a target
+        // no entry names counts as "other", so that the series stay as
+        // few as the list, whatever fronts ask for.
+        let label = match verdict {
+            Verdict::NotListed => UNLISTED_TARGET,
+            _ => target.as_str(),
+        };
+        context.metrics.tcp_not_opened(label, TunnelResult::Denied);
         return Err(Error::TcpDenied {
             target: target.to_string(),
             verdict,
@@ -74,9 +85,6 @@ async fn dial_and_answer(
     recv: RecvStream,
     respond: &mut SendResponse<Bytes>,
 ) -> Result<Opened, Error> {
-    if form == ConnectForm::ConnectTcp {
-        return connect_tcp_relay();
-    }
     // Held for the tunnel's life.
     let place = overloaded_unless(context.tunnels.try_take(), &context.tunnels)?;
     let dialing = overloaded_unless(dials.try_take(), dials)?;
@@ -91,6 +99,7 @@ async fn dial_and_answer(
     debug!(%target, ?dialled, "TCP tunnel open");
     Ok(Opened {
         io,
+        form,
         send,
         recv,
         // The target is trusted to end its half: no fin timeout of its own.
@@ -101,12 +110,6 @@ async fn dial_and_answer(
         metrics: context.metrics.tcp_opened(target.as_str(), dialled),
         _place: place,
     })
-}
-
-/// The seam of the connect-tcp form (RFC 9297 capsules): answered 501
-/// until the capsule relay is in; nothing has been dialled yet.
-fn connect_tcp_relay() -> Result<Opened, Error> {
-    Err(Error::ConnectTcpNotServed)
 }
 
 /// TCP connect to `target` (a name is resolved here) within `bound`.
@@ -144,6 +147,8 @@ fn answer(form: ConnectForm) -> Response<()> {
 /// An open TCP tunnel, ready to relay after dispatch has returned.
 pub struct Opened {
     io: TcpStream,
+    /// Raw bytes in DATA, or capsules: which relay runs.
+    form: ConnectForm,
     send: SendStream<Bytes>,
     recv: RecvStream,
     timeouts: relay::Timeouts,
@@ -154,11 +159,13 @@ pub struct Opened {
 impl Opened {
     /// Relays until both sides close; `entry` gets the bytes each way (up
     /// = toward the target) and how it ended. The target's reset or
-    /// failure resets the stream with CONNECT_ERROR (RFC 9113 §8.5). Not
-    /// an `async fn`, so that nothing is kept twice (see [`h2hop::relay`]).
+    /// failure resets the stream with CONNECT_ERROR (RFC 9113 §8.5, and
+    /// the connect-tcp draft §3.4 for the capsule form). Not an `async
+    /// fn`, so that nothing is kept twice (see [`h2hop::relay`]).
     pub fn relay(self, mut entry: Entry) -> impl Future<Output = ()> {
         let Self {
             io,
+            form,
             send,
             recv,
             timeouts,
@@ -168,15 +175,22 @@ impl Opened {
         async move {
             let _place = &place;
             let started = Instant::now();
-            let relayed = relay::tunnel_resetting::<relay::ConnectError>(
-                io,
-                Bytes::new(),
-                Bytes::new(),
-                send,
-                recv,
-                timeouts,
-            );
-            let end = relayed.await;
+            // One of two relays, each awaited in place: the task's state
+            // is the larger of the two, not both.
+            let end = match form {
+                ConnectForm::Classic => {
+                    relay::tunnel_resetting::<relay::ConnectError>(
+                        io,
+                        Bytes::new(),
+                        Bytes::new(),
+                        send,
+                        recv,
+                        timeouts,
+                    )
+                    .await
+                }
+                ConnectForm::ConnectTcp => capsule_relay::tunnel(io, send, recv, timeouts).await,
+            };
             debug!(duration = ?started.elapsed(), close = ?end.close, "TCP tunnel closed");
             entry.add_bytes(end.to_tcp, end.to_stream);
             entry.close(end.close.into());
