@@ -72,11 +72,12 @@ struct Args {
     /// peer but the floor of any two-process chain), h2hop-tcp and
     /// h2hop-tcp-mtls (the h2hop pair as a TCP tunnel: a `[[tcp]]`
     /// listener at the front, one CONNECT stream per client connection,
-    /// held against tcp-relay).
+    /// held against tcp-relay), h2hop-connect-tcp (the same over h2c in
+    /// the connect-tcp form: extended CONNECT, bytes in capsules).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,h2hop-h2c,h2hop-mtls,nghttpx,nghttpx-mtls,haproxy,haproxy-mtls,tcp-relay,h2hop-tcp,h2hop-tcp-mtls"
+        default_value = "direct,h2hop-h2c,h2hop-mtls,nghttpx,nghttpx-mtls,haproxy,haproxy-mtls,tcp-relay,h2hop-tcp,h2hop-tcp-mtls,h2hop-connect-tcp"
     )]
     systems: Vec<String>,
     /// Worker threads of every proxy process (and of the app).
@@ -463,7 +464,7 @@ fn write_report(args: &Args, report: &Report<'_>) -> anyhow::Result<()> {
     }
     if !evidence.is_empty() {
         text.push_str(
-            "\nThe middle hop is HTTP/2 extended CONNECT (for h2hop-tcp, CONNECT to the app's host:port, RFC 9113 §8.5), and for the -mtls peers TLS with a verified client certificate (sidecar-side logs, first round):\n\n",
+            "\nThe middle hop is HTTP/2 extended CONNECT (for h2hop-tcp, CONNECT to the app's host:port, RFC 9113 §8.5; for h2hop-connect-tcp, extended CONNECT with :protocol connect-tcp), and for the -mtls peers TLS with a verified client certificate (sidecar-side logs, first round):\n\n",
         );
         for (system, lines) in evidence {
             for line in lines {

@@ -28,8 +28,8 @@ const TLS_PEERS: &[&str] = &["nghttpx-mtls", "haproxy-mtls"];
 const TCP_RELAY: &str = "tcp-relay";
 /// The h2hop pair as a TCP tunnel over h2c, held against [`TCP_RELAY`].
 const H2HOP_TCP: &str = "h2hop-tcp";
-/// The TCP tunnel over mutual TLS, shown beside [`H2HOP_TCP`].
-const H2HOP_TCP_MTLS: &str = "h2hop-tcp-mtls";
+/// The TCP tunnels shown beside tcp-relay's connections per second.
+const TCP_TUNNELS: &[&str] = &[H2HOP_TCP, "h2hop-tcp-mtls", "h2hop-connect-tcp"];
 /// Share of tcp-relay's throughput the TCP tunnel must reach.
 const TCP_THROUGHPUT_FACTOR: f64 = 0.9;
 /// Most CPU per GB the TCP tunnel may spend, as a multiple of tcp-relay's.
@@ -116,8 +116,8 @@ fn tcp_connections(results: &Results) -> Option<String> {
         .into_iter()
         .find(|figure| results.median(figure, TCP_RELAY).is_some())?;
     let relay = results.median(&figure, TCP_RELAY)?;
-    let tunnels: Vec<String> = [H2HOP_TCP, H2HOP_TCP_MTLS]
-        .into_iter()
+    let tunnels: Vec<String> = TCP_TUNNELS
+        .iter()
         .filter_map(|system| {
             let value = results.median(&figure, system)?;
             Some(format!(

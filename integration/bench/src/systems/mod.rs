@@ -147,6 +147,10 @@ pub enum Kind {
     H2hopTcp,
     /// [`Kind::H2hopTcp`] with the middle hop over mutual TLS.
     H2hopTcpMtls,
+    /// [`Kind::H2hopTcp`] in the `connect-tcp` form: extended CONNECT
+    /// (RFC 8441 §4) with `:protocol connect-tcp`, the bytes in RFC 9297
+    /// capsules.
+    H2hopConnectTcp,
 }
 
 impl Kind {
@@ -163,6 +167,7 @@ impl Kind {
             Kind::TcpRelay => "tcp-relay",
             Kind::H2hopTcp => "h2hop-tcp",
             Kind::H2hopTcpMtls => "h2hop-tcp-mtls",
+            Kind::H2hopConnectTcp => "h2hop-connect-tcp",
         }
     }
 
@@ -182,7 +187,11 @@ impl Kind {
     /// The middle hop's transport; `None` for direct and the TCP relay.
     pub fn hop(self) -> Option<Hop> {
         match self {
-            Kind::H2hopH2c | Kind::Nghttpx | Kind::Haproxy | Kind::H2hopTcp => Some(Hop::H2c),
+            Kind::H2hopH2c
+            | Kind::Nghttpx
+            | Kind::Haproxy
+            | Kind::H2hopTcp
+            | Kind::H2hopConnectTcp => Some(Hop::H2c),
             Kind::H2hopMtls | Kind::NghttpxMtls | Kind::HaproxyMtls | Kind::H2hopTcpMtls => {
                 Some(Hop::Mtls)
             }
@@ -191,7 +200,7 @@ impl Kind {
     }
 
     /// Every kind, direct first (ratios are taken against it).
-    pub fn all() -> [Kind; 10] {
+    pub fn all() -> [Kind; 11] {
         [
             Kind::Direct,
             Kind::H2hopH2c,
@@ -203,6 +212,7 @@ impl Kind {
             Kind::TcpRelay,
             Kind::H2hopTcp,
             Kind::H2hopTcpMtls,
+            Kind::H2hopConnectTcp,
         ]
     }
 
@@ -362,8 +372,9 @@ fn plan(
         Kind::HaproxyMtls => haproxy::plan(app, traffic, mtls, workers, scratch),
         // TCP carries any protocol alike.
         Kind::TcpRelay => haproxy::plan_tcp_relay(app, workers, scratch),
-        Kind::H2hopTcp => h2hop_tcp::plan(app, traffic, bins, workers, h2c, scratch),
-        Kind::H2hopTcpMtls => h2hop_tcp::plan(app, traffic, bins, workers, mtls, scratch),
+        Kind::H2hopTcp | Kind::H2hopTcpMtls | Kind::H2hopConnectTcp => {
+            h2hop_tcp::plan(app, traffic, bins, workers, kind, scratch)
+        }
         Kind::Direct => bail!("direct has no processes"),
     }
 }

@@ -50,9 +50,11 @@ pub(super) fn binaries_for(kind: Kind) -> Option<Binaries> {
     };
     match kind {
         Kind::Direct => Some(unused()),
-        Kind::H2hopH2c | Kind::H2hopMtls | Kind::H2hopTcp | Kind::H2hopTcpMtls => {
-            Some(Binaries::in_dir(&binaries::dir()).unwrap())
-        }
+        Kind::H2hopH2c
+        | Kind::H2hopMtls
+        | Kind::H2hopTcp
+        | Kind::H2hopTcpMtls
+        | Kind::H2hopConnectTcp => Some(Binaries::in_dir(&binaries::dir()).unwrap()),
         Kind::Nghttpx | Kind::NghttpxMtls => peer_installed("nghttpx").then(unused),
         Kind::Haproxy | Kind::HaproxyMtls | Kind::TcpRelay => {
             peer_installed("haproxy").then(unused)
@@ -174,6 +176,11 @@ async fn h2hop_tcp_pair_echoes_and_sidecar_logs_a_tcp_tunnel() {
 #[tokio::test]
 async fn h2hop_tcp_mtls_pair_echoes_and_sidecar_logs_a_tcp_tunnel() {
     bounded(Kind::H2hopTcpMtls).await;
+}
+
+#[tokio::test]
+async fn h2hop_connect_tcp_pair_echoes_and_sidecar_logs_a_tcp_tunnel() {
+    bounded(Kind::H2hopConnectTcp).await;
 }
 
 #[tokio::test]
