@@ -129,9 +129,9 @@ impl Results {
 
 /// Bar colours for the systems after direct, in order: one per system of
 /// a full run.
-const COLOURS: [&str; 9] = [
+const COLOURS: [&str; 10] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22",
+    "#bcbd22", "#17becf",
 ];
 
 impl Results {
