@@ -153,16 +153,17 @@ async fn connection(stream: TcpStream, peer: SocketAddr, index: usize, context: 
     let span = debug_span!(parent: Span::current(), "tcp_tunnel");
     // Spawned, not awaited: the task keeps the relay's state only, not
     // this function's. Unboxed, for the reason given in crate::tunnel.
-    match service.form {
-        ConnectForm::Classic => {
-            let relay = relay_classic(stream, send, recv, places, counted, timeouts, entry);
-            context.drain.spawn(relay.instrument(span));
-        }
-        ConnectForm::ConnectTcp => {
-            let relay = relay_capsules(stream, send, recv, places, counted, timeouts, entry);
-            context.drain.spawn(relay.instrument(span));
-        }
-    }
+    let relay = relay_tunnel(
+        service.form,
+        stream,
+        send,
+        recv,
+        places,
+        counted,
+        timeouts,
+        entry,
+    );
+    context.drain.spawn(relay.instrument(span));
 }
 
 /// The `:authority` of the templated form: the name the cluster's
@@ -217,15 +218,24 @@ async fn open(
     }
 }
 
-/// The classic form (RFC 9113 §8.5): the client's bytes are the stream's
-/// DATA and back, FIN ⇄ END_STREAM per direction, reset ⇄ RST_STREAM.
-/// Not an `async fn`, so that its arguments are kept once for the
-/// tunnel's life, not twice (see [`h2hop::relay`]).
+/// Relays the client's connection with the stream in `form`: classic
+/// CONNECT (RFC 9113 §8.5), the client's bytes as the stream's DATA and
+/// back, FIN ⇄ END_STREAM per direction, reset ⇄ RST_STREAM; or
+/// connect-tcp, the same in RFC 9297 capsules (DATA, and FINAL_DATA for
+/// a FIN) by [`h2hop::capsule_relay`], a client reset becoming
+/// RST_STREAM(CONNECT_ERROR) (connect-tcp draft §3.4). Not an `async fn`,
+/// so that its arguments are kept once for the tunnel's life, not twice
+/// (see [`h2hop::relay`]).
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would keep its arguments twice"
 )]
-fn relay_classic(
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is moved into the tunnel's task, none borrowed"
+)]
+fn relay_tunnel(
+    form: ConnectForm,
     io: TcpStream,
     send: SendStream<Bytes>,
     recv: RecvStream,
@@ -240,37 +250,14 @@ fn relay_classic(
     async move {
         let _places = &places;
         debug!("TCP tunnel open");
-        let end = relay::tunnel(io, Bytes::new(), Bytes::new(), send, recv, timeouts).await;
-        debug!(close = ?end.close, "TCP tunnel closed");
-        entry.add_bytes(end.to_stream, end.to_tcp);
-        entry.close(end.close.into());
-        counted.ended(end.close.into(), end.to_stream, end.to_tcp);
-    }
-}
-
-/// The `connect-tcp` form: the stream carries RFC 9297 capsules, DATA for
-/// the client's bytes and FINAL_DATA for its FIN (and the same back),
-/// relayed by [`h2hop::capsule_relay`]; a client reset becomes
-/// RST_STREAM(CONNECT_ERROR) (connect-tcp draft §3.4). Not an `async fn`,
-/// for the reason [`relay_classic`] gives.
-#[expect(
-    clippy::manual_async_fn,
-    reason = "an async fn would keep its arguments twice"
-)]
-fn relay_capsules(
-    io: TcpStream,
-    send: SendStream<Bytes>,
-    recv: RecvStream,
-    // Held for the tunnel's life, as in relay_classic.
-    places: (StreamSlot, Permit),
-    counted: OpenTcpTunnel,
-    timeouts: relay::Timeouts,
-    mut entry: Entry,
-) -> impl Future<Output = ()> {
-    async move {
-        let _places = &places;
-        debug!("TCP tunnel open");
-        let end = capsule_relay::tunnel(io, send, recv, timeouts).await;
+        // One of two relays, each awaited in place: the task's state is
+        // the larger of the two, not both.
+        let end = match form {
+            ConnectForm::Classic => {
+                relay::tunnel(io, Bytes::new(), Bytes::new(), send, recv, timeouts).await
+            }
+            ConnectForm::ConnectTcp => capsule_relay::tunnel(io, send, recv, timeouts).await,
+        };
         debug!(close = ?end.close, "TCP tunnel closed");
         entry.add_bytes(end.to_stream, end.to_tcp);
         entry.close(end.close.into());
