@@ -6,7 +6,7 @@
 //! and the front as a child process; for the fault tests, a pseudo-random
 //! stream that shows a lost or reordered byte; for the TCP tunnel tests,
 //! real services (redis, PostgreSQL, sshd) and their clients
-//! ([`services`]). Child processes of every
+//! ([`services`]) and scripted targets ([`tcp_peer`]). Child processes of every
 //! kind run under [`process::Process`] (their CPU and memory read by
 //! [`procstat`]), and a test waits for a condition with
 //! [`wait::eventually`].
@@ -32,4 +32,5 @@ pub mod raw_h2;
 pub mod routed;
 pub mod scratch;
 pub mod services;
+pub mod tcp_peer;
 pub mod wait;

@@ -7,33 +7,16 @@
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 
 use h2hop::tcp_connect::ConnectForm;
-use h2hop_integration::harness::{Pair, TcpSpec, loopback, within};
+use h2hop_integration::harness::{Pair, TcpSpec, within};
 use h2hop_integration::logs::Captured;
+use h2hop_integration::tcp_peer::{read_all, scripted_target};
 use rand::RngCore as _;
 use ring::digest::{SHA256, digest};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
-
-/// A target that accepts one connection and hands it to `script`.
-async fn target<F, Fut, T>(script: F) -> (SocketAddr, JoinHandle<T>)
-where
-    F: FnOnce(TcpStream) -> Fut + Send + 'static,
-    Fut: Future<Output = T> + Send,
-    T: Send + 'static,
-{
-    let listener = loopback().await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        script(stream).await
-    });
-    (addr, task)
-}
 
 /// A front and sidecar pair with one `connect-tcp` service to `target`.
 async fn pair_to(target: SocketAddr) -> Pair {
@@ -41,25 +24,11 @@ async fn pair_to(target: SocketAddr) -> Pair {
     Pair::builder().tcp(spec).start().await.unwrap()
 }
 
-/// Reads until EOF or an error; the bytes, and whether it ended in a reset.
-async fn read_all(stream: &mut TcpStream) -> (Vec<u8>, bool) {
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) => return (got, false),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(err) if err.kind() == ErrorKind::ConnectionReset => return (got, true),
-            Err(err) => panic!("read failed: {err}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_mebibyte_crosses_unchanged_both_ways_in_capsules() {
     let (log, _guard) = Captured::install();
     within(async {
-        let (target_addr, served) = target(|mut stream: TcpStream| async move {
+        let (target_addr, served) = scripted_target(|mut stream: TcpStream| async move {
             let (mut read, mut write) = stream.split();
             tokio::io::copy(&mut read, &mut write).await.unwrap();
             write.shutdown().await.unwrap();
@@ -109,7 +78,7 @@ async fn a_client_that_ends_its_half_still_reads_the_whole_answer_in_capsules() 
     let answer: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let expected = answer.clone();
     within(async {
-        let (target_addr, served) = target(move |mut stream: TcpStream| async move {
+        let (target_addr, served) = scripted_target(move |mut stream: TcpStream| async move {
             let mut question = Vec::new();
             // Only the client's FIN (FINAL_DATA on the hop) ends this read.
             stream.read_to_end(&mut question).await.unwrap();
@@ -134,7 +103,7 @@ async fn a_client_that_ends_its_half_still_reads_the_whole_answer_in_capsules() 
 async fn a_client_reset_reaches_the_target_as_a_reset_in_capsule_form() {
     let (log, _guard) = Captured::install();
     within(async {
-        let (target_addr, served) = target(|mut stream: TcpStream| async move {
+        let (target_addr, served) = scripted_target(|mut stream: TcpStream| async move {
             let mut first = [0u8; 5];
             stream.read_exact(&mut first).await.unwrap();
             stream.write_all(b"ready").await.unwrap();
@@ -169,7 +138,7 @@ async fn a_client_reset_reaches_the_target_as_a_reset_in_capsule_form() {
 #[tokio::test]
 async fn a_target_reset_resets_the_client_in_capsule_form() {
     within(async {
-        let (target_addr, served) = target(|mut stream: TcpStream| async move {
+        let (target_addr, served) = scripted_target(|mut stream: TcpStream| async move {
             let mut first = [0u8; 5];
             stream.read_exact(&mut first).await.unwrap();
             stream.set_zero_linger().unwrap();

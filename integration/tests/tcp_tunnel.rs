@@ -7,7 +7,6 @@
 // Test support code outside #[test] functions fails loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,29 +17,13 @@ use h2hop_integration::harness::{
 };
 use h2hop_integration::logs::Captured;
 use h2hop_integration::process::{Process, Signal};
+use h2hop_integration::tcp_peer::{read_all, scripted_target};
 use h2hop_integration::wait::eventually_async;
 use http::Method;
 use rand::RngCore as _;
 use ring::digest::{SHA256, digest};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-/// A target that accepts one connection and hands it to `script`.
-async fn target<F, Fut, T>(script: F) -> (SocketAddr, JoinHandle<T>)
-where
-    F: FnOnce(TcpStream) -> Fut + Send + 'static,
-    Fut: Future<Output = T> + Send,
-    T: Send + 'static,
-{
-    let listener = loopback().await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        script(stream).await
-    });
-    (addr, task)
-}
 
 /// Echoes everything back, then ends its half when the client ended its.
 async fn echo(mut stream: TcpStream) {
@@ -48,20 +31,6 @@ async fn echo(mut stream: TcpStream) {
     // A reset ends it too: the tests that reset look at the client's side.
     if tokio::io::copy(&mut read, &mut write).await.is_ok() {
         let _ = write.shutdown().await;
-    }
-}
-
-/// Reads until EOF or an error; the bytes, and whether it ended in a reset.
-async fn read_all(stream: &mut TcpStream) -> (Vec<u8>, bool) {
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) => return (got, false),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(err) if err.kind() == ErrorKind::ConnectionReset => return (got, true),
-            Err(err) => panic!("read failed: {err}"),
-        }
     }
 }
 
@@ -74,7 +43,7 @@ fn front_tcp_needles() -> Vec<&'static str> {
 async fn a_mebibyte_crosses_unchanged_both_ways() {
     let (log, _guard) = Captured::install();
     within(async {
-        let (target_addr, served) = target(echo).await;
+        let (target_addr, served) = scripted_target(echo).await;
         let pair = Pair::builder()
             .tcp_service(target_addr)
             .start()
@@ -120,7 +89,7 @@ async fn a_client_that_ends_its_half_still_reads_the_whole_answer() {
     let answer: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let expected = answer.clone();
     within(async {
-        let (target_addr, served) = target(move |mut stream: TcpStream| async move {
+        let (target_addr, served) = scripted_target(move |mut stream: TcpStream| async move {
             let mut question = Vec::new();
             // Only the client's FIN ends this read.
             stream.read_to_end(&mut question).await.unwrap();
@@ -149,7 +118,7 @@ async fn a_client_that_ends_its_half_still_reads_the_whole_answer() {
 async fn a_client_reset_reaches_the_target_and_the_access_line() {
     let (log, _guard) = Captured::install();
     within(async {
-        let (target_addr, served) = target(|mut stream: TcpStream| async move {
+        let (target_addr, served) = scripted_target(|mut stream: TcpStream| async move {
             let mut first = [0u8; 5];
             stream.read_exact(&mut first).await.unwrap();
             stream.write_all(b"ready").await.unwrap();
@@ -183,7 +152,7 @@ async fn a_client_reset_reaches_the_target_and_the_access_line() {
 #[tokio::test]
 async fn a_target_reset_resets_the_client() {
     within(async {
-        let (target_addr, served) = target(|mut stream: TcpStream| async move {
+        let (target_addr, served) = scripted_target(|mut stream: TcpStream| async move {
             let mut first = [0u8; 5];
             stream.read_exact(&mut first).await.unwrap();
             stream.set_zero_linger().unwrap();
@@ -209,7 +178,7 @@ async fn a_target_reset_resets_the_client() {
 async fn a_quiet_tunnel_is_closed_after_its_idle_timeout() {
     let (log, _guard) = Captured::install();
     within(async {
-        let (target_addr, served) = target(|mut stream: TcpStream| async move {
+        let (target_addr, served) = scripted_target(|mut stream: TcpStream| async move {
             stream.write_all(b"hi").await.unwrap();
             read_all(&mut stream).await
         })
@@ -278,7 +247,7 @@ async fn assert_nothing_accepted(listener: &TcpListener) {
 #[tokio::test]
 async fn metrics_count_tcp_tunnels_by_target() {
     within(async {
-        let (target_addr, served) = target(echo).await;
+        let (target_addr, served) = scripted_target(echo).await;
         let denied = loopback().await.unwrap().local_addr().unwrap();
         let pair = Pair::builder()
             .admin()
@@ -325,7 +294,7 @@ async fn wait_for_metrics(admin: SocketAddr, series: &[&str]) -> String {
 #[tokio::test]
 async fn the_tunnel_idle_timeout_is_the_default_of_a_service() {
     within(async {
-        let (target_addr, served) = target(|mut stream: TcpStream| async move {
+        let (target_addr, served) = scripted_target(|mut stream: TcpStream| async move {
             read_all(&mut stream).await;
         })
         .await;
@@ -352,7 +321,7 @@ async fn the_tunnel_idle_timeout_is_the_default_of_a_service() {
 async fn shutdown_stops_accepting_and_cuts_open_tunnels_after_the_drain() {
     let (log, _guard) = Captured::install();
     within(async {
-        let (target_addr, _served) = target(echo).await;
+        let (target_addr, _served) = scripted_target(echo).await;
         let drain = Duration::from_millis(500);
         // The sidecar's drain is longer: the front's cut ends the tunnel.
         let mut pair = Pair::builder()
@@ -394,7 +363,7 @@ async fn shutdown_stops_accepting_and_cuts_open_tunnels_after_the_drain() {
 async fn past_the_tunnel_limit_a_connection_is_closed_at_once() {
     let (log, _guard) = Captured::install();
     within(async {
-        let (target_addr, _served) = target(echo).await;
+        let (target_addr, _served) = scripted_target(echo).await;
         let pair = Pair::builder()
             .front_config(|config| config.max_tunnels = 1)
             .tcp_service(target_addr)
