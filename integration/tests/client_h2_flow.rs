@@ -20,7 +20,7 @@ use h2hop_integration::binaries;
 use h2hop_integration::front_process::{TlsRaw, UnderAttack, under_attack};
 use h2hop_integration::harness::within;
 use h2hop_integration::raw_h2::{
-    Answer, DATA, END_STREAM, FLOW_CONTROL_ERROR, HEADERS, PROTOCOL_ERROR, window_update,
+    Answer, DATA, END_STREAM, FLOW_CONTROL_ERROR, Frame, HEADERS, PROTOCOL_ERROR, window_update,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -157,6 +157,20 @@ async fn window_update_past_the_maximum_is_a_flow_control_error() {
     .await;
 }
 
+/// The next frame of `raw`, within [`STALLED_SILENCE`].
+async fn next_frame(raw: &mut TlsRaw) -> Option<Frame> {
+    raw.next_frame_within(STALLED_SILENCE)
+        .await
+        .expect("the front sends a frame within STALLED_SILENCE")
+}
+
+/// How long the stalled-streams case waits for the front's next frame. In
+/// a debug build on two cores, with the app and sidecar in the test's
+/// process, the front was seen silent for up to 4.9 s while it took in
+/// the eight stalled bodies (the bystander's slowest round trip in the
+/// same runs), past the raw client's usual 5 s.
+const STALLED_SILENCE: Duration = Duration::from_secs(20);
+
 /// Streams that never read: eight `GET /bytes/16 MiB` on one connection
 /// whose window is opened to 1 GiB while the streams keep the initial
 /// 65,535 bytes. The front sends each exactly its window (RFC 9113
@@ -186,7 +200,9 @@ async fn streams_that_never_read_hold_only_their_windows() {
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         while !full(&received) && Instant::now() < deadline {
-            let frame = raw.next_frame().await.expect("the connection stays open");
+            let frame = next_frame(&mut raw)
+                .await
+                .expect("the connection stays open");
             if frame.kind == DATA {
                 *received.entry(frame.stream).or_default() += frame.payload.len();
             }
@@ -197,7 +213,9 @@ async fn streams_that_never_read_hold_only_their_windows() {
         get(&mut raw, ninth, "/bytes/1000").await;
         let (mut ninth_body, mut ninth_ended) = (0, false);
         while !ninth_ended {
-            let frame = raw.next_frame().await.expect("the ninth stream is served");
+            let frame = next_frame(&mut raw)
+                .await
+                .expect("the ninth stream is served");
             match frame.kind {
                 DATA => *received.entry(frame.stream).or_default() += frame.payload.len(),
                 HEADERS if frame.stream == ninth => {
