@@ -337,3 +337,22 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
 }
+
+/// Where `program` is installed, or `None` after a loud `!!! SKIPPED` line
+/// naming the Debian `package` that brings it. With
+/// `H2HOP_REQUIRE_EXTERNAL=1` (as CI sets) a missing program is an error
+/// instead, so CI cannot pass by skipping.
+pub fn program_or_skip(
+    test: &str,
+    program: &str,
+    package: &str,
+) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(found) = find_program(program) {
+        return Ok(Some(found));
+    }
+    if std::env::var("H2HOP_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1") {
+        anyhow::bail!("{test}: {program} is not installed and H2HOP_REQUIRE_EXTERNAL=1");
+    }
+    eprintln!("!!! SKIPPED {test}: {program} is not installed (apt-get install {package})");
+    Ok(None)
+}
