@@ -5,6 +5,8 @@
 //! fresh in memory, prints where to point a browser, and runs until Ctrl-C.
 //! With `--self-test` it drives a WebSocket client and a plain request
 //! through the chain instead, and exits 0 only if both came back right.
+//! With `--check ADDR` it starts nothing and drives the same client through
+//! a front already running at ADDR (CI's check of the Docker compose demo).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -14,7 +16,7 @@ use anyhow::{Context as _, bail, ensure};
 use clap::Parser as _;
 use h2hop::telemetry::LogArgs;
 use h2hop_integration::client;
-use h2hop_integration::harness::{Pair, PairBuilder};
+use h2hop_integration::harness::PairBuilder;
 use http::Method;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -29,8 +31,13 @@ struct Args {
     listen: SocketAddr,
     /// Drive a WebSocket and a plain request through the chain, then exit:
     /// 0 if the echoes came back, 1 if not. Uses a free port, not --listen.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "check")]
     self_test: bool,
+    /// Start nothing: drive the self-test's WebSocket echoes and page load
+    /// through a front already running at this address, then exit 0 if
+    /// they came back, 1 if not.
+    #[arg(long, value_name = "ADDR")]
+    check: Option<SocketAddr>,
     /// Logging.
     #[command(flatten)]
     log: LogArgs,
@@ -41,6 +48,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Held to the end of main: dropping it flushes the last log lines.
     let _log = h2hop::telemetry::init(&args.log).context("cannot start logging")?;
+    if let Some(front) = args.check {
+        return run_self_test(front, &format!("check of {front}")).await;
+    }
     let listen = if args.self_test {
         "127.0.0.1:0".parse()?
     } else {
@@ -51,14 +61,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen} (pick another with --listen)"))?;
     let pair = PairBuilder::default().start_on(listener).await?;
     if args.self_test {
-        let outcome = tokio::time::timeout(Duration::from_secs(20), self_test(&pair)).await;
-        return match outcome {
-            Ok(Ok(())) => report(
-                "self-test passed: WebSocket echoes and a plain request crossed the HTTP/2 hop",
-            ),
-            Ok(Err(err)) => Err(err.context("self-test failed")),
-            Err(_) => bail!("self-test timed out"),
-        };
+        return run_self_test(pair.front, "self-test").await;
     }
     report(&format!(
         "h2hop demo running. Open http://{front}/ in a browser.\n\
@@ -77,9 +80,20 @@ async fn main() -> anyhow::Result<()> {
     report("stopped")
 }
 
+/// [`self_test`] within 20 s, reported as `what`.
+async fn run_self_test(front: SocketAddr, what: &str) -> anyhow::Result<()> {
+    match tokio::time::timeout(Duration::from_secs(20), self_test(front)).await {
+        Ok(Ok(())) => report(&format!(
+            "{what} passed: WebSocket echoes and a plain request crossed the HTTP/2 hop"
+        )),
+        Ok(Err(err)) => Err(err.context(format!("{what} failed"))),
+        Err(_) => bail!("{what} timed out"),
+    }
+}
+
 /// Five WebSocket echoes and one page load through the front.
-async fn self_test(pair: &Pair) -> anyhow::Result<()> {
-    let (mut ws, response) = client::ws_connect(pair.front, "/ws", &[]).await?;
+async fn self_test(front: SocketAddr) -> anyhow::Result<()> {
+    let (mut ws, response) = client::ws_connect(front, "/ws", &[]).await?;
     ensure!(
         response.status() == 101,
         "upgrade answered {}",
@@ -93,10 +107,17 @@ async fn self_test(pair: &Pair) -> anyhow::Result<()> {
             "sent {sent:?}, got {echoed:?}"
         );
     }
-    ws.close(None).await?;
+    // A full close handshake, so the tunnel ends cleanly both ways.
+    let close = client::close_handshake(&mut ws, 1000, "done").await?;
+    ensure!(
+        close
+            .as_ref()
+            .is_some_and(|frame| u16::from(frame.code) == 1000),
+        "the close handshake answered {close:?}"
+    );
 
-    let mut http = client::http1_connect(pair.front).await?;
-    let request = client::request(Method::GET, pair.front, "/", client::full(""))?;
+    let mut http = client::http1_connect(front).await?;
+    let request = client::request(Method::GET, front, "/", client::full(""))?;
     let page = http.send_request(request).await?;
     ensure!(page.status() == 200, "page answered {}", page.status());
     let body = client::body_bytes(page).await?;
