@@ -23,7 +23,11 @@ sources=/etc/apt/sources.list.d/debian.sources
 [ -f "$sources" ] || sources=/etc/apt/sources.list
 if [ ! -s "$tar" ]; then
   mkdir -p "$cache"
-  mmdebstrap --quiet --variant=essential --include=passwd \
+  # Its output (the merged-usr hook's dpkg lines) goes to a log, shown only
+  # if it fails. The partial file's name ends in .tar: mmdebstrap picks the
+  # output format from it.
+  partial="$cache/bookworm-essential.partial.tar"
+  if ! mmdebstrap --quiet --format=tar --variant=essential --include=passwd \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/info/*' \
@@ -31,8 +35,12 @@ if [ ! -s "$tar" ]; then
     --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/*' \
-    bookworm "$tar.partial" "$sources"
-  mv "$tar.partial" "$tar"
+    bookworm "$partial" "$sources" >"$cache/mmdebstrap.log" 2>&1; then
+    tail -30 "$cache/mmdebstrap.log" >&2
+    echo "mmdebstrap failed; its log: $cache/mmdebstrap.log" >&2
+    exit 1
+  fi
+  mv "$partial" "$tar"
 fi
 docker import --change 'CMD ["bash"]' "$tar" "$tag" >/dev/null
 echo "base image $tag: $(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.1f MB", $1 / 1e6}')"
