@@ -81,12 +81,12 @@ pub enum Culprit {
     Timeout,
 }
 
-/// How a configuration reload went, for the `config_reloads` counter.
+/// How a reload went, for the `config_reloads` and `tls_reloads` counters.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum ReloadResult {
-    /// The new configuration is in use.
+    /// The new configuration (or certificates) is in use.
     Ok,
-    /// The file was unusable; the configuration in use stays.
+    /// A file was unusable; what was in use stays.
     Failed,
 }
 
@@ -142,6 +142,9 @@ pub struct Metrics {
     errors: Family<CulpritLabel, Counter>,
     limits_reached: Family<LimitLabel, Counter>,
     config_reloads: Family<ReloadLabel, Counter>,
+    tls_reloads: Family<ReloadLabel, Counter>,
+    /// 1 from the start of the shutdown drain until exit.
+    draining: Gauge,
     upstream_healthy: Family<EndpointLabels, Gauge>,
     health_checks: Family<HealthCheckLabels, Counter>,
     retries: Family<RetryLabels, Counter>,
@@ -238,6 +241,23 @@ impl Metrics {
             "Configuration file reloads, by result",
             config_reloads.clone(),
         );
+        let tls_reloads = Family::<ReloadLabel, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "File-backed TLS configurations a SIGHUP built again, by result",
+            tls_reloads.clone(),
+        );
+        // Both series from the start, at 0: an alert on `increase()` sees
+        // the first failure only if the series existed before it.
+        for result in [ReloadResult::Ok, ReloadResult::Failed] {
+            tls_reloads.get_or_create(&ReloadLabel { result }).inc_by(0);
+        }
+        let draining = Gauge::default();
+        registry.register(
+            "draining",
+            "1 while shutdown drains open connections and tunnels, else 0",
+            draining.clone(),
+        );
         let upstream_healthy = Family::<EndpointLabels, Gauge>::default();
         registry.register(
             "upstream_healthy",
@@ -282,6 +302,8 @@ impl Metrics {
             errors,
             limits_reached,
             config_reloads,
+            tls_reloads,
+            draining,
             upstream_healthy,
             health_checks,
             retries,
@@ -304,6 +326,20 @@ impl Metrics {
         self.config_reloads
             .get_or_create(&ReloadLabel { result })
             .inc();
+    }
+
+    /// Counts `configurations` file-backed TLS configurations that one
+    /// certificate reload built again (`Ok`) or not (`Failed`).
+    pub fn tls_reloaded(&self, result: ReloadResult, configurations: usize) {
+        let count = u64::try_from(configurations).unwrap_or(u64::MAX);
+        self.tls_reloads
+            .get_or_create(&ReloadLabel { result })
+            .inc_by(count);
+    }
+
+    /// Shutdown began: the drain runs until the process exits.
+    pub fn drain_begun(&self) {
+        self.draining.set(1);
     }
 
     /// Sets whether `endpoint` of `cluster` takes new streams, as its
