@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use h2hop::admin::Readiness;
+use h2hop::admin::{AdminLifetime, Readiness};
 use h2hop::drain::Drain;
 use h2hop::limit::{Limit, Permit};
 use h2hop::metrics::{LimitKind, Metrics};
@@ -66,8 +66,11 @@ pub async fn serve(
     if let Some(admin) = admin {
         let ready = sidecar_usable(shared.context.clone());
         let metrics = shared.context.metrics.clone();
-        let stop = shared.context.drain.begun().clone();
-        tokio::spawn(h2hop::admin::serve(admin, metrics, ready, stop));
+        let lifetime = AdminLifetime {
+            draining: shared.context.drain.begun().clone(),
+            stopped: shared.drained.clone(),
+        };
+        tokio::spawn(h2hop::admin::serve(admin, metrics, ready, lifetime));
     }
     let for_workers = shared.clone();
     let others = h2hop::runtime::spawn_workers(more, move |worker, listeners| {
@@ -96,6 +99,7 @@ pub async fn serve(
         }
     };
     accept(&shared, plain, tls, tcp, 0).await;
+    shared.context.metrics.drain_begun();
     shared.context.drain.finish(shared.drain_timeout).await;
     shared.drained.cancel();
     others.await;

@@ -174,8 +174,8 @@ async fn serve(
     let tcp_listen = tcp_listeners_text(&config.tcp, &first_tcp);
     let admin = bind_if_set(args.admin_listen, "admin").await?;
     // SIGHUP reloads the TLS files; watched from before "ready" on.
-    let reloads =
-        h2hop::tls::reload::on_hangup(config.reloader()).context("cannot watch SIGHUP")?;
+    let reloads = h2hop::tls::reload::on_hangup(config.reloader(), config.metrics.clone())
+        .context("cannot watch SIGHUP")?;
     tokio::spawn(reloads);
     // And the --config file's routes and clusters, beside the certificates.
     if config.config_file.is_some() {

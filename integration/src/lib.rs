@@ -30,6 +30,7 @@ pub mod process;
 pub mod procstat;
 pub mod raw_h2;
 pub mod routed;
+pub mod scrape;
 pub mod scratch;
 pub mod services;
 pub mod tcp_peer;

@@ -3,7 +3,8 @@
 //! (in-process through their reload handle, and as binaries on a real
 //! SIGHUP). The open tunnel goes on, new connections use the new
 //! certificates, a front that still has the old ones is refused, and a
-//! reload that fails keeps the certificates in use.
+//! reload that fails keeps the certificates in use; the binaries count
+//! each outcome in `h2hop_tls_reloads_total`.
 //!
 //! The sidecar allows one stream per connection (`--max-streams 1`), so
 //! every new tunnel makes the front open a new TLS connection: a new tunnel
@@ -26,6 +27,7 @@ use h2hop_integration::binaries;
 use h2hop_integration::client::{echo_roundtrip, ws_connect};
 use h2hop_integration::harness::{loopback, within};
 use h2hop_integration::process::{Process, Signal};
+use h2hop_integration::scrape;
 use h2hop_integration::wait::eventually;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
@@ -323,6 +325,10 @@ async fn pki_rotates_under_traffic_in_process() {
     .await;
 }
 
+/// The series that count certificate reloads by result.
+const TLS_RELOADS_OK: &str = "h2hop_tls_reloads_total{result=\"ok\"}";
+const TLS_RELOADS_FAILED: &str = "h2hop_tls_reloads_total{result=\"failed\"}";
+
 /// How long a binary may take to log what a test waits for.
 const LOG_WAIT: Duration = Duration::from_secs(10);
 
@@ -342,7 +348,15 @@ async fn binaries_reload_certificates_on_sighup() {
         let stale = tempfile::tempdir().unwrap();
         pki_a.write_to(stale.path(), false).unwrap();
 
-        let listen = ["--listen", "127.0.0.1:0", "--drain-timeout", "1s"].map(str::to_owned);
+        let listen = [
+            "--listen",
+            "127.0.0.1:0",
+            "--drain-timeout",
+            "1s",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ]
+        .map(str::to_owned);
         let mut flags = listen.to_vec();
         flags.extend(sidecar_flags(live.path(), app.addr));
         let sidecar_bin = bin.join("h2hop-sidecar");
@@ -369,6 +383,21 @@ async fn binaries_reload_certificates_on_sighup() {
             .await
             .unwrap();
         assert!(reloaded.contains("h2hop-front"), "{reloaded}");
+        // Each binary has one file-backed configuration: one `ok` each.
+        let (sidecar_admin, front_admin) = (
+            sidecar.ready_addr("admin").unwrap(),
+            front.ready_addr("admin").unwrap(),
+        );
+        for admin in [sidecar_admin, front_admin] {
+            let text = scrape::wait_for_value(admin, TLS_RELOADS_OK, 1.0)
+                .await
+                .unwrap();
+            assert_eq!(
+                scrape::value(&text, TLS_RELOADS_FAILED),
+                Some(0.0),
+                "{text}"
+            );
+        }
         traffic.wait_for_more(5).await;
 
         assert_eq!(
@@ -387,6 +416,10 @@ async fn binaries_reload_certificates_on_sighup() {
             .await
             .unwrap();
         assert!(failed.contains("ERROR"), "{failed}");
+        let text = scrape::wait_for_value(sidecar_admin, TLS_RELOADS_FAILED, 1.0)
+            .await
+            .unwrap();
+        assert_eq!(scrape::value(&text, TLS_RELOADS_OK), Some(1.0), "{text}");
         assert_eq!(new_tunnel(front_addr).await, Ok(()), "B still in use");
         traffic.wait_for_more(2).await;
         assert!(traffic.finish().await >= 10);

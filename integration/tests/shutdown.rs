@@ -13,6 +13,7 @@ use h2hop_integration::binaries;
 use h2hop_integration::client::{body_bytes, full, http1_connect, request, ws_connect};
 use h2hop_integration::harness::{Pair, within};
 use h2hop_integration::process::{Process, Signal};
+use h2hop_integration::scrape;
 use h2hop_integration::wait::{eventually, eventually_async};
 use http::{Method, StatusCode};
 use tokio::net::TcpStream;
@@ -102,6 +103,59 @@ async fn tunnels_flow_during_the_drain_then_close() {
             assert!(
                 after >= Duration::from_millis(1400),
                 "the {proxy} stopped after {after:?}, before its drain period ended"
+            );
+        }
+    })
+    .await;
+}
+
+/// While the drain holds a tunnel open, both admin listeners still
+/// answer: `h2hop_draining` turns from 0 to 1 with the tunnel still
+/// counted, `/readyz` turns to 503 and `/healthz` stays 200; once the
+/// drain has ended the admin listeners close too.
+#[tokio::test]
+async fn admin_serves_during_the_drain_and_shows_it() {
+    within(async {
+        let mut pair = Pair::builder()
+            .h2c()
+            .admin()
+            .drain_timeout(Duration::from_secs(3))
+            .start()
+            .await
+            .unwrap();
+        let admins = [pair.front_admin.unwrap(), pair.sidecar_admin.unwrap()];
+        let (mut ws, _) = ws_connect(pair.front, "/ws", &[]).await.unwrap();
+        for addr in admins {
+            let (status, text) = scrape::get(addr, "/metrics").await.unwrap();
+            assert_eq!(status, 200);
+            assert_eq!(scrape::value(&text, "h2hop_draining"), Some(0.0), "{text}");
+        }
+        let started = tokio::time::Instant::now();
+        let drained = tokio::spawn(async move { pair.shut_down_proxies().await });
+        for addr in admins {
+            let text = scrape::wait_for_value(addr, "h2hop_draining", 1.0)
+                .await
+                .unwrap();
+            let active = "h2hop_tunnels_active{protocol=\"websocket\"}";
+            assert_eq!(scrape::value(&text, active), Some(1.0), "{text}");
+            let (status, body) = scrape::get(addr, "/readyz").await.unwrap();
+            assert_eq!(status, 503, "{body}");
+            assert!(body.contains("draining"), "{body}");
+            assert_eq!(scrape::get(addr, "/healthz").await.unwrap().0, 200);
+        }
+        // All of that happened within the drain period, tunnel still up.
+        assert!(started.elapsed() < Duration::from_secs(3));
+        ws.send(Message::text("still here")).await.unwrap();
+        let echo = ws.next().await.expect("an echo").unwrap();
+        assert_eq!(echo, Message::text("still here"));
+        drained.await.unwrap();
+        for addr in admins {
+            let closed = eventually_async(Duration::from_secs(5), || async {
+                TcpStream::connect(addr).await.is_err().then_some(())
+            });
+            assert!(
+                closed.await.is_some(),
+                "{addr} still accepts after the drain"
             );
         }
     })

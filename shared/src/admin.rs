@@ -1,7 +1,8 @@
 //! The admin listener both binaries can open (`--admin-listen`):
 //! `/metrics` (Prometheus text), `/healthz` (the process serves) and
 //! `/readyz` (the binary's own readiness check: a usable sidecar for the
-//! front, a reachable app for the sidecar).
+//! front, a reachable app for the sidecar; 503 once shutdown has begun).
+//! It serves through the shutdown drain and stops when the drain ends.
 //!
 //! The listener is bounded like the client-facing ones, so that a scraper
 //! gone wrong or a stray client cannot pin its tasks and sockets: a
@@ -53,16 +54,28 @@ impl Default for AdminLimits {
     }
 }
 
+/// When the admin listener changes and when it ends. It outlives the
+/// client listeners: a scrape during the shutdown drain still sees the
+/// tunnels the drain holds (and `h2hop_draining`).
+#[derive(Debug, Clone, Default)]
+pub struct AdminLifetime {
+    /// Cancelled when shutdown begins: `/readyz` answers 503 from then on,
+    /// so that a load balancer stops sending new work.
+    pub draining: CancellationToken,
+    /// Cancelled once the drain has ended: the listener stops accepting.
+    pub stopped: CancellationToken,
+}
+
 /// Serves the admin endpoints on `listener`, within the default
-/// [`AdminLimits`], until `shutdown` is cancelled.
+/// [`AdminLimits`], until `lifetime.stopped` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     ready: Readiness,
-    shutdown: CancellationToken,
+    lifetime: AdminLifetime,
 ) {
     let limits = AdminLimits::default();
-    serve_within(listener, metrics, ready, shutdown, limits).await;
+    serve_within(listener, metrics, ready, lifetime, limits).await;
 }
 
 /// [`serve`] within `limits`.
@@ -70,13 +83,13 @@ pub async fn serve_within(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     ready: Readiness,
-    shutdown: CancellationToken,
+    lifetime: AdminLifetime,
     limits: AdminLimits,
 ) {
     let connections = Limit::new("admin connections", limits.max_connections);
     loop {
         let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = lifetime.stopped.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let Ok((stream, peer)) = accepted else {
@@ -89,9 +102,13 @@ pub async fn serve_within(
             continue;
         };
         let (metrics, ready) = (metrics.clone(), ready.clone());
+        let draining = lifetime.draining.clone();
         let service = service_fn(move |request: Request<Incoming>| {
-            let (metrics, ready) = (metrics.clone(), ready.clone());
-            async move { Ok::<_, Infallible>(answer(&request, &metrics, &ready).await) }
+            let (metrics, ready, draining) = (metrics.clone(), ready.clone(), draining.clone());
+            async move {
+                let draining = draining.is_cancelled();
+                Ok::<_, Infallible>(answer(&request, &metrics, &ready, draining).await)
+            }
         });
         tokio::spawn(async move {
             let _permit = permit;
@@ -107,10 +124,12 @@ pub async fn serve_within(
     }
 }
 
+/// The answer to `request`; `draining` when shutdown has begun.
 async fn answer(
     request: &Request<Incoming>,
     metrics: &Metrics,
     ready: &Readiness,
+    draining: bool,
 ) -> Response<Full<Bytes>> {
     match request.uri().path() {
         "/metrics" => text(
@@ -119,6 +138,11 @@ async fn answer(
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
+        "/readyz" if draining => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: draining\n".into(),
+            "text/plain",
+        ),
         "/readyz" => match ready().await {
             Ok(()) => text(StatusCode::OK, "ready\n".into(), "text/plain"),
             Err(reason) => text(
@@ -155,9 +179,9 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let metrics = Metrics::new("peer", "connections", "streams");
         let ready: Readiness = Arc::new(|| Box::pin(async { Ok(()) }));
-        let shutdown = CancellationToken::new();
-        let guard = shutdown.clone().drop_guard();
-        tokio::spawn(serve_within(listener, metrics, ready, shutdown, limits));
+        let lifetime = AdminLifetime::default();
+        let guard = lifetime.stopped.clone().drop_guard();
+        tokio::spawn(serve_within(listener, metrics, ready, lifetime, limits));
         (addr, guard)
     }
 
@@ -240,5 +264,36 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(answered, "no /healthz answer after a place freed up");
+    }
+
+    /// Once shutdown begins `/readyz` answers 503 while `/metrics` and
+    /// `/healthz` still answer; once the drain ends nothing is accepted.
+    #[tokio::test]
+    async fn readiness_fails_while_draining_and_the_listener_stops_after() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = Metrics::new("peer", "connections", "streams");
+        let ready: Readiness = Arc::new(|| Box::pin(async { Ok(()) }));
+        let lifetime = AdminLifetime::default();
+        let served = tokio::spawn(serve(listener, metrics, ready, lifetime.clone()));
+        let get =
+            |path: &str| format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+        let status = |answer: Vec<u8>| String::from_utf8_lossy(&answer[..12]).into_owned();
+        let readyz = answer_to(addr, get("/readyz").as_bytes()).await.unwrap();
+        assert_eq!(status(readyz), "HTTP/1.1 200");
+        lifetime.draining.cancel();
+        let readyz = answer_to(addr, get("/readyz").as_bytes()).await.unwrap();
+        assert_eq!(status(readyz.clone()), "HTTP/1.1 503");
+        assert!(String::from_utf8_lossy(&readyz).contains("draining"));
+        for path in ["/metrics", "/healthz"] {
+            let answer = answer_to(addr, get(path).as_bytes()).await.unwrap();
+            assert_eq!(status(answer), "HTTP/1.1 200", "{path}");
+        }
+        lifetime.stopped.cancel();
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("the listener stops once the drain ended")
+            .unwrap();
+        assert!(TcpStream::connect(addr).await.is_err());
     }
 }

@@ -81,12 +81,12 @@ pub enum Culprit {
     Timeout,
 }
 
-/// How a configuration reload went, for the `config_reloads` counter.
+/// How a reload went, for the `config_reloads` and `tls_reloads` counters.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum ReloadResult {
-    /// The new configuration is in use.
+    /// The new configuration (or certificates) is in use.
     Ok,
-    /// The file was unusable; the configuration in use stays.
+    /// A file was unusable; what was in use stays.
     Failed,
 }
 
@@ -120,7 +120,6 @@ pub enum Direction {
 }
 
 /// A process's metrics.
-#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     tunnels_active: Family<ProtocolLabel, Gauge>,
@@ -142,6 +141,9 @@ pub struct Metrics {
     errors: Family<CulpritLabel, Counter>,
     limits_reached: Family<LimitLabel, Counter>,
     config_reloads: Family<ReloadLabel, Counter>,
+    tls_reloads: Family<ReloadLabel, Counter>,
+    /// 1 from the start of the shutdown drain until exit.
+    draining: Gauge,
     upstream_healthy: Family<EndpointLabels, Gauge>,
     health_checks: Family<HealthCheckLabels, Counter>,
     retries: Family<RetryLabels, Counter>,
@@ -150,6 +152,17 @@ pub struct Metrics {
     streams: Gauge<i64, AtomicI64>,
     /// The `culprit` label of [`Culprit::Peer`]: `sidecar` or `front`.
     peer: &'static str,
+}
+
+impl std::fmt::Debug for Metrics {
+    /// The peer name only: the series are what [`Metrics::encode`] is for,
+    /// and their hash maps would print them in no fixed order (a config's
+    /// `Debug`, compared in tests, holds its metrics).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Metrics {
@@ -238,6 +251,23 @@ impl Metrics {
             "Configuration file reloads, by result",
             config_reloads.clone(),
         );
+        let tls_reloads = Family::<ReloadLabel, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "File-backed TLS configurations a SIGHUP built again, by result",
+            tls_reloads.clone(),
+        );
+        // Both series from the start, at 0: an alert on `increase()` sees
+        // the first failure only if the series existed before it.
+        for result in [ReloadResult::Ok, ReloadResult::Failed] {
+            tls_reloads.get_or_create(&ReloadLabel { result }).inc_by(0);
+        }
+        let draining = Gauge::default();
+        registry.register(
+            "draining",
+            "1 while shutdown drains open connections and tunnels, else 0",
+            draining.clone(),
+        );
         let upstream_healthy = Family::<EndpointLabels, Gauge>::default();
         registry.register(
             "upstream_healthy",
@@ -282,6 +312,8 @@ impl Metrics {
             errors,
             limits_reached,
             config_reloads,
+            tls_reloads,
+            draining,
             upstream_healthy,
             health_checks,
             retries,
@@ -304,6 +336,20 @@ impl Metrics {
         self.config_reloads
             .get_or_create(&ReloadLabel { result })
             .inc();
+    }
+
+    /// Counts `configurations` file-backed TLS configurations that one
+    /// certificate reload built again (`Ok`) or not (`Failed`).
+    pub fn tls_reloaded(&self, result: ReloadResult, configurations: usize) {
+        let count = u64::try_from(configurations).unwrap_or(u64::MAX);
+        self.tls_reloads
+            .get_or_create(&ReloadLabel { result })
+            .inc_by(count);
+    }
+
+    /// Shutdown began: the drain runs until the process exits.
+    pub fn drain_begun(&self) {
+        self.draining.set(1);
     }
 
     /// Sets whether `endpoint` of `cluster` takes new streams, as its

@@ -185,3 +185,30 @@ fn config_reloads_are_counted_by_result() {
     assert_eq!(value(&text, &format!("{series}\"ok\"}}")), Some(1.0));
     assert_eq!(value(&text, &format!("{series}\"failed\"}}")), Some(2.0));
 }
+
+/// Both TLS reload series exist at 0 before any reload, so that an alert
+/// on `increase()` sees the first failure; a reload counts each
+/// configuration by its outcome.
+#[test]
+fn tls_reloads_start_at_zero_and_count_each_configuration() {
+    let metrics = Metrics::new("sidecar", "connections", "streams");
+    let series = "h2hop_tls_reloads_total{result=";
+    let (ok, failed) = (format!("{series}\"ok\"}}"), format!("{series}\"failed\"}}"));
+    let text = metrics.encode();
+    assert_eq!(value(&text, &ok), Some(0.0), "{text}");
+    assert_eq!(value(&text, &failed), Some(0.0), "{text}");
+    metrics.tls_reloaded(ReloadResult::Ok, 2);
+    metrics.tls_reloaded(ReloadResult::Failed, 1);
+    metrics.tls_reloaded(ReloadResult::Failed, 0);
+    let text = metrics.encode();
+    assert_eq!(value(&text, &ok), Some(2.0), "{text}");
+    assert_eq!(value(&text, &failed), Some(1.0), "{text}");
+}
+
+#[test]
+fn draining_is_zero_until_the_drain_begins() {
+    let metrics = Metrics::new("front", "connections", "streams");
+    assert_eq!(value(&metrics.encode(), "h2hop_draining"), Some(0.0));
+    metrics.drain_begun();
+    assert_eq!(value(&metrics.encode(), "h2hop_draining"), Some(1.0));
+}

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
-use h2hop::admin::Readiness;
+use h2hop::admin::{AdminLifetime, Readiness};
 use h2hop::drain::Drain;
 use h2hop::h2_settings::{CONNECTION_WINDOW, MAX_FRAME_SIZE, REMEMBERED_RESETS, STREAM_WINDOW};
 use h2hop::limit::Limit;
@@ -50,16 +50,21 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let Listeners { hop, admin } = listeners;
+    let drained = CancellationToken::new();
     if let Some(admin) = admin {
         let ready = apps_reachable(&config);
         let metrics = config.metrics.clone();
-        tokio::spawn(h2hop::admin::serve(admin, metrics, ready, shutdown.clone()));
+        let lifetime = AdminLifetime {
+            draining: shutdown.clone(),
+            stopped: drained.clone(),
+        };
+        tokio::spawn(h2hop::admin::serve(admin, metrics, ready, lifetime));
     }
     let shared = Arc::new(Shared {
         drain: Drain::new(shutdown),
         tunnels: Limit::new("tunnels", config.max_tunnels),
         config,
-        drained: CancellationToken::new(),
+        drained,
     });
     let for_workers = shared.clone();
     let others = h2hop::runtime::spawn_workers(more, move |worker, listener| {
@@ -83,6 +88,7 @@ pub async fn serve(
         }
     };
     accept(&shared, hop, 0).await;
+    shared.config.metrics.drain_begun();
     shared.drain.finish(shared.config.drain_timeout).await;
     shared.drained.cancel();
     others.await;

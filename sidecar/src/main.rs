@@ -45,8 +45,8 @@ async fn serve(
     let first = tokio::net::TcpListener::from_std(first).context("cannot listen")?;
     let admin = bind_if_set(args.admin_listen, "admin").await?;
     // SIGHUP reloads the TLS files; watched from before "ready" on.
-    let reloads =
-        h2hop::tls::reload::on_hangup(config.reloader()).context("cannot watch SIGHUP")?;
+    let reloads = h2hop::tls::reload::on_hangup(config.reloader(), config.metrics.clone())
+        .context("cannot watch SIGHUP")?;
     tokio::spawn(reloads);
     let allow_front_sans = match args.allow_front_sans.as_slice() {
         [] => "any".to_owned(),

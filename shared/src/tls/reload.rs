@@ -25,6 +25,7 @@ use tracing::{error, info};
 
 use super::identity::{AllowedSans, Sans};
 use super::{TlsError, load_certs, load_key, name_key_files};
+use crate::metrics::{Metrics, ReloadResult};
 
 /// What one load produced: the configuration, and the names its own
 /// certificate carries, for the "reloaded" log line.
@@ -240,6 +241,14 @@ pub struct ReloadReport {
     pub failed: usize,
 }
 
+impl ReloadReport {
+    /// Adds this reload's outcomes to `h2hop_tls_reloads_total`.
+    pub fn count_in(&self, metrics: &Metrics) {
+        metrics.tls_reloaded(ReloadResult::Ok, self.reloaded);
+        metrics.tls_reloaded(ReloadResult::Failed, self.failed);
+    }
+}
+
 impl fmt::Debug for Reloader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reloader")
@@ -299,11 +308,15 @@ impl Reloader {
 }
 
 /// For the binaries' `main`: a task that reloads `reloader` on every
-/// SIGHUP. The signal handler is installed before this returns, so a SIGHUP
-/// that arrives once `main` has said "ready" reloads instead of ending the
-/// process (the signal's default action).
+/// SIGHUP and counts each configuration's outcome in `metrics`
+/// (`h2hop_tls_reloads_total`). The signal handler is installed before
+/// this returns, so a SIGHUP that arrives once `main` has said "ready"
+/// reloads instead of ending the process (the signal's default action).
 #[cfg(unix)]
-pub fn on_hangup(reloader: Reloader) -> io::Result<impl Future<Output = ()> + Send + 'static> {
+pub fn on_hangup(
+    reloader: Reloader,
+    metrics: Arc<Metrics>,
+) -> io::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup())?;
     Ok(async move {
@@ -311,8 +324,9 @@ pub fn on_hangup(reloader: Reloader) -> io::Result<impl Future<Output = ()> + Se
             info!("SIGHUP: reloading certificates");
             let reloader = reloader.clone();
             // File reads and key parsing: off the async workers.
-            if let Err(err) = tokio::task::spawn_blocking(move || reloader.reload()).await {
-                error!(error = %err, "certificate reload did not finish");
+            match tokio::task::spawn_blocking(move || reloader.reload()).await {
+                Ok(report) => report.count_in(&metrics),
+                Err(err) => error!(error = %err, "certificate reload did not finish"),
             }
         }
     })
@@ -320,8 +334,11 @@ pub fn on_hangup(reloader: Reloader) -> io::Result<impl Future<Output = ()> + Se
 
 /// Without Unix signals there is no SIGHUP: a task that never reloads.
 #[cfg(not(unix))]
-pub fn on_hangup(reloader: Reloader) -> io::Result<impl Future<Output = ()> + Send + 'static> {
-    drop(reloader);
+pub fn on_hangup(
+    reloader: Reloader,
+    metrics: Arc<Metrics>,
+) -> io::Result<impl Future<Output = ()> + Send + 'static> {
+    drop((reloader, metrics));
     Ok(std::future::pending())
 }
 
