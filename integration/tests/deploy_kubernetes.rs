@@ -4,7 +4,8 @@
 //! production properties the schemas cannot see, read from the parsed YAML:
 //!
 //! - the grace period outlasts each h2hop container's preStop sleep plus
-//!   its drain timeout, as stated in its environment;
+//!   its drain timeout, as stated in its environment, and the app beside
+//!   h2hop-sidecar stops only after that drain;
 //! - readiness probes `/readyz` and liveness `/healthz` on the admin port
 //!   the container actually listens on;
 //! - every container has CPU and memory requests and a memory limit;
@@ -207,29 +208,56 @@ fn pre_stop_sleep(container: &Value) -> Option<f64> {
 }
 
 /// Each h2hop container states its drain timeout and sleeps in preStop,
-/// and the grace period covers both.
+/// and the grace period covers both; the other containers of a Pod with
+/// h2hop-sidecar (the app) sleep in preStop until its drain has ended,
+/// since its tunnels run through them.
 fn check_shutdown_timing(pod: &Value, at: &str, problems: &mut Vec<String>) {
     let Some(grace) = pod["terminationGracePeriodSeconds"].as_f64() else {
         problems.push(format!("{at}: no terminationGracePeriodSeconds"));
         return;
     };
+    let mut sidecar_stop = None;
     for container in containers(pod) {
+        let sleep = pre_stop_sleep(container);
+        if let Some(sleep) = sleep
+            && sleep >= grace
+        {
+            problems.push(format!(
+                "{at}, container {}: preStop sleeps {sleep} s of a {grace} s grace period",
+                container["name"]
+            ));
+        }
         let Some((binary, prefix)) = h2hop_binary(container) else {
             continue;
         };
         let at = format!("{at}, {binary}");
-        let Some(drain) = env(container, &format!("{prefix}_DRAIN_TIMEOUT")) else {
-            problems.push(format!("{at}: {prefix}_DRAIN_TIMEOUT not stated"));
+        let drain = env(container, &format!("{prefix}_DRAIN_TIMEOUT"));
+        let (Some(drain), Some(sleep)) = (drain, sleep) else {
+            problems.push(format!(
+                "{at}: needs both {prefix}_DRAIN_TIMEOUT and a preStop `sleep N` hook"
+            ));
             continue;
         };
-        let Some(sleep) = pre_stop_sleep(container) else {
-            problems.push(format!("{at}: no preStop `sleep N` hook"));
-            continue;
-        };
-        let needed = seconds(drain) + sleep;
-        if grace <= needed {
+        let stop = seconds(drain) + sleep;
+        if grace <= stop {
             problems.push(format!(
                 "{at}: grace period {grace} s is not above preStop {sleep} s + drain {drain}"
+            ));
+        }
+        if binary == "h2hop-sidecar" {
+            sidecar_stop = Some(stop);
+        }
+    }
+    let Some(sidecar_stop) = sidecar_stop else {
+        return;
+    };
+    for app in containers(pod).iter().filter(|c| h2hop_binary(c).is_none()) {
+        let sleep = pre_stop_sleep(app).unwrap_or(0.0);
+        if sleep < sidecar_stop {
+            problems.push(format!(
+                "{at}, container {}: preStop sleeps {sleep} s, stopping before h2hop-sidecar's \
+                 drain ends at {sidecar_stop} s",
+                app["name"]
             ));
         }
     }
