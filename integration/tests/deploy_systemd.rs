@@ -35,8 +35,9 @@ const MAX_EXPOSURE: f64 = 3.0;
 /// Bound on one external program's run.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Where the units expect the binaries and their certificates.
+/// Where the units expect the binaries.
 const INSTALLED_BIN: &str = "/usr/local/bin";
+/// Where the env files expect the certificates and keys.
 const INSTALLED_TLS: &str = "/etc/h2hop/tls";
 
 /// A binary with a unit and an environment file in `deploy/systemd/`.
@@ -46,6 +47,7 @@ enum Service {
     Sidecar,
 }
 
+/// Every service with a unit.
 const SERVICES: [Service; 2] = [Service::Front, Service::Sidecar];
 
 impl Service {
@@ -74,19 +76,23 @@ impl Service {
         }
     }
 
+    /// Its unit in `deploy/systemd/`.
     fn unit_path(self) -> PathBuf {
         deploy_dir().join(format!("{}.service", self.binary()))
     }
 
+    /// Its example environment file in `deploy/systemd/`.
     fn env_path(self) -> PathBuf {
         deploy_dir().join(format!("{}.env", self.binary()))
     }
 }
 
+/// `deploy/systemd/` in this repository.
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/systemd")
 }
 
+/// A file's text; a missing file fails the test.
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
