@@ -13,6 +13,11 @@ base=${1:?usage: docker/build-image.sh BASE TAG}
 tag=${2:?usage: docker/build-image.sh BASE TAG}
 bins=(h2hop-front h2hop-sidecar h2hop-certs h2hop-echo)
 
+if ! docker image inspect "$base" >/dev/null 2>&1 && ! docker pull --quiet "$base" >/dev/null; then
+  echo "no image $base here, and it cannot be pulled: build one with docker/base-image.sh $base" >&2
+  exit 1
+fi
+
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
 mkdir -p "$context/docker" "$context/target/release"
@@ -49,3 +54,8 @@ fi
 for bin in "${bins[@]}"; do
   "${run[@]}" "$bin" --version
 done
+# What the Kubernetes manifests run inside the container: the preStop
+# hooks' sleep, and the rotation command's timeout, sha256sum and bash's
+# kill (deploy/kubernetes/).
+"${run[@]}" bash -c 'for tool in sleep timeout sha256sum; do command -v "$tool" >/dev/null || { echo "no $tool in the image" >&2; exit 1; }; done; sleep 0'
+echo "the image has sleep, timeout and sha256sum for the Kubernetes hooks"
