@@ -356,3 +356,17 @@ pub fn program_or_skip(
     eprintln!("!!! SKIPPED {test}: {program} is not installed (apt-get install {package})");
     Ok(None)
 }
+
+/// Runs `command` to its end within `limit` and returns what it printed
+/// and its status; a command still running at `limit` is killed.
+pub async fn output_within(
+    command: &mut tokio::process::Command,
+    limit: Duration,
+) -> anyhow::Result<std::process::Output> {
+    let description = format!("{command:?}");
+    let output = command.kill_on_drop(true).output();
+    tokio::time::timeout(limit, output)
+        .await
+        .with_context(|| format!("{description} still running after {limit:?}"))?
+        .with_context(|| format!("cannot run {description}"))
+}

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use h2hop_integration::process::program_or_skip;
+use h2hop_integration::process::{output_within, program_or_skip};
 use serde_json::Value;
 
 /// The Kubernetes release whose schemas the manifests must satisfy: one
@@ -126,12 +126,7 @@ fn manifests() -> Vec<PathBuf> {
 
 /// Runs `command` to its end, within [`RUN_TIMEOUT`].
 async fn run(command: &mut tokio::process::Command) -> Output {
-    let description = format!("{command:?}");
-    let output = command.kill_on_drop(true).output();
-    tokio::time::timeout(RUN_TIMEOUT, output)
-        .await
-        .unwrap_or_else(|_| panic!("{description} still running after {RUN_TIMEOUT:?}"))
-        .unwrap_or_else(|err| panic!("cannot run {description}: {err}"))
+    output_within(command, RUN_TIMEOUT).await.unwrap()
 }
 
 /// The documents of `manifest`, parsed by python3's PyYAML.

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use h2hop_integration::process::program_or_skip;
+use h2hop_integration::process::{output_within, program_or_skip};
 use tokio::process::Command;
 
 /// Highest overall exposure `systemd-analyze security` may give a unit
@@ -99,12 +99,7 @@ fn read(path: &Path) -> String {
 
 /// Runs `command` to its end, within [`RUN_TIMEOUT`].
 async fn run(command: &mut Command) -> Output {
-    let description = format!("{command:?}");
-    let output = command.kill_on_drop(true).output();
-    tokio::time::timeout(RUN_TIMEOUT, output)
-        .await
-        .unwrap_or_else(|_| panic!("{description} still running after {RUN_TIMEOUT:?}"))
-        .unwrap_or_else(|err| panic!("cannot run {description}: {err}"))
+    output_within(command, RUN_TIMEOUT).await.unwrap()
 }
 
 /// Standard output and error as lines.
