@@ -160,11 +160,23 @@ start_started=$(date +%s.%N)
 # process's exit status that step 6 reads).
 in_container systemctl enable --now --quiet h2hop-sidecar h2hop-front
 
-# http_status PORT PATH: the status code of GET http://127.0.0.1:PORT/PATH,
-# 000 if nothing answers.
-http_status() {
-  curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1$2" || true
+# http_get PORT PATH: GET http://127.0.0.1:PORT/PATH (no proxy), printing
+# the status code on the first line (000 if nothing answers), then the body.
+http_get() {
+  python3 -c '
+import sys, urllib.error, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+try:
+    with opener.open(f"http://127.0.0.1:{sys.argv[1]}{sys.argv[2]}", timeout=2) as r:
+        status, body = r.status, r.read()
+except urllib.error.HTTPError as e:
+    status, body = e.code, b""
+except OSError:
+    status, body = "000", b""
+print(status)
+print(body.decode(errors="replace"))' "$1" "$2"
 }
+http_status() { http_get "$1" "$2" | head -1; }
 for unit in h2hop-sidecar:$sidecar_admin_port h2hop-front:$front_admin_port; do
   port=${unit#*:} unit=${unit%:*}
   deadline=$((SECONDS + 30))
@@ -222,7 +234,7 @@ for unit in h2hop-sidecar:$sidecar_admin_port h2hop-front:$front_admin_port; do
   done
   in_container journalctl --no-pager -o cat -u "$unit" | grep "certificates reloaded" | head -1
   # The counter is added to once the reload's log lines are out: poll.
-  until metrics=$(curl -sf --max-time 2 "http://127.0.0.1:$port/metrics") \
+  until metrics=$(http_get "$port" /metrics) \
     && reloads=$(awk '$1 == "h2hop_tls_reloads_total{result=\"ok\"}" { print $2 }' <<<"$metrics") \
     && [ "${reloads:-0}" -ge 1 ] 2>/dev/null; do
     if [ "$SECONDS" -ge "$deadline" ]; then
@@ -250,9 +262,13 @@ s.sendall(("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
 print(s.recv(4096).split(b"\r\n")[0].decode(), flush=True)
 s.settimeout(60)
 start = time.monotonic()
-while s.recv(4096):
-    pass
-print(f"closed by the front after {time.monotonic() - start:.1f} s", flush=True)
+how = "closed"
+try:
+    while s.recv(4096):
+        pass
+except ConnectionResetError:
+    how = "reset"
+print(f"{how} by the front after {time.monotonic() - start:.1f} s", flush=True)
 ' "$front_port" >"$tunnel_log" 2>&1 &
 tunnel_pid=$!
 deadline=$((SECONDS + 10))
