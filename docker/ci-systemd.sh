@@ -20,7 +20,8 @@
 #    h2hop_tls_reloads_total{result="ok"} on each /metrics.
 # 5. The sandbox as it runs: a dynamic (non-root) user, the group
 #    h2hop-tls, seccomp in filter mode, no_new_privs, and capabilities
-#    (none for the sidecar, CAP_NET_BIND_SERVICE only for the front).
+#    (none for the sidecar, CAP_NET_BIND_SERVICE only for the front), and
+#    LimitNOFILE=65536.
 # 6. `systemctl stop` with a WebSocket held open: both drain it for their
 #    20 s drain timeout and exit 0, within TimeoutStopSec (30 s).
 # On failure it prints the units' journals; it always removes the container.
@@ -102,10 +103,10 @@ echo "H2HOP_FRONT_SIDECAR_NAME=sidecar" >>"$env_front"
 set_var "$env_sidecar" H2HOP_SIDECAR_LISTEN "127.0.0.1:$sidecar_port"
 set_var "$env_sidecar" H2HOP_SIDECAR_APP "127.0.0.1:$app_port"
 set_var "$env_sidecar" H2HOP_SIDECAR_ADMIN_LISTEN "127.0.0.1:$sidecar_admin_port"
-# The container is privileged (systemd needs to mount and to make cgroups),
-# so /sys and /proc/sys are the host's, writable: units that would load
-# modules, set sysctls (Debian's pid_max), trigger udev on the host's
-# devices or open gettys are masked.
+# systemd in the container gets near-root powers (below), and /sys/fs/cgroup
+# is the host's: units that would load modules, set sysctls (Debian's
+# pid_max), trigger udev on the host's devices or open gettys are masked,
+# though /sys and /proc/sys stay read-only.
 for unit in systemd-udevd.service systemd-udev-trigger.service systemd-udevd-control.socket \
   systemd-udevd-kernel.socket systemd-sysctl.service systemd-modules-load.service \
   kmod-static-nodes.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
@@ -117,6 +118,14 @@ for unit in systemd-udevd.service systemd-udev-trigger.service systemd-udevd-con
 done
 
 echo "-- boot systemd in a container"
+# Not --privileged: it asks for every capability, and runc fails ("unable
+# to apply caps") where the engine's own bounding set lacks one
+# (CAP_SYS_RESOURCE on some CI hosts). Instead every capability but that
+# one, no seccomp profile (systemd installs its own filters), and the
+# host's cgroup v1 hierarchies writable in the host's cgroup namespace:
+# systemd makes its cgroups under the container's own (/docker/ID/...),
+# which the engine removes with the container. /run and /tmp are tmpfs as
+# on a booted host; SIGRTMIN+3 is systemd's "halt" for docker stop.
 docker create --name "$name" --network host --cap-add ALL --cap-drop SYS_RESOURCE \
   --security-opt seccomp=unconfined --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup \
   --tmpfs /run --tmpfs /run/lock --tmpfs /tmp -e container=docker \
@@ -196,7 +205,8 @@ target/release/h2hop-demo --check "127.0.0.1:$front_port"
 
 echo "-- the sandbox as it runs"
 # check_process UNIT CAPEFF: UNIT's main process runs as a dynamic user in
-# h2hop-tls, under a seccomp filter, with no_new_privs and exactly CAPEFF.
+# h2hop-tls, under a seccomp filter, with no_new_privs, exactly CAPEFF and
+# the unit's descriptor limit.
 tls_gid=$(in_container getent group h2hop-tls | cut -d: -f3)
 check_process() {
   local unit=$1 cap_eff=$2 pid status uid
@@ -213,9 +223,20 @@ check_process() {
   [ "$(field Seccomp)" = 2 ] || { echo "$unit: Seccomp $(field Seccomp), not 2 (filter)" >&2; exit 1; }
   [ "$(field NoNewPrivs)" = 1 ] || { echo "$unit: NoNewPrivs $(field NoNewPrivs), not 1" >&2; exit 1; }
   [ "$(field CapEff)" = "$cap_eff" ] || { echo "$unit: CapEff $(field CapEff), not $cap_eff" >&2; exit 1; }
+  # LimitNOFILE=65536 as the soft limit too (not the usual 1024).
+  nofile=$(in_container cat "/proc/$pid/limits" | awk '/^Max open files/ { print $4 }')
+  [ "$nofile" = "$nofile_expected" ] \
+    || { echo "$unit: open files limit $nofile, not $nofile_expected" >&2; exit 1; }
   echo "$unit: pid $pid, user $(in_container ps -o user= -p "$pid") (uid $uid)," \
-    "groups $(field Groups), Seccomp 2, NoNewPrivs 1, CapEff $cap_eff"
+    "groups $(field Groups), Seccomp 2, NoNewPrivs 1, CapEff $cap_eff, open files $nofile"
 }
+# systemd can raise a limit only as far as its own hard limit, which it
+# inherits from the engine when it lacks CAP_SYS_RESOURCE (see docker
+# create above): there it sets the nearest value, which is what to expect.
+init_nofile=$(in_container cat /proc/1/limits | awk '/^Max open files/ { print $5 }')
+nofile_expected=$((init_nofile < 65536 ? init_nofile : 65536))
+[ "$nofile_expected" = 65536 ] \
+  || echo "!!! the container's hard limit on open files is $init_nofile: LimitNOFILE=65536 is checked as $nofile_expected"
 check_process h2hop-sidecar 0000000000000000
 # CAP_NET_BIND_SERVICE (bit 10) alone.
 check_process h2hop-front 0000000000000400
