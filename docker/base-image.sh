@@ -14,10 +14,17 @@
 # Needs root, mmdebstrap, and an apt source for bookworm in
 # /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list. The tar is
 # kept in $H2HOP_BASE_CACHE (default target/docker-base) and reused.
+#
+# A variant for another purpose (docker/ci-systemd.sh boots systemd) names
+# its extra packages, comma-separated, in $H2HOP_BASE_EXTRA and the tar it
+# is cached as in $H2HOP_BASE_NAME; both unset give the image above.
 set -euo pipefail
 tag=${1:?usage: docker/base-image.sh TAG}
 cache=${H2HOP_BASE_CACHE:-target/docker-base}
-tar="$cache/bookworm-essential.tar"
+name=${H2HOP_BASE_NAME:-bookworm-essential}
+include=passwd${H2HOP_BASE_EXTRA:+,$H2HOP_BASE_EXTRA}
+tar="$cache/$name.tar"
+log="$cache/${H2HOP_BASE_NAME:+$name.}mmdebstrap.log"
 
 sources=/etc/apt/sources.list.d/debian.sources
 [ -f "$sources" ] || sources=/etc/apt/sources.list
@@ -26,8 +33,8 @@ if [ ! -s "$tar" ]; then
   # Its output (the merged-usr hook's dpkg lines) goes to a log, shown only
   # if it fails. The partial file's name ends in .tar: mmdebstrap picks the
   # output format from it.
-  partial="$cache/bookworm-essential.partial.tar"
-  if ! mmdebstrap --quiet --format=tar --variant=essential --include=passwd \
+  partial="$cache/$name.partial.tar"
+  if ! mmdebstrap --quiet --format=tar --variant=essential --include="$include" \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/info/*' \
@@ -35,9 +42,9 @@ if [ ! -s "$tar" ]; then
     --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/*' \
-    bookworm "$partial" "$sources" >"$cache/mmdebstrap.log" 2>&1; then
-    tail -30 "$cache/mmdebstrap.log" >&2
-    echo "mmdebstrap failed; its log: $cache/mmdebstrap.log" >&2
+    bookworm "$partial" "$sources" >"$log" 2>&1; then
+    tail -30 "$log" >&2
+    echo "mmdebstrap failed; its log: $log" >&2
     exit 1
   fi
   mv "$partial" "$tar"
