@@ -30,14 +30,9 @@ echo "-- images"
 bash docker/base-image.sh "$base"
 bash docker/build-image.sh "$base" "$image"
 
-# Five distinct free loopback ports, all bound at once so none repeats.
+# Five distinct free loopback ports (docker/free-ports).
 read -r H2HOP_DEMO_FRONT_PORT H2HOP_DEMO_FRONT_ADMIN_PORT H2HOP_DEMO_SIDECAR_PORT \
-  H2HOP_DEMO_SIDECAR_ADMIN_PORT H2HOP_DEMO_APP_PORT < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(5)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))')
+  H2HOP_DEMO_SIDECAR_ADMIN_PORT H2HOP_DEMO_APP_PORT < <(python3 docker/free-ports 5)
 export H2HOP_DEMO_FRONT_PORT H2HOP_DEMO_FRONT_ADMIN_PORT H2HOP_DEMO_SIDECAR_PORT \
   H2HOP_DEMO_SIDECAR_ADMIN_PORT H2HOP_DEMO_APP_PORT
 

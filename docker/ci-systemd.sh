@@ -46,14 +46,9 @@ echo "-- image"
 H2HOP_BASE_NAME=bookworm-systemd H2HOP_BASE_EXTRA=systemd,systemd-sysv,procps,libnss-systemd \
   bash docker/base-image.sh "$base"
 
-# Six distinct free loopback ports, all bound at once so none repeats.
+# Six distinct free loopback ports (docker/free-ports).
 read -r front_port front_tls_port front_admin_port sidecar_port sidecar_admin_port \
-  app_port < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(6)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))')
+  app_port < <(python3 docker/free-ports 6)
 
 stage=$(mktemp -d /tmp/h2hop-systemd-stage.XXXXXX)
 in_container() { docker exec "$name" "$@"; }
